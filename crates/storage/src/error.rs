@@ -1,0 +1,52 @@
+//! The one error type at storage's boundary.
+
+/// What can go wrong in storage. Callers map these to API errors; the cause of `Database` is
+/// logged by the gateway once and never sent to a client.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The row does not exist, or belongs to another org: the two are not distinguished.
+    #[error("not found")]
+    NotFound,
+    /// A named uniqueness or state rule was broken.
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    /// The runtime role has privileges it must not have; the gateway refuses to serve.
+    #[error("unsafe database role: {0}")]
+    UnsafeRole(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("audit chain broken in org {org_id}: {cause}")]
+    AuditChain {
+        org_id: portcullis_core::OrgId,
+        cause: portcullis_core::audit::ChainBreak,
+    },
+}
+
+impl StorageError {
+    /// A refusal by row-level security (SQLSTATE 42501) on an insert into another org is, to
+    /// a client, the same as that org's row not existing.
+    pub(crate) fn from_write(error: sqlx::Error) -> Self {
+        match &error {
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("42501") => Self::NotFound,
+            _ => Self::Database(error),
+        }
+    }
+
+    /// Maps a violation of the named unique constraint to `Conflict`, anything else as a
+    /// write error.
+    pub(crate) fn on_constraint(
+        constraint: &'static str,
+        message: &'static str,
+    ) -> impl Fn(sqlx::Error) -> Self {
+        move |error| match &error {
+            sqlx::Error::Database(db) if db.constraint() == Some(constraint) => {
+                Self::Conflict(message)
+            }
+            _ => Self::from_write(error),
+        }
+    }
+}

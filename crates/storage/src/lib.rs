@@ -1,0 +1,20 @@
+//! PostgreSQL storage for Portcullis: the runtime pool, the tenant transaction through which
+//! every tenant query goes, the audit chain, and the embedded migrations.
+//!
+//! **Architecture Invariant:** only this crate names `sqlx`. `Db` hides its pool: outside this
+//! crate a query can only run inside a [`TenantTx`] (reads) or a [`WriteTx`] (changes, which
+//! carry their audit entry), so no caller can forget the tenant context or the audit.
+//!
+//! **Architecture Invariant:** storage never decides a permission; the gateway's guard does.
+
+pub mod audit;
+mod db;
+mod error;
+pub mod migrate;
+pub mod orgs;
+pub mod teams;
+mod tenant;
+
+pub use db::{Db, DbOptions, RoleCheck};
+pub use error::StorageError;
+pub use tenant::{AuditReceipt, AuditedChange, TenantTx, WriteTx};

@@ -1,0 +1,88 @@
+//! Two orgs with a row in every tenant table, for isolation tests.
+
+use portcullis_core::audit::{Actor, Source};
+use portcullis_core::{OrgId, TeamId, UserId};
+use portcullis_storage::orgs::{self, Org};
+use portcullis_storage::teams::{self, NewTeam};
+use portcullis_storage::{AuditedChange, Db};
+use portcullis_testkit::TestDb;
+use sqlx::PgPool;
+
+pub fn actor() -> Actor {
+    Actor::system("storage-tests")
+}
+
+pub fn source() -> Source {
+    Source {
+        client_ip: Some("203.0.113.9".parse().unwrap()),
+        user_agent: Some("storage-tests".to_owned()),
+        request_id: Some("req-test".to_owned()),
+    }
+}
+
+/// Creates an org with a team, and a member (a user row) inserted as the runtime role.
+pub async fn populated_org(test: &TestDb, name: &str) -> Org {
+    let org = orgs::create_org(&test.db, &actor(), &source(), name).await.unwrap();
+    add_team(&test.db, org.org_id, &format!("{name}-team")).await;
+    add_member(&test.runtime, org.org_id, &format!("{name}@example.com")).await;
+    org
+}
+
+pub async fn add_team(db: &Db, org: OrgId, name: &str) -> TeamId {
+    let team_id = TeamId::new();
+    let mut tx = db
+        .begin_write(org, &actor(), &source(), AuditedChange::new("team.created", "team", team_id))
+        .await
+        .unwrap();
+    let team = NewTeam {
+        name: name.to_owned(),
+        budget_micro_usd: Some(1_000_000),
+        budget_period: Some("monthly".to_owned()),
+    };
+    teams::create_team(&mut tx, team_id, &team).await.unwrap();
+    tx.commit().await.unwrap();
+    team_id
+}
+
+/// Raw SQL as the runtime role, inside the org's context: membership management arrives with
+/// the access-control plane, and these tests only need the rows.
+pub async fn add_member(runtime: &PgPool, org: OrgId, email: &str) -> UserId {
+    let user = UserId::new();
+    let mut tx = runtime.begin().await.unwrap();
+    set_org(&mut tx, org).await;
+    sqlx::query("insert into users (user_id, email) values ($1, $2)")
+        .bind(user.as_uuid())
+        .bind(email)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("insert into memberships (org_id, user_id, role) values ($1, $2, 'admin')")
+        .bind(org.as_uuid())
+        .bind(user.as_uuid())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    user
+}
+
+pub async fn set_org(conn: &mut sqlx::PgConnection, org: OrgId) {
+    sqlx::query("select set_config('portcullis.org_id', $1, true)")
+        .bind(org.to_string())
+        .execute(conn)
+        .await
+        .unwrap();
+}
+
+/// Every table of the schema with an `org_id` column, from the catalog.
+pub async fn tenant_tables(pool: &PgPool) -> Vec<String> {
+    sqlx::query_scalar(
+        "select c.relname::text from pg_class c
+         join pg_attribute a on a.attrelid = c.oid and a.attname = 'org_id' and not a.attisdropped
+         where c.relnamespace = 'public'::regnamespace and c.relkind in ('r', 'p')
+         order by 1",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}

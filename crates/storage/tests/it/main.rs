@@ -1,0 +1,7 @@
+//! Storage integration tests: each test gets a fresh database and works as the runtime role.
+//! Control tests are named after their control (`ac_3_...`, `au_3_...`, `cf_2_...`).
+
+mod audit_chain;
+mod catalog;
+mod fixtures;
+mod tenancy;
