@@ -38,7 +38,9 @@ impl ChainHash {
     }
 
     pub fn from_slice(bytes: &[u8]) -> Result<Self, InvalidChainHash> {
-        <[u8; 32]>::try_from(bytes).map(Self).map_err(|_| InvalidChainHash)
+        <[u8; 32]>::try_from(bytes)
+            .map(Self)
+            .map_err(|_| InvalidChainHash)
     }
 }
 
@@ -216,7 +218,9 @@ fn write_canonical_json(value: &Value, out: &mut Vec<u8>) {
 /// Where and why a chain stopped verifying.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ChainBreak {
-    #[error("entry {found} found where entry {expected} was expected: an entry was removed or reordered")]
+    #[error(
+        "entry {found} found where entry {expected} was expected: an entry was removed or reordered"
+    )]
     Gap { expected: i64, found: i64 },
     #[error("entry {seq} does not link to the entry before it: an entry was removed or reordered")]
     BrokenLink { seq: i64 },
@@ -224,7 +228,9 @@ pub enum ChainBreak {
     Edited { seq: i64 },
     #[error("entry {seq} belongs to another org's chain")]
     ForeignEntry { seq: i64 },
-    #[error("the recorded head (entry {seq}, {expected}) is not in the chain: entries were removed")]
+    #[error(
+        "the recorded head (entry {seq}, {expected}) is not in the chain: entries were removed"
+    )]
     HeadMissing { seq: i64, expected: ChainHash },
 }
 

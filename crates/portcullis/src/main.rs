@@ -1,1 +1,116 @@
-fn main() {}
+//! The `portcullis` command: configuration, wiring and the listener. Logic lives in the
+//! library crates; this binary only connects them.
+
+mod audit_cmd;
+mod config;
+mod serve;
+mod telemetry;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use portcullis_core::OrgId;
+use portcullis_storage::migrate::{self, MigrateOptions};
+
+use crate::config::Config;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "portcullis",
+    version,
+    about = "A self-hosted LLM gateway built to pass a SOC 2 audit"
+)]
+struct Cli {
+    /// TOML configuration file; `PORTCULLIS_*` environment variables override it.
+    #[arg(long, short, env = "PORTCULLIS_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the gateway until SIGTERM or SIGINT.
+    Serve,
+    /// Create or update the database roles and apply migrations (needs database.admin_url).
+    Migrate,
+    /// Audit trail tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Verify the hash chain of one org, or of every org.
+    Verify {
+        /// Only this org.
+        #[arg(long)]
+        org: Option<OrgId>,
+        /// A head printed by an earlier run, `SEQ:HASH`, that the chain must still contain
+        /// (keep it outside the database: it is what reveals a removed tail). Needs --org.
+        #[arg(long, requires = "org")]
+        expect_head: Option<String>,
+        /// Print one JSON object per org instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(run(cli.command, config));
+    match outcome {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve => serve::run(config).await.map(|()| ExitCode::SUCCESS),
+        Command::Migrate => {
+            let report = migrate::run(&MigrateOptions {
+                admin_url: config.database.admin_url()?.clone(),
+                runtime_url: config.database.url()?.clone(),
+            })
+            .await?;
+            eprintln!(
+                "migrated to version {}; the gateway connects as login role `{}`",
+                report.applied_version, report.runtime_login
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit {
+            command:
+                AuditCommand::Verify {
+                    org,
+                    expect_head,
+                    json,
+                },
+        } => audit_cmd::verify(&config, org, expect_head.as_deref(), json).await,
+    }
+}

@@ -12,9 +12,9 @@ use sqlx::PgConnection;
 use sqlx::types::ipnetwork::IpNetwork;
 use uuid::Uuid;
 
+use crate::Db;
 use crate::error::StorageError;
 use crate::tenant::{AuditReceipt, AuditedChange, TenantTx};
-use crate::Db;
 
 /// Distinguishes the audit chain's advisory locks from any other advisory lock user.
 const CHAIN_LOCK_NAMESPACE: i64 = 0x5043_4155_4449_5400; // "PCAUDIT\0"

@@ -77,7 +77,9 @@ impl Db {
     /// it is unreachable.
     pub fn connect_lazy(options: &DbOptions) -> Result<Self, StorageError> {
         let connect = PgConnectOptions::from_str(options.url.expose_secret())
-            .map_err(|_| StorageError::Config("database.url is not a valid postgres:// URL".into()))?
+            .map_err(|_| {
+                StorageError::Config("database.url is not a valid postgres:// URL".into())
+            })?
             .application_name("portcullis");
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)

@@ -13,8 +13,11 @@ pub enum StorageError {
     /// The runtime role has privileges it must not have; the gateway refuses to serve.
     #[error("unsafe database role: {0}")]
     UnsafeRole(String),
+    /// PostgreSQL cannot be reached or no connection is free: worth retrying later.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(#[source] sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("invalid configuration: {0}")]
@@ -26,13 +29,24 @@ pub enum StorageError {
     },
 }
 
+impl From<sqlx::Error> for StorageError {
+    fn from(error: sqlx::Error) -> Self {
+        match error {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                Self::Unavailable(error)
+            }
+            other => Self::Database(other),
+        }
+    }
+}
+
 impl StorageError {
     /// A refusal by row-level security (SQLSTATE 42501) on an insert into another org is, to
     /// a client, the same as that org's row not existing.
     pub(crate) fn from_write(error: sqlx::Error) -> Self {
         match &error {
             sqlx::Error::Database(db) if db.code().as_deref() == Some("42501") => Self::NotFound,
-            _ => Self::Database(error),
+            _ => Self::from(error),
         }
     }
 

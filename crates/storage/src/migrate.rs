@@ -10,11 +10,11 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use percent_encoding::percent_decode_str;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
-use percent_encoding::percent_decode_str;
 use url::Url;
 
 use crate::error::StorageError;
@@ -49,7 +49,9 @@ pub struct MigrateReport {
 pub async fn run(options: &MigrateOptions) -> Result<MigrateReport, StorageError> {
     let login = RuntimeLogin::from_url(&options.runtime_url)?;
     let connect = PgConnectOptions::from_str(options.admin_url.expose_secret())
-        .map_err(|_| StorageError::Config("database.admin_url is not a valid postgres:// URL".into()))?
+        .map_err(|_| {
+            StorageError::Config("database.admin_url is not a valid postgres:// URL".into())
+        })?
         .application_name("portcullis-migrate");
     let mut conn = PgConnection::connect_with(&connect).await?;
 
@@ -67,11 +69,15 @@ pub async fn run(options: &MigrateOptions) -> Result<MigrateReport, StorageError
         }
     }
 
-    sqlx::query(&format!("set role {OWNER_ROLE}")).execute(&mut conn).await?;
-    MIGRATOR.run(&mut conn).await?;
-    sqlx::query(&format!("grant select on _sqlx_migrations to {RUNTIME_ROLE}"))
+    sqlx::query(&format!("set role {OWNER_ROLE}"))
         .execute(&mut conn)
         .await?;
+    MIGRATOR.run(&mut conn).await?;
+    sqlx::query(&format!(
+        "grant select on _sqlx_migrations to {RUNTIME_ROLE}"
+    ))
+    .execute(&mut conn)
+    .await?;
     sqlx::query("reset role").execute(&mut conn).await?;
     conn.close().await?;
     Ok(MigrateReport {
@@ -87,12 +93,15 @@ struct RuntimeLogin {
 
 impl RuntimeLogin {
     fn from_url(url: &SecretString) -> Result<Self, StorageError> {
-        let parsed = Url::parse(url.expose_secret())
-            .map_err(|_| StorageError::Config("database.url is not a valid postgres:// URL".into()))?;
+        let parsed = Url::parse(url.expose_secret()).map_err(|_| {
+            StorageError::Config("database.url is not a valid postgres:// URL".into())
+        })?;
         let name = parsed.username().to_owned();
         let valid = !name.is_empty()
             && name.len() <= 63
-            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
             && !name.as_bytes()[0].is_ascii_digit();
         if !valid {
             return Err(StorageError::Config(
@@ -118,9 +127,18 @@ fn is_race(error: &sqlx::Error) -> bool {
 }
 
 async fn ensure_roles(conn: &mut PgConnection, login: &RuntimeLogin) -> Result<(), sqlx::Error> {
-    ensure_role(conn, OWNER_ROLE, "nologin nosuperuser nocreatedb nocreaterole nobypassrls").await?;
-    ensure_role(conn, RUNTIME_ROLE, "nologin nosuperuser nocreatedb nocreaterole nobypassrls")
-        .await?;
+    ensure_role(
+        conn,
+        OWNER_ROLE,
+        "nologin nosuperuser nocreatedb nocreaterole nobypassrls",
+    )
+    .await?;
+    ensure_role(
+        conn,
+        RUNTIME_ROLE,
+        "nologin nosuperuser nocreatedb nocreaterole nobypassrls",
+    )
+    .await?;
     ensure_role(
         conn,
         &login.name,
@@ -129,11 +147,12 @@ async fn ensure_roles(conn: &mut PgConnection, login: &RuntimeLogin) -> Result<(
     .await?;
     if let Some(password) = &login.password {
         // The server quotes the password (format %L): nothing is spliced into SQL here.
-        let statement: String = sqlx::query_scalar("select format('alter role %I password %L', $1, $2)")
-            .bind(&login.name)
-            .bind(password.expose_secret())
-            .fetch_one(&mut *conn)
-            .await?;
+        let statement: String =
+            sqlx::query_scalar("select format('alter role %I password %L', $1, $2)")
+                .bind(&login.name)
+                .bind(password.expose_secret())
+                .fetch_one(&mut *conn)
+                .await?;
         sqlx::query(&statement).execute(&mut *conn).await?;
     }
     grant_membership(conn, RUNTIME_ROLE, &login.name).await?;
@@ -159,17 +178,23 @@ async fn ensure_roles(conn: &mut PgConnection, login: &RuntimeLogin) -> Result<(
 }
 
 /// Creates the role with these attributes, or brings an existing one back to them.
-async fn ensure_role(conn: &mut PgConnection, name: &str, attributes: &str) -> Result<(), sqlx::Error> {
-    let exists: bool = sqlx::query_scalar("select exists (select 1 from pg_roles where rolname = $1)")
-        .bind(name)
-        .fetch_one(&mut *conn)
-        .await?;
+async fn ensure_role(
+    conn: &mut PgConnection,
+    name: &str,
+    attributes: &str,
+) -> Result<(), sqlx::Error> {
+    let exists: bool =
+        sqlx::query_scalar("select exists (select 1 from pg_roles where rolname = $1)")
+            .bind(name)
+            .fetch_one(&mut *conn)
+            .await?;
     let verb = if exists { "alter" } else { "create" };
     // `name` is a validated identifier or one of our constants; %I quotes it all the same.
-    let statement: String = sqlx::query_scalar(&format!("select format('{verb} role %I {attributes}', $1)"))
-        .bind(name)
-        .fetch_one(&mut *conn)
-        .await?;
+    let statement: String =
+        sqlx::query_scalar(&format!("select format('{verb} role %I {attributes}', $1)"))
+            .bind(name)
+            .fetch_one(&mut *conn)
+            .await?;
     if exists && role_matches(conn, name, attributes).await? {
         return Ok(());
     }
@@ -179,15 +204,25 @@ async fn ensure_role(conn: &mut PgConnection, name: &str, attributes: &str) -> R
 
 /// Whether an existing role already has the attributes, so that concurrent migrations do not
 /// rewrite the same catalog row.
-async fn role_matches(conn: &mut PgConnection, name: &str, attributes: &str) -> Result<bool, sqlx::Error> {
-    let (login, superuser, createdb, createrole, bypass, inherit): (bool, bool, bool, bool, bool, bool) =
-        sqlx::query_as(
-            "select rolcanlogin, rolsuper, rolcreatedb, rolcreaterole, rolbypassrls, rolinherit
+async fn role_matches(
+    conn: &mut PgConnection,
+    name: &str,
+    attributes: &str,
+) -> Result<bool, sqlx::Error> {
+    let (login, superuser, createdb, createrole, bypass, inherit): (
+        bool,
+        bool,
+        bool,
+        bool,
+        bool,
+        bool,
+    ) = sqlx::query_as(
+        "select rolcanlogin, rolsuper, rolcreatedb, rolcreaterole, rolbypassrls, rolinherit
              from pg_roles where rolname = $1",
-        )
-        .bind(name)
-        .fetch_one(&mut *conn)
-        .await?;
+    )
+    .bind(name)
+    .fetch_one(&mut *conn)
+    .await?;
     let wants = |attribute: &str| attributes.split(' ').any(|a| a == attribute);
     Ok(login == wants("login")
         && !superuser
@@ -197,7 +232,11 @@ async fn role_matches(conn: &mut PgConnection, name: &str, attributes: &str) -> 
         && (!wants("inherit") || inherit))
 }
 
-async fn grant_membership(conn: &mut PgConnection, role: &str, member: &str) -> Result<(), sqlx::Error> {
+async fn grant_membership(
+    conn: &mut PgConnection,
+    role: &str,
+    member: &str,
+) -> Result<(), sqlx::Error> {
     let is_member: bool = sqlx::query_scalar(
         "select exists (select 1 from pg_auth_members m
                         join pg_roles r on r.oid = m.roleid
@@ -237,7 +276,10 @@ mod tests {
             "postgres://Robert%27);drop@localhost/db",
             "postgres://localhost/db",
         ] {
-            assert!(RuntimeLogin::from_url(&SecretString::from(url.to_owned())).is_err(), "{url}");
+            assert!(
+                RuntimeLogin::from_url(&SecretString::from(url.to_owned())).is_err(),
+                "{url}"
+            );
         }
     }
 }

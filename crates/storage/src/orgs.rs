@@ -5,9 +5,9 @@ use portcullis_core::OrgId;
 use portcullis_core::audit::{Actor, Source};
 use uuid::Uuid;
 
+use crate::Db;
 use crate::error::StorageError;
 use crate::tenant::{AuditedChange, TenantTx};
-use crate::Db;
 
 /// An organization with its settings.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -33,7 +33,12 @@ pub async fn create_org(
 ) -> Result<Org, StorageError> {
     let org_id = OrgId::new();
     let mut tx = db
-        .begin_write(org_id, actor, source, AuditedChange::new("org.created", "org", org_id))
+        .begin_write(
+            org_id,
+            actor,
+            source,
+            AuditedChange::new("org.created", "org", org_id),
+        )
         .await?;
     sqlx::query("insert into organizations (org_id, name) values ($1, $2)")
         .bind(org_id.as_uuid())

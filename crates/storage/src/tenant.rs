@@ -82,7 +82,12 @@ pub struct AuditReceipt {
 }
 
 impl WriteTx {
-    pub(crate) fn new(inner: TenantTx, actor: Actor, source: Source, change: AuditedChange) -> Self {
+    pub(crate) fn new(
+        inner: TenantTx,
+        actor: Actor,
+        source: Source,
+        change: AuditedChange,
+    ) -> Self {
         Self {
             inner,
             actor,
@@ -127,4 +132,3 @@ impl WriteTx {
         Ok(receipt)
     }
 }
-

@@ -45,10 +45,12 @@ impl TestDb {
     pub async fn new() -> anyhow::Result<Self> {
         let server = server_url();
         let name = format!("pct_{}", uuid::Uuid::now_v7().simple());
-        let mut admin = PgConnection::connect(&server)
-            .await
-            .with_context(|| "cannot reach the test PostgreSQL (see PORTCULLIS_TEST_DATABASE_URL)")?;
-        admin.execute(format!("create database {name}").as_str()).await?;
+        let mut admin = PgConnection::connect(&server).await.with_context(
+            || "cannot reach the test PostgreSQL (see PORTCULLIS_TEST_DATABASE_URL)",
+        )?;
+        admin
+            .execute(format!("create database {name}").as_str())
+            .await?;
         admin.close().await?;
 
         let admin_url = with_database(&server, &name, None)?;

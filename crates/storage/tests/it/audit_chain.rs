@@ -30,7 +30,10 @@ async fn org_with_chain(test: &TestDb, teams: usize) -> OrgId {
 async fn tamper(test: &TestDb, org: OrgId, statements: &[&str]) {
     let mut conn = sqlx::PgConnection::connect(test.admin_url()).await.unwrap();
     let mut tx = conn.begin().await.unwrap();
-    sqlx::query("set local role portcullis_owner").execute(&mut *tx).await.unwrap();
+    sqlx::query("set local role portcullis_owner")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
     set_org(&mut tx, org).await;
     sqlx::query("alter table audit_events disable trigger audit_events_append_only")
         .execute(&mut *tx)
@@ -38,7 +41,10 @@ async fn tamper(test: &TestDb, org: OrgId, statements: &[&str]) {
         .unwrap();
     for statement in statements {
         let done = sqlx::query(statement).execute(&mut *tx).await.unwrap();
-        assert!(done.rows_affected() > 0, "tampering changed nothing: {statement}");
+        assert!(
+            done.rows_affected() > 0,
+            "tampering changed nothing: {statement}"
+        );
     }
     sqlx::query("alter table audit_events enable trigger audit_events_append_only")
         .execute(&mut *tx)
@@ -66,7 +72,10 @@ async fn au_3_the_runtime_role_cannot_update_delete_or_truncate_audit_events() {
         let mut tx = test.runtime.begin().await.unwrap();
         set_org(&mut tx, org).await;
         let error = sqlx::query(statement).execute(&mut *tx).await.unwrap_err();
-        let code = error.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned());
+        let code = error
+            .as_database_error()
+            .and_then(|e| e.code())
+            .map(|c| c.into_owned());
         assert_eq!(code.as_deref(), Some("42501"), "{statement}: {error}");
     }
     let summary = audit::verify(&test.db, org, None).await.unwrap();
@@ -88,11 +97,17 @@ async fn au_3_the_trigger_refuses_changes_even_to_the_owner_and_a_superuser() {
     ] {
         let mut tx = superuser.begin().await.unwrap();
         if role != "postgres" {
-            sqlx::query(&format!("set local role {role}")).execute(&mut *tx).await.unwrap();
+            sqlx::query(&format!("set local role {role}"))
+                .execute(&mut *tx)
+                .await
+                .unwrap();
         }
         set_org(&mut tx, org).await;
         let error = sqlx::query(statement).execute(&mut *tx).await.unwrap_err();
-        assert!(error.to_string().contains("append-only"), "{role} {statement}: {error}");
+        assert!(
+            error.to_string().contains("append-only"),
+            "{role} {statement}: {error}"
+        );
     }
 }
 
@@ -101,8 +116,16 @@ async fn au_3_verification_detects_an_edited_entry() {
     let test = TestDb::new().await.unwrap();
     let org = org_with_chain(&test, 3).await;
     audit::verify(&test.db, org, None).await.unwrap();
-    tamper(&test, org, &["update audit_events set details = '{\"name\": \"benign\"}' where seq = 2"]).await;
-    assert_eq!(chain_break(audit::verify(&test.db, org, None).await), ChainBreak::Edited { seq: 2 });
+    tamper(
+        &test,
+        org,
+        &["update audit_events set details = '{\"name\": \"benign\"}' where seq = 2"],
+    )
+    .await;
+    assert_eq!(
+        chain_break(audit::verify(&test.db, org, None).await),
+        ChainBreak::Edited { seq: 2 }
+    );
 }
 
 #[tokio::test]
@@ -112,7 +135,10 @@ async fn au_3_verification_detects_a_removed_entry() {
     tamper(&test, org, &["delete from audit_events where seq = 2"]).await;
     assert_eq!(
         chain_break(audit::verify(&test.db, org, None).await),
-        ChainBreak::Gap { expected: 2, found: 3 }
+        ChainBreak::Gap {
+            expected: 2,
+            found: 3
+        }
     );
 }
 
@@ -131,7 +157,10 @@ async fn au_3_verification_detects_a_removed_entry_even_with_the_numbering_repai
     .await;
     let cause = chain_break(audit::verify(&test.db, org, None).await);
     assert!(
-        matches!(cause, ChainBreak::BrokenLink { seq: 2 } | ChainBreak::Edited { seq: 2 }),
+        matches!(
+            cause,
+            ChainBreak::BrokenLink { seq: 2 } | ChainBreak::Edited { seq: 2 }
+        ),
         "{cause:?}"
     );
 }
@@ -151,7 +180,10 @@ async fn au_3_verification_detects_reordered_entries() {
     .await;
     let cause = chain_break(audit::verify(&test.db, org, None).await);
     assert!(
-        matches!(cause, ChainBreak::BrokenLink { seq: 2 } | ChainBreak::Edited { seq: 2 }),
+        matches!(
+            cause,
+            ChainBreak::BrokenLink { seq: 2 } | ChainBreak::Edited { seq: 2 }
+        ),
         "{cause:?}"
     );
 }
@@ -166,11 +198,20 @@ async fn au_3_a_removed_tail_is_detected_against_the_recorded_head() {
 
     tamper(&test, org, &["delete from audit_events where seq >= 4"]).await;
     // Without the recorded head a cut tail looks like a shorter, valid chain...
-    assert_eq!(audit::verify(&test.db, org, None).await.unwrap().events_checked, 3);
+    assert_eq!(
+        audit::verify(&test.db, org, None)
+            .await
+            .unwrap()
+            .events_checked,
+        3
+    );
     // ...with it, the cut is found.
     assert_eq!(
         chain_break(audit::verify(&test.db, org, Some(head)).await),
-        ChainBreak::HeadMissing { seq: 5, expected: head.hash }
+        ChainBreak::HeadMissing {
+            seq: 5,
+            expected: head.hash
+        }
     );
 }
 
@@ -214,8 +255,15 @@ async fn au_3_a_failed_change_leaves_no_audit_entry_and_an_entry_never_outlives_
         budget_micro_usd: None,
         budget_period: None,
     };
-    assert!(portcullis_storage::teams::create_team(&mut tx, team_id, &duplicate).await.is_err());
-    assert!(tx.commit().await.is_err(), "a failed transaction must not commit");
+    assert!(
+        portcullis_storage::teams::create_team(&mut tx, team_id, &duplicate)
+            .await
+            .is_err()
+    );
+    assert!(
+        tx.commit().await.is_err(),
+        "a failed transaction must not commit"
+    );
     // A write dropped without commit leaves nothing either.
     let dropped = test
         .db
@@ -228,5 +276,11 @@ async fn au_3_a_failed_change_leaves_no_audit_entry_and_an_entry_never_outlives_
         .await
         .unwrap();
     drop(dropped);
-    assert_eq!(audit::verify(&test.db, org, None).await.unwrap().events_checked, 2);
+    assert_eq!(
+        audit::verify(&test.db, org, None)
+            .await
+            .unwrap()
+            .events_checked,
+        2
+    );
 }

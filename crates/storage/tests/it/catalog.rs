@@ -30,7 +30,9 @@ async fn tenancy_violations(pool: &PgPool) -> Vec<String> {
             continue;
         }
         if !enabled || !forced {
-            violations.push(format!("table {table}: row-level security not enabled and forced"));
+            violations.push(format!(
+                "table {table}: row-level security not enabled and forced"
+            ));
         }
         if has_org_id {
             let (not_null, tenant_policy): (bool, bool) = sqlx::query_as(
@@ -51,7 +53,9 @@ async fn tenancy_violations(pool: &PgPool) -> Vec<String> {
                 violations.push(format!("table {table}: org_id may be null"));
             }
             if !tenant_policy {
-                violations.push(format!("table {table}: no tenant_isolation policy on org_id"));
+                violations.push(format!(
+                    "table {table}: no tenant_isolation policy on org_id"
+                ));
             }
         }
     }
@@ -69,7 +73,9 @@ async fn tenancy_violations(pool: &PgPool) -> Vec<String> {
     .await
     .unwrap();
     for (table, policy) in open_policies {
-        violations.push(format!("policy {policy} on {table}: not bounded by the current org"));
+        violations.push(format!(
+            "policy {policy} on {table}: not bounded by the current org"
+        ));
     }
 
     let views: Vec<String> = sqlx::query_scalar(
@@ -81,7 +87,9 @@ async fn tenancy_violations(pool: &PgPool) -> Vec<String> {
     .await
     .unwrap();
     for view in views {
-        violations.push(format!("view {view}: not security_invoker, reads as its owner"));
+        violations.push(format!(
+            "view {view}: not security_invoker, reads as its owner"
+        ));
     }
 
     let definers: Vec<String> = sqlx::query_scalar(
@@ -93,7 +101,9 @@ async fn tenancy_violations(pool: &PgPool) -> Vec<String> {
     .unwrap();
     for function in definers {
         if !SECURITY_DEFINER_ALLOWED.contains(&function.as_str()) {
-            violations.push(format!("function {function}: undocumented SECURITY DEFINER"));
+            violations.push(format!(
+                "function {function}: undocumented SECURITY DEFINER"
+            ));
         }
     }
     violations
@@ -125,10 +135,19 @@ async fn ac_3_the_catalog_check_catches_a_table_view_or_partition_that_escapes_r
     }
     let violations = tenancy_violations(&test.runtime).await;
     let mentions = |needle: &str| violations.iter().any(|v| v.contains(needle));
-    assert!(mentions("table leaky: row-level security"), "{violations:#?}");
-    assert!(mentions("table leaky: no tenant_isolation"), "{violations:#?}");
+    assert!(
+        mentions("table leaky: row-level security"),
+        "{violations:#?}"
+    );
+    assert!(
+        mentions("table leaky: no tenant_isolation"),
+        "{violations:#?}"
+    );
     assert!(mentions("view leaky_view"), "{violations:#?}");
-    assert!(mentions("table parted_1: row-level security"), "{violations:#?}");
+    assert!(
+        mentions("table parted_1: row-level security"),
+        "{violations:#?}"
+    );
     assert!(!mentions("table parted: "), "{violations:#?}");
     assert!(mentions("function sneaky"), "{violations:#?}");
 }

@@ -22,7 +22,9 @@ pub fn source() -> Source {
 
 /// Creates an org with a team, and a member (a user row) inserted as the runtime role.
 pub async fn populated_org(test: &TestDb, name: &str) -> Org {
-    let org = orgs::create_org(&test.db, &actor(), &source(), name).await.unwrap();
+    let org = orgs::create_org(&test.db, &actor(), &source(), name)
+        .await
+        .unwrap();
     add_team(&test.db, org.org_id, &format!("{name}-team")).await;
     add_member(&test.runtime, org.org_id, &format!("{name}@example.com")).await;
     org
@@ -31,7 +33,12 @@ pub async fn populated_org(test: &TestDb, name: &str) -> Org {
 pub async fn add_team(db: &Db, org: OrgId, name: &str) -> TeamId {
     let team_id = TeamId::new();
     let mut tx = db
-        .begin_write(org, &actor(), &source(), AuditedChange::new("team.created", "team", team_id))
+        .begin_write(
+            org,
+            &actor(),
+            &source(),
+            AuditedChange::new("team.created", "team", team_id),
+        )
         .await
         .unwrap();
     let team = NewTeam {

@@ -18,7 +18,10 @@ async fn ac_3_an_org_sees_none_of_another_orgs_rows_in_any_table() {
     let a = populated_org(&test, "org-a").await;
     let b = populated_org(&test, "org-b").await;
     let tables = tenant_tables(&test.runtime).await;
-    assert!(tables.len() >= 5, "tenant tables from the catalog: {tables:?}");
+    assert!(
+        tables.len() >= 5,
+        "tenant tables from the catalog: {tables:?}"
+    );
 
     for (me, other) in [(a.org_id, b.org_id), (b.org_id, a.org_id)] {
         let mut tx = test.runtime.begin().await.unwrap();
@@ -29,8 +32,14 @@ async fn ac_3_an_org_sees_none_of_another_orgs_rows_in_any_table() {
                 .fetch_all(&mut *tx)
                 .await
                 .unwrap();
-            assert!(!rows.is_empty(), "fixture has no row in {table}: extend fixtures.rs");
-            assert!(rows.iter().all(|id| *id == *me.as_uuid()), "{table} shows {other}'s rows");
+            assert!(
+                !rows.is_empty(),
+                "fixture has no row in {table}: extend fixtures.rs"
+            );
+            assert!(
+                rows.iter().all(|id| *id == *me.as_uuid()),
+                "{table} shows {other}'s rows"
+            );
         }
         let users = count(&mut tx, "select count(*) from users").await;
         assert_eq!(users, 1, "users of the other org are visible");
@@ -74,12 +83,19 @@ async fn ac_3_writing_a_row_into_another_org_is_refused() {
     for statement in statements {
         let mut tx = test.runtime.begin().await.unwrap();
         set_org(&mut tx, a.org_id).await;
-        let result = sqlx::query(statement).bind(b.org_id.as_uuid()).execute(&mut *tx).await;
+        let result = sqlx::query(statement)
+            .bind(b.org_id.as_uuid())
+            .execute(&mut *tx)
+            .await;
         match result {
             // Updates and deletes simply find no row of the other org.
             Ok(done) => assert_eq!(done.rows_affected(), 0, "{statement}"),
             Err(sqlx::Error::Database(error)) => {
-                assert_eq!(error.code().as_deref(), Some("42501"), "{statement}: {error}");
+                assert_eq!(
+                    error.code().as_deref(),
+                    Some("42501"),
+                    "{statement}: {error}"
+                );
             }
             Err(error) => panic!("{statement}: {error}"),
         }
@@ -124,15 +140,24 @@ async fn ac_3_a_pooled_connection_reused_after_a_tenant_transaction_carries_no_o
         .await
         .unwrap();
     let db = portcullis_storage::Db::from_pool(pool.clone());
-    let pid_before: i32 = sqlx::query_scalar("select pg_backend_pid()").fetch_one(&pool).await.unwrap();
+    let pid_before: i32 = sqlx::query_scalar("select pg_backend_pid()")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
 
     let mut tx = db.begin_tenant(org.org_id).await.unwrap();
     assert_eq!(teams::list_teams(&mut tx).await.unwrap().len(), 1);
     tx.commit().await.unwrap();
 
     let mut conn = pool.acquire().await.unwrap();
-    let pid_after: i32 = sqlx::query_scalar("select pg_backend_pid()").fetch_one(&mut *conn).await.unwrap();
-    assert_eq!(pid_before, pid_after, "the test must reuse the same server connection");
+    let pid_after: i32 = sqlx::query_scalar("select pg_backend_pid()")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        pid_before, pid_after,
+        "the test must reuse the same server connection"
+    );
     let setting: Option<String> =
         sqlx::query_scalar("select nullif(current_setting('portcullis.org_id', true), '')")
             .fetch_one(&mut *conn)
@@ -146,7 +171,10 @@ async fn ac_3_a_pooled_connection_reused_after_a_tenant_transaction_carries_no_o
     let tx = db.begin_tenant(org.org_id).await.unwrap();
     drop(tx);
     let mut conn = pool.acquire().await.unwrap();
-    assert_eq!(count(&mut conn, "select count(*) from organizations").await, 0);
+    assert_eq!(
+        count(&mut conn, "select count(*) from organizations").await,
+        0
+    );
 }
 
 #[tokio::test]
@@ -157,9 +185,15 @@ async fn cf_2_one_org_uuid_in_the_setting_the_rows_and_the_audit_entries() {
 
     let mut tx = test.db.begin_tenant(org.org_id).await.unwrap();
     assert_eq!(orgs::get_org(&mut tx).await.unwrap().org_id, org.org_id);
-    let events = audit::list(&mut tx, &EventFilter { limit: 100, ..Default::default() })
-        .await
-        .unwrap();
+    let events = audit::list(
+        &mut tx,
+        &EventFilter {
+            limit: 100,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(events.len(), 2, "org.created and team.created");
     assert!(events.iter().all(|e| e.record.org_id == org.org_id));
     assert_eq!(events[0].record.action, "org.created");
@@ -174,10 +208,11 @@ async fn cf_2_one_org_uuid_in_the_setting_the_rows_and_the_audit_entries() {
         .unwrap();
     assert_eq!(setting, id.to_string());
     for table in tenant_tables(&test.runtime).await {
-        let ids: Vec<uuid::Uuid> = sqlx::query_scalar(&format!("select distinct org_id from {table}"))
-            .fetch_all(&mut *raw)
-            .await
-            .unwrap();
+        let ids: Vec<uuid::Uuid> =
+            sqlx::query_scalar(&format!("select distinct org_id from {table}"))
+                .fetch_all(&mut *raw)
+                .await
+                .unwrap();
         assert_eq!(ids, [id], "{table}");
     }
 
@@ -219,7 +254,9 @@ async fn cf_2_a_duplicate_team_name_conflicts_only_within_one_org() {
         budget_micro_usd: None,
         budget_period: None,
     };
-    let error = teams::create_team(&mut tx, team_id, &duplicate).await.unwrap_err();
+    let error = teams::create_team(&mut tx, team_id, &duplicate)
+        .await
+        .unwrap_err();
     assert!(matches!(error, StorageError::Conflict(_)), "{error:?}");
 }
 
@@ -228,5 +265,8 @@ async fn ac_3_reading_an_unknown_org_finds_nothing() {
     let test = TestDb::new().await.unwrap();
     populated_org(&test, "org-a").await;
     let mut tx = test.db.begin_tenant(OrgId::new()).await.unwrap();
-    assert!(matches!(orgs::get_org(&mut tx).await, Err(StorageError::NotFound)));
+    assert!(matches!(
+        orgs::get_org(&mut tx).await,
+        Err(StorageError::NotFound)
+    ));
 }

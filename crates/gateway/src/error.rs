@@ -1,0 +1,158 @@
+//! `ApiError`: the one error type that becomes a response, in the OpenAI-shaped envelope
+//! `{"error": {"type", "code", "message", "request_id"}}`.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use portcullis_storage::StorageError;
+use serde::Serialize;
+
+use crate::request_id;
+
+/// Every way a request can fail. Internal causes are logged once, here, and never sent.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Malformed input: the client's mistake, never retried.
+    #[error("{message}")]
+    InvalidRequest { code: &'static str, message: String },
+    /// Absent, or belonging to another org: the two are indistinguishable (CF-1).
+    #[error("not found")]
+    NotFound { code: &'static str, message: String },
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("{0}")]
+    Conflict(String),
+    /// A dependency (the database) is unavailable; the client may retry.
+    #[error("service unavailable")]
+    Unavailable { retry_after_secs: u32 },
+    /// A bug or an unexpected failure. The cause is logged, the client sees a generic message.
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    error: Body<'a>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    code: &'static str,
+    message: &'a str,
+    request_id: &'a str,
+}
+
+impl ApiError {
+    pub fn not_found() -> Self {
+        Self::NotFound {
+            code: "not_found",
+            message: "no such resource".to_owned(),
+        }
+    }
+
+    pub fn invalid_request(message: impl Into<String>) -> Self {
+        Self::InvalidRequest {
+            code: "invalid_request",
+            message: message.into(),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::NotFound { .. } => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A low-cardinality name for metrics labels and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::InvalidRequest { .. } => "invalid_request",
+            Self::NotFound { .. } => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::Conflict(_) => "conflict",
+            Self::Unavailable { .. } => "unavailable",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidRequest { code, .. } | Self::NotFound { code, .. } => code,
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::Conflict(_) => "conflict",
+            Self::Unavailable { .. } => "service_unavailable",
+            Self::Internal(_) => "internal_error",
+        }
+    }
+
+    /// The OpenAI `type` for this status.
+    fn envelope_type(&self) -> &'static str {
+        match self {
+            Self::InvalidRequest { .. } | Self::MethodNotAllowed => "invalid_request_error",
+            Self::NotFound { .. } => "not_found_error",
+            Self::Conflict(_) => "conflict_error",
+            Self::Unavailable { .. } | Self::Internal(_) => "server_error",
+        }
+    }
+
+    fn public_message(&self) -> String {
+        match self {
+            Self::InvalidRequest { message, .. } | Self::NotFound { message, .. } => {
+                message.clone()
+            }
+            Self::MethodNotAllowed => "this route does not accept that method".to_owned(),
+            Self::Conflict(message) => message.clone(),
+            Self::Unavailable { .. } => "the service is temporarily unavailable".to_owned(),
+            Self::Internal(_) => "internal error; quote the request id to your operator".to_owned(),
+        }
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(error: StorageError) -> Self {
+        match error {
+            StorageError::NotFound => Self::not_found(),
+            StorageError::Conflict(message) => Self::Conflict(message.to_owned()),
+            StorageError::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "database unavailable");
+                Self::Unavailable {
+                    retry_after_secs: 1,
+                }
+            }
+            other => Self::Internal(Box::new(other)),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if let Self::Internal(cause) = &self {
+            tracing::error!(error = %cause, "request failed");
+        }
+        let request_id = request_id::current();
+        let message = self.public_message();
+        let envelope = Envelope {
+            error: Body {
+                kind: self.envelope_type(),
+                code: self.code(),
+                message: &message,
+                request_id: request_id.as_deref().unwrap_or(""),
+            },
+        };
+        let mut response = (status, Json(envelope)).into_response();
+        if let Self::Unavailable { retry_after_secs } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        }
+        response
+    }
+}

@@ -1,0 +1,3 @@
+//! Gateway tests: the in-process router over a fresh database.
+
+mod envelope;

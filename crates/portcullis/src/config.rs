@@ -1,0 +1,328 @@
+//! Configuration: a TOML file, overridden by `PORTCULLIS_*` environment variables
+//! (`PORTCULLIS_DATABASE__URL` sets `database.url`), validated before any port is bound.
+//! Secrets come only from the environment or from files (`*_file` settings).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+const ENV_PREFIX: &str = "PORTCULLIS_";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    database: RawDatabase,
+    #[serde(default)]
+    log: RawLog,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawServer {
+    listen: String,
+    shutdown_grace_secs: u64,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".to_owned(),
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawDatabase {
+    url: Option<SecretString>,
+    url_file: Option<PathBuf>,
+    admin_url: Option<SecretString>,
+    admin_url_file: Option<PathBuf>,
+    max_connections: u32,
+    acquire_timeout_ms: u64,
+    startup_timeout_secs: u64,
+}
+
+impl Default for RawDatabase {
+    fn default() -> Self {
+        Self {
+            url: None,
+            url_file: None,
+            admin_url: None,
+            admin_url_file: None,
+            max_connections: 16,
+            acquire_timeout_ms: 5_000,
+            startup_timeout_secs: 30,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLog {
+    level: String,
+    format: LogFormat,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        Self {
+            level: "info,sqlx=warn".to_owned(),
+            format: LogFormat::Json,
+        }
+    }
+}
+
+/// How log lines are written to standard error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line, for log shippers.
+    Json,
+    /// Human-readable lines, for a terminal.
+    Text,
+}
+
+/// Validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug)]
+pub struct DatabaseConfig {
+    url: Option<SecretString>,
+    admin_url: Option<SecretString>,
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+    pub startup_timeout: Duration,
+}
+
+#[derive(Debug)]
+pub struct LogConfig {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl DatabaseConfig {
+    /// The runtime role's URL; every command but `migrate` needs only this one.
+    pub fn url(&self) -> anyhow::Result<&SecretString> {
+        self.url
+            .as_ref()
+            .context("database.url is not set: set PORTCULLIS_DATABASE__URL or database.url_file")
+    }
+
+    /// The administrative URL that `migrate` uses.
+    pub fn admin_url(&self) -> anyhow::Result<&SecretString> {
+        self.admin_url.as_ref().context(
+            "database.admin_url is not set: set PORTCULLIS_DATABASE__ADMIN_URL or \
+             database.admin_url_file",
+        )
+    }
+}
+
+impl Config {
+    /// Loads the file (if any) and the environment, then validates.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut figment = Figment::new();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).with_context(|| {
+                format!("cannot read the configuration file {}", path.display())
+            })?;
+            refuse_inline_secrets(&text, path)?;
+            figment = figment.merge(Toml::string(&text));
+        }
+        let env = Env::prefixed(ENV_PREFIX)
+            .split("__")
+            .filter(|key| !key.as_str().eq_ignore_ascii_case("config"));
+        figment = figment.merge(env);
+        let raw: RawConfig = figment
+            .extract()
+            .map_err(|error| anyhow::anyhow!("invalid configuration: {error}"))?;
+        Self::validate(raw)
+    }
+
+    fn validate(raw: RawConfig) -> anyhow::Result<Self> {
+        let listen = raw.server.listen.parse().with_context(|| {
+            format!(
+                "server.listen `{}` is not an address such as 127.0.0.1:8080",
+                raw.server.listen
+            )
+        })?;
+        if raw.database.max_connections == 0 {
+            bail!("database.max_connections must be at least 1");
+        }
+        let level = raw.log.level;
+        tracing_subscriber::EnvFilter::try_new(&level)
+            .with_context(|| format!("log.level `{level}` is not a valid filter such as `info`"))?;
+        Ok(Self {
+            server: ServerConfig {
+                listen,
+                shutdown_grace: Duration::from_secs(raw.server.shutdown_grace_secs),
+            },
+            database: DatabaseConfig {
+                url: secret("database.url", raw.database.url, raw.database.url_file)?,
+                admin_url: secret(
+                    "database.admin_url",
+                    raw.database.admin_url,
+                    raw.database.admin_url_file,
+                )?,
+                max_connections: raw.database.max_connections,
+                acquire_timeout: Duration::from_millis(raw.database.acquire_timeout_ms),
+                startup_timeout: Duration::from_secs(raw.database.startup_timeout_secs),
+            },
+            log: LogConfig {
+                level,
+                format: raw.log.format,
+            },
+        })
+    }
+}
+
+/// A secret given inline (from the environment: inline file values are refused earlier) or
+/// read from a file, never both.
+fn secret(
+    name: &str,
+    inline: Option<SecretString>,
+    file: Option<PathBuf>,
+) -> anyhow::Result<Option<SecretString>> {
+    match (inline, file) {
+        (Some(_), Some(_)) => bail!("set {name} or {name}_file, not both"),
+        (Some(value), None) => Ok(Some(value)),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {name}_file {}", path.display()))?;
+            let value = text.trim_end_matches(['\n', '\r']);
+            if value.is_empty() {
+                bail!("{name}_file {} is empty", path.display());
+            }
+            Ok(Some(SecretString::from(value.to_owned())))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// A database URL without a password (local trust or peer authentication) may sit in the
+/// file; one with a password must come from the environment or a file of its own.
+fn refuse_inline_secrets(text: &str, path: &Path) -> anyhow::Result<()> {
+    let Ok(table) = toml::from_str::<toml::Table>(text) else {
+        // Syntax errors are reported by the full parse, with their position.
+        return Ok(());
+    };
+    let Some(database) = table.get("database").and_then(toml::Value::as_table) else {
+        return Ok(());
+    };
+    for key in ["url", "admin_url"] {
+        let Some(value) = database.get(key).and_then(toml::Value::as_str) else {
+            continue;
+        };
+        let has_password = url::Url::parse(value).is_ok_and(|url| url.password().is_some());
+        if has_password {
+            let env = format!("{ENV_PREFIX}DATABASE__{}", key.to_uppercase());
+            bail!(
+                "database.{key} in {} holds a password; secrets come from the environment \
+                 ({env}) or a file (database.{key}_file)",
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(text.as_bytes()).unwrap();
+        file
+    }
+
+    #[test]
+    fn defaults_apply_and_file_values_override_them() {
+        let file = write(
+            "[server]\nlisten = \"0.0.0.0:9000\"\n[database]\nurl = \"postgres://app@db/x\"\n",
+        );
+        let config = Config::load(Some(file.path())).unwrap();
+        assert_eq!(config.server.listen.port(), 9000);
+        assert_eq!(config.database.max_connections, 16);
+        assert_eq!(
+            config.database.url().unwrap().expose_secret(),
+            "postgres://app@db/x"
+        );
+        assert!(config.database.admin_url().is_err());
+    }
+
+    #[test]
+    fn unknown_settings_are_refused_by_name() {
+        let file = write("[server]\nlisten = \"127.0.0.1:1\"\nlisen = \"typo\"\n");
+        let error = Config::load(Some(file.path())).unwrap_err().to_string();
+        assert!(error.contains("lisen"), "{error}");
+    }
+
+    #[test]
+    fn a_bad_value_is_reported_with_its_setting() {
+        let file = write("[server]\nlisten = \"not an address\"\n");
+        let error = Config::load(Some(file.path())).unwrap_err().to_string();
+        assert!(error.contains("server.listen"), "{error}");
+        let file = write("[database]\nmax_connections = \"many\"\n");
+        let error = Config::load(Some(file.path())).unwrap_err().to_string();
+        assert!(error.contains("max_connections"), "{error}");
+    }
+
+    #[test]
+    fn a_password_in_the_file_is_refused_and_never_echoed() {
+        let file = write("[database]\nurl = \"postgres://app:hunter2@db/x\"\n");
+        let error = Config::load(Some(file.path())).unwrap_err().to_string();
+        assert!(error.contains("PORTCULLIS_DATABASE__URL"), "{error}");
+        assert!(!error.contains("hunter2"), "{error}");
+    }
+
+    #[test]
+    fn a_secret_comes_from_a_file_and_not_from_both_places() {
+        let secret_file = write("postgres://app:s3cret@db/x\n");
+        let config_file = write(&format!(
+            "[database]\nurl_file = \"{}\"\n",
+            secret_file.path().display()
+        ));
+        let config = Config::load(Some(config_file.path())).unwrap();
+        assert_eq!(
+            config.database.url().unwrap().expose_secret(),
+            "postgres://app:s3cret@db/x"
+        );
+        assert!(
+            !format!("{config:?}").contains("s3cret"),
+            "Debug must not show secrets"
+        );
+
+        let both = write(&format!(
+            "[database]\nurl = \"postgres://app@db/x\"\nurl_file = \"{}\"\n",
+            secret_file.path().display()
+        ));
+        let error = Config::load(Some(both.path())).unwrap_err().to_string();
+        assert!(error.contains("not both"), "{error}");
+    }
+}

@@ -1,0 +1,85 @@
+//! `portcullis serve`: check the database role, bind, serve, drain on a signal.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use portcullis_gateway::AppState;
+use portcullis_storage::{Db, DbOptions, StorageError};
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let options = DbOptions {
+        url: config.database.url()?.clone(),
+        max_connections: config.database.max_connections,
+        acquire_timeout: config.database.acquire_timeout,
+    };
+    let db = Db::connect_lazy(&options)?;
+    check_role(&db, config.database.startup_timeout).await?;
+
+    let listener = TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::warn!(
+        %addr,
+        "serving plaintext HTTP: put a TLS-terminating proxy in front of this listener"
+    );
+    tracing::info!(%addr, "listening");
+    let state = AppState { db: db.clone() };
+    portcullis_gateway::serve(
+        listener,
+        state,
+        shutdown_signal(),
+        config.server.shutdown_grace,
+    )
+    .await
+    .context("server failed")?;
+    db.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Refuses to serve as a role that would make row-level security decorative (AC-3). Waits
+/// for PostgreSQL up to the start-up timeout, so that gateway and database can start together.
+async fn check_role(db: &Db, timeout: Duration) -> anyhow::Result<()> {
+    let started = tokio::time::Instant::now();
+    loop {
+        match db.ensure_safe_role().await {
+            Ok(check) => {
+                tracing::info!(role = %check.role, "database role checked: no RLS bypass");
+                return Ok(());
+            }
+            Err(StorageError::Unavailable(error)) if started.elapsed() < timeout => {
+                tracing::warn!(%error, "database not reachable yet; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(error) => return Err(error).context("database start-up check failed"),
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = interrupt => tracing::info!("SIGINT received"),
+        () = terminate => tracing::info!("SIGTERM received"),
+    }
+}

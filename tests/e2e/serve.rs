@@ -1,0 +1,84 @@
+//! `portcullis serve` as a user runs it: migrate, serve, probe, stop.
+
+use portcullis_testkit::TestDb;
+
+use crate::support::{Server, command, run};
+
+#[tokio::test]
+async fn av_3_migrate_then_serve_answers_readyz_and_stops_on_sigterm() {
+    let test = TestDb::new().await.unwrap();
+    // Migrating an already migrated database is a no-op that succeeds.
+    let migrated = run(command(&test).arg("migrate"));
+    assert!(
+        migrated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
+
+    let mut server = Server::start(command(&test));
+    let client = reqwest::Client::builder().build().unwrap();
+    let ready = client.get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    assert!(ready.headers().contains_key("x-request-id"));
+    let health = client.get(server.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+
+    let missing = client
+        .get(server.url("/admin/v1/nothing"))
+        .header("x-request-id", "e2e-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(missing.headers()["x-request-id"], "e2e-1");
+    let body: serde_json::Value = missing.json().await.unwrap();
+    assert_eq!(body["error"]["request_id"], "e2e-1");
+
+    let log = server.log_lines().to_vec();
+    assert!(
+        log.iter().any(|l| l.contains("plaintext")),
+        "no plaintext warning in {log:?}"
+    );
+    assert!(
+        !log.iter().any(|l| l.contains(test.runtime_url())),
+        "the database URL was logged"
+    );
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn ac_3_serve_refuses_a_superuser_database_role() {
+    let test = TestDb::new().await.unwrap();
+    let output = run(command(&test)
+        .env("PORTCULLIS_DATABASE__URL", test.admin_url())
+        .arg("serve"));
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("is a superuser"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_missing_or_bad_setting_is_named_before_anything_starts() {
+    let test = TestDb::new().await.unwrap();
+    let output = run(command(&test)
+        .env_remove("PORTCULLIS_DATABASE__URL")
+        .arg("serve"));
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("PORTCULLIS_DATABASE__URL"), "{stderr}");
+
+    let output = run(command(&test)
+        .env("PORTCULLIS_SERVER__LISTEN", "nowhere")
+        .arg("serve"));
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("server.listen"), "{stderr}");
+
+    let output = run(command(&test)
+        .env("PORTCULLIS_SERVER__LISTNE", "x")
+        .arg("serve"));
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("listne"), "{stderr}");
+}

@@ -1,0 +1,120 @@
+//! Runs the real binary: found beside this test executable in the target directory.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use portcullis_testkit::TestDb;
+
+/// `target/<profile>/portcullis`: the test runs from `target/<profile>/deps/`.
+pub fn binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    let path = profile_dir.join("portcullis");
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace first",
+        path.display()
+    );
+    path
+}
+
+/// A command with a clean `PORTCULLIS_*` environment pointing at the test database.
+pub fn command(test: &TestDb) -> Command {
+    let mut command = Command::new(binary());
+    for (key, _) in std::env::vars() {
+        if key.starts_with("PORTCULLIS_") {
+            command.env_remove(key);
+        }
+    }
+    command
+        .env("PORTCULLIS_DATABASE__URL", test.runtime_url())
+        .env("PORTCULLIS_DATABASE__ADMIN_URL", test.admin_url())
+        .env("PORTCULLIS_LOG__FORMAT", "json")
+        .env("PORTCULLIS_SERVER__LISTEN", "127.0.0.1:0");
+    command
+}
+
+pub fn run(command: &mut Command) -> Output {
+    command.stdin(Stdio::null()).output().unwrap()
+}
+
+/// A running `portcullis serve`; killed when dropped.
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+    log: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Server {
+    /// Starts the server and waits for its "listening" log line.
+    pub fn start(mut command: Command) -> Self {
+        let mut child = command
+            .arg("serve")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut seen = Vec::new();
+        loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("the server did not report listening in time");
+            let entry: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            seen.push(line);
+            if entry["message"] == "listening" {
+                let addr = entry["addr"].as_str().unwrap().parse().unwrap();
+                return Self {
+                    child,
+                    addr,
+                    log: rx,
+                    seen,
+                };
+            }
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        for _ in 0..100 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the server did not stop within 5 s of SIGTERM");
+    }
+
+    /// Every log line written so far.
+    pub fn log_lines(&mut self) -> &[String] {
+        self.seen.extend(self.log.try_iter());
+        &self.seen
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,1 @@
+//! End-to-end tests of the `portcullis` binary: see `e2e/`.
