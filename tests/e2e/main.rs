@@ -1,5 +1,12 @@
 //! End-to-end tests: the real `portcullis` binary, on port 0, over a real PostgreSQL.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code fails by panicking"
+)]
+
 mod cli;
 mod serve;
 mod support;

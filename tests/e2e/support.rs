@@ -53,15 +53,22 @@ pub struct Server {
 impl Server {
     /// Starts the server and waits for its "listening" log line.
     pub fn start(mut command: Command) -> Self {
-        let mut child = command
+        let child = command
             .arg("serve")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
+        let (tx, log) = mpsc::channel();
+        // Owned by `Server` at once, so that a failed start still kills and reaps it.
+        let mut server = Self {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            log,
+            seen: Vec::new(),
+        };
+        let stderr = server.child.stderr.take().unwrap();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if tx.send(line).is_err() {
@@ -69,21 +76,16 @@ impl Server {
                 }
             }
         });
-        let mut seen = Vec::new();
         loop {
-            let line = rx
+            let line = server
+                .log
                 .recv_timeout(Duration::from_secs(30))
                 .expect("the server did not report listening in time");
             let entry: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-            seen.push(line);
+            server.seen.push(line);
             if entry["message"] == "listening" {
-                let addr = entry["addr"].as_str().unwrap().parse().unwrap();
-                return Self {
-                    child,
-                    addr,
-                    log: rx,
-                    seen,
-                };
+                server.addr = entry["addr"].as_str().unwrap().parse().unwrap();
+                return server;
             }
         }
     }

@@ -142,6 +142,13 @@ impl DatabaseConfig {
 impl Config {
     /// Loads the file (if any) and the environment, then validates.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let env = Env::prefixed(ENV_PREFIX)
+            .split("__")
+            .filter(|key| !key.as_str().eq_ignore_ascii_case("config"));
+        Self::load_layers(file, Some(env))
+    }
+
+    fn load_layers(file: Option<&Path>, env: Option<Env>) -> anyhow::Result<Self> {
         let mut figment = Figment::new();
         if let Some(path) = file {
             let text = std::fs::read_to_string(path).with_context(|| {
@@ -150,10 +157,9 @@ impl Config {
             refuse_inline_secrets(&text, path)?;
             figment = figment.merge(Toml::string(&text));
         }
-        let env = Env::prefixed(ENV_PREFIX)
-            .split("__")
-            .filter(|key| !key.as_str().eq_ignore_ascii_case("config"));
-        figment = figment.merge(env);
+        if let Some(env) = env {
+            figment = figment.merge(env);
+        }
         let raw: RawConfig = figment
             .extract()
             .map_err(|error| anyhow::anyhow!("invalid configuration: {error}"))?;
@@ -255,6 +261,11 @@ mod tests {
 
     use super::*;
 
+    /// The file alone: the developer's own `PORTCULLIS_*` variables must not sway the tests.
+    fn load(file: Option<&Path>) -> anyhow::Result<Config> {
+        Config::load_layers(file, None)
+    }
+
     fn write(text: &str) -> tempfile::NamedTempFile {
         let mut file = tempfile::NamedTempFile::new().unwrap();
         file.write_all(text.as_bytes()).unwrap();
@@ -266,7 +277,7 @@ mod tests {
         let file = write(
             "[server]\nlisten = \"0.0.0.0:9000\"\n[database]\nurl = \"postgres://app@db/x\"\n",
         );
-        let config = Config::load(Some(file.path())).unwrap();
+        let config = load(Some(file.path())).unwrap();
         assert_eq!(config.server.listen.port(), 9000);
         assert_eq!(config.database.max_connections, 16);
         assert_eq!(
@@ -279,24 +290,24 @@ mod tests {
     #[test]
     fn unknown_settings_are_refused_by_name() {
         let file = write("[server]\nlisten = \"127.0.0.1:1\"\nlisen = \"typo\"\n");
-        let error = Config::load(Some(file.path())).unwrap_err().to_string();
+        let error = load(Some(file.path())).unwrap_err().to_string();
         assert!(error.contains("lisen"), "{error}");
     }
 
     #[test]
     fn a_bad_value_is_reported_with_its_setting() {
         let file = write("[server]\nlisten = \"not an address\"\n");
-        let error = Config::load(Some(file.path())).unwrap_err().to_string();
+        let error = load(Some(file.path())).unwrap_err().to_string();
         assert!(error.contains("server.listen"), "{error}");
         let file = write("[database]\nmax_connections = \"many\"\n");
-        let error = Config::load(Some(file.path())).unwrap_err().to_string();
+        let error = load(Some(file.path())).unwrap_err().to_string();
         assert!(error.contains("max_connections"), "{error}");
     }
 
     #[test]
     fn a_password_in_the_file_is_refused_and_never_echoed() {
         let file = write("[database]\nurl = \"postgres://app:hunter2@db/x\"\n");
-        let error = Config::load(Some(file.path())).unwrap_err().to_string();
+        let error = load(Some(file.path())).unwrap_err().to_string();
         assert!(error.contains("PORTCULLIS_DATABASE__URL"), "{error}");
         assert!(!error.contains("hunter2"), "{error}");
     }
@@ -308,7 +319,7 @@ mod tests {
             "[database]\nurl_file = \"{}\"\n",
             secret_file.path().display()
         ));
-        let config = Config::load(Some(config_file.path())).unwrap();
+        let config = load(Some(config_file.path())).unwrap();
         assert_eq!(
             config.database.url().unwrap().expose_secret(),
             "postgres://app:s3cret@db/x"
@@ -322,7 +333,7 @@ mod tests {
             "[database]\nurl = \"postgres://app@db/x\"\nurl_file = \"{}\"\n",
             secret_file.path().display()
         ));
-        let error = Config::load(Some(both.path())).unwrap_err().to_string();
+        let error = load(Some(both.path())).unwrap_err().to_string();
         assert!(error.contains("not both"), "{error}");
     }
 }

@@ -1,7 +1,7 @@
 //! Test fixtures: a fresh, migrated PostgreSQL database per test, dropped afterwards, so that
 //! tests run in parallel without sharing state.
 //!
-//! The server is found through `PORTCULLIS_TEST_DATABASE_URL`, then `DATABASE_URL`, then
+//! The server is found through `PCTEST_DATABASE_URL`, then `DATABASE_URL`, then
 //! `postgres://postgres@127.0.0.1:5432/postgres`: an administrative role on a server that
 //! trusts local connections (as `cargo xtask db` sets up). Tests of controls use
 //! [`TestDb::runtime`] or [`TestDb::db`]: the runtime role, never a superuser.
@@ -21,7 +21,7 @@ pub const RUNTIME_LOGIN: &str = "portcullis_app";
 
 /// The administrative URL of the test server.
 pub fn server_url() -> String {
-    std::env::var("PORTCULLIS_TEST_DATABASE_URL")
+    std::env::var("PCTEST_DATABASE_URL")
         .or_else(|_| std::env::var("DATABASE_URL"))
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
@@ -45,9 +45,9 @@ impl TestDb {
     pub async fn new() -> anyhow::Result<Self> {
         let server = server_url();
         let name = format!("pct_{}", uuid::Uuid::now_v7().simple());
-        let mut admin = PgConnection::connect(&server).await.with_context(
-            || "cannot reach the test PostgreSQL (see PORTCULLIS_TEST_DATABASE_URL)",
-        )?;
+        let mut admin = PgConnection::connect(&server)
+            .await
+            .with_context(|| "cannot reach the test PostgreSQL (see PCTEST_DATABASE_URL)")?;
         admin
             .execute(format!("create database {name}").as_str())
             .await?;

@@ -1,3 +1,10 @@
 //! Gateway tests: the in-process router over a fresh database.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code fails by panicking"
+)]
+
 mod envelope;
