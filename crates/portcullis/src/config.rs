@@ -109,7 +109,7 @@ pub struct ServerConfig {
 
 #[derive(Debug)]
 pub struct DatabaseConfig {
-    url: Option<SecretString>,
+    pub(crate) url: Option<SecretString>,
     admin_url: Option<SecretString>,
     pub max_connections: u32,
     pub acquire_timeout: Duration,

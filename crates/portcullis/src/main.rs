@@ -3,6 +3,7 @@
 
 mod audit_cmd;
 mod config;
+mod demo;
 mod serve;
 mod telemetry;
 
@@ -31,6 +32,16 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Everything on one machine, for a first look: a private PostgreSQL, migrations, a demo
+    /// org, and the gateway on server.listen. Not for production.
+    Demo {
+        /// Where the private PostgreSQL keeps its data.
+        #[arg(long, default_value = ".portcullis-demo")]
+        data_dir: PathBuf,
+        /// The private PostgreSQL's port on 127.0.0.1.
+        #[arg(long, default_value_t = 54330)]
+        pg_port: u16,
+    },
     /// Serve the gateway until SIGTERM or SIGINT.
     Serve,
     /// Create or update the database roles and apply migrations (needs database.admin_url).
@@ -62,7 +73,14 @@ enum AuditCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = match Config::load(cli.config.as_deref()) {
-        Ok(config) => config,
+        Ok(mut config) => {
+            if matches!(cli.command, Command::Demo { .. })
+                && std::env::var_os("PORTCULLIS_LOG__FORMAT").is_none()
+            {
+                config.log.format = config::LogFormat::Text;
+            }
+            config
+        }
         Err(error) => {
             eprintln!("error: {error:#}");
             return ExitCode::from(2);
@@ -91,6 +109,9 @@ fn main() -> ExitCode {
 
 async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
     match command {
+        Command::Demo { data_dir, pg_port } => {
+            demo::run(config, &data_dir, pg_port).await.map(|()| ExitCode::SUCCESS)
+        }
         Command::Serve => serve::run(config).await.map(|()| ExitCode::SUCCESS),
         Command::Migrate => {
             let report = migrate::run(&MigrateOptions {

@@ -1,5 +1,6 @@
 //! `portcullis serve`: check the database role, bind, serve, drain on a signal.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -10,6 +11,14 @@ use tokio::net::TcpListener;
 use crate::config::Config;
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    run_with(config, |_| ()).await
+}
+
+/// Serves, calling `on_listening` with the bound address once the listener is up.
+pub async fn run_with(
+    config: Config,
+    on_listening: impl FnOnce(SocketAddr),
+) -> anyhow::Result<()> {
     let options = DbOptions {
         url: config.database.url()?.clone(),
         max_connections: config.database.max_connections,
@@ -27,6 +36,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "serving plaintext HTTP: put a TLS-terminating proxy in front of this listener"
     );
     tracing::info!(%addr, "listening");
+    on_listening(addr);
     let state = AppState { db: db.clone() };
     portcullis_gateway::serve(
         listener,

@@ -86,6 +86,32 @@ pub async fn run(options: &MigrateOptions) -> Result<MigrateReport, StorageError
     })
 }
 
+/// Creates database `name` on the server at `server_url` (an administrative connection) unless
+/// it exists. For `portcullis demo` and development; production databases are made by their
+/// operators.
+pub async fn create_database_if_missing(
+    server_url: &SecretString,
+    name: &str,
+) -> Result<bool, StorageError> {
+    let connect = PgConnectOptions::from_str(server_url.expose_secret())
+        .map_err(|_| StorageError::Config("the server URL is not a valid postgres:// URL".into()))?;
+    let mut conn = PgConnection::connect_with(&connect).await?;
+    let exists: bool =
+        sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
+            .bind(name)
+            .fetch_one(&mut conn)
+            .await?;
+    if !exists {
+        let statement: String = sqlx::query_scalar("select format('create database %I', $1)")
+            .bind(name)
+            .fetch_one(&mut conn)
+            .await?;
+        sqlx::query(&statement).execute(&mut conn).await?;
+    }
+    conn.close().await?;
+    Ok(!exists)
+}
+
 struct RuntimeLogin {
     name: String,
     password: Option<SecretString>,

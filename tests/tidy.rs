@@ -1,0 +1,142 @@
+//! Tidy checks: the architecture rules of docs/ARCHITECTURE.md as tests anyone can run.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code fails by panicking"
+)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+/// Each crate's normal (non-dev) dependencies as (name, set of dependency names).
+fn normal_dependencies() -> BTreeMap<String, BTreeSet<String>> {
+    let output = Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .current_dir(workspace_root())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let metadata: Value = serde_json::from_slice(&output.stdout).unwrap();
+    metadata["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|package| {
+            let dependencies = package["dependencies"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|dep| dep["kind"].is_null())
+                .map(|dep| dep["name"].as_str().unwrap().to_owned())
+                .collect();
+            (package["name"].as_str().unwrap().to_owned(), dependencies)
+        })
+        .collect()
+}
+
+fn workspace_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
+}
+
+#[test]
+fn internal_dependencies_point_one_way() {
+    let allowed: BTreeMap<&str, &[&str]> = BTreeMap::from([
+        ("portcullis-core", &[][..]),
+        ("portcullis-policy", &["portcullis-core"][..]),
+        ("portcullis-storage", &["portcullis-core"][..]),
+        ("portcullis-providers", &["portcullis-core"][..]),
+        (
+            "portcullis-gateway",
+            &["portcullis-core", "portcullis-policy", "portcullis-storage", "portcullis-providers"][..],
+        ),
+        (
+            "portcullis",
+            &["portcullis-core", "portcullis-storage", "portcullis-gateway", "portcullis-devdb"][..],
+        ),
+        ("portcullis-testkit", &["portcullis-storage"][..]),
+        ("portcullis-devdb", &[][..]),
+        ("xtask", &["portcullis-devdb"][..]),
+        ("portcullis-tests", &[][..]),
+    ]);
+    for (package, dependencies) in normal_dependencies() {
+        let permitted = allowed
+            .get(package.as_str())
+            .unwrap_or_else(|| panic!("new crate {package}: add its allowed dependencies here"));
+        for dependency in dependencies.iter().filter(|d| d.starts_with("portcullis")) {
+            assert!(
+                permitted.contains(&dependency.as_str()),
+                "{package} must not depend on {dependency}"
+            );
+        }
+    }
+}
+
+#[test]
+fn each_framework_is_named_by_one_crate_only() {
+    let owners = [
+        ("sqlx", &["portcullis-storage", "portcullis-testkit"][..]),
+        ("axum", &["portcullis-gateway"][..]),
+        ("reqwest", &["portcullis-providers"][..]),
+    ];
+    for (package, dependencies) in normal_dependencies() {
+        for (framework, allowed) in owners {
+            if dependencies.contains(framework) {
+                assert!(allowed.contains(&package.as_str()), "{package} must not name {framework}");
+            }
+        }
+    }
+}
+
+#[test]
+fn core_and_policy_have_no_async_or_io_dependencies() {
+    let dependencies = normal_dependencies();
+    for package in ["portcullis-core", "portcullis-policy"] {
+        for forbidden in ["tokio", "sqlx", "axum", "reqwest", "hyper", "futures"] {
+            assert!(
+                !dependencies[package].contains(forbidden),
+                "{package} must stay free of I/O: it depends on {forbidden}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_architecture_map_names_every_crate() {
+    let map = std::fs::read_to_string(workspace_root().join("docs/ARCHITECTURE.md")).unwrap();
+    for package in normal_dependencies().keys() {
+        assert!(map.contains(package.as_str()), "docs/ARCHITECTURE.md does not mention {package}");
+    }
+}
+
+#[test]
+fn every_library_module_says_what_it_owns() {
+    let mut missing = Vec::new();
+    for dir in ["crates", "xtask"] {
+        visit(&workspace_root().join(dir), &mut |path| {
+            let text = std::fs::read_to_string(path).unwrap();
+            if !text.trim_start().starts_with("//!") {
+                missing.push(path.display().to_string());
+            }
+        });
+    }
+    assert!(missing.is_empty(), "modules without a //! line: {missing:#?}");
+}
+
+fn visit(dir: &Path, on_file: &mut dyn FnMut(&Path)) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            if path.file_name().is_some_and(|n| n == "target") {
+                continue;
+            }
+            visit(&path, on_file);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            on_file(&path);
+        }
+    }
+}
