@@ -16,11 +16,21 @@ use serde_json::Value;
 /// Each crate's normal (non-dev) dependencies as (name, set of dependency names).
 fn normal_dependencies() -> BTreeMap<String, BTreeSet<String>> {
     let output = Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
         .current_dir(workspace_root())
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let metadata: Value = serde_json::from_slice(&output.stdout).unwrap();
     metadata["packages"]
         .as_array()
@@ -52,11 +62,21 @@ fn internal_dependencies_point_one_way() {
         ("portcullis-providers", &["portcullis-core"][..]),
         (
             "portcullis-gateway",
-            &["portcullis-core", "portcullis-policy", "portcullis-storage", "portcullis-providers"][..],
+            &[
+                "portcullis-core",
+                "portcullis-policy",
+                "portcullis-storage",
+                "portcullis-providers",
+            ][..],
         ),
         (
             "portcullis",
-            &["portcullis-core", "portcullis-storage", "portcullis-gateway", "portcullis-devdb"][..],
+            &[
+                "portcullis-core",
+                "portcullis-storage",
+                "portcullis-gateway",
+                "portcullis-devdb",
+            ][..],
         ),
         ("portcullis-testkit", &["portcullis-storage"][..]),
         ("portcullis-devdb", &[][..]),
@@ -86,7 +106,10 @@ fn each_framework_is_named_by_one_crate_only() {
     for (package, dependencies) in normal_dependencies() {
         for (framework, allowed) in owners {
             if dependencies.contains(framework) {
-                assert!(allowed.contains(&package.as_str()), "{package} must not name {framework}");
+                assert!(
+                    allowed.contains(&package.as_str()),
+                    "{package} must not name {framework}"
+                );
             }
         }
     }
@@ -109,7 +132,10 @@ fn core_and_policy_have_no_async_or_io_dependencies() {
 fn the_architecture_map_names_every_crate() {
     let map = std::fs::read_to_string(workspace_root().join("docs/ARCHITECTURE.md")).unwrap();
     for package in normal_dependencies().keys() {
-        assert!(map.contains(package.as_str()), "docs/ARCHITECTURE.md does not mention {package}");
+        assert!(
+            map.contains(package.as_str()),
+            "docs/ARCHITECTURE.md does not mention {package}"
+        );
     }
 }
 
@@ -124,7 +150,10 @@ fn every_library_module_says_what_it_owns() {
             }
         });
     }
-    assert!(missing.is_empty(), "modules without a //! line: {missing:#?}");
+    assert!(
+        missing.is_empty(),
+        "modules without a //! line: {missing:#?}"
+    );
 }
 
 fn visit(dir: &Path, on_file: &mut dyn FnMut(&Path)) {

@@ -16,7 +16,10 @@ use crate::serve;
 const DATABASE: &str = "portcullis";
 
 pub async fn run(mut config: Config, data_dir: &Path, pg_port: u16) -> anyhow::Result<()> {
-    eprintln!("demo: starting a private PostgreSQL in {} (port {pg_port})", data_dir.display());
+    eprintln!(
+        "demo: starting a private PostgreSQL in {} (port {pg_port})",
+        data_dir.display()
+    );
     let dir = data_dir.to_path_buf();
     let server_url = tokio::task::spawn_blocking(move || portcullis_devdb::start(&dir, pg_port))
         .await?
@@ -32,7 +35,10 @@ pub async fn run(mut config: Config, data_dir: &Path, pg_port: u16) -> anyhow::R
     })
     .await
     .context("migrating the demo database")?;
-    eprintln!("demo: database migrated to version {}", report.applied_version);
+    eprintln!(
+        "demo: database migrated to version {}",
+        report.applied_version
+    );
 
     let db = Db::connect_lazy(&DbOptions::new(SecretString::from(runtime_url.clone())))?;
     let org = match db.platform_org_ids().await?.first() {

@@ -109,9 +109,9 @@ fn main() -> ExitCode {
 
 async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Demo { data_dir, pg_port } => {
-            demo::run(config, &data_dir, pg_port).await.map(|()| ExitCode::SUCCESS)
-        }
+        Command::Demo { data_dir, pg_port } => demo::run(config, &data_dir, pg_port)
+            .await
+            .map(|()| ExitCode::SUCCESS),
         Command::Serve => serve::run(config).await.map(|()| ExitCode::SUCCESS),
         Command::Migrate => {
             let report = migrate::run(&MigrateOptions {

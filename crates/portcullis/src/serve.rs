@@ -15,10 +15,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 }
 
 /// Serves, calling `on_listening` with the bound address once the listener is up.
-pub async fn run_with(
-    config: Config,
-    on_listening: impl FnOnce(SocketAddr),
-) -> anyhow::Result<()> {
+pub async fn run_with(config: Config, on_listening: impl FnOnce(SocketAddr)) -> anyhow::Result<()> {
     let options = DbOptions {
         url: config.database.url()?.clone(),
         max_connections: config.database.max_connections,

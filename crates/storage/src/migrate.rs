@@ -93,8 +93,9 @@ pub async fn create_database_if_missing(
     server_url: &SecretString,
     name: &str,
 ) -> Result<bool, StorageError> {
-    let connect = PgConnectOptions::from_str(server_url.expose_secret())
-        .map_err(|_| StorageError::Config("the server URL is not a valid postgres:// URL".into()))?;
+    let connect = PgConnectOptions::from_str(server_url.expose_secret()).map_err(|_| {
+        StorageError::Config("the server URL is not a valid postgres:// URL".into())
+    })?;
     let mut conn = PgConnection::connect_with(&connect).await?;
     let exists: bool =
         sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
