@@ -16,7 +16,7 @@ pub fn binary() -> PathBuf {
     let path = profile_dir.join("portcullis");
     assert!(
         path.exists(),
-        "{} is missing: build the workspace first",
+        "{} is missing: run `cargo build -p portcullis` first (cargo xtask test does)",
         path.display()
     );
     path

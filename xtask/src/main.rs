@@ -149,6 +149,9 @@ fn test(args: &[String]) -> anyhow::Result<()> {
             &[],
         )?;
     }
+    // The end-to-end tests run the real binary, which nextest does not build for them.
+    say("cargo build -p portcullis");
+    cargo_like("cargo", &["build", "--quiet", "-p", "portcullis"], &[])?;
     let mut nextest = vec!["nextest", "run", "--workspace"];
     nextest.extend(passthrough);
     cargo_like("cargo", &nextest, &[("PCTEST_DATABASE_URL", url.as_str())])
