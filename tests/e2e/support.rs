@@ -34,6 +34,10 @@ pub fn command(test: &TestDb) -> Command {
         .env("PORTCULLIS_DATABASE__URL", test.runtime_url())
         .env("PORTCULLIS_DATABASE__ADMIN_URL", test.admin_url())
         .env("PORTCULLIS_LOG__FORMAT", "json")
+        .env(
+            "PORTCULLIS_SECRETS__KEK",
+            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        )
         .env("PORTCULLIS_SERVER__LISTEN", "127.0.0.1:0");
     command
 }

@@ -79,6 +79,14 @@ id_type!(
     /// One entry of an org's audit chain.
     AuditEventId
 );
+id_type!(
+    /// A virtual key or master key (not its secret).
+    KeyId
+);
+id_type!(
+    /// A login session (not its token).
+    SessionId
+);
 
 #[cfg(test)]
 mod tests {

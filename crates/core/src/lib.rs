@@ -1,11 +1,16 @@
-//! Portcullis domain types shared by every crate: ids, roles and the audit chain's hashing.
+//! Portcullis domain types shared by every crate: ids, roles, credential formats, password
+//! and second-factor checks, sealing of secrets at rest, and the audit chain's hashing.
 //!
-//! **Architecture Invariant:** no I/O and no async code; nothing here can fail for an I/O
-//! reason, so other Rust services can embed it.
+//! **Architecture Invariant:** no I/O and no async code. The only system call is the
+//! operating system's random number generator, and its failure is an error, never a panic.
 
 pub mod audit;
+pub mod crypto;
 pub mod ids;
+pub mod mfa;
+pub mod password;
 pub mod role;
+pub mod token;
 
-pub use ids::{AuditEventId, OrgId, TeamId, UserId};
+pub use ids::{AuditEventId, KeyId, OrgId, SessionId, TeamId, UserId};
 pub use role::Role;

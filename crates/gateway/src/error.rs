@@ -20,11 +20,21 @@ pub enum ApiError {
     NotFound { code: &'static str, message: String },
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// No credential, or one that is unknown, expired or revoked.
+    #[error("{message}")]
+    Unauthenticated { code: &'static str, message: String },
+    /// Authenticated, but not allowed (`permission_denied`, `wrong_key_kind`, `mfa_required`).
+    #[error("{message}")]
+    Forbidden { code: &'static str, message: String },
+    #[error("payload too large")]
+    PayloadTooLarge,
+    #[error("rate limited")]
+    RateLimited { retry_after_secs: u64 },
     #[error("{0}")]
     Conflict(String),
     /// A dependency (the database) is unavailable; the client may retry.
     #[error("service unavailable")]
-    Unavailable { retry_after_secs: u32 },
+    Unavailable { retry_after_secs: u64 },
     /// A bug or an unexpected failure. The cause is logged, the client sees a generic message.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -52,6 +62,24 @@ impl ApiError {
         }
     }
 
+    pub fn unauthenticated(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Unauthenticated {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Forbidden {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn internal(cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Internal(Box::new(cause))
+    }
+
     pub fn invalid_request(message: impl Into<String>) -> Self {
         Self::InvalidRequest {
             code: "invalid_request",
@@ -64,6 +92,10 @@ impl ApiError {
             Self::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
+            Self::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -76,6 +108,10 @@ impl ApiError {
             Self::InvalidRequest { .. } => "invalid_request",
             Self::NotFound { .. } => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::Unauthenticated { .. } => "unauthenticated",
+            Self::Forbidden { .. } => "forbidden",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::RateLimited { .. } => "rate_limited",
             Self::Conflict(_) => "conflict",
             Self::Unavailable { .. } => "unavailable",
             Self::Internal(_) => "internal",
@@ -84,8 +120,13 @@ impl ApiError {
 
     fn code(&self) -> &'static str {
         match self {
-            Self::InvalidRequest { code, .. } | Self::NotFound { code, .. } => code,
+            Self::InvalidRequest { code, .. }
+            | Self::NotFound { code, .. }
+            | Self::Unauthenticated { code, .. }
+            | Self::Forbidden { code, .. } => code,
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::RateLimited { .. } => "rate_limited",
             Self::Conflict(_) => "conflict",
             Self::Unavailable { .. } => "service_unavailable",
             Self::Internal(_) => "internal_error",
@@ -95,7 +136,12 @@ impl ApiError {
     /// The OpenAI `type` for this status.
     fn envelope_type(&self) -> &'static str {
         match self {
-            Self::InvalidRequest { .. } | Self::MethodNotAllowed => "invalid_request_error",
+            Self::InvalidRequest { .. } | Self::MethodNotAllowed | Self::PayloadTooLarge => {
+                "invalid_request_error"
+            }
+            Self::Unauthenticated { .. } => "authentication_error",
+            Self::Forbidden { .. } => "permission_error",
+            Self::RateLimited { .. } => "rate_limit_error",
             Self::NotFound { .. } => "not_found_error",
             Self::Conflict(_) => "conflict_error",
             Self::Unavailable { .. } | Self::Internal(_) => "server_error",
@@ -104,9 +150,12 @@ impl ApiError {
 
     fn public_message(&self) -> String {
         match self {
-            Self::InvalidRequest { message, .. } | Self::NotFound { message, .. } => {
-                message.clone()
-            }
+            Self::InvalidRequest { message, .. }
+            | Self::NotFound { message, .. }
+            | Self::Unauthenticated { message, .. }
+            | Self::Forbidden { message, .. } => message.clone(),
+            Self::PayloadTooLarge => "the request body is too large".to_owned(),
+            Self::RateLimited { .. } => "too many attempts; retry later".to_owned(),
             Self::MethodNotAllowed => "this route does not accept that method".to_owned(),
             Self::Conflict(message) => message.clone(),
             Self::Unavailable { .. } => "the service is temporarily unavailable".to_owned(),
@@ -120,6 +169,9 @@ impl From<StorageError> for ApiError {
         match error {
             StorageError::NotFound => Self::not_found(),
             StorageError::Conflict(message) => Self::Conflict(message.to_owned()),
+            StorageError::Invalid(constraint) => {
+                Self::invalid_request(format!("a value is out of range ({constraint})"))
+            }
             StorageError::Unavailable(cause) => {
                 tracing::warn!(error = %cause, "database unavailable");
                 Self::Unavailable {
@@ -148,11 +200,29 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (status, Json(envelope)).into_response();
-        if let Self::Unavailable { retry_after_secs } = self {
+        if let Self::Unavailable { retry_after_secs } | Self::RateLimited { retry_after_secs } =
+            self
+        {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
         }
         response
+    }
+}
+
+impl From<portcullis_policy::rbac::Denial> for ApiError {
+    fn from(denial: portcullis_policy::rbac::Denial) -> Self {
+        use portcullis_policy::rbac::Denial;
+        match denial {
+            Denial::LastOwner => Self::Conflict(denial.to_string()),
+            _ => Self::forbidden("permission_denied", denial.to_string()),
+        }
+    }
+}
+
+impl From<portcullis_core::token::RandomnessUnavailable> for ApiError {
+    fn from(error: portcullis_core::token::RandomnessUnavailable) -> Self {
+        Self::internal(error)
     }
 }

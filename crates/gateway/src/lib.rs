@@ -4,14 +4,26 @@
 //! **Architecture Invariant:** only this crate names `axum`. [`ApiError`] is the only
 //! `IntoResponse` error: every failure reaches a client as the JSON envelope of API.md.
 //!
+//! **Architecture Invariant:** every admin route is declared in `admin::table` with its access
+//! rule and wrapped in `guard::guard`; no handler compares roles, they ask `policy::rbac`.
+//!
 //! Request extensions (untyped, so documented here):
 //! - [`RequestId`]: set by the outermost layer ([`request_id::layer`]) on every request.
+//! - [`guard::OrgCaller`]: set by the guard on org-scoped admin routes.
+//! - [`guard::PlatformCaller`]: set by the guard on platform admin routes.
 
+pub mod admin;
+mod authn;
+mod caller;
 mod error;
+pub mod guard;
 mod health;
+mod json;
 pub mod request_id;
 mod router;
 mod server;
+mod source;
+mod throttle;
 
 pub use error::ApiError;
 pub use request_id::RequestId;

@@ -1,9 +1,8 @@
-//! Portcullis policy: the decisions that follow from configuration and roles, such as which
-//! role may take which action, logging and retention rules, PII detection and redaction, and
-//! cost estimation.
+//! Portcullis policy: the decisions that follow from roles and settings. The RBAC matrix is
+//! here as data; logging and retention rules, PII detection and cost estimation join it as
+//! their capabilities land.
 //!
 //! **Architecture Invariant:** no I/O and no async code, so that other services can embed the
-//! rules (a redaction library, a permission check) without a database or a runtime.
-//!
-//! The rules arrive with the capabilities that need them (the access-control plane brings
-//! the RBAC matrix); this crate holds their place in the dependency graph.
+//! rules without a database or a runtime.
+
+pub mod rbac;

@@ -7,12 +7,17 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use base64::Engine;
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
+use ipnet::IpNet;
+use portcullis_core::crypto::Keyring;
+use secrecy::ExposeSecret;
 use secrecy::SecretString;
 use serde::Deserialize;
 
 const ENV_PREFIX: &str = "PORTCULLIS_";
+const NOT_SETTINGS: [&str; 2] = ["config", "bootstrap_password"];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,6 +28,17 @@ struct RawConfig {
     database: RawDatabase,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    secrets: RawSecrets,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawSecrets {
+    /// The key-encryption key, 32 bytes in base64: environment only.
+    kek: Option<SecretString>,
+    kek_file: Option<PathBuf>,
+    kek_version: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -30,6 +46,7 @@ struct RawConfig {
 struct RawServer {
     listen: String,
     shutdown_grace_secs: u64,
+    trusted_proxies: Vec<String>,
 }
 
 impl Default for RawServer {
@@ -37,6 +54,7 @@ impl Default for RawServer {
         Self {
             listen: "127.0.0.1:8080".to_owned(),
             shutdown_grace_secs: 30,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -99,12 +117,38 @@ pub struct Config {
     pub server: ServerConfig,
     pub database: DatabaseConfig,
     pub log: LogConfig,
+    pub secrets: SecretsConfig,
 }
 
 #[derive(Debug)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub shutdown_grace: Duration,
+    /// Peers whose X-Forwarded-For is believed.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+#[derive(Debug)]
+pub struct SecretsConfig {
+    pub(crate) kek: Option<SecretString>,
+    pub kek_version: u32,
+}
+
+impl SecretsConfig {
+    /// The keyring that seals secrets at rest.
+    pub fn keyring(&self) -> anyhow::Result<Keyring> {
+        let kek = self.kek.as_ref().context(
+            "secrets.kek is not set: set PORTCULLIS_SECRETS__KEK to 32 random bytes in base64 \
+             (openssl rand -base64 32), or secrets.kek_file",
+        )?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(kek.expose_secret().trim())
+            .ok()
+            .filter(|bytes| bytes.len() == 32)
+            .context("secrets.kek must be 32 bytes in base64")?;
+        Keyring::new(self.kek_version, vec![(self.kek_version, bytes)])
+            .context("secrets.kek is not a usable key")
+    }
 }
 
 #[derive(Debug)]
@@ -142,9 +186,12 @@ impl DatabaseConfig {
 impl Config {
     /// Loads the file (if any) and the environment, then validates.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
-        let env = Env::prefixed(ENV_PREFIX)
-            .split("__")
-            .filter(|key| !key.as_str().eq_ignore_ascii_case("config"));
+        // Variables that are not settings: the config path, and bootstrap's password.
+        let env = Env::prefixed(ENV_PREFIX).split("__").filter(|key| {
+            !NOT_SETTINGS
+                .iter()
+                .any(|name| key.as_str().eq_ignore_ascii_case(name))
+        });
         Self::load_layers(file, Some(env))
     }
 
@@ -167,6 +214,18 @@ impl Config {
     }
 
     fn validate(raw: RawConfig) -> anyhow::Result<Self> {
+        let trusted_proxies = raw
+            .server
+            .trusted_proxies
+            .iter()
+            .map(|text| {
+                text.parse::<IpNet>()
+                    .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
+                    .with_context(|| {
+                        format!("server.trusted_proxies: `{text}` is not an address or CIDR range")
+                    })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let listen = raw.server.listen.parse().with_context(|| {
             format!(
                 "server.listen `{}` is not an address such as 127.0.0.1:8080",
@@ -183,6 +242,11 @@ impl Config {
             server: ServerConfig {
                 listen,
                 shutdown_grace: Duration::from_secs(raw.server.shutdown_grace_secs),
+                trusted_proxies,
+            },
+            secrets: SecretsConfig {
+                kek: secret("secrets.kek", raw.secrets.kek, raw.secrets.kek_file)?,
+                kek_version: raw.secrets.kek_version.unwrap_or(1),
             },
             database: DatabaseConfig {
                 url: secret("database.url", raw.database.url, raw.database.url_file)?,
@@ -233,6 +297,16 @@ fn refuse_inline_secrets(text: &str, path: &Path) -> anyhow::Result<()> {
         // Syntax errors are reported by the full parse, with their position.
         return Ok(());
     };
+    if table
+        .get("secrets")
+        .and_then(toml::Value::as_table)
+        .is_some_and(|secrets| secrets.contains_key("kek"))
+    {
+        bail!(
+            "secrets.kek in {} is a secret; set {ENV_PREFIX}SECRETS__KEK or secrets.kek_file",
+            path.display()
+        );
+    }
     let Some(database) = table.get("database").and_then(toml::Value::as_table) else {
         return Ok(());
     };
@@ -256,8 +330,6 @@ fn refuse_inline_secrets(text: &str, path: &Path) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use std::io::Write;
-
-    use secrecy::ExposeSecret;
 
     use super::*;
 
@@ -310,6 +382,48 @@ mod tests {
         let error = load(Some(file.path())).unwrap_err().to_string();
         assert!(error.contains("PORTCULLIS_DATABASE__URL"), "{error}");
         assert!(!error.contains("hunter2"), "{error}");
+    }
+
+    #[test]
+    fn the_kek_never_sits_in_the_file_and_must_be_32_bytes() {
+        let file = write("[secrets]\nkek = \"AAAA\"\n");
+        let error = load(Some(file.path())).unwrap_err().to_string();
+        assert!(error.contains("PORTCULLIS_SECRETS__KEK"), "{error}");
+        let short = write("c2hvcnQ=\n");
+        let config_file = write(&format!(
+            "[secrets]\nkek_file = \"{}\"\n",
+            short.path().display()
+        ));
+        let config = load(Some(config_file.path())).unwrap();
+        assert!(config.secrets.keyring().is_err());
+        let good = write("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n");
+        let config_file = write(&format!(
+            "[secrets]\nkek_file = \"{}\"\n",
+            good.path().display()
+        ));
+        assert!(
+            load(Some(config_file.path()))
+                .unwrap()
+                .secrets
+                .keyring()
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn trusted_proxies_take_addresses_and_ranges() {
+        let file = write("[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"192.0.2.1\"]\n");
+        assert_eq!(
+            load(Some(file.path()))
+                .unwrap()
+                .server
+                .trusted_proxies
+                .len(),
+            2
+        );
+        let file = write("[server]\ntrusted_proxies = [\"nope\"]\n");
+        let error = load(Some(file.path())).unwrap_err().to_string();
+        assert!(error.contains("server.trusted_proxies"), "{error}");
     }
 
     #[test]

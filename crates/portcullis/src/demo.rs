@@ -5,13 +5,14 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
-use portcullis_core::audit::{Actor, Source};
+use base64::Engine;
+use portcullis_core::token::{Token, TokenKind};
 use portcullis_storage::migrate::{self, MigrateOptions};
-use portcullis_storage::{Db, DbOptions, orgs};
+use portcullis_storage::{Db, DbOptions};
 use secrecy::SecretString;
 
 use crate::config::Config;
-use crate::serve;
+use crate::{bootstrap, serve};
 
 const DATABASE: &str = "portcullis";
 
@@ -41,18 +42,21 @@ pub async fn run(mut config: Config, data_dir: &Path, pg_port: u16) -> anyhow::R
     );
 
     let db = Db::connect_lazy(&DbOptions::new(SecretString::from(runtime_url.clone())))?;
-    let org = match db.platform_org_ids().await?.first() {
-        Some(org) => *org,
-        None => {
-            let created =
-                orgs::create_org(&db, &Actor::system("demo"), &Source::default(), "Demo").await?;
-            created.org_id
-        }
+    let first_run = db.platform_org_ids().await?.is_empty();
+    let credentials = if first_run {
+        let password = demo_password()?;
+        let outcome = bootstrap::bootstrap(&db, "Demo", DEMO_EMAIL, &password).await?;
+        Some((outcome, password))
+    } else {
+        None
     };
     db.close().await;
 
     config.database.url = Some(SecretString::from(runtime_url));
-    let result = serve::run_with(config, |addr| print_banner(addr, org, pg_port)).await;
+    if config.secrets.kek.is_none() {
+        config.secrets.kek = Some(demo_kek(data_dir)?);
+    }
+    let result = serve::run_with(config, |addr| print_banner(addr, credentials.as_ref())).await;
     let dir = data_dir.to_path_buf();
     let stopped = tokio::task::spawn_blocking(move || portcullis_devdb::stop(&dir)).await?;
     if let Err(error) = stopped {
@@ -61,13 +65,46 @@ pub async fn run(mut config: Config, data_dir: &Path, pg_port: u16) -> anyhow::R
     result
 }
 
-fn print_banner(addr: std::net::SocketAddr, org: portcullis_core::OrgId, pg_port: u16) {
-    let banner = format!(
-        "\nPortcullis demo is up on http://{addr}\n\
-         \n  curl -i http://{addr}/readyz\
-         \n  PORTCULLIS_DATABASE__URL=postgres://portcullis_app@127.0.0.1:{pg_port}/{DATABASE} \\\
-         \n    portcullis audit verify --org {org}\
-         \n\nDemo org: {org}. Press Ctrl-C to stop (the private PostgreSQL stops too).\n"
-    );
+const DEMO_EMAIL: &str = "owner@demo.example";
+
+/// A random password for the demo owner, shown once in the banner.
+fn demo_password() -> anyhow::Result<String> {
+    let token = Token::generate(TokenKind::Invite)?;
+    Ok(token.expose()[4..24].to_owned())
+}
+
+/// The demo's key-encryption key, kept beside its database so that a restarted demo can still
+/// open what it sealed.
+fn demo_kek(data_dir: &Path) -> anyhow::Result<SecretString> {
+    let path = data_dir.join("kek.b64");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return Ok(SecretString::from(text.trim().to_owned()));
+    }
+    let mut bytes = [0u8; 32];
+    portcullis_core::token::random_bytes(&mut bytes)?;
+    let text = base64::engine::general_purpose::STANDARD.encode(bytes);
+    std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;
+    Ok(SecretString::from(text))
+}
+
+fn print_banner(addr: std::net::SocketAddr, credentials: Option<&(bootstrap::Outcome, String)>) {
+    let mut banner =
+        format!("\nPortcullis demo is up on http://{addr}\n\n  curl -i http://{addr}/readyz\n");
+    match credentials {
+        Some((outcome, password)) => banner.push_str(&format!(
+            "\nDemo org {org}, owner {DEMO_EMAIL}, password {password}\n\
+             Master key (shown once): {key}\n\
+             \n  curl -s http://{addr}/auth/v1/login -H 'content-type: application/json' \\\
+             \n    -d '{{\"email\": \"{DEMO_EMAIL}\", \"password\": \"{password}\"}}'\
+             \n  curl -s http://{addr}/admin/v1/orgs -H 'authorization: Bearer {key}'\n",
+            org = outcome.org_id,
+            key = outcome.master_key.expose(),
+        )),
+        None => banner.push_str(&format!(
+            "\nThe demo was bootstrapped on an earlier run: log in as {DEMO_EMAIL} with the \
+             password printed then, or delete the data directory to start afresh.\n"
+        )),
+    }
+    banner.push_str("\nPress Ctrl-C to stop (the private PostgreSQL stops too).\n");
     let _ = std::io::stdout().lock().write_all(banner.as_bytes());
 }

@@ -2,6 +2,7 @@
 //! library crates; this binary only connects them.
 
 mod audit_cmd;
+mod bootstrap;
 mod config;
 mod demo;
 mod serve;
@@ -46,6 +47,16 @@ enum Command {
     Serve,
     /// Create or update the database roles and apply migrations (needs database.admin_url).
     Migrate,
+    /// Create the first org, its owner and the master key (printed once). Runs once. The
+    /// password comes from PORTCULLIS_BOOTSTRAP_PASSWORD, a prompt, or a line of stdin.
+    Bootstrap {
+        /// The first organization's name.
+        #[arg(long)]
+        org: String,
+        /// The owner's email: they log in with it.
+        #[arg(long)]
+        email: String,
+    },
     /// Audit trail tools.
     Audit {
         #[command(subcommand)]
@@ -125,6 +136,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bootstrap { org, email } => bootstrap::run(&config, &org, &email)
+            .await
+            .map(|()| ExitCode::SUCCESS),
         Command::Audit {
             command:
                 AuditCommand::Verify {

@@ -21,6 +21,7 @@ pub async fn run_with(config: Config, on_listening: impl FnOnce(SocketAddr)) -> 
         max_connections: config.database.max_connections,
         acquire_timeout: config.database.acquire_timeout,
     };
+    let keyring = config.secrets.keyring()?;
     let db = Db::connect_lazy(&options)?;
     check_role(&db, config.database.startup_timeout).await?;
 
@@ -34,7 +35,7 @@ pub async fn run_with(config: Config, on_listening: impl FnOnce(SocketAddr)) -> 
     );
     tracing::info!(%addr, "listening");
     on_listening(addr);
-    let state = AppState { db: db.clone() };
+    let state = AppState::new(db.clone(), keyring, config.server.trusted_proxies.clone());
     portcullis_gateway::serve(
         listener,
         state,

@@ -176,11 +176,15 @@ impl Db {
     }
 
     /// The id of every org. Cross-tenant by design, through the SECURITY DEFINER function
-    /// `platform_org_ids()`: only for platform operations (the master key, `audit verify`).
+    /// `platform_orgs()`: only for platform operations (the master key, `audit verify`).
     pub async fn platform_org_ids(&self) -> Result<Vec<OrgId>, StorageError> {
-        let ids: Vec<uuid::Uuid> = sqlx::query_scalar("select org_id from platform_org_ids()")
+        let ids: Vec<uuid::Uuid> = sqlx::query_scalar("select org_id from platform_orgs()")
             .fetch_all(&self.pool)
             .await?;
         Ok(ids.into_iter().map(OrgId::from_uuid).collect())
+    }
+
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
     }
 }

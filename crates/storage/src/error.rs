@@ -10,6 +10,9 @@ pub enum StorageError {
     /// A named uniqueness or state rule was broken.
     #[error("conflict: {0}")]
     Conflict(&'static str),
+    /// A value broke a check constraint (named): the caller's input was out of range.
+    #[error("invalid value: {0}")]
+    Invalid(String),
     /// The runtime role has privileges it must not have; the gateway refuses to serve.
     #[error("unsafe database role: {0}")]
     UnsafeRole(String),
@@ -46,7 +49,19 @@ impl StorageError {
     pub(crate) fn from_write(error: sqlx::Error) -> Self {
         match &error {
             sqlx::Error::Database(db) if db.code().as_deref() == Some("42501") => Self::NotFound,
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("23514") => {
+                Self::Invalid(db.constraint().unwrap_or("check").to_owned())
+            }
             _ => Self::from(error),
+        }
+    }
+
+    /// Maps a violation of the named foreign key to `NotFound`: the referenced row is absent
+    /// or belongs to another org, and the two must look alike (CF-1).
+    pub(crate) fn on_foreign_key(constraint: &'static str) -> impl Fn(sqlx::Error) -> Self {
+        move |error| match &error {
+            sqlx::Error::Database(db) if db.constraint() == Some(constraint) => Self::NotFound,
+            _ => Self::from_write(error),
         }
     }
 

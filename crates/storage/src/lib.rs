@@ -8,10 +8,14 @@
 //! **Architecture Invariant:** storage never decides a permission; the gateway's guard does.
 
 pub mod audit;
+pub mod auth;
 mod db;
 mod error;
+pub mod keys;
+pub mod members;
 pub mod migrate;
 pub mod orgs;
+pub mod platform;
 pub mod teams;
 mod tenant;
 

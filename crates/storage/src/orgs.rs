@@ -1,13 +1,13 @@
 //! Organizations and their settings.
 
 use chrono::{DateTime, Utc};
-use portcullis_core::OrgId;
 use portcullis_core::audit::{Actor, Source};
+use portcullis_core::{OrgId, Role, UserId};
 use uuid::Uuid;
 
 use crate::Db;
 use crate::error::StorageError;
-use crate::tenant::{AuditedChange, TenantTx};
+use crate::tenant::{AuditedChange, TenantTx, WriteTx};
 
 /// An organization with its settings.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -69,4 +69,95 @@ pub async fn get_org(tx: &mut TenantTx) -> Result<Org, StorageError> {
     .fetch_optional(tx.conn())
     .await?
     .ok_or(StorageError::NotFound)
+}
+
+/// Changes to an org's settings; `None` leaves a setting as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SettingsChange {
+    pub logging_level: Option<String>,
+    pub pii_redaction: Option<bool>,
+    pub pii_guardrail: Option<String>,
+    pub content_retention_days: Option<i32>,
+    pub ledger_retention_days: Option<i32>,
+    pub require_mfa: Option<bool>,
+}
+
+/// Applies the change; the audit entry lists every setting it sets (values are not secret).
+pub async fn update_settings(
+    tx: &mut WriteTx,
+    change: &SettingsChange,
+) -> Result<Org, StorageError> {
+    let org = tx.org();
+    if let Some(v) = &change.logging_level {
+        tx.detail("logging_level", v.as_str());
+    }
+    if let Some(v) = change.pii_redaction {
+        tx.detail("pii_redaction", v);
+    }
+    if let Some(v) = &change.pii_guardrail {
+        tx.detail("pii_guardrail", v.as_str());
+    }
+    if let Some(v) = change.content_retention_days {
+        tx.detail("content_retention_days", v);
+    }
+    if let Some(v) = change.ledger_retention_days {
+        tx.detail("ledger_retention_days", v);
+    }
+    if let Some(v) = change.require_mfa {
+        tx.detail("require_mfa", v);
+    }
+    sqlx::query(
+        "update org_settings set
+             logging_level = coalesce($2, logging_level),
+             pii_redaction = coalesce($3, pii_redaction),
+             pii_guardrail = coalesce($4, pii_guardrail),
+             content_retention_days = coalesce($5, content_retention_days),
+             ledger_retention_days = coalesce($6, ledger_retention_days),
+             require_mfa = coalesce($7, require_mfa),
+             updated_at = now()
+         where org_id = $1",
+    )
+    .bind(org.as_uuid())
+    .bind(&change.logging_level)
+    .bind(change.pii_redaction)
+    .bind(&change.pii_guardrail)
+    .bind(change.content_retention_days)
+    .bind(change.ledger_retention_days)
+    .bind(change.require_mfa)
+    .execute(tx.conn())
+    .await
+    .map_err(StorageError::from_write)?;
+    get_org(tx.tenant()).await
+}
+
+/// What the admin guard needs of an org for one caller, read fresh on every request (no
+/// cached roles): whether the org exists here, its MFA rule, and the person's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Access {
+    pub require_mfa: bool,
+    pub role: Option<Role>,
+}
+
+/// `None` when the org does not exist (or is not visible: the same thing).
+pub async fn access(
+    tx: &mut TenantTx,
+    user: Option<UserId>,
+) -> Result<Option<Access>, StorageError> {
+    let row: Option<(bool, Option<String>)> = sqlx::query_as(
+        "select s.require_mfa, m.role from org_settings s
+         left join memberships m on m.org_id = s.org_id and m.user_id = $2
+         where s.org_id = $1",
+    )
+    .bind(tx.org().as_uuid())
+    .bind(user.map(uuid::Uuid::from))
+    .fetch_optional(tx.conn())
+    .await?;
+    row.map(|(require_mfa, role)| {
+        let role = role
+            .map(|r| r.parse::<Role>())
+            .transpose()
+            .map_err(|_| StorageError::Invalid("role".into()))?;
+        Ok(Access { require_mfa, role })
+    })
+    .transpose()
 }

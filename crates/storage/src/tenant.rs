@@ -72,6 +72,8 @@ pub struct WriteTx {
     source: Source,
     change: AuditedChange,
     details: Map<String, Value>,
+    /// Further entries of the same transaction (a bootstrap records several facts).
+    also: Vec<(AuditedChange, Map<String, Value>)>,
 }
 
 /// Where a committed change sits in its org's audit chain.
@@ -94,11 +96,22 @@ impl WriteTx {
             source,
             change,
             details: Map::new(),
+            also: Vec::new(),
         }
+    }
+
+    /// Records one more entry, after the main one, in the same transaction. For commands that
+    /// make several changes at once; every API route records exactly one.
+    pub fn record_also(&mut self, change: AuditedChange, details: Map<String, Value>) {
+        self.also.push((change, details));
     }
 
     pub fn org(&self) -> OrgId {
         self.inner.org
+    }
+
+    pub fn actor(&self) -> &Actor {
+        &self.actor
     }
 
     /// Adds a fact to the audit entry. Never a secret, password or prompt (AC-5).
@@ -119,7 +132,7 @@ impl WriteTx {
     pub async fn commit(mut self) -> Result<AuditReceipt, StorageError> {
         let org = self.inner.org;
         let details = Value::Object(std::mem::take(&mut self.details));
-        let receipt = audit::append(
+        let mut receipt = audit::append(
             self.inner.conn(),
             org,
             &self.actor,
@@ -128,6 +141,17 @@ impl WriteTx {
             details,
         )
         .await?;
+        for (change, details) in std::mem::take(&mut self.also) {
+            receipt = audit::append(
+                self.inner.conn(),
+                org,
+                &self.actor,
+                &self.source,
+                &change,
+                Value::Object(details),
+            )
+            .await?;
+        }
         self.inner.commit().await?;
         Ok(receipt)
     }

@@ -20,6 +20,14 @@ async fn call(app: &Router, request: Request<Body>) -> (StatusCode, axum::http::
     (status, headers, body)
 }
 
+fn state(db: Db) -> AppState {
+    AppState::new(
+        db,
+        portcullis_core::crypto::Keyring::generate().unwrap(),
+        Vec::new(),
+    )
+}
+
 fn get(uri: &str) -> Request<Body> {
     Request::get(uri).body(Body::empty()).unwrap()
 }
@@ -27,9 +35,7 @@ fn get(uri: &str) -> Request<Body> {
 #[tokio::test]
 async fn av_3_healthz_and_readyz_answer_on_a_migrated_database() {
     let test = TestDb::new().await.unwrap();
-    let app = router(AppState {
-        db: test.db.clone(),
-    });
+    let app = router(state(test.db.clone()));
     let (status, headers, body) = call(&app, get("/healthz")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["status"], "ok");
@@ -47,9 +53,7 @@ async fn av_3_readyz_is_503_when_the_database_is_unreachable_and_healthz_stays_u
             .to_owned()
             .into(),
     );
-    let app = router(AppState {
-        db: Db::connect_lazy(&options).unwrap(),
-    });
+    let app = router(state(Db::connect_lazy(&options).unwrap()));
     let (status, _, body) = call(&app, get("/readyz")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["status"], "not_ready");
@@ -68,9 +72,7 @@ async fn av_3_readyz_is_503_while_migrations_are_behind_the_binary() {
         .execute(&test.owner)
         .await
         .unwrap();
-    let app = router(AppState {
-        db: test.db.clone(),
-    });
+    let app = router(state(test.db.clone()));
     let (status, _, _) = call(&app, get("/readyz")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
 }
@@ -82,9 +84,7 @@ async fn unknown_routes_answer_404_in_the_envelope_with_the_request_id() {
             .to_owned()
             .into(),
     );
-    let app = router(AppState {
-        db: Db::connect_lazy(&options).unwrap(),
-    });
+    let app = router(state(Db::connect_lazy(&options).unwrap()));
     let (status, headers, body) = call(&app, get("/no/such/route")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["error"]["code"], "not_found");
@@ -106,9 +106,7 @@ async fn a_well_formed_incoming_request_id_is_kept_and_a_malformed_one_replaced(
             .to_owned()
             .into(),
     );
-    let app = router(AppState {
-        db: Db::connect_lazy(&options).unwrap(),
-    });
+    let app = router(state(Db::connect_lazy(&options).unwrap()));
     let request = Request::get("/nowhere")
         .header("x-request-id", "client-42")
         .body(Body::empty())

@@ -1,7 +1,10 @@
 //! Two orgs with a row in every tenant table, for isolation tests.
 
 use portcullis_core::audit::{Actor, Source};
-use portcullis_core::{OrgId, TeamId, UserId};
+use portcullis_core::token::{Token, TokenKind};
+use portcullis_core::{KeyId, OrgId, Role, TeamId, UserId};
+use portcullis_storage::keys::{self, NewKey};
+use portcullis_storage::members;
 use portcullis_storage::orgs::{self, Org};
 use portcullis_storage::teams::{self, NewTeam};
 use portcullis_storage::{AuditedChange, Db};
@@ -20,13 +23,62 @@ pub fn source() -> Source {
     }
 }
 
-/// Creates an org with a team, and a member (a user row) inserted as the runtime role.
+/// Creates an org with a row in every tenant table: a team, a member (a user row inserted as
+/// the runtime role), an invitation and a virtual key.
 pub async fn populated_org(test: &TestDb, name: &str) -> Org {
     let org = orgs::create_org(&test.db, &actor(), &source(), name)
         .await
         .unwrap();
-    add_team(&test.db, org.org_id, &format!("{name}-team")).await;
+    let team = add_team(&test.db, org.org_id, &format!("{name}-team")).await;
     add_member(&test.runtime, org.org_id, &format!("{name}@example.com")).await;
+
+    let invited = UserId::new();
+    let mut tx = test
+        .db
+        .begin_write(
+            org.org_id,
+            &actor(),
+            &source(),
+            AuditedChange::new("member.added", "user", invited),
+        )
+        .await
+        .unwrap();
+    let token = Token::generate(TokenKind::Invite).unwrap();
+    let expires = chrono::Utc::now() + chrono::Duration::days(1);
+    let email = format!("{name}-invited@example.com");
+    members::invite(
+        &mut tx,
+        invited,
+        &email,
+        Role::Viewer,
+        &token.hash(),
+        expires,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+
+    let key_id = KeyId::new();
+    let mut tx = test
+        .db
+        .begin_write(
+            org.org_id,
+            &actor(),
+            &source(),
+            AuditedChange::new("key.created", "key", key_id),
+        )
+        .await
+        .unwrap();
+    let key = Token::generate(TokenKind::Virtual).unwrap();
+    let new_key = NewKey {
+        name: format!("{name}-key"),
+        team_id: Some(team),
+        ..NewKey::default()
+    };
+    keys::create(&mut tx, key_id, &new_key, &key.hash(), &key.last4())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
     org
 }
 

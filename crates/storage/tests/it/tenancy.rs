@@ -42,7 +42,7 @@ async fn ac_3_an_org_sees_none_of_another_orgs_rows_in_any_table() {
             );
         }
         let users = count(&mut tx, "select count(*) from users").await;
-        assert_eq!(users, 1, "users of the other org are visible");
+        assert_eq!(users, 2, "users of the other org are visible");
         tx.rollback().await.unwrap();
     }
 }
@@ -194,7 +194,7 @@ async fn cf_2_one_org_uuid_in_the_setting_the_rows_and_the_audit_entries() {
     )
     .await
     .unwrap();
-    assert_eq!(events.len(), 2, "org.created and team.created");
+    assert_eq!(events.len(), 4, "org, team, member and key created");
     assert!(events.iter().all(|e| e.record.org_id == org.org_id));
     assert_eq!(events[0].record.action, "org.created");
     assert_eq!(events[0].record.target_id, org.org_id.to_string());

@@ -1,0 +1,112 @@
+//! Who is calling: the credential of `Authorization: Bearer`, checked for shape before any
+//! database work, then for kind (AC-2), then looked up by hash.
+
+use axum::http::HeaderMap;
+use axum::http::header::AUTHORIZATION;
+use portcullis_core::audit::{Actor, ActorKind};
+use portcullis_core::token::{Token, TokenKind};
+use portcullis_core::{KeyId, SessionId, UserId};
+use portcullis_storage::auth::{self, SessionKind};
+
+use crate::error::ApiError;
+use crate::router::AppState;
+
+/// An authenticated principal of the admin and auth planes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// The platform operator: acts on every org as an owner would.
+    MasterKey(KeyId),
+    /// A person, through a login session.
+    User {
+        user_id: UserId,
+        session_id: SessionId,
+        mfa_verified: bool,
+    },
+}
+
+impl Principal {
+    pub fn actor(&self) -> Actor {
+        match self {
+            Principal::MasterKey(key) => Actor {
+                kind: ActorKind::MasterKey,
+                id: key.to_string(),
+            },
+            Principal::User { user_id, .. } => Actor {
+                kind: ActorKind::User,
+                id: user_id.to_string(),
+            },
+        }
+    }
+
+    pub fn user_id(&self) -> Option<UserId> {
+        match self {
+            Principal::User { user_id, .. } => Some(*user_id),
+            Principal::MasterKey(_) => None,
+        }
+    }
+}
+
+/// The bearer token, parsed. No header, or a malformed token, is 401.
+pub fn bearer(headers: &HeaderMap) -> Result<Token, ApiError> {
+    let value = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| ApiError::unauthenticated("invalid_api_key", "missing credential"))?;
+    let text = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .ok_or_else(|| {
+            ApiError::unauthenticated("invalid_api_key", "expected a Bearer credential")
+        })?;
+    Token::parse(text.trim())
+        .map_err(|_| ApiError::unauthenticated("invalid_api_key", "malformed credential"))
+}
+
+fn wrong_kind(expected: &str) -> ApiError {
+    ApiError::forbidden(
+        "wrong_key_kind",
+        format!("this route takes {expected}; virtual keys are for the data plane only"),
+    )
+}
+
+/// A master key or a live session: what the admin plane accepts.
+pub async fn admin_principal(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    let token = bearer(headers)?;
+    match token.kind() {
+        TokenKind::Master => master(state, &token).await,
+        TokenKind::Session => session(state, &token).await,
+        _ => Err(wrong_kind("a session token or the master key")),
+    }
+}
+
+/// A live session only: what the auth routes of a person accept.
+pub async fn session_principal(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Principal, ApiError> {
+    let token = bearer(headers)?;
+    match token.kind() {
+        TokenKind::Session => session(state, &token).await,
+        _ => Err(wrong_kind("a session token")),
+    }
+}
+
+async fn master(state: &AppState, token: &Token) -> Result<Principal, ApiError> {
+    auth::master_key(&state.db, &token.hash())
+        .await?
+        .map(Principal::MasterKey)
+        .ok_or_else(|| {
+            ApiError::unauthenticated("invalid_api_key", "unknown or revoked master key")
+        })
+}
+
+async fn session(state: &AppState, token: &Token) -> Result<Principal, ApiError> {
+    let session = auth::session(&state.db, SessionKind::Session, &token.hash())
+        .await?
+        .ok_or_else(|| ApiError::unauthenticated("invalid_session", "session expired or ended"))?;
+    Ok(Principal::User {
+        user_id: session.user_id,
+        session_id: session.session_id,
+        mfa_verified: session.mfa_verified,
+    })
+}

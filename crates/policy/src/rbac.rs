@@ -1,0 +1,202 @@
+//! The RBAC matrix (AC-1): every admin action with the minimum role that may take it, and the
+//! owner rules of API.md. The gateway's one guard asks [`Action::min_role`]; handlers ask the
+//! rule functions below for decisions that depend on the target. No handler compares roles.
+
+use portcullis_core::Role;
+
+/// Every action of the org-scoped admin plane.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    OrgRead,
+    SettingsUpdate,
+    MembersRead,
+    MembersAdd,
+    MembersUpdate,
+    MembersRemove,
+    TeamsRead,
+    TeamsCreate,
+    TeamsUpdate,
+    TeamsDelete,
+    KeysRead,
+    KeysCreate,
+    KeysRotate,
+    KeysRevoke,
+    AuditRead,
+}
+
+impl Action {
+    pub const ALL: [Action; 15] = [
+        Action::OrgRead,
+        Action::SettingsUpdate,
+        Action::MembersRead,
+        Action::MembersAdd,
+        Action::MembersUpdate,
+        Action::MembersRemove,
+        Action::TeamsRead,
+        Action::TeamsCreate,
+        Action::TeamsUpdate,
+        Action::TeamsDelete,
+        Action::KeysRead,
+        Action::KeysCreate,
+        Action::KeysRotate,
+        Action::KeysRevoke,
+        Action::AuditRead,
+    ];
+
+    /// The least role that may take the action at all. Owner rules below may narrow it.
+    pub const fn min_role(self) -> Role {
+        match self {
+            Action::OrgRead | Action::MembersRead | Action::TeamsRead | Action::KeysRead => {
+                Role::Viewer
+            }
+            // A member manages the keys it owns; `may_manage_key` narrows rotate and revoke.
+            Action::KeysCreate | Action::KeysRotate | Action::KeysRevoke => Role::Member,
+            Action::SettingsUpdate
+            | Action::MembersAdd
+            | Action::MembersUpdate
+            | Action::MembersRemove
+            | Action::TeamsCreate
+            | Action::TeamsUpdate
+            | Action::TeamsDelete
+            | Action::AuditRead => Role::Admin,
+        }
+    }
+}
+
+/// Why an action is refused. The gateway answers 403 `permission_denied`, or 409 for the
+/// last owner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Denial {
+    #[error("this action needs the {0} role")]
+    RoleTooLow(Role),
+    #[error("only an owner may grant, change or remove an owner or admin")]
+    OwnerOnly,
+    #[error("a member may manage only the keys it created")]
+    NotOwnKey,
+    #[error("an organization keeps at least one owner")]
+    LastOwner,
+}
+
+pub fn authorize(action: Action, role: Role) -> Result<(), Denial> {
+    let minimum = action.min_role();
+    if role.at_least(minimum) {
+        Ok(())
+    } else {
+        Err(Denial::RoleTooLow(minimum))
+    }
+}
+
+/// Whether `actor` may give someone the role `granted`: nobody grants above their own role,
+/// and only an owner grants owner or admin.
+pub fn may_grant(actor: Role, granted: Role) -> Result<(), Denial> {
+    if granted >= Role::Admin && actor != Role::Owner {
+        Err(Denial::OwnerOnly)
+    } else if granted > actor {
+        Err(Denial::RoleTooLow(granted))
+    } else {
+        Ok(())
+    }
+}
+
+/// Whether `actor` may change a member whose role is `current` to `new` (`None`: remove).
+/// `owners` is how many owners the org has now.
+pub fn may_change_member(
+    actor: Role,
+    current: Role,
+    new: Option<Role>,
+    owners: usize,
+) -> Result<(), Denial> {
+    if current >= Role::Admin && actor != Role::Owner {
+        return Err(Denial::OwnerOnly);
+    }
+    if let Some(new) = new {
+        may_grant(actor, new)?;
+    }
+    let stays_owner = new == Some(Role::Owner);
+    if current == Role::Owner && !stays_owner && owners <= 1 {
+        return Err(Denial::LastOwner);
+    }
+    Ok(())
+}
+
+/// Whether `actor` may rotate or revoke a key; `own` when the actor created it.
+pub fn may_manage_key(actor: Role, own: bool) -> Result<(), Denial> {
+    if own || actor.at_least(Role::Admin) {
+        Ok(())
+    } else {
+        Err(Denial::NotOwnKey)
+    }
+}
+
+/// Whether `actor` may change an org setting. `require_mfa` is the owner's alone.
+pub fn may_change_setting(actor: Role, setting: &str) -> Result<(), Denial> {
+    if setting == "require_mfa" && actor != Role::Owner {
+        Err(Denial::OwnerOnly)
+    } else {
+        authorize(Action::SettingsUpdate, actor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ac_1_each_role_may_do_what_the_roles_below_it_may() {
+        for action in Action::ALL {
+            let allowed: Vec<bool> = Role::ALL
+                .iter()
+                .map(|role| authorize(action, *role).is_ok())
+                .collect();
+            // Once allowed, allowed for every stronger role.
+            assert!(
+                allowed.windows(2).all(|w| !w[0] || w[1]),
+                "{action:?}: {allowed:?}"
+            );
+            assert!(authorize(action, Role::Owner).is_ok());
+        }
+        assert!(authorize(Action::KeysCreate, Role::Viewer).is_err());
+        assert!(authorize(Action::AuditRead, Role::Member).is_err());
+    }
+
+    #[test]
+    fn ac_1_only_owners_grant_or_touch_owners_and_admins() {
+        assert_eq!(may_grant(Role::Admin, Role::Admin), Err(Denial::OwnerOnly));
+        assert_eq!(may_grant(Role::Admin, Role::Owner), Err(Denial::OwnerOnly));
+        assert!(may_grant(Role::Admin, Role::Member).is_ok());
+        assert!(may_grant(Role::Owner, Role::Owner).is_ok());
+        assert_eq!(
+            may_change_member(Role::Admin, Role::Admin, Some(Role::Member), 1),
+            Err(Denial::OwnerOnly)
+        );
+        assert!(may_change_member(Role::Admin, Role::Viewer, Some(Role::Member), 1).is_ok());
+        assert!(may_change_member(Role::Admin, Role::Member, None, 1).is_ok());
+    }
+
+    #[test]
+    fn ac_1_the_last_owner_stays() {
+        assert_eq!(
+            may_change_member(Role::Owner, Role::Owner, Some(Role::Admin), 1),
+            Err(Denial::LastOwner)
+        );
+        assert_eq!(
+            may_change_member(Role::Owner, Role::Owner, None, 1),
+            Err(Denial::LastOwner)
+        );
+        assert!(may_change_member(Role::Owner, Role::Owner, None, 2).is_ok());
+        assert!(may_change_member(Role::Owner, Role::Owner, Some(Role::Owner), 1).is_ok());
+    }
+
+    #[test]
+    fn ac_1_members_manage_their_own_keys_and_admins_any() {
+        assert!(may_manage_key(Role::Member, true).is_ok());
+        assert_eq!(may_manage_key(Role::Member, false), Err(Denial::NotOwnKey));
+        assert!(may_manage_key(Role::Admin, false).is_ok());
+        assert_eq!(
+            may_change_setting(Role::Admin, "require_mfa"),
+            Err(Denial::OwnerOnly)
+        );
+        assert!(may_change_setting(Role::Admin, "logging_level").is_ok());
+        assert!(may_change_setting(Role::Member, "logging_level").is_err());
+    }
+}

@@ -1,0 +1,267 @@
+//! Look-ups that happen before an org is known: credentials by hash, a person by email, a
+//! person's own profile and second factor. Each goes through one of the SECURITY DEFINER
+//! functions of `migrations/20261126000002_access_control.sql`, documented in
+//! docs/ARCHITECTURE.md; the runtime role has no direct access to these rows.
+
+use chrono::{DateTime, Utc};
+use portcullis_core::token::TokenHash;
+use portcullis_core::{KeyId, OrgId, Role, SessionId, UserId};
+use uuid::Uuid;
+
+use crate::Db;
+use crate::error::StorageError;
+
+/// What a login needs to know of a person.
+#[derive(Debug, Clone)]
+pub struct LoginUser {
+    pub user_id: UserId,
+    /// `None` for an invited person who has not set a password yet.
+    pub password_hash: Option<String>,
+    pub mfa_enabled: bool,
+}
+
+pub async fn user_by_email(db: &Db, email: &str) -> Result<Option<LoginUser>, StorageError> {
+    let row: Option<(Uuid, Option<String>, bool)> =
+        sqlx::query_as("select user_id, password_hash, mfa_enabled from auth_user_by_email($1)")
+            .bind(email)
+            .fetch_optional(db.pool())
+            .await?;
+    Ok(row.map(|(user_id, password_hash, mfa_enabled)| LoginUser {
+        user_id: UserId::from_uuid(user_id),
+        password_hash,
+        mfa_enabled,
+    }))
+}
+
+/// A person's own profile and second-factor state.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub email: String,
+    pub mfa_enabled: bool,
+    pub totp_ciphertext: Option<Vec<u8>>,
+    pub totp_pending_ciphertext: Option<Vec<u8>>,
+    pub totp_last_step: i64,
+}
+
+pub async fn profile(db: &Db, user: UserId) -> Result<Option<Profile>, StorageError> {
+    let row: Option<(String, bool, Option<Vec<u8>>, Option<Vec<u8>>, i64)> = sqlx::query_as(
+        "select email, mfa_enabled, totp_ciphertext, totp_pending_ciphertext, totp_last_step
+         from auth_user($1)",
+    )
+    .bind(user.as_uuid())
+    .fetch_optional(db.pool())
+    .await?;
+    Ok(row.map(
+        |(email, mfa_enabled, totp_ciphertext, totp_pending_ciphertext, totp_last_step)| Profile {
+            email,
+            mfa_enabled,
+            totp_ciphertext,
+            totp_pending_ciphertext,
+            totp_last_step,
+        },
+    ))
+}
+
+/// One of a person's orgs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    pub org_id: OrgId,
+    pub name: String,
+    pub role: Role,
+}
+
+pub async fn memberships(db: &Db, user: UserId) -> Result<Vec<Membership>, StorageError> {
+    let rows: Vec<(Uuid, String, String)> =
+        sqlx::query_as("select org_id, name, role from auth_user_memberships($1)")
+            .bind(user.as_uuid())
+            .fetch_all(db.pool())
+            .await?;
+    rows.into_iter()
+        .map(|(org_id, name, role)| {
+            Ok(Membership {
+                org_id: OrgId::from_uuid(org_id),
+                name,
+                role: role
+                    .parse()
+                    .map_err(|_| StorageError::Invalid("role".into()))?,
+            })
+        })
+        .collect()
+}
+
+/// A login session, or the short-lived challenge between password and second factor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionKind {
+    Session,
+    MfaChallenge,
+}
+
+impl SessionKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            SessionKind::Session => "session",
+            SessionKind::MfaChallenge => "mfa_challenge",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Session {
+    pub session_id: SessionId,
+    pub user_id: UserId,
+    pub mfa_verified: bool,
+    pub expires_at: DateTime<Utc>,
+}
+
+pub async fn start_session(
+    db: &Db,
+    kind: SessionKind,
+    session: &Session,
+    token: &TokenHash,
+) -> Result<(), StorageError> {
+    sqlx::query("select auth_start_session($1, $2, $3, $4, $5, $6)")
+        .bind(session.session_id.as_uuid())
+        .bind(session.user_id.as_uuid())
+        .bind(token.0.as_slice())
+        .bind(kind.as_str())
+        .bind(session.mfa_verified)
+        .bind(session.expires_at)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+/// A live (not ended, not expired) session or challenge of this kind.
+pub async fn session(
+    db: &Db,
+    kind: SessionKind,
+    token: &TokenHash,
+) -> Result<Option<Session>, StorageError> {
+    let row: Option<(Uuid, Uuid, bool, DateTime<Utc>)> = sqlx::query_as(
+        "select session_id, user_id, mfa_verified, expires_at from auth_session($1, $2)",
+    )
+    .bind(token.0.as_slice())
+    .bind(kind.as_str())
+    .fetch_optional(db.pool())
+    .await?;
+    Ok(
+        row.map(|(session_id, user_id, mfa_verified, expires_at)| Session {
+            session_id: SessionId::from_uuid(session_id),
+            user_id: UserId::from_uuid(user_id),
+            mfa_verified,
+            expires_at,
+        }),
+    )
+}
+
+/// Ends a session or challenge; false if it was not live.
+pub async fn end_session(db: &Db, token: &TokenHash) -> Result<bool, StorageError> {
+    let ended: Option<bool> = sqlx::query_scalar("select auth_end_session($1)")
+        .bind(token.0.as_slice())
+        .fetch_one(db.pool())
+        .await?;
+    Ok(ended.unwrap_or(false))
+}
+
+pub async fn verify_session_mfa(db: &Db, session: SessionId) -> Result<(), StorageError> {
+    sqlx::query("select auth_verify_session_mfa($1)")
+        .bind(session.as_uuid())
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+pub async fn set_totp_pending(db: &Db, user: UserId, sealed: &[u8]) -> Result<(), StorageError> {
+    sqlx::query("select auth_set_totp_pending($1, $2)")
+        .bind(user.as_uuid())
+        .bind(sealed)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+/// Turns the pending seed on, with its first step used and these recovery codes (lookup,
+/// argon2id hash). False if there was nothing pending or MFA was already on.
+pub async fn enable_mfa(
+    db: &Db,
+    user: UserId,
+    step: i64,
+    codes: &[(String, String)],
+) -> Result<bool, StorageError> {
+    let (lookups, hashes): (Vec<&str>, Vec<&str>) =
+        codes.iter().map(|(l, h)| (l.as_str(), h.as_str())).unzip();
+    let enabled: bool = sqlx::query_scalar("select auth_enable_mfa($1, $2, $3, $4)")
+        .bind(user.as_uuid())
+        .bind(step)
+        .bind(&lookups)
+        .bind(&hashes)
+        .fetch_one(db.pool())
+        .await?;
+    Ok(enabled)
+}
+
+/// Claims a TOTP step; false if it (or a later one) was used already: a replayed code.
+pub async fn claim_totp_step(db: &Db, user: UserId, step: i64) -> Result<bool, StorageError> {
+    let claimed: Option<bool> = sqlx::query_scalar("select auth_claim_totp_step($1, $2)")
+        .bind(user.as_uuid())
+        .bind(step)
+        .fetch_one(db.pool())
+        .await?;
+    Ok(claimed.unwrap_or(false))
+}
+
+pub async fn recovery_code_hash(
+    db: &Db,
+    user: UserId,
+    lookup: &str,
+) -> Result<Option<String>, StorageError> {
+    Ok(sqlx::query_scalar("select auth_recovery_code_hash($1, $2)")
+        .bind(user.as_uuid())
+        .bind(lookup)
+        .fetch_one(db.pool())
+        .await?)
+}
+
+/// Marks a recovery code used; false if it was used already (a race lost).
+pub async fn spend_recovery_code(
+    db: &Db,
+    user: UserId,
+    lookup: &str,
+) -> Result<bool, StorageError> {
+    let spent: Option<bool> = sqlx::query_scalar("select auth_spend_recovery_code($1, $2)")
+        .bind(user.as_uuid())
+        .bind(lookup)
+        .fetch_one(db.pool())
+        .await?;
+    Ok(spent.unwrap_or(false))
+}
+
+/// A live master key by its hash.
+pub async fn master_key(db: &Db, token: &TokenHash) -> Result<Option<KeyId>, StorageError> {
+    let key: Option<Uuid> = sqlx::query_scalar("select auth_master_key($1)")
+        .bind(token.0.as_slice())
+        .fetch_one(db.pool())
+        .await?;
+    Ok(key.map(KeyId::from_uuid))
+}
+
+/// An open invitation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Invite {
+    pub invite_id: Uuid,
+    pub org_id: OrgId,
+    pub user_id: UserId,
+}
+
+pub async fn invite(db: &Db, token: &TokenHash) -> Result<Option<Invite>, StorageError> {
+    let row: Option<(Uuid, Uuid, Uuid)> =
+        sqlx::query_as("select invite_id, org_id, user_id from auth_invite($1)")
+            .bind(token.0.as_slice())
+            .fetch_optional(db.pool())
+            .await?;
+    Ok(row.map(|(invite_id, org_id, user_id)| Invite {
+        invite_id,
+        org_id: OrgId::from_uuid(org_id),
+        user_id: UserId::from_uuid(user_id),
+    }))
+}

@@ -1,0 +1,120 @@
+//! Platform operations, across orgs: the org listing of the master key, and the one-time
+//! bootstrap of the first org, its owner and the master key.
+
+use chrono::{DateTime, Utc};
+use portcullis_core::audit::{Actor, Source};
+use portcullis_core::token::TokenHash;
+use portcullis_core::{KeyId, OrgId, Role, UserId};
+use serde_json::Map;
+use uuid::Uuid;
+
+use crate::Db;
+use crate::error::StorageError;
+use crate::tenant::AuditedChange;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgSummary {
+    pub org_id: OrgId,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Every org (through `platform_orgs()`): for the master key only.
+pub async fn orgs(db: &Db) -> Result<Vec<OrgSummary>, StorageError> {
+    let rows: Vec<(Uuid, String, DateTime<Utc>)> =
+        sqlx::query_as("select org_id, name, created_at from platform_orgs()")
+            .fetch_all(db.pool())
+            .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(org_id, name, created_at)| OrgSummary {
+            org_id: OrgId::from_uuid(org_id),
+            name,
+            created_at,
+        })
+        .collect())
+}
+
+/// What `portcullis bootstrap` creates.
+#[derive(Debug)]
+pub struct Bootstrap<'a> {
+    pub org_name: &'a str,
+    pub owner_email: &'a str,
+    pub owner_password_hash: &'a str,
+    pub master_key_id: KeyId,
+    pub master_key_hash: TokenHash,
+    pub master_key_last4: &'a str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bootstrapped {
+    pub org_id: OrgId,
+    pub owner_id: UserId,
+}
+
+/// Creates the first org, its owner and the master key in one transaction with their audit
+/// entries. Refuses (`Conflict`) once a master key exists.
+pub async fn bootstrap(db: &Db, request: &Bootstrap<'_>) -> Result<Bootstrapped, StorageError> {
+    let org_id = OrgId::new();
+    let owner_id = UserId::new();
+    let actor = Actor::system("bootstrap");
+    let mut tx = db
+        .begin_write(
+            org_id,
+            &actor,
+            &Source::default(),
+            AuditedChange::new("org.created", "org", org_id),
+        )
+        .await?;
+    tx.detail("name", request.org_name);
+    sqlx::query("insert into organizations (org_id, name) values ($1, $2)")
+        .bind(org_id.as_uuid())
+        .bind(request.org_name)
+        .execute(tx.conn())
+        .await
+        .map_err(StorageError::from_write)?;
+    sqlx::query("insert into org_settings (org_id) values ($1)")
+        .bind(org_id.as_uuid())
+        .execute(tx.conn())
+        .await
+        .map_err(StorageError::from_write)?;
+    sqlx::query("insert into users (user_id, email, password_hash) values ($1, $2, $3)")
+        .bind(owner_id.as_uuid())
+        .bind(request.owner_email)
+        .bind(request.owner_password_hash)
+        .execute(tx.conn())
+        .await
+        .map_err(StorageError::on_constraint(
+            "uq_users_email",
+            "a user with this email exists",
+        ))?;
+    sqlx::query("insert into memberships (org_id, user_id, role) values ($1, $2, $3)")
+        .bind(org_id.as_uuid())
+        .bind(owner_id.as_uuid())
+        .bind(Role::Owner.as_str())
+        .execute(tx.conn())
+        .await
+        .map_err(StorageError::from_write)?;
+    let created: bool = sqlx::query_scalar("select platform_create_first_master_key($1, $2, $3)")
+        .bind(request.master_key_id.as_uuid())
+        .bind(request.master_key_hash.0.as_slice())
+        .bind(request.master_key_last4)
+        .fetch_one(tx.conn())
+        .await?;
+    if !created {
+        return Err(StorageError::Conflict(
+            "this database is already bootstrapped",
+        ));
+    }
+    let mut member = Map::new();
+    member.insert("role".into(), Role::Owner.as_str().into());
+    tx.record_also(AuditedChange::new("member.added", "user", owner_id), member);
+    let mut key = Map::new();
+    key.insert("last4".into(), request.master_key_last4.into());
+    tx.record_also(
+        AuditedChange::new("master_key.created", "master_key", request.master_key_id),
+        key,
+    );
+    tx.commit().await?;
+    Ok(Bootstrapped { org_id, owner_id })
+}
