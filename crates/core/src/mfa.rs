@@ -48,6 +48,14 @@ impl Totp {
         .map_err(|_| InvalidTotp)
     }
 
+    /// From the base32 secret that enrolment shows (what an authenticator app stores).
+    pub fn from_base32(secret: &str, account: &str) -> Result<Self, InvalidTotp> {
+        let bytes = totp_rs::Secret::Encoded(secret.to_owned())
+            .to_bytes()
+            .map_err(|_| InvalidTotp)?;
+        Self::new(bytes, account)
+    }
+
     /// The secret in base32, as authenticator apps take it by hand.
     pub fn secret_base32(&self) -> String {
         self.inner.get_secret_base32()
@@ -148,6 +156,8 @@ mod tests {
         assert_eq!(totp.matching_step("12345", now), None);
         assert_eq!(totp.matching_step("abcdef", now), None);
         assert!(totp.uri().starts_with("otpauth://totp/Portcullis:"));
+        let again = Totp::from_base32(&totp.secret_base32(), "ana@example.com").unwrap();
+        assert_eq!(again.code_at(now), code);
     }
 
     #[test]

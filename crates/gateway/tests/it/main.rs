@@ -8,3 +8,5 @@
 )]
 
 mod envelope;
+mod matrix;
+mod support;

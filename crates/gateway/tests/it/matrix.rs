@@ -1,0 +1,330 @@
+//! AC-1: the whole route x role matrix of the admin plane. The expected minimum roles are
+//! written here from API.md, independently of the gateway's own table; every route the router
+//! declares must appear, and every refused call must leave the database as it was.
+
+use axum::http::{Method, StatusCode};
+use portcullis_core::Role;
+use portcullis_gateway::admin::{self, AdminRoute};
+use serde_json::{Value, json};
+
+use crate::support::{Env, Who, snapshot};
+
+/// Who API.md lets call each route.
+#[derive(Debug, Clone, Copy)]
+enum Allowed {
+    MasterOnly,
+    AnyoneAuthenticated,
+    AtLeast(Role),
+}
+
+fn documented(method: &str, path: &str) -> Allowed {
+    let org = path.strip_prefix("/admin/v1/orgs/{org_id}");
+    match (method, org) {
+        ("POST", None) => Allowed::MasterOnly,
+        ("GET", None) => Allowed::AnyoneAuthenticated,
+        ("GET", Some("" | "/members" | "/teams" | "/keys")) => Allowed::AtLeast(Role::Viewer),
+        ("POST", Some("/keys" | "/keys/{key_id}/rotate")) | ("DELETE", Some("/keys/{key_id}")) => {
+            Allowed::AtLeast(Role::Member)
+        }
+        ("PATCH", Some("/settings"))
+        | ("POST", Some("/members" | "/teams"))
+        | ("PATCH" | "DELETE", Some("/members/{user_id}" | "/teams/{team_id}"))
+        | ("GET", Some("/audit" | "/audit/verify")) => Allowed::AtLeast(Role::Admin),
+        _ => panic!(
+            "{method} {path} is not in API.md's matrix: add it here with its documented role"
+        ),
+    }
+}
+
+fn expected_allowed(who: Who, allowed: Allowed) -> bool {
+    match (who, allowed) {
+        (Who::Nobody | Who::VirtualKey, _) => false,
+        (Who::Master, _) => true,
+        (_, Allowed::MasterOnly) => false,
+        (_, Allowed::AnyoneAuthenticated) => true,
+        (person, Allowed::AtLeast(min)) => person.role().is_some_and(|role| role >= min),
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::now_v7().simple())
+}
+
+/// Makes what the call needs (a member to change, a team, a key the caller owns) and returns
+/// the concrete path and body.
+async fn prepare(env: &Env, route: &AdminRoute, who: Who) -> (String, Option<Value>) {
+    let mut path = route.path.replace("{org_id}", &env.org.to_string());
+    if path.contains("{user_id}") {
+        let email = format!("{}@example.com", unique("target"));
+        let added = env
+            .call(
+                Method::POST,
+                &env.org_path("/members"),
+                Who::Master,
+                Some(json!({"email": email, "role": "viewer"})),
+            )
+            .await;
+        path = path.replace("{user_id}", added.body["user_id"].as_str().unwrap());
+    }
+    if path.contains("{team_id}") {
+        let team = env
+            .call(
+                Method::POST,
+                &env.org_path("/teams"),
+                Who::Master,
+                Some(json!({"name": unique("team")})),
+            )
+            .await;
+        path = path.replace("{team_id}", team.body["team_id"].as_str().unwrap());
+    }
+    if path.contains("{key_id}") {
+        // The caller's own key where the caller may create one; otherwise the master's.
+        let creator = if matches!(who, Who::Owner | Who::Admin | Who::Member) {
+            who
+        } else {
+            Who::Master
+        };
+        let key = env
+            .call(
+                Method::POST,
+                &env.org_path("/keys"),
+                creator,
+                Some(json!({"name": unique("key")})),
+            )
+            .await;
+        assert_eq!(key.status, StatusCode::CREATED, "{}", key.body);
+        path = path.replace("{key_id}", key.body["key_id"].as_str().unwrap());
+    }
+    let body = match (
+        route.method,
+        route.path.trim_start_matches("/admin/v1/orgs/{org_id}"),
+    ) {
+        ("POST", "/admin/v1/orgs") => Some(json!({"name": unique("org")})),
+        ("PATCH", "/settings") => Some(json!({"logging_level": "content"})),
+        ("POST", "/members") => {
+            Some(json!({"email": format!("{}@example.com", unique("new")), "role": "viewer"}))
+        }
+        ("PATCH", "/members/{user_id}") => Some(json!({"role": "member"})),
+        ("POST", "/teams") => Some(json!({"name": unique("team")})),
+        ("PATCH", "/teams/{team_id}") => Some(json!({"name": unique("renamed")})),
+        ("POST", "/keys") => Some(json!({"name": unique("key")})),
+        _ => None,
+    };
+    (path, body)
+}
+
+#[tokio::test]
+async fn ac_1_every_admin_route_answers_each_role_as_documented() {
+    let env = Env::new().await;
+    let routes = admin::routes();
+    assert!(
+        routes.len() >= 18,
+        "the admin table lost routes: {}",
+        routes.len()
+    );
+    for route in &routes {
+        let allowed = documented(route.method, route.path);
+        for who in Who::ALL {
+            let (path, body) = prepare(&env, route, who).await;
+            let before = snapshot(&env.test).await;
+            let method = Method::from_bytes(route.method.as_bytes()).unwrap();
+            let response = env.call(method, &path, who, body).await;
+            let context = format!(
+                "{} {} as {who:?}: {} {}",
+                route.method, route.path, response.status, response.body
+            );
+            if expected_allowed(who, allowed) {
+                assert!(response.status.is_success(), "expected success: {context}");
+                continue;
+            }
+            let expected = match who {
+                Who::Nobody => (StatusCode::UNAUTHORIZED, "invalid_api_key"),
+                Who::VirtualKey => (StatusCode::FORBIDDEN, "wrong_key_kind"),
+                _ => (StatusCode::FORBIDDEN, "permission_denied"),
+            };
+            assert_eq!(response.status, expected.0, "{context}");
+            assert_eq!(response.body["error"]["code"], expected.1, "{context}");
+            assert_eq!(
+                snapshot(&env.test).await,
+                before,
+                "a refused call changed the database: {context}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn ac_1_a_member_may_not_rotate_or_revoke_another_persons_key() {
+    let env = Env::new().await;
+    let key = env
+        .call(
+            Method::POST,
+            &env.org_path("/keys"),
+            Who::Admin,
+            Some(json!({"name": "admins"})),
+        )
+        .await;
+    let key_id = key.body["key_id"].as_str().unwrap();
+    let before = snapshot(&env.test).await;
+    for (method, suffix) in [
+        (Method::POST, format!("/keys/{key_id}/rotate")),
+        (Method::DELETE, format!("/keys/{key_id}")),
+    ] {
+        let response = env
+            .call(method, &env.org_path(&suffix), Who::Member, None)
+            .await;
+        assert_eq!(response.status, StatusCode::FORBIDDEN, "{}", response.body);
+        assert_eq!(response.body["error"]["code"], "permission_denied");
+    }
+    assert_eq!(snapshot(&env.test).await, before);
+}
+
+#[tokio::test]
+async fn ac_1_nobody_grants_above_their_own_role_and_only_owners_touch_admins() {
+    let env = Env::new().await;
+    let members = env.org_path("/members");
+    for role in ["admin", "owner"] {
+        let response = env
+            .call(
+                Method::POST,
+                &members,
+                Who::Admin,
+                Some(json!({"email": unique("x") + "@example.com", "role": role})),
+            )
+            .await;
+        assert_eq!(
+            response.status,
+            StatusCode::FORBIDDEN,
+            "admin granted {role}"
+        );
+    }
+    let owner_id = env.user_ids[&Who::Owner].clone();
+    let admin_id = env.user_ids[&Who::Admin].clone();
+    for (method, target) in [
+        (Method::PATCH, &owner_id),
+        (Method::DELETE, &owner_id),
+        (Method::PATCH, &admin_id),
+    ] {
+        let body = (method == Method::PATCH).then(|| json!({"role": "viewer"}));
+        let response = env
+            .call(method, &format!("{members}/{target}"), Who::Admin, body)
+            .await;
+        assert_eq!(response.status, StatusCode::FORBIDDEN, "{}", response.body);
+    }
+    // The owner may promote the admin.
+    let response = env
+        .call(
+            Method::PATCH,
+            &format!("{members}/{admin_id}"),
+            Who::Owner,
+            Some(json!({"role": "owner"})),
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.body);
+}
+
+#[tokio::test]
+async fn ac_1_the_last_owner_cannot_be_demoted_or_removed() {
+    let env = Env::new().await;
+    let owner = format!("{}/{}", env.org_path("/members"), env.user_ids[&Who::Owner]);
+    let demote = env
+        .call(
+            Method::PATCH,
+            &owner,
+            Who::Owner,
+            Some(json!({"role": "admin"})),
+        )
+        .await;
+    assert_eq!(demote.status, StatusCode::CONFLICT, "{}", demote.body);
+    let remove = env.call(Method::DELETE, &owner, Who::Master, None).await;
+    assert_eq!(remove.status, StatusCode::CONFLICT, "{}", remove.body);
+}
+
+#[tokio::test]
+async fn ac_1_a_role_change_or_removal_applies_to_the_very_next_request() {
+    let env = Env::new().await;
+    let member = format!(
+        "{}/{}",
+        env.org_path("/members"),
+        env.user_ids[&Who::Member]
+    );
+    let keys = env.org_path("/keys");
+    let create_key = || {
+        env.call(
+            Method::POST,
+            &keys,
+            Who::Member,
+            Some(json!({"name": unique("k")})),
+        )
+    };
+    assert_eq!(create_key().await.status, StatusCode::CREATED);
+    let demoted = env
+        .call(
+            Method::PATCH,
+            &member,
+            Who::Admin,
+            Some(json!({"role": "viewer"})),
+        )
+        .await;
+    assert_eq!(demoted.status, StatusCode::OK);
+    assert_eq!(create_key().await.status, StatusCode::FORBIDDEN);
+    let removed = env.call(Method::DELETE, &member, Who::Admin, None).await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT);
+    let after = env
+        .call(Method::GET, &env.org_path("/keys"), Who::Member, None)
+        .await;
+    assert_eq!(
+        after.status,
+        StatusCode::NOT_FOUND,
+        "a removed member must not see the org"
+    );
+}
+
+#[tokio::test]
+async fn ac_1_bodies_with_unknown_fields_are_refused() {
+    let env = Env::new().await;
+    let before = snapshot(&env.test).await;
+    for (path, body) in [
+        (
+            env.org_path("/keys"),
+            json!({"name": "k", "owner_user_id": env.user_ids[&Who::Owner]}),
+        ),
+        (
+            env.org_path("/members"),
+            json!({"email": "a@example.com", "role": "viewer", "mfa_enabled": true}),
+        ),
+        (
+            env.org_path("/teams"),
+            json!({"name": "t", "org_id": uuid::Uuid::now_v7()}),
+        ),
+    ] {
+        let response = env.call(Method::POST, &path, Who::Owner, Some(body)).await;
+        assert_eq!(
+            response.status,
+            StatusCode::BAD_REQUEST,
+            "{path}: {}",
+            response.body
+        );
+        assert_eq!(response.body["error"]["code"], "invalid_request");
+    }
+    let response = env
+        .send({
+            let mut call = crate::support::Call::new(
+                Method::POST,
+                &env.org_path("/teams"),
+                Some(&env.owner),
+                None,
+            );
+            call.headers
+                .push(("content-type", "application/json".into()));
+            call
+        })
+        .await;
+    assert_eq!(
+        response.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        response.body
+    );
+    assert_eq!(snapshot(&env.test).await, before);
+}

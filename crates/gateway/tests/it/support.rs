@@ -1,0 +1,305 @@
+//! A bootstrapped org with one person per role, the master key and a virtual key, behind the
+//! in-process router: the harness of the admin-plane tests.
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::connect_info::MockConnectInfo;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use portcullis_core::crypto::Keyring;
+use portcullis_core::{OrgId, Role};
+use portcullis_gateway::{AppState, router};
+use portcullis_testkit::TestDb;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+/// Peers in this range are trusted proxies in these tests.
+pub const TRUSTED_PEER: [u8; 4] = [10, 9, 8, 7];
+pub const UNTRUSTED_PEER: [u8; 4] = [203, 0, 113, 50];
+
+/// Who calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Who {
+    Owner,
+    Admin,
+    Member,
+    Viewer,
+    Master,
+    VirtualKey,
+    Nobody,
+}
+
+impl Who {
+    pub const ALL: [Who; 7] = [
+        Who::Owner,
+        Who::Admin,
+        Who::Member,
+        Who::Viewer,
+        Who::Master,
+        Who::VirtualKey,
+        Who::Nobody,
+    ];
+
+    pub fn role(self) -> Option<Role> {
+        match self {
+            Who::Owner => Some(Role::Owner),
+            Who::Admin => Some(Role::Admin),
+            Who::Member => Some(Role::Member),
+            Who::Viewer => Some(Role::Viewer),
+            _ => None,
+        }
+    }
+}
+
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+pub struct Env {
+    pub test: TestDb,
+    pub state: AppState,
+    pub org: OrgId,
+    pub master: String,
+    pub owner: String,
+    pub admin: String,
+    pub member: String,
+    pub viewer: String,
+    pub virtual_key: String,
+    pub user_ids: std::collections::HashMap<Who, String>,
+}
+
+impl Env {
+    pub async fn new() -> Self {
+        let test = TestDb::new().await.unwrap();
+        let state = AppState::new(
+            test.db.clone(),
+            Keyring::generate().unwrap(),
+            vec!["10.0.0.0/8".parse().unwrap()],
+        );
+        let master_key =
+            portcullis_core::token::Token::generate(portcullis_core::token::TokenKind::Master)
+                .unwrap();
+        let owner_email = "owner@example.com";
+        let hash = portcullis_core::password::hash(PASSWORD).unwrap();
+        let done = portcullis_storage::platform::bootstrap(
+            &test.db,
+            &portcullis_storage::platform::Bootstrap {
+                org_name: "Acme",
+                owner_email,
+                owner_password_hash: &hash,
+                master_key_id: portcullis_core::KeyId::new(),
+                master_key_hash: master_key.hash(),
+                master_key_last4: &master_key.last4(),
+            },
+        )
+        .await
+        .unwrap();
+        let mut env = Self {
+            test,
+            state,
+            org: done.org_id,
+            master: master_key.expose().to_owned(),
+            owner: String::new(),
+            admin: String::new(),
+            member: String::new(),
+            viewer: String::new(),
+            virtual_key: String::new(),
+            user_ids: std::collections::HashMap::new(),
+        };
+        env.user_ids.insert(Who::Owner, done.owner_id.to_string());
+        env.owner = env.login(owner_email).await;
+        for (who, role) in [
+            (Who::Admin, "admin"),
+            (Who::Member, "member"),
+            (Who::Viewer, "viewer"),
+        ] {
+            let email = format!("{role}@example.com");
+            let (user_id, token) = env.add_person(env.org, &email, role).await;
+            env.user_ids.insert(who, user_id);
+            match who {
+                Who::Admin => env.admin = token,
+                Who::Member => env.member = token,
+                _ => env.viewer = token,
+            }
+        }
+        let key = env
+            .call(
+                Method::POST,
+                &env.org_path("/keys"),
+                Who::Master,
+                Some(json!({"name": "traffic"})),
+            )
+            .await;
+        assert_eq!(key.status, StatusCode::CREATED, "{}", key.body);
+        env.virtual_key = key.body["secret"].as_str().unwrap().to_owned();
+        env
+    }
+
+    /// Invites a person as the master key, accepts, logs in: (user id, session token).
+    pub async fn add_person(&self, org: OrgId, email: &str, role: &str) -> (String, String) {
+        let path = format!("/admin/v1/orgs/{org}/members");
+        let added = self
+            .call(
+                Method::POST,
+                &path,
+                Who::Master,
+                Some(json!({"email": email, "role": role})),
+            )
+            .await;
+        assert_eq!(added.status, StatusCode::CREATED, "{}", added.body);
+        let invite = added.body["invite_token"].as_str().unwrap().to_owned();
+        let accepted = self
+            .call(
+                Method::POST,
+                "/auth/v1/invites/accept",
+                Who::Nobody,
+                Some(json!({"invite_token": invite, "password": PASSWORD})),
+            )
+            .await;
+        assert_eq!(accepted.status, StatusCode::OK, "{}", accepted.body);
+        (
+            added.body["user_id"].as_str().unwrap().to_owned(),
+            self.login(email).await,
+        )
+    }
+
+    pub async fn login(&self, email: &str) -> String {
+        let login = self
+            .call(
+                Method::POST,
+                "/auth/v1/login",
+                Who::Nobody,
+                Some(json!({"email": email, "password": PASSWORD})),
+            )
+            .await;
+        assert_eq!(login.status, StatusCode::OK, "{}", login.body);
+        login.body["session_token"].as_str().unwrap().to_owned()
+    }
+
+    pub fn org_path(&self, suffix: &str) -> String {
+        format!("/admin/v1/orgs/{}{suffix}", self.org)
+    }
+
+    pub fn token(&self, who: Who) -> Option<&str> {
+        match who {
+            Who::Owner => Some(&self.owner),
+            Who::Admin => Some(&self.admin),
+            Who::Member => Some(&self.member),
+            Who::Viewer => Some(&self.viewer),
+            Who::Master => Some(&self.master),
+            Who::VirtualKey => Some(&self.virtual_key),
+            Who::Nobody => None,
+        }
+    }
+
+    pub fn app(&self, peer: [u8; 4]) -> Router {
+        router(self.state.clone()).layer(MockConnectInfo(SocketAddr::from((peer, 40000))))
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        who: Who,
+        body: Option<Value>,
+    ) -> Response {
+        self.send(Call::new(method, path, self.token(who), body))
+            .await
+    }
+
+    pub async fn call_as(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> Response {
+        self.send(Call::new(method, path, Some(token), body)).await
+    }
+
+    pub async fn send(&self, call: Call<'_>) -> Response {
+        let mut builder = Request::builder().method(call.method).uri(call.path);
+        if let Some(token) = call.token {
+            builder = builder.header("authorization", format!("Bearer {token}"));
+        }
+        if call.body.is_some() {
+            builder = builder.header("content-type", "application/json");
+        }
+        for (name, value) in &call.headers {
+            builder = builder.header(*name, value);
+        }
+        let request = builder
+            .body(
+                call.body
+                    .map_or_else(Body::empty, |b| Body::from(b.to_string())),
+            )
+            .unwrap();
+        let response = self.app(call.peer).oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 22)
+            .await
+            .unwrap();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap()
+        };
+        Response {
+            status,
+            headers,
+            body,
+        }
+    }
+}
+
+/// One request to send.
+pub struct Call<'a> {
+    pub method: Method,
+    pub path: String,
+    pub token: Option<&'a str>,
+    pub body: Option<Value>,
+    pub headers: Vec<(&'static str, String)>,
+    pub peer: [u8; 4],
+}
+
+impl<'a> Call<'a> {
+    pub fn new(method: Method, path: &str, token: Option<&'a str>, body: Option<Value>) -> Self {
+        Self {
+            method,
+            path: path.to_owned(),
+            token,
+            body,
+            headers: Vec::new(),
+            peer: UNTRUSTED_PEER,
+        }
+    }
+}
+
+/// A snapshot of every row of every table, to prove that a refused call changed nothing.
+pub async fn snapshot(test: &TestDb) -> Vec<(String, String)> {
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(test.admin_url())
+        .await
+        .unwrap();
+    let tables: Vec<String> = sqlx::query_scalar(
+        "select relname::text from pg_class where relnamespace = 'public'::regnamespace and relkind = 'r' order by 1",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let mut rows = Vec::new();
+    for table in tables {
+        let digest: String = sqlx::query_scalar(&format!(
+            "select md5(coalesce(string_agg(t::text, '|' order by t::text), '')) from {table} t"
+        ))
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        rows.push((table, digest));
+    }
+    rows
+}
