@@ -3,6 +3,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use axum::extract::connect_info::MockConnectInfo;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
@@ -30,10 +31,17 @@ impl FromRequestParts<AppState> for ClientSource {
 }
 
 pub fn source_of(parts: &Parts, trusted: &[IpNet]) -> Source {
+    // As axum's `ConnectInfo` extractor does: the real peer, or the one tests mock.
     let peer = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip());
+        .map(|ConnectInfo(addr)| addr.ip())
+        .or_else(|| {
+            parts
+                .extensions
+                .get::<MockConnectInfo<SocketAddr>>()
+                .map(|MockConnectInfo(addr)| addr.ip())
+        });
     Source {
         client_ip: peer.map(|peer| client_ip(peer, &parts.headers, trusted)),
         user_agent: parts

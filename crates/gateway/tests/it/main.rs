@@ -7,6 +7,8 @@
     reason = "test code fails by panicking"
 )]
 
+mod attribution;
 mod envelope;
+mod isolation;
 mod matrix;
 mod support;
