@@ -11,4 +11,6 @@ mod attribution;
 mod envelope;
 mod isolation;
 mod matrix;
+mod mfa;
+mod secrets;
 mod support;

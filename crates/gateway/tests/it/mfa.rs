@@ -1,0 +1,327 @@
+//! AC-4: TOTP enrolment and login with codes generated here, `require_mfa`, single-use
+//! recovery codes, and throttled, audited failures. Also the login rules of AC-1: the same
+//! answer for an unknown email and a wrong password, a new token on every login.
+
+use axum::http::{Method, StatusCode};
+use portcullis_core::mfa::Totp;
+use portcullis_storage::audit::{self, EventFilter};
+use serde_json::{Value, json};
+
+use crate::support::{Env, PASSWORD, Who};
+
+fn now() -> u64 {
+    u64::try_from(chrono::Utc::now().timestamp()).unwrap()
+}
+
+/// Enrols the owner; returns their authenticator and recovery codes.
+async fn enrol_owner(env: &Env) -> (Totp, Vec<String>) {
+    let enrolment = env
+        .call(Method::POST, "/auth/v1/mfa/enroll", Who::Owner, None)
+        .await;
+    assert_eq!(enrolment.status, StatusCode::OK, "{}", enrolment.body);
+    let secret = enrolment.body["secret"].as_str().unwrap();
+    assert!(
+        enrolment.body["otpauth_uri"]
+            .as_str()
+            .unwrap()
+            .starts_with("otpauth://totp/")
+    );
+    let totp = Totp::from_base32(secret, "owner@example.com").unwrap();
+    let wrong = env
+        .call(
+            Method::POST,
+            "/auth/v1/mfa/confirm",
+            Who::Owner,
+            Some(json!({"code": "000000"})),
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::BAD_REQUEST);
+    let confirmed = env
+        .call(
+            Method::POST,
+            "/auth/v1/mfa/confirm",
+            Who::Owner,
+            Some(json!({"code": totp.code_at(now())})),
+        )
+        .await;
+    assert_eq!(confirmed.status, StatusCode::OK, "{}", confirmed.body);
+    let codes: Vec<String> = confirmed.body["recovery_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(codes.len(), 10);
+    // The seed is stored sealed: not in clear anywhere.
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(env.test.admin_url())
+        .await
+        .unwrap();
+    let rows: Vec<String> = sqlx::query_scalar("select t::text from users t")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert!(!rows.join("").contains(&secret.to_lowercase()) && !rows.join("").contains(secret));
+    (totp, codes)
+}
+
+async fn challenge(env: &Env, email: &str) -> String {
+    let login = env
+        .call(
+            Method::POST,
+            "/auth/v1/login",
+            Who::Nobody,
+            Some(json!({"email": email, "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(login.status, StatusCode::OK, "{}", login.body);
+    assert!(
+        login.body.get("session_token").is_none(),
+        "no session before the second factor"
+    );
+    login.body["mfa_challenge"].as_str().unwrap().to_owned()
+}
+
+async fn second_step(env: &Env, challenge: &str, code: &str) -> (StatusCode, Value) {
+    let response = env
+        .call(
+            Method::POST,
+            "/auth/v1/login/mfa",
+            Who::Nobody,
+            Some(json!({"mfa_challenge": challenge, "code": code})),
+        )
+        .await;
+    (response.status, response.body)
+}
+
+#[tokio::test]
+async fn ac_4_totp_enrolment_then_login_with_a_second_step() {
+    let env = Env::new().await;
+    let (totp, _) = enrol_owner(&env).await;
+    let again = env
+        .call(Method::POST, "/auth/v1/mfa/enroll", Who::Owner, None)
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+
+    let first = challenge(&env, "owner@example.com").await;
+    // The enrolment used the current step; the next step's code is fresh (one step of drift).
+    let code = totp.code_at(now() + 30);
+    let (status, body) = second_step(&env, &first, &code).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["mfa_verified"], true);
+    let session = body["session_token"].as_str().unwrap().to_owned();
+    let me = env
+        .call_as(Method::GET, "/auth/v1/me", &session, None)
+        .await;
+    assert_eq!(me.body["mfa_enabled"], true);
+    assert_eq!(me.body["mfa_verified"], true);
+
+    // A code works once, and a used challenge is gone.
+    let second = challenge(&env, "owner@example.com").await;
+    let (status, _) = second_step(&env, &second, &code).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a replayed code was accepted"
+    );
+    let (status, _) = second_step(&env, &first, &totp.code_at(now() + 30)).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a used challenge was accepted"
+    );
+    // A challenge is not a session.
+    let refused = env.call_as(Method::GET, "/auth/v1/me", &second, None).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert_eq!(refused.body["error"]["code"], "wrong_key_kind");
+}
+
+#[tokio::test]
+async fn ac_4_a_recovery_code_works_once() {
+    let env = Env::new().await;
+    let (_, codes) = enrol_owner(&env).await;
+    let first = challenge(&env, "owner@example.com").await;
+    let (status, body) = second_step(&env, &first, &codes[3].to_lowercase()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let second = challenge(&env, "owner@example.com").await;
+    let (status, _) = second_step(&env, &second, &codes[3]).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a recovery code worked twice"
+    );
+    let (status, _) = second_step(&env, &second, &codes[4]).await;
+    assert_eq!(status, StatusCode::OK, "another recovery code still works");
+}
+
+#[tokio::test]
+async fn ac_4_require_mfa_refuses_owners_and_admins_without_a_second_factor() {
+    let env = Env::new().await;
+    enrol_owner(&env).await;
+    // Only the owner may turn it on; the owner's session proved a second factor at confirm.
+    let by_admin = env
+        .call(
+            Method::PATCH,
+            &env.org_path("/settings"),
+            Who::Admin,
+            Some(json!({"require_mfa": true})),
+        )
+        .await;
+    assert_eq!(by_admin.status, StatusCode::FORBIDDEN);
+    let on = env
+        .call(
+            Method::PATCH,
+            &env.org_path("/settings"),
+            Who::Owner,
+            Some(json!({"require_mfa": true})),
+        )
+        .await;
+    assert_eq!(on.status, StatusCode::OK, "{}", on.body);
+
+    for (path, method, body) in [
+        (env.org_path(""), Method::GET, None),
+        (
+            env.org_path("/teams"),
+            Method::POST,
+            Some(json!({"name": "blocked"})),
+        ),
+        (env.org_path("/audit"), Method::GET, None),
+    ] {
+        let refused = env.call(method, &path, Who::Admin, body).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{path}");
+        assert_eq!(refused.body["error"]["code"], "mfa_required");
+    }
+    // Members and viewers are not privileged; the owner verified; the master key is no person.
+    assert_eq!(
+        env.call(Method::GET, &env.org_path("/keys"), Who::Member, None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        env.call(Method::GET, &env.org_path("/audit"), Who::Owner, None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        env.call(Method::GET, &env.org_path("/audit"), Who::Master, None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // An owner who logs in with the password alone is refused too.
+    let password_only = env.login("admin@example.com").await;
+    let refused = env
+        .call_as(Method::GET, &env.org_path(""), &password_only, None)
+        .await;
+    assert_eq!(refused.body["error"]["code"], "mfa_required");
+}
+
+#[tokio::test]
+async fn ac_4_repeated_failures_are_throttled_and_audited() {
+    let env = Env::new().await;
+    let wrong = json!({"email": "viewer@example.com", "password": "not the password"});
+    for _ in 0..5 {
+        let response = env
+            .call(
+                Method::POST,
+                "/auth/v1/login",
+                Who::Nobody,
+                Some(wrong.clone()),
+            )
+            .await;
+        assert_eq!(response.status, StatusCode::UNAUTHORIZED);
+    }
+    let right = json!({"email": "viewer@example.com", "password": PASSWORD});
+    let throttled = env
+        .call(Method::POST, "/auth/v1/login", Who::Nobody, Some(right))
+        .await;
+    assert_eq!(
+        throttled.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        throttled.body
+    );
+    assert_eq!(throttled.body["error"]["code"], "rate_limited");
+    assert!(throttled.headers.contains_key("retry-after"));
+
+    let mut tx = env.test.db.begin_tenant(env.org).await.unwrap();
+    let failures = audit::list(
+        &mut tx,
+        &EventFilter {
+            limit: 1000,
+            action: Some("login.failed".into()),
+            ..EventFilter::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(failures.len(), 5);
+    assert!(
+        failures
+            .iter()
+            .all(|f| f.record.target_id == env.user_ids[&Who::Viewer])
+    );
+    assert!(
+        !failures
+            .iter()
+            .any(|f| f.record.details.to_string().contains("not the password"))
+    );
+    tx.commit().await.unwrap();
+
+    // Second factors are throttled as well: enrolment's wrong code counted, so at most four
+    // more wrong codes are answered before the refusals start, and then even a right one is.
+    let (totp, _) = enrol_owner(&env).await;
+    let pending = challenge(&env, "owner@example.com").await;
+    let mut answered = 0;
+    loop {
+        let (status, body) = second_step(&env, &pending, "123456").await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            break;
+        }
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        answered += 1;
+        assert!(answered <= 4, "wrong codes are not throttled");
+    }
+    let (status, _) = second_step(&env, &pending, &totp.code_at(now() + 30)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn ac_1_login_answers_alike_for_an_unknown_email_and_a_wrong_password_and_rotates_tokens() {
+    let env = Env::new().await;
+    let unknown = env
+        .call(
+            Method::POST,
+            "/auth/v1/login",
+            Who::Nobody,
+            Some(json!({"email": "nobody@example.com", "password": "whatever pass"})),
+        )
+        .await;
+    let wrong = env
+        .call(
+            Method::POST,
+            "/auth/v1/login",
+            Who::Nobody,
+            Some(json!({"email": "member@example.com", "password": "whatever pass"})),
+        )
+        .await;
+    assert_eq!(unknown.status, wrong.status);
+    assert_eq!(unknown.body["error"]["code"], wrong.body["error"]["code"]);
+    assert_eq!(
+        unknown.body["error"]["message"],
+        wrong.body["error"]["message"]
+    );
+
+    let first = env.login("member@example.com").await;
+    let second = env.login("member@example.com").await;
+    assert_ne!(first, second, "every login makes a new token");
+    for token in [&first, &second] {
+        assert_eq!(
+            env.call_as(Method::GET, "/auth/v1/me", token, None)
+                .await
+                .status,
+            StatusCode::OK
+        );
+    }
+}
