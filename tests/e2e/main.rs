@@ -10,3 +10,4 @@
 mod cli;
 mod serve;
 mod support;
+mod walkthrough;

@@ -34,7 +34,7 @@ pub async fn user_by_email(db: &Db, email: &str) -> Result<Option<LoginUser>, St
 }
 
 /// A person's own profile and second-factor state.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Profile {
     pub email: String,
     pub mfa_enabled: bool,
@@ -44,22 +44,13 @@ pub struct Profile {
 }
 
 pub async fn profile(db: &Db, user: UserId) -> Result<Option<Profile>, StorageError> {
-    let row: Option<(String, bool, Option<Vec<u8>>, Option<Vec<u8>>, i64)> = sqlx::query_as(
+    Ok(sqlx::query_as(
         "select email, mfa_enabled, totp_ciphertext, totp_pending_ciphertext, totp_last_step
          from auth_user($1)",
     )
     .bind(user.as_uuid())
     .fetch_optional(db.pool())
-    .await?;
-    Ok(row.map(
-        |(email, mfa_enabled, totp_ciphertext, totp_pending_ciphertext, totp_last_step)| Profile {
-            email,
-            mfa_enabled,
-            totp_ciphertext,
-            totp_pending_ciphertext,
-            totp_last_step,
-        },
-    ))
+    .await?)
 }
 
 /// One of a person's orgs.
