@@ -79,3 +79,12 @@ impl StorageError {
         }
     }
 }
+
+/// A change that must touch a row: none touched means the row is absent, or another org's.
+pub(crate) fn expect_row(done: sqlx::postgres::PgQueryResult) -> Result<(), StorageError> {
+    if done.rows_affected() == 0 {
+        Err(StorageError::NotFound)
+    } else {
+        Ok(())
+    }
+}

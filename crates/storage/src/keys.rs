@@ -6,7 +6,7 @@ use portcullis_core::token::TokenHash;
 use portcullis_core::{KeyId, TeamId, UserId};
 use uuid::Uuid;
 
-use crate::error::StorageError;
+use crate::error::{StorageError, expect_row};
 use crate::tenant::{TenantTx, WriteTx};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -139,9 +139,5 @@ pub async fn revoke(tx: &mut WriteTx, key: KeyId) -> Result<(), StorageError> {
     .execute(tx.conn())
     .await
     .map_err(StorageError::from_write)?;
-    if done.rows_affected() == 0 {
-        Err(StorageError::NotFound)
-    } else {
-        Ok(())
-    }
+    expect_row(done)
 }

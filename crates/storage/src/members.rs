@@ -5,7 +5,7 @@ use portcullis_core::token::TokenHash;
 use portcullis_core::{Role, UserId};
 use uuid::Uuid;
 
-use crate::error::StorageError;
+use crate::error::{StorageError, expect_row};
 use crate::tenant::{TenantTx, WriteTx};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,11 +144,7 @@ pub async fn set_role(
     .execute(tx.conn())
     .await
     .map_err(StorageError::from_write)?;
-    if done.rows_affected() == 0 {
-        Err(StorageError::NotFound)
-    } else {
-        Ok(())
-    }
+    expect_row(done)
 }
 
 pub async fn remove(tx: &mut WriteTx, user: UserId, role: Role) -> Result<(), StorageError> {
@@ -160,11 +156,7 @@ pub async fn remove(tx: &mut WriteTx, user: UserId, role: Role) -> Result<(), St
         .execute(tx.conn())
         .await
         .map_err(StorageError::from_write)?;
-    if done.rows_affected() == 0 {
-        Err(StorageError::NotFound)
-    } else {
-        Ok(())
-    }
+    expect_row(done)
 }
 
 /// Sets an invited person's first password and closes the invitation.

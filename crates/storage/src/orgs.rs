@@ -40,6 +40,16 @@ pub async fn create_org(
             AuditedChange::new("org.created", "org", org_id),
         )
         .await?;
+    insert_org(&mut tx, name).await?;
+    let org = get_org(tx.tenant()).await?;
+    tx.commit().await?;
+    Ok(org)
+}
+
+/// Inserts the write's org with default settings.
+pub(crate) async fn insert_org(tx: &mut WriteTx, name: &str) -> Result<(), StorageError> {
+    let org_id = tx.org();
+    tx.detail("name", name);
     sqlx::query("insert into organizations (org_id, name) values ($1, $2)")
         .bind(org_id.as_uuid())
         .bind(name)
@@ -51,10 +61,7 @@ pub async fn create_org(
         .execute(tx.conn())
         .await
         .map_err(StorageError::from_write)?;
-    tx.detail("name", name);
-    let org = get_org(tx.tenant()).await?;
-    tx.commit().await?;
-    Ok(org)
+    Ok(())
 }
 
 /// The transaction's org.

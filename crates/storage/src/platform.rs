@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use crate::Db;
 use crate::error::StorageError;
+use crate::orgs;
 use crate::tenant::AuditedChange;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,18 +67,7 @@ pub async fn bootstrap(db: &Db, request: &Bootstrap<'_>) -> Result<Bootstrapped,
             AuditedChange::new("org.created", "org", org_id),
         )
         .await?;
-    tx.detail("name", request.org_name);
-    sqlx::query("insert into organizations (org_id, name) values ($1, $2)")
-        .bind(org_id.as_uuid())
-        .bind(request.org_name)
-        .execute(tx.conn())
-        .await
-        .map_err(StorageError::from_write)?;
-    sqlx::query("insert into org_settings (org_id) values ($1)")
-        .bind(org_id.as_uuid())
-        .execute(tx.conn())
-        .await
-        .map_err(StorageError::from_write)?;
+    orgs::insert_org(&mut tx, request.org_name).await?;
     sqlx::query("insert into users (user_id, email, password_hash) values ($1, $2, $3)")
         .bind(owner_id.as_uuid())
         .bind(request.owner_email)

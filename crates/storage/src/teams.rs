@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use portcullis_core::TeamId;
 use uuid::Uuid;
 
-use crate::error::StorageError;
+use crate::error::{StorageError, expect_row};
 use crate::tenant::{TenantTx, WriteTx};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -123,9 +123,5 @@ pub async fn delete_team(tx: &mut WriteTx, team_id: TeamId) -> Result<(), Storag
             "fk_virtual_keys_team",
             "the team still has keys",
         ))?;
-    if done.rows_affected() == 0 {
-        Err(StorageError::NotFound)
-    } else {
-        Ok(())
-    }
+    expect_row(done)
 }

@@ -9,11 +9,7 @@ use portcullis_gateway::admin::{self, AdminRoute};
 use portcullis_storage::audit::{self, EventFilter};
 use serde_json::json;
 
-use crate::support::{Call, Env, TRUSTED_PEER, UNTRUSTED_PEER, Who};
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", uuid::Uuid::now_v7().simple())
-}
+use crate::support::{Call, Env, TRUSTED_PEER, UNTRUSTED_PEER, Who, prepare};
 
 async fn entries(env: &Env, org: OrgId) -> Vec<ChainedRecord> {
     let mut tx = env.test.db.begin_tenant(org).await.unwrap();
@@ -26,72 +22,16 @@ async fn entries(env: &Env, org: OrgId) -> Vec<ChainedRecord> {
     entries
 }
 
-/// Concrete path and body for a mutating route, acting as the owner (master for platform).
-async fn prepare(env: &Env, route: &AdminRoute) -> (String, Option<serde_json::Value>, Who) {
-    let mut path = route.path.replace("{org_id}", &env.org.to_string());
-    if path.contains("{user_id}") {
-        let added = env
-            .call(
-                Method::POST,
-                &env.org_path("/members"),
-                Who::Master,
-                Some(json!({"email": unique("t") + "@example.com", "role": "viewer"})),
-            )
-            .await;
-        path = path.replace("{user_id}", added.body["user_id"].as_str().unwrap());
-    }
-    if path.contains("{team_id}") {
-        let team = env
-            .call(
-                Method::POST,
-                &env.org_path("/teams"),
-                Who::Master,
-                Some(json!({"name": unique("team")})),
-            )
-            .await;
-        path = path.replace("{team_id}", team.body["team_id"].as_str().unwrap());
-    }
-    if path.contains("{key_id}") {
-        let key = env
-            .call(
-                Method::POST,
-                &env.org_path("/keys"),
-                Who::Owner,
-                Some(json!({"name": unique("key")})),
-            )
-            .await;
-        path = path.replace("{key_id}", key.body["key_id"].as_str().unwrap());
-    }
-    let body = match (
-        route.method,
-        route.path.trim_start_matches("/admin/v1/orgs/{org_id}"),
-    ) {
-        ("POST", "/admin/v1/orgs") => Some(json!({"name": unique("org")})),
-        ("PATCH", "/settings") => Some(json!({"pii_redaction": true})),
-        ("POST", "/members") => {
-            Some(json!({"email": unique("new") + "@example.com", "role": "member"}))
-        }
-        ("PATCH", "/members/{user_id}") => Some(json!({"role": "member"})),
-        ("POST", "/teams") => Some(json!({"name": unique("team")})),
-        ("PATCH", "/teams/{team_id}") => Some(json!({"budget_micro_usd": 5_000_000})),
-        ("POST", "/keys") => Some(json!({"name": unique("key")})),
-        (method, suffix) if method != "GET" && !suffix.contains('{') && suffix != "/settings" => {
-            panic!(
-                "{method} {}: add a body for this new mutating route",
-                route.path
-            )
-        }
-        _ => None,
-    };
-    let who = if matches!(
+/// Platform routes act as the master key, org routes as the owner.
+fn actor_for(route: &AdminRoute) -> Who {
+    if matches!(
         route.access,
         portcullis_gateway::guard::RouteAccess::Platform { .. }
     ) {
         Who::Master
     } else {
         Who::Owner
-    };
-    (path, body, who)
+    }
 }
 
 #[tokio::test]
@@ -107,7 +47,8 @@ async fn au_2_every_mutating_route_writes_one_fully_attributed_entry() {
             (TRUSTED_PEER, "198.51.100.77", "198.51.100.77"),
             (UNTRUSTED_PEER, "198.51.100.77", "203.0.113.50"),
         ] {
-            let (path, body, who) = prepare(&env, route).await;
+            let who = actor_for(route);
+            let (path, body) = prepare(&env, route, Who::Owner).await;
             let request_id = format!("au2-{n}-{}", peer[0]);
             let mut call = Call::new(
                 Method::from_bytes(route.method.as_bytes()).unwrap(),

@@ -6,9 +6,9 @@ use portcullis_gateway::admin;
 use portcullis_gateway::guard::RouteAccess;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::support::{Env, Who};
+use crate::support::{Env, Who, body_for, unique};
 
 struct Tenant {
     org: String,
@@ -16,10 +16,6 @@ struct Tenant {
     members: Vec<String>,
     teams: Vec<String>,
     keys: Vec<String>,
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", uuid::Uuid::now_v7().simple())
 }
 
 async fn tenant(env: &Env, teams: usize, keys: usize, people: usize) -> Tenant {
@@ -83,20 +79,6 @@ async fn tenant(env: &Env, teams: usize, keys: usize, people: usize) -> Tenant {
             .push(key.body["key_id"].as_str().unwrap().to_owned());
     }
     tenant
-}
-
-fn body_for(method: &str, path: &str) -> Option<Value> {
-    match (method, path.trim_start_matches("/admin/v1/orgs/{org_id}")) {
-        ("PATCH", "/settings") => Some(json!({"logging_level": "content"})),
-        ("POST", "/members") => {
-            Some(json!({"email": unique("x") + "@example.com", "role": "viewer"}))
-        }
-        ("PATCH", "/members/{user_id}") => Some(json!({"role": "viewer"})),
-        ("POST", "/teams") => Some(json!({"name": unique("t")})),
-        ("PATCH", "/teams/{team_id}") => Some(json!({"name": unique("t")})),
-        ("POST", "/keys") => Some(json!({"name": unique("k")})),
-        _ => None,
-    }
 }
 
 async fn check_pair(env: &Env, a: &Tenant, b: &Tenant, stranger: &str) {

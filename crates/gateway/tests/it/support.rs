@@ -303,3 +303,70 @@ pub async fn snapshot(test: &TestDb) -> Vec<(String, String)> {
     }
     rows
 }
+
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::now_v7().simple())
+}
+
+/// Makes what a call to `route` needs (a member to change, a team, a key created by
+/// `key_creator`) as the master key, and returns the concrete path and a valid body.
+pub async fn prepare(
+    env: &Env,
+    route: &portcullis_gateway::admin::AdminRoute,
+    key_creator: Who,
+) -> (String, Option<Value>) {
+    let mut path = route.path.replace("{org_id}", &env.org.to_string());
+    if path.contains("{user_id}") {
+        let email = format!("{}@example.com", unique("target"));
+        let added = env
+            .call(
+                Method::POST,
+                &env.org_path("/members"),
+                Who::Master,
+                Some(json!({"email": email, "role": "viewer"})),
+            )
+            .await;
+        path = path.replace("{user_id}", added.body["user_id"].as_str().unwrap());
+    }
+    if path.contains("{team_id}") {
+        let team = env
+            .call(
+                Method::POST,
+                &env.org_path("/teams"),
+                Who::Master,
+                Some(json!({"name": unique("team")})),
+            )
+            .await;
+        path = path.replace("{team_id}", team.body["team_id"].as_str().unwrap());
+    }
+    if path.contains("{key_id}") {
+        let key = env
+            .call(
+                Method::POST,
+                &env.org_path("/keys"),
+                key_creator,
+                Some(json!({"name": unique("key")})),
+            )
+            .await;
+        assert_eq!(key.status, StatusCode::CREATED, "{}", key.body);
+        path = path.replace("{key_id}", key.body["key_id"].as_str().unwrap());
+    }
+    (path, body_for(route.method, route.path))
+}
+
+/// A valid body for a route.
+pub fn body_for(method: &str, path: &str) -> Option<Value> {
+    match (method, path.trim_start_matches("/admin/v1/orgs/{org_id}")) {
+        ("POST", "/admin/v1/orgs") => Some(json!({"name": unique("org")})),
+        ("PATCH", "/settings") => Some(json!({"logging_level": "content"})),
+        ("POST", "/members") => {
+            Some(json!({"email": format!("{}@example.com", unique("new")), "role": "viewer"}))
+        }
+        ("PATCH", "/members/{user_id}") => Some(json!({"role": "member"})),
+        ("POST", "/teams") => Some(json!({"name": unique("team")})),
+        ("PATCH", "/teams/{team_id}") => Some(json!({"name": unique("renamed")})),
+        ("POST", "/keys") => Some(json!({"name": unique("key")})),
+        ("GET" | "DELETE", _) | ("POST", "/keys/{key_id}/rotate") => None,
+        (method, _) => panic!("{method} {path}: add a valid body for this new route"),
+    }
+}
