@@ -128,6 +128,90 @@ impl Keyring {
     }
 }
 
+/// The version of the key that sealed `sealed`, read from its header: what key rotation
+/// compares with the current version.
+pub fn sealed_version(sealed: &[u8]) -> Option<u32> {
+    if sealed.len() < HEADER_LEN || &sealed[..3] != MAGIC {
+        return None;
+    }
+    let mut version = [0u8; 4];
+    version.copy_from_slice(&sealed[3..7]);
+    Some(u32::from_be_bytes(version))
+}
+
+const DATA_MAGIC: &[u8; 3] = b"pd1";
+const DATA_HEADER_LEN: usize = 3 + 12;
+
+/// A data key (DEK): one per org, AES-256-GCM. It seals that org's secrets (provider keys) and
+/// is stored only wrapped by the keyring, so that rotating the key-encryption key re-wraps a
+/// few data keys instead of re-encrypting every secret.
+#[derive(Clone)]
+pub struct DataKey(Key<Aes256Gcm>);
+
+impl fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DataKey(..)")
+    }
+}
+
+impl DataKey {
+    pub fn generate() -> Result<Self, CryptoError> {
+        let mut bytes = [0u8; 32];
+        random_bytes(&mut bytes)?;
+        Ok(Self(*Key::<Aes256Gcm>::from_slice(&bytes)))
+    }
+
+    /// Seals the data key under the keyring's current key, bound to `context` (its org and id).
+    pub fn wrap(&self, ring: &Keyring, context: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        ring.seal(self.0.as_slice(), context)
+    }
+
+    pub fn unwrap(ring: &Keyring, wrapped: &[u8], context: &[u8]) -> Result<Self, CryptoError> {
+        let bytes = ring.open(wrapped, context)?;
+        if bytes.len() != 32 {
+            return Err(CryptoError::Unsealable);
+        }
+        Ok(Self(*Key::<Aes256Gcm>::from_slice(&bytes)))
+    }
+
+    /// Layout: `b"pd1" || nonce (12 bytes) || ciphertext+tag`, bound to `context`.
+    pub fn seal(&self, plaintext: &[u8], context: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let mut nonce = [0u8; 12];
+        random_bytes(&mut nonce)?;
+        let mut out = Vec::with_capacity(DATA_HEADER_LEN + plaintext.len() + 16);
+        out.extend_from_slice(DATA_MAGIC);
+        out.extend_from_slice(&nonce);
+        let aad = associated_data(DATA_MAGIC, context);
+        let sealed = Aes256Gcm::new(&self.0)
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| CryptoError::Unsealable)?;
+        out.extend_from_slice(&sealed);
+        Ok(out)
+    }
+
+    pub fn open(&self, sealed: &[u8], context: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        if sealed.len() < DATA_HEADER_LEN + 16 || &sealed[..3] != DATA_MAGIC {
+            return Err(CryptoError::Unsealable);
+        }
+        let aad = associated_data(DATA_MAGIC, context);
+        Aes256Gcm::new(&self.0)
+            .decrypt(
+                Nonce::from_slice(&sealed[3..DATA_HEADER_LEN]),
+                Payload {
+                    msg: &sealed[DATA_HEADER_LEN..],
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| CryptoError::Unsealable)
+    }
+}
+
 /// The header is authenticated too, so that the version cannot be swapped.
 fn associated_data(header: &[u8], context: &[u8]) -> Vec<u8> {
     let mut aad = Vec::with_capacity(header.len() + context.len());
@@ -176,6 +260,34 @@ mod tests {
             before.open(&resealed, b"ctx"),
             Err(CryptoError::UnknownVersion(2))
         );
+    }
+
+    #[test]
+    fn en_2_data_keys_survive_a_rewrap_and_bind_their_secrets() {
+        let old = Keyring::new(1, vec![(1, vec![1; 32])]).unwrap();
+        let dek = DataKey::generate().unwrap();
+        let wrapped = dek.wrap(&old, b"dek:org-a").unwrap();
+        assert_eq!(sealed_version(&wrapped), Some(1));
+        let secret = dek.seal(b"sk-provider-key", b"credential:org-a:1").unwrap();
+
+        let both = Keyring::new(2, vec![(1, vec![1; 32]), (2, vec![2; 32])]).unwrap();
+        let rewrapped = DataKey::unwrap(&both, &wrapped, b"dek:org-a")
+            .unwrap()
+            .wrap(&both, b"dek:org-a")
+            .unwrap();
+        assert_eq!(sealed_version(&rewrapped), Some(2));
+        let retired = Keyring::new(2, vec![(2, vec![2; 32])]).unwrap();
+        let reopened = DataKey::unwrap(&retired, &rewrapped, b"dek:org-a").unwrap();
+        assert_eq!(
+            reopened.open(&secret, b"credential:org-a:1").unwrap(),
+            b"sk-provider-key"
+        );
+        assert_eq!(
+            reopened.open(&secret, b"credential:org-b:1"),
+            Err(CryptoError::Unsealable)
+        );
+        assert!(DataKey::unwrap(&retired, &wrapped, b"dek:org-a").is_err());
+        assert!(DataKey::unwrap(&old, &wrapped, b"dek:org-b").is_err());
     }
 
     #[test]

@@ -169,6 +169,7 @@ impl From<StorageError> for ApiError {
         match error {
             StorageError::NotFound => Self::not_found(),
             StorageError::Conflict(message) => Self::Conflict(message.to_owned()),
+            StorageError::Crypto(cause) => Self::internal(cause),
             StorageError::Invalid(constraint) => {
                 Self::invalid_request(format!("a value is out of range ({constraint})"))
             }

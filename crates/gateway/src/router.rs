@@ -23,6 +23,8 @@ pub struct AppState {
     /// Peers whose `X-Forwarded-For` is believed (AU-2).
     pub trusted_proxies: Arc<[IpNet]>,
     pub throttle: Arc<Throttle>,
+    /// Whether provider base URLs may point at link-local or metadata addresses (SSRF guard).
+    pub allow_link_local_upstreams: bool,
 }
 
 /// How long failed logins count against an account or address.
@@ -35,6 +37,7 @@ impl AppState {
             keyring: Arc::new(keyring),
             trusted_proxies: trusted_proxies.into(),
             throttle: Arc::new(Throttle::new(THROTTLE_WINDOW)),
+            allow_link_local_upstreams: false,
         }
     }
 }

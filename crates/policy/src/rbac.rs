@@ -21,11 +21,15 @@ pub enum Action {
     KeysCreate,
     KeysRotate,
     KeysRevoke,
+    CredentialsRead,
+    CredentialsManage,
+    RoutesRead,
+    RoutesManage,
     AuditRead,
 }
 
 impl Action {
-    pub const ALL: [Action; 15] = [
+    pub const ALL: [Action; 19] = [
         Action::OrgRead,
         Action::SettingsUpdate,
         Action::MembersRead,
@@ -40,15 +44,22 @@ impl Action {
         Action::KeysCreate,
         Action::KeysRotate,
         Action::KeysRevoke,
+        Action::CredentialsRead,
+        Action::CredentialsManage,
+        Action::RoutesRead,
+        Action::RoutesManage,
         Action::AuditRead,
     ];
 
     /// The least role that may take the action at all. Owner rules below may narrow it.
     pub const fn min_role(self) -> Role {
         match self {
-            Action::OrgRead | Action::MembersRead | Action::TeamsRead | Action::KeysRead => {
-                Role::Viewer
-            }
+            Action::OrgRead
+            | Action::MembersRead
+            | Action::TeamsRead
+            | Action::KeysRead
+            | Action::CredentialsRead
+            | Action::RoutesRead => Role::Viewer,
             // A member manages the keys it owns; `may_manage_key` narrows rotate and revoke.
             Action::KeysCreate | Action::KeysRotate | Action::KeysRevoke => Role::Member,
             Action::SettingsUpdate
@@ -58,6 +69,8 @@ impl Action {
             | Action::TeamsCreate
             | Action::TeamsUpdate
             | Action::TeamsDelete
+            | Action::CredentialsManage
+            | Action::RoutesManage
             | Action::AuditRead => Role::Admin,
         }
     }

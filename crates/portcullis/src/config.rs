@@ -30,6 +30,8 @@ struct RawConfig {
     log: RawLog,
     #[serde(default)]
     secrets: RawSecrets,
+    #[serde(default)]
+    providers: RawProviders,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -39,6 +41,15 @@ struct RawSecrets {
     kek: Option<SecretString>,
     kek_file: Option<PathBuf>,
     kek_version: Option<u32>,
+    /// Earlier keys still needed to open what they sealed: `VERSION:BASE64,...`.
+    previous_keks: Option<SecretString>,
+    previous_keks_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawProviders {
+    allow_link_local: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -118,6 +129,13 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub log: LogConfig,
     pub secrets: SecretsConfig,
+    pub providers: ProvidersConfig,
+}
+
+#[derive(Debug)]
+pub struct ProvidersConfig {
+    /// Whether provider base URLs may name link-local or cloud metadata addresses.
+    pub allow_link_local: bool,
 }
 
 #[derive(Debug)]
@@ -132,6 +150,7 @@ pub struct ServerConfig {
 pub struct SecretsConfig {
     pub(crate) kek: Option<SecretString>,
     pub kek_version: u32,
+    previous_keks: Option<SecretString>,
 }
 
 impl SecretsConfig {
@@ -141,13 +160,29 @@ impl SecretsConfig {
             "secrets.kek is not set: set PORTCULLIS_SECRETS__KEK to 32 random bytes in base64 \
              (openssl rand -base64 32), or secrets.kek_file",
         )?;
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(kek.expose_secret().trim())
-            .ok()
-            .filter(|bytes| bytes.len() == 32)
-            .context("secrets.kek must be 32 bytes in base64")?;
-        Keyring::new(self.kek_version, vec![(self.kek_version, bytes)])
-            .context("secrets.kek is not a usable key")
+        let mut keys = vec![(
+            self.kek_version,
+            decode_kek("secrets.kek", kek.expose_secret())?,
+        )];
+        if let Some(previous) = &self.previous_keks {
+            for entry in previous
+                .expose_secret()
+                .split(',')
+                .filter(|e| !e.trim().is_empty())
+            {
+                let (version, key) = entry.trim().split_once(':').context(
+                    "secrets.previous_keks is a list of VERSION:BASE64, separated by commas",
+                )?;
+                let version: u32 = version
+                    .parse()
+                    .context("secrets.previous_keks: VERSION is a number")?;
+                if version == self.kek_version {
+                    bail!("secrets.previous_keks repeats the current version {version}");
+                }
+                keys.push((version, decode_kek("secrets.previous_keks", key)?));
+            }
+        }
+        Keyring::new(self.kek_version, keys).context("secrets.kek is not a usable key")
     }
 }
 
@@ -247,6 +282,14 @@ impl Config {
             secrets: SecretsConfig {
                 kek: secret("secrets.kek", raw.secrets.kek, raw.secrets.kek_file)?,
                 kek_version: raw.secrets.kek_version.unwrap_or(1),
+                previous_keks: secret(
+                    "secrets.previous_keks",
+                    raw.secrets.previous_keks,
+                    raw.secrets.previous_keks_file,
+                )?,
+            },
+            providers: ProvidersConfig {
+                allow_link_local: raw.providers.allow_link_local,
             },
             database: DatabaseConfig {
                 url: secret("database.url", raw.database.url, raw.database.url_file)?,
@@ -265,6 +308,14 @@ impl Config {
             },
         })
     }
+}
+
+fn decode_kek(setting: &str, text: &str) -> anyhow::Result<Vec<u8>> {
+    base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .ok()
+        .filter(|bytes| bytes.len() == 32)
+        .with_context(|| format!("{setting} must hold keys of 32 bytes in base64"))
 }
 
 /// A secret given inline (from the environment: inline file values are refused earlier) or
@@ -300,10 +351,11 @@ fn refuse_inline_secrets(text: &str, path: &Path) -> anyhow::Result<()> {
     if table
         .get("secrets")
         .and_then(toml::Value::as_table)
-        .is_some_and(|secrets| secrets.contains_key("kek"))
+        .is_some_and(|secrets| secrets.contains_key("kek") || secrets.contains_key("previous_keks"))
     {
         bail!(
-            "secrets.kek in {} is a secret; set {ENV_PREFIX}SECRETS__KEK or secrets.kek_file",
+            "secrets.kek and secrets.previous_keks in {} are secrets; set {ENV_PREFIX}SECRETS__KEK \
+             ({ENV_PREFIX}SECRETS__PREVIOUS_KEKS) or secrets.kek_file (previous_keks_file)",
             path.display()
         );
     }
@@ -408,6 +460,26 @@ mod tests {
                 .keyring()
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn previous_keks_join_the_keyring_for_rotation() {
+        let current = write("AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=\n");
+        let previous = write("1:AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=\n");
+        let config_file = write(&format!(
+            "[secrets]\nkek_version = 2\nkek_file = \"{}\"\nprevious_keks_file = \"{}\"\n",
+            current.path().display(),
+            previous.path().display()
+        ));
+        let ring = load(Some(config_file.path()))
+            .unwrap()
+            .secrets
+            .keyring()
+            .unwrap();
+        assert_eq!(ring.current_version(), 2);
+        let old = portcullis_core::crypto::Keyring::new(1, vec![(1, vec![2; 32])]).unwrap();
+        let sealed = old.seal(b"seed", b"ctx").unwrap();
+        assert_eq!(ring.open(&sealed, b"ctx").unwrap(), b"seed");
     }
 
     #[test]

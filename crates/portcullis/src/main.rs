@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use portcullis_core::OrgId;
 use portcullis_storage::migrate::{self, MigrateOptions};
+use portcullis_storage::{Db, DbOptions, auth, credentials};
 
 use crate::config::Config;
 
@@ -57,11 +58,24 @@ enum Command {
         #[arg(long)]
         email: String,
     },
+    /// Key-encryption-key tools.
+    Kek {
+        #[command(subcommand)]
+        command: KekCommand,
+    },
     /// Audit trail tools.
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum KekCommand {
+    /// Re-wrap every org's data keys and re-seal TOTP seeds under the current key
+    /// (secrets.kek, secrets.kek_version), online. Afterwards the old key can be retired from
+    /// secrets.previous_keks.
+    Rotate,
 }
 
 #[derive(Debug, Subcommand)]
@@ -139,6 +153,21 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         Command::Bootstrap { org, email } => bootstrap::run(&config, &org, &email)
             .await
             .map(|()| ExitCode::SUCCESS),
+        Command::Kek {
+            command: KekCommand::Rotate,
+        } => {
+            let ring = config.secrets.keyring()?;
+            let db = Db::connect_lazy(&DbOptions::new(config.database.url()?.clone()))?;
+            let data_keys = credentials::rewrap_data_keys(&db, &ring).await?;
+            let seeds = auth::reseal_totp_seeds(&db, &ring).await?;
+            db.close().await;
+            eprintln!(
+                "key-encryption key version {}: re-wrapped {data_keys} data key(s), re-sealed \
+                 {seeds} TOTP seed(s); the previous key can now be retired",
+                ring.current_version()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Audit {
             command:
                 AuditCommand::Verify {

@@ -35,7 +35,8 @@ pub async fn run_with(config: Config, on_listening: impl FnOnce(SocketAddr)) -> 
     );
     tracing::info!(%addr, "listening");
     on_listening(addr);
-    let state = AppState::new(db.clone(), keyring, config.server.trusted_proxies.clone());
+    let mut state = AppState::new(db.clone(), keyring, config.server.trusted_proxies.clone());
+    state.allow_link_local_upstreams = config.providers.allow_link_local;
     portcullis_gateway::serve(
         listener,
         state,

@@ -4,6 +4,7 @@
 //! docs/ARCHITECTURE.md; the runtime role has no direct access to these rows.
 
 use chrono::{DateTime, Utc};
+use portcullis_core::crypto::{Keyring, sealed_version};
 use portcullis_core::token::TokenHash;
 use portcullis_core::{KeyId, OrgId, Role, SessionId, UserId};
 use uuid::Uuid;
@@ -255,4 +256,52 @@ pub async fn invite(db: &Db, token: &TokenHash) -> Result<Option<Invite>, Storag
         org_id: OrgId::from_uuid(org_id),
         user_id: UserId::from_uuid(user_id),
     }))
+}
+
+/// A person's sealed TOTP seeds: (user id, active, pending).
+type SealedSeeds = (Uuid, Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// Re-seals every TOTP seed that the keyring's current key did not seal (key-encryption-key
+/// rotation). A seed changed meanwhile (a new enrolment) is left for the next run. Returns how
+/// many people's seeds were re-sealed.
+pub async fn reseal_totp_seeds(db: &Db, ring: &Keyring) -> Result<u64, StorageError> {
+    let rows: Vec<SealedSeeds> =
+        sqlx::query_as("select user_id, totp_ciphertext, totp_pending_ciphertext from platform_sealed_totp_seeds()")
+            .fetch_all(db.pool())
+            .await?;
+    let current = ring.current_version();
+    let mut resealed = 0;
+    for (user_id, active, pending) in rows {
+        let context = format!("totp:{user_id}");
+        let reseal = |sealed: &Option<Vec<u8>>| -> Result<Option<Vec<u8>>, StorageError> {
+            match sealed {
+                Some(bytes) if sealed_version(bytes) != Some(current) => {
+                    let plain = ring
+                        .open(bytes, context.as_bytes())
+                        .map_err(StorageError::Crypto)?;
+                    ring.seal(&plain, context.as_bytes())
+                        .map(Some)
+                        .map_err(StorageError::Crypto)
+                }
+                other => Ok(other.clone()),
+            }
+        };
+        let (new_active, new_pending) = (reseal(&active)?, reseal(&pending)?);
+        if new_active == active && new_pending == pending {
+            continue;
+        }
+        let swapped: Option<bool> =
+            sqlx::query_scalar("select platform_reseal_totp($1, $2, $3, $4, $5)")
+                .bind(user_id)
+                .bind(&active)
+                .bind(&new_active)
+                .bind(&pending)
+                .bind(&new_pending)
+                .fetch_one(db.pool())
+                .await?;
+        if swapped.unwrap_or(false) {
+            resealed += 1;
+        }
+    }
+    Ok(resealed)
 }

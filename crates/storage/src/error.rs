@@ -23,6 +23,10 @@ pub enum StorageError {
     Database(#[source] sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A secret could not be sealed or opened: a wrong or retired key-encryption key, or a
+    /// ciphertext moved to a record it was not sealed for.
+    #[error("secret could not be sealed or opened: {0}")]
+    Crypto(portcullis_core::crypto::CryptoError),
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error("audit chain broken in org {org_id}: {cause}")]

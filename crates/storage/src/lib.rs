@@ -9,11 +9,13 @@
 
 pub mod audit;
 pub mod auth;
+pub mod credentials;
 mod db;
 mod error;
 pub mod keys;
 pub mod members;
 pub mod migrate;
+pub mod model_routes;
 pub mod orgs;
 pub mod platform;
 pub mod teams;

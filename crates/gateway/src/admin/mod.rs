@@ -3,14 +3,16 @@
 //! enumerate the same table.
 
 mod audit;
+mod credentials;
 mod keys;
 mod members;
+mod model_routes;
 mod orgs;
 mod teams;
 
 use axum::Router;
 use axum::middleware;
-use axum::routing::{MethodRouter, delete, get, patch, post};
+use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use portcullis_policy::rbac::Action;
 
 use crate::error::ApiError;
@@ -58,6 +60,7 @@ fn table() -> Vec<(AdminRoute, MethodRouter<AppState>)> {
                     "GET" => get($handler),
                     "POST" => post($handler),
                     "PATCH" => patch($handler),
+                    "PUT" => put($handler),
                     _ => delete($handler),
                 },
             )
@@ -119,6 +122,48 @@ fn table() -> Vec<(AdminRoute, MethodRouter<AppState>)> {
             org_path!("/keys/{key_id}"),
             org(KeysRevoke),
             keys::revoke
+        ),
+        route!(
+            "GET",
+            org_path!("/credentials"),
+            org(CredentialsRead),
+            credentials::list
+        ),
+        route!(
+            "POST",
+            org_path!("/credentials"),
+            org(CredentialsManage),
+            credentials::create
+        ),
+        route!(
+            "PUT",
+            org_path!("/credentials/{credential_id}"),
+            org(CredentialsManage),
+            credentials::replace
+        ),
+        route!(
+            "DELETE",
+            org_path!("/credentials/{credential_id}"),
+            org(CredentialsManage),
+            credentials::remove
+        ),
+        route!(
+            "GET",
+            org_path!("/routes"),
+            org(RoutesRead),
+            model_routes::list
+        ),
+        route!(
+            "PUT",
+            org_path!("/routes/{alias}"),
+            org(RoutesManage),
+            model_routes::put
+        ),
+        route!(
+            "DELETE",
+            org_path!("/routes/{alias}"),
+            org(RoutesManage),
+            model_routes::remove
         ),
         route!("GET", org_path!("/audit"), org(AuditRead), audit::list),
         route!(

@@ -41,7 +41,7 @@ async fn au_2_every_mutating_route_writes_one_fully_attributed_entry() {
         .into_iter()
         .filter(AdminRoute::mutating)
         .collect();
-    assert!(mutating.len() >= 11, "{mutating:?}");
+    assert!(mutating.len() >= 16, "{mutating:?}");
     for (n, route) in mutating.iter().enumerate() {
         for (peer, forwarded, expected_ip) in [
             (TRUSTED_PEER, "198.51.100.77", "198.51.100.77"),

@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::json;
 
-use crate::support::{Env, Who, body_for, unique};
+use crate::support::{Env, Who, body_for, route_body, unique};
 
 struct Tenant {
     org: String,
@@ -16,6 +16,8 @@ struct Tenant {
     members: Vec<String>,
     teams: Vec<String>,
     keys: Vec<String>,
+    credential: String,
+    alias: String,
 }
 
 async fn tenant(env: &Env, teams: usize, keys: usize, people: usize) -> Tenant {
@@ -31,14 +33,38 @@ async fn tenant(env: &Env, teams: usize, keys: usize, people: usize) -> Tenant {
     let (owner_id, owner) = env
         .add_person(org, &(unique("owner") + "@example.com"), "owner")
         .await;
+    let path = |suffix: &str| format!("/admin/v1/orgs/{org}{suffix}");
+    let credential = env
+        .call_as(
+            Method::POST,
+            &path("/credentials"),
+            &owner,
+            body_for("POST", "/credentials"),
+        )
+        .await;
+    let credential = credential.body["credential_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let alias = unique("alias");
+    let route = env
+        .call_as(
+            Method::PUT,
+            &path(&format!("/routes/{alias}")),
+            &owner,
+            Some(route_body(&credential)),
+        )
+        .await;
+    assert_eq!(route.status, StatusCode::OK, "{}", route.body);
     let mut tenant = Tenant {
         org: org.to_string(),
         owner,
         members: vec![owner_id],
         teams: Vec::new(),
         keys: Vec::new(),
+        credential,
+        alias,
     };
-    let path = |suffix: &str| format!("/admin/v1/orgs/{org}{suffix}");
     for _ in 0..people {
         let added = env
             .call(
@@ -97,7 +123,9 @@ async fn check_pair(env: &Env, a: &Tenant, b: &Tenant, stranger: &str) {
             .replace("{org_id}", &b.org)
             .replace("{user_id}", b_user)
             .replace("{team_id}", b_team)
-            .replace("{key_id}", b_key);
+            .replace("{key_id}", b_key)
+            .replace("{credential_id}", &b.credential)
+            .replace("{alias}", &b.alias);
         let response = env
             .call_as(method.clone(), &in_b, &a.owner, body.clone())
             .await;
@@ -112,6 +140,8 @@ async fn check_pair(env: &Env, a: &Tenant, b: &Tenant, stranger: &str) {
             ("{user_id}", b_user),
             ("{team_id}", b_team),
             ("{key_id}", b_key),
+            ("{credential_id}", b.credential.as_str()),
+            ("{alias}", b.alias.as_str()),
         ]
         .into_iter()
         .find(|(param, _)| route.path.contains(param));
@@ -130,6 +160,17 @@ async fn check_pair(env: &Env, a: &Tenant, b: &Tenant, stranger: &str) {
             }
         }
     }
+    // A route of A may not send traffic with B's credential.
+    let path = format!("/admin/v1/orgs/{}/routes/{}", a.org, unique("steal"));
+    let response = env
+        .call_as(
+            Method::PUT,
+            &path,
+            &a.owner,
+            Some(route_body(&b.credential)),
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::NOT_FOUND, "{}", response.body);
     // A key of A may not name B's team.
     if let Some(team) = b.teams.first() {
         let path = format!("/admin/v1/orgs/{}/keys", a.org);
@@ -149,9 +190,17 @@ async fn check_pair(env: &Env, a: &Tenant, b: &Tenant, stranger: &str) {
         .iter()
         .chain(&b.teams)
         .chain(&b.keys)
-        .chain(std::iter::once(&b.org))
+        .chain([&b.org, &b.credential, &b.alias])
         .collect();
-    for suffix in ["", "/members", "/teams", "/keys", "/audit?limit=1000"] {
+    for suffix in [
+        "",
+        "/members",
+        "/teams",
+        "/keys",
+        "/credentials",
+        "/routes",
+        "/audit?limit=1000",
+    ] {
         let listing = env
             .call_as(
                 Method::GET,

@@ -22,14 +22,20 @@ fn documented(method: &str, path: &str) -> Allowed {
     match (method, org) {
         ("POST", None) => Allowed::MasterOnly,
         ("GET", None) => Allowed::AnyoneAuthenticated,
-        ("GET", Some("" | "/members" | "/teams" | "/keys")) => Allowed::AtLeast(Role::Viewer),
+        ("GET", Some("" | "/members" | "/teams" | "/keys" | "/credentials" | "/routes")) => {
+            Allowed::AtLeast(Role::Viewer)
+        }
         ("POST", Some("/keys" | "/keys/{key_id}/rotate")) | ("DELETE", Some("/keys/{key_id}")) => {
             Allowed::AtLeast(Role::Member)
         }
         ("PATCH", Some("/settings"))
         | ("POST", Some("/members" | "/teams"))
         | ("PATCH" | "DELETE", Some("/members/{user_id}" | "/teams/{team_id}"))
-        | ("GET", Some("/audit" | "/audit/verify")) => Allowed::AtLeast(Role::Admin),
+        | ("GET", Some("/audit" | "/audit/verify"))
+        | ("POST", Some("/credentials"))
+        | ("PUT" | "DELETE", Some("/credentials/{credential_id}" | "/routes/{alias}")) => {
+            Allowed::AtLeast(Role::Admin)
+        }
         _ => panic!(
             "{method} {path} is not in API.md's matrix: add it here with its documented role"
         ),

@@ -351,7 +351,67 @@ pub async fn prepare(
         assert_eq!(key.status, StatusCode::CREATED, "{}", key.body);
         path = path.replace("{key_id}", key.body["key_id"].as_str().unwrap());
     }
-    (path, body_for(route.method, route.path))
+    if path.contains("{credential_id}") {
+        let credential = env
+            .call(
+                Method::POST,
+                &env.org_path("/credentials"),
+                Who::Master,
+                body_for("POST", "/credentials"),
+            )
+            .await;
+        path = path.replace(
+            "{credential_id}",
+            credential.body["credential_id"].as_str().unwrap(),
+        );
+    }
+    let mut body = body_for(route.method, route.path);
+    if route.path.ends_with("/routes/{alias}") {
+        let alias = unique("alias");
+        if route.method == "PUT" {
+            body = Some(route_body(&env.add_credential().await));
+        } else {
+            env.put_route(&alias).await;
+        }
+        path = path.replace("{alias}", &alias);
+    }
+    (path, body)
+}
+
+/// A route body sending to one credential.
+pub fn route_body(credential_id: &str) -> Value {
+    json!({"targets": [{"credential_id": credential_id, "model": "mock-1"}], "timeout_ms": 5000})
+}
+
+impl Env {
+    /// A mock-provider credential of the harness's org, made by the master key.
+    pub async fn add_credential(&self) -> String {
+        let created = self
+            .call(
+                Method::POST,
+                &self.org_path("/credentials"),
+                Who::Master,
+                body_for("POST", "/credentials"),
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+        created.body["credential_id"].as_str().unwrap().to_owned()
+    }
+
+    /// A route of the harness's org to a new credential, made by the master key.
+    pub async fn put_route(&self, alias: &str) {
+        let credential = self.add_credential().await;
+        let path = self.org_path(&format!("/routes/{alias}"));
+        let put = self
+            .call(
+                Method::PUT,
+                &path,
+                Who::Master,
+                Some(route_body(&credential)),
+            )
+            .await;
+        assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+    }
 }
 
 /// A valid body for a route.
@@ -366,6 +426,11 @@ pub fn body_for(method: &str, path: &str) -> Option<Value> {
         ("POST", "/teams") => Some(json!({"name": unique("team")})),
         ("PATCH", "/teams/{team_id}") => Some(json!({"name": unique("renamed")})),
         ("POST", "/keys") => Some(json!({"name": unique("key")})),
+        ("POST", "/credentials") | ("PUT", "/credentials/{credential_id}") => Some(
+            json!({"name": unique("cred"), "provider": "mock", "api_key": "sk-mock-0123456789"}),
+        ),
+        // A credential nobody has: tests that need the route stored put a real one in.
+        ("PUT", "/routes/{alias}") => Some(route_body(&uuid::Uuid::now_v7().to_string())),
         ("GET" | "DELETE", _) | ("POST", "/keys/{key_id}/rotate") => None,
         (method, _) => panic!("{method} {path}: add a valid body for this new route"),
     }

@@ -26,6 +26,8 @@ const SECURITY_DEFINER_ALLOWED: &[&str] = &[
     "auth_invite",
     "platform_orgs",
     "platform_create_first_master_key",
+    "platform_sealed_totp_seeds",
+    "platform_reseal_totp",
 ];
 
 /// Every way the schema breaks the tenancy rules; empty when it keeps them.

@@ -1,10 +1,13 @@
 //! Two orgs with a row in every tenant table, for isolation tests.
 
 use portcullis_core::audit::{Actor, Source};
+use portcullis_core::crypto::Keyring;
 use portcullis_core::token::{Token, TokenKind};
 use portcullis_core::{KeyId, OrgId, Role, TeamId, UserId};
+use portcullis_storage::credentials::{self, NewCredential};
 use portcullis_storage::keys::{self, NewKey};
 use portcullis_storage::members;
+use portcullis_storage::model_routes::{self, ModelRoute};
 use portcullis_storage::orgs::{self, Org};
 use portcullis_storage::teams::{self, NewTeam};
 use portcullis_storage::{AuditedChange, Db};
@@ -79,7 +82,47 @@ pub async fn populated_org(test: &TestDb, name: &str) -> Org {
         .await
         .unwrap();
     tx.commit().await.unwrap();
+
+    let credential_id = uuid::Uuid::now_v7();
+    let mut tx = test
+        .db
+        .begin_write(
+            org.org_id,
+            &actor(),
+            &source(),
+            AuditedChange::new("credential.added", "credential", credential_id),
+        )
+        .await
+        .unwrap();
+    let credential = NewCredential {
+        name: "upstream",
+        provider: "mock",
+        base_url: None,
+        api_key: PROVIDER_KEY,
+    };
+    credentials::create(&mut tx, &keyring(), credential_id, &credential)
+        .await
+        .unwrap();
+    let route = ModelRoute {
+        alias: "chat".to_owned(),
+        targets: serde_json::json!([{"credential_id": credential_id, "model": "mock-1", "weight": 1}]),
+        fallback: Vec::new(),
+        timeout_ms: None,
+        input_micro_usd_per_mtok: None,
+        output_micro_usd_per_mtok: None,
+        updated_at: chrono::Utc::now(),
+    };
+    model_routes::put(&mut tx, &route).await.unwrap();
+    tx.commit().await.unwrap();
     org
+}
+
+/// The provider key every fixture org stores (sealed).
+pub const PROVIDER_KEY: &str = "sk-fixture-provider-key-0123456789";
+
+/// The key-encryption keyring of the fixtures: fixed, so that every test opens what any sealed.
+pub fn keyring() -> Keyring {
+    Keyring::new(1, vec![(1, vec![7; 32])]).unwrap()
 }
 
 pub async fn add_team(db: &Db, org: OrgId, name: &str) -> TeamId {

@@ -11,4 +11,5 @@
 mod audit_chain;
 mod catalog;
 mod fixtures;
+mod secrets_at_rest;
 mod tenancy;

@@ -194,7 +194,11 @@ async fn cf_2_one_org_uuid_in_the_setting_the_rows_and_the_audit_entries() {
     )
     .await
     .unwrap();
-    assert_eq!(events.len(), 4, "org, team, member and key created");
+    assert_eq!(
+        events.len(),
+        5,
+        "org, team, member, key and credential created"
+    );
     assert!(events.iter().all(|e| e.record.org_id == org.org_id));
     assert_eq!(events[0].record.action, "org.created");
     assert_eq!(events[0].record.target_id, org.org_id.to_string());

@@ -1,0 +1,244 @@
+//! Model routes: `PUT .../routes/{alias}` with ordered targets, fallback aliases and prices.
+//! Targets must name this org's credentials, and fallback chains must end (no cycles).
+
+use std::collections::{HashMap, HashSet};
+
+use axum::Json;
+use axum::extract::{Extension, Path, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use portcullis_storage::AuditedChange;
+use portcullis_storage::credentials;
+use portcullis_storage::model_routes::{self as store, ModelRoute};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::guard::OrgCaller;
+use crate::json::JsonBody;
+use crate::router::AppState;
+
+const MAX_TARGETS: usize = 16;
+const MAX_FALLBACK: usize = 8;
+
+#[derive(Debug, Serialize)]
+pub struct RouteView {
+    alias: String,
+    targets: Value,
+    fallback: Vec<String>,
+    timeout_ms: Option<i32>,
+    input_micro_usd_per_mtok: Option<i64>,
+    output_micro_usd_per_mtok: Option<i64>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<ModelRoute> for RouteView {
+    fn from(r: ModelRoute) -> Self {
+        Self {
+            alias: r.alias,
+            targets: r.targets,
+            fallback: r.fallback,
+            timeout_ms: r.timeout_ms,
+            input_micro_usd_per_mtok: r.input_micro_usd_per_mtok,
+            output_micro_usd_per_mtok: r.output_micro_usd_per_mtok,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct RouteList {
+    data: Vec<RouteView>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct Target {
+    credential_id: Uuid,
+    model: String,
+    #[serde(default = "one")]
+    weight: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteBody {
+    targets: Vec<Target>,
+    #[serde(default)]
+    fallback: Vec<String>,
+    timeout_ms: Option<i32>,
+    input_micro_usd_per_mtok: Option<i64>,
+    output_micro_usd_per_mtok: Option<i64>,
+}
+
+/// Aliases are what clients put in `model`: printable, no spaces or slashes.
+fn check_alias(alias: &str) -> Result<(), ApiError> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '@');
+    if alias.is_empty() || alias.len() > 200 || !alias.chars().all(plain) {
+        return Err(ApiError::invalid_request(
+            "an alias is 1 to 200 of A-Z a-z 0-9 . _ - : @",
+        ));
+    }
+    Ok(())
+}
+
+impl RouteBody {
+    fn check(&self) -> Result<(), ApiError> {
+        if self.targets.is_empty() || self.targets.len() > MAX_TARGETS {
+            return Err(ApiError::invalid_request(format!(
+                "`targets` holds 1 to {MAX_TARGETS} targets"
+            )));
+        }
+        for target in &self.targets {
+            if target.model.is_empty() || target.model.len() > 200 {
+                return Err(ApiError::invalid_request(
+                    "a target's `model` is 1 to 200 characters",
+                ));
+            }
+            if !(1..=1000).contains(&target.weight) {
+                return Err(ApiError::invalid_request(
+                    "a target's `weight` is 1 to 1000",
+                ));
+            }
+        }
+        if self.fallback.len() > MAX_FALLBACK {
+            return Err(ApiError::invalid_request(format!(
+                "`fallback` holds at most {MAX_FALLBACK} aliases"
+            )));
+        }
+        if self
+            .timeout_ms
+            .is_some_and(|t| !(100..=600_000).contains(&t))
+        {
+            return Err(ApiError::invalid_request("`timeout_ms` is 100 to 600000"));
+        }
+        if self.input_micro_usd_per_mtok.is_some_and(|p| p < 0)
+            || self.output_micro_usd_per_mtok.is_some_and(|p| p < 0)
+        {
+            return Err(ApiError::invalid_request("prices must not be negative"));
+        }
+        Ok(())
+    }
+}
+
+/// Whether following fallbacks from `start` can come back to it.
+fn has_cycle(graph: &HashMap<String, Vec<String>>, start: &str) -> bool {
+    let mut stack: Vec<&str> = graph
+        .get(start)
+        .map(|f| f.iter().map(String::as_str).collect())
+        .unwrap_or_default();
+    let mut seen = HashSet::new();
+    while let Some(alias) = stack.pop() {
+        if alias == start {
+            return true;
+        }
+        if seen.insert(alias) {
+            stack.extend(graph.get(alias).into_iter().flatten().map(String::as_str));
+        }
+    }
+    false
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(caller): Extension<OrgCaller>,
+) -> Result<Json<RouteList>, ApiError> {
+    let mut tx = state.db.begin_tenant(caller.org).await?;
+    let routes = store::list(&mut tx).await?;
+    tx.commit().await?;
+    Ok(Json(RouteList {
+        data: routes.into_iter().map(RouteView::from).collect(),
+    }))
+}
+
+pub async fn put(
+    State(state): State<AppState>,
+    Extension(caller): Extension<OrgCaller>,
+    Path((_, alias)): Path<(String, String)>,
+    JsonBody(body): JsonBody<RouteBody>,
+) -> Result<Json<RouteView>, ApiError> {
+    check_alias(&alias)?;
+    body.check()?;
+    let mut tx = caller
+        .begin_write(&state, AuditedChange::new("route.changed", "route", &alias))
+        .await?;
+    // Every target's credential belongs to this org: another org's is as absent as none.
+    let wanted: Vec<Uuid> = body.targets.iter().map(|t| t.credential_id).collect();
+    let found = credentials::existing(tx.tenant(), &wanted).await?;
+    if let Some(missing) = wanted.iter().find(|id| !found.contains(id)) {
+        return Err(ApiError::NotFound {
+            code: "not_found",
+            message: format!("no credential {missing}"),
+        });
+    }
+    let mut graph: HashMap<String, Vec<String>> = store::list(tx.tenant())
+        .await?
+        .into_iter()
+        .map(|r| (r.alias, r.fallback))
+        .collect();
+    for fallback in &body.fallback {
+        if fallback != &alias && !graph.contains_key(fallback) {
+            return Err(ApiError::invalid_request(format!(
+                "fallback `{fallback}` is not a route"
+            )));
+        }
+    }
+    graph.insert(alias.clone(), body.fallback.clone());
+    if has_cycle(&graph, &alias) {
+        return Err(ApiError::invalid_request(
+            "the fallback chain comes back to this route",
+        ));
+    }
+    let route = ModelRoute {
+        alias,
+        targets: serde_json::to_value(&body.targets).map_err(ApiError::internal)?,
+        fallback: body.fallback,
+        timeout_ms: body.timeout_ms,
+        input_micro_usd_per_mtok: body.input_micro_usd_per_mtok,
+        output_micro_usd_per_mtok: body.output_micro_usd_per_mtok,
+        updated_at: Utc::now(),
+    };
+    let stored = store::put(&mut tx, &route).await?;
+    tx.commit().await?;
+    Ok(Json(stored.into()))
+}
+
+pub async fn remove(
+    State(state): State<AppState>,
+    Extension(caller): Extension<OrgCaller>,
+    Path((_, alias)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let mut tx = caller
+        .begin_write(&state, AuditedChange::new("route.removed", "route", &alias))
+        .await?;
+    store::delete(&mut tx, &alias).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fallback_cycles_are_found() {
+        let graph: HashMap<String, Vec<String>> = [
+            ("a".to_owned(), vec!["b".to_owned()]),
+            ("b".to_owned(), vec!["c".to_owned()]),
+            ("c".to_owned(), vec![]),
+        ]
+        .into();
+        assert!(!has_cycle(&graph, "a"));
+        let mut looped = graph.clone();
+        looped.insert("c".to_owned(), vec!["a".to_owned()]);
+        assert!(has_cycle(&looped, "a"));
+        let mut own = graph;
+        own.insert("a".to_owned(), vec!["a".to_owned()]);
+        assert!(has_cycle(&own, "a"));
+    }
+}
