@@ -62,11 +62,14 @@ pub fn bearer(headers: &HeaderMap) -> Result<Token, ApiError> {
         .map_err(|_| ApiError::unauthenticated("invalid_api_key", "malformed credential"))
 }
 
-fn wrong_kind(expected: &str) -> ApiError {
-    ApiError::forbidden(
-        "wrong_key_kind",
-        format!("this route takes {expected}; virtual keys are for the data plane only"),
-    )
+fn wrong_kind(given: TokenKind, expected: &str) -> ApiError {
+    let message = match given {
+        TokenKind::Virtual => {
+            format!("this route takes {expected}; virtual keys are for the data plane only")
+        }
+        _ => format!("this route takes {expected}"),
+    };
+    ApiError::forbidden("wrong_key_kind", message)
 }
 
 /// A master key or a live session: what the admin plane accepts.
@@ -75,7 +78,7 @@ pub async fn admin_principal(state: &AppState, headers: &HeaderMap) -> Result<Pr
     match token.kind() {
         TokenKind::Master => master(state, &token).await,
         TokenKind::Session => session(state, &token).await,
-        _ => Err(wrong_kind("a session token or the master key")),
+        other => Err(wrong_kind(other, "a session token or the master key")),
     }
 }
 
@@ -87,7 +90,7 @@ pub async fn session_principal(
     let token = bearer(headers)?;
     match token.kind() {
         TokenKind::Session => session(state, &token).await,
-        _ => Err(wrong_kind("a session token")),
+        other => Err(wrong_kind(other, "a session token")),
     }
 }
 
