@@ -77,3 +77,57 @@ async fn au_3_audit_verify_reports_each_org_and_fails_on_tampering() {
     assert_eq!(output.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("is not in the chain"), "{stdout}");
 }
+
+#[tokio::test]
+async fn en_2_kek_rotate_rewraps_under_the_new_key_from_the_command_line() {
+    use portcullis_core::crypto::Keyring;
+    use portcullis_storage::credentials::{self, NewCredential};
+
+    let test = TestDb::new().await.unwrap();
+    let org = orgs::create_org(&test.db, &Actor::system("e2e"), &Source::default(), "a")
+        .await
+        .unwrap();
+    // The key the harness gives every command, as version 1.
+    let old = Keyring::new(1, vec![(1, b"0123456789abcdef0123456789abcdef".to_vec())]).unwrap();
+    let id = uuid::Uuid::now_v7();
+    let change = portcullis_storage::AuditedChange::new("credential.added", "credential", id);
+    let mut tx = test
+        .db
+        .begin_write(
+            org.org_id,
+            &Actor::system("e2e"),
+            &Source::default(),
+            change,
+        )
+        .await
+        .unwrap();
+    let new = NewCredential {
+        name: "up",
+        provider: "mock",
+        base_url: None,
+        api_key: "sk-rotate-me-123",
+    };
+    credentials::create(&mut tx, &old, id, &new).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let new_key = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
+    let output = run(command(&test)
+        .env("PORTCULLIS_SECRETS__KEK", new_key)
+        .env("PORTCULLIS_SECRETS__KEK_VERSION", "2")
+        .env(
+            "PORTCULLIS_SECRETS__PREVIOUS_KEKS",
+            "1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        )
+        .args(["kek", "rotate"]));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("re-wrapped 1 data key"), "{stderr}");
+    assert!(!stderr.contains(new_key), "the key reached the output");
+
+    let retired = Keyring::new(2, vec![(2, vec![2; 32])]).unwrap();
+    let mut tx = test.db.begin_tenant(org.org_id).await.unwrap();
+    assert_eq!(
+        credentials::reveal(&mut tx, &retired, id).await.unwrap(),
+        "sk-rotate-me-123"
+    );
+}
