@@ -1,8 +1,20 @@
-//! Portcullis providers: upstream adapters (OpenAI-compatible, Anthropic, Gemini, Azure,
-//! mock), streaming, fallback and circuit breaking.
+//! Portcullis providers: upstream adapters (OpenAI and OpenAI-compatible servers, Azure
+//! OpenAI, and `mock`), streaming, and a fallback chain with retries and circuit breakers.
 //!
 //! **Architecture Invariant:** knows nothing of PostgreSQL or axum, so that other Rust services
 //! can embed a provider client with fallback. Only this crate names `reqwest`.
 //!
-//! The adapters arrive with the data plane; this crate holds their place in the dependency
-//! graph.
+//! **Architecture Invariant:** a request body never chooses where a provider key is sent: the
+//! URL comes from the target (an operator's credential), and redirects are not followed.
+
+mod breaker;
+mod chain;
+mod error;
+mod mock;
+mod openai;
+mod target;
+
+pub use breaker::Breakers;
+pub use chain::{ChainFailure, Reply, Served, Upstreams, serve_chat, weighted_first};
+pub use error::ProviderError;
+pub use target::{ProviderKind, Target};

@@ -1,0 +1,214 @@
+//! The fallback chain: targets in order, each guarded by its breaker; a connection refused is
+//! retried once on the same target after a short jittered backoff; a target that fails with
+//! an availability error hands over to the next. A stream commits to a target when its first
+//! chunk arrives, so a stream that fails before its first byte still falls back; nothing is
+//! retried after that.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use serde_json::{Map, Value};
+
+use crate::breaker::Breakers;
+use crate::error::ProviderError;
+use crate::target::{ProviderKind, Target};
+use crate::{mock, openai};
+
+/// The shared, pooled HTTP client and the breakers of every target.
+#[derive(Debug)]
+pub struct Upstreams {
+    pub(crate) http: reqwest::Client,
+    pub breakers: Breakers,
+}
+
+impl Upstreams {
+    /// One client for every upstream: rustls with certificate verification, no redirects (a
+    /// provider key must not follow one), TCP_NODELAY, bounded connect time.
+    pub fn new(connect_timeout: Duration, breakers: Breakers) -> Result<Self, ProviderError> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(connect_timeout)
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .user_agent(concat!("portcullis/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|_| ProviderError::Unsupported("cannot build the HTTP client".into()))?;
+        Ok(Self { http, breakers })
+    }
+}
+
+/// What an upstream answered.
+pub enum Reply {
+    /// A whole JSON body (non-streaming).
+    Json { status: u16, body: Bytes },
+    /// A server-sent event stream: the first chunk, already received, and the rest.
+    Stream {
+        first: Bytes,
+        rest: BoxStream<'static, Result<Bytes, ProviderError>>,
+    },
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reply::Json { status, body } => write!(f, "Json({status}, {} bytes)", body.len()),
+            Reply::Stream { first, .. } => write!(f, "Stream(first {} bytes)", first.len()),
+        }
+    }
+}
+
+/// A served request: which target answered after how many attempts.
+#[derive(Debug)]
+pub struct Served {
+    pub target: String,
+    pub attempts: u32,
+    pub reply: Reply,
+}
+
+/// Every target failed (or the request was refused by one as the caller's fault).
+#[derive(Debug)]
+pub struct ChainFailure {
+    pub last: ProviderError,
+    pub attempts: u32,
+    /// Each failed attempt by target label, for logs and metrics.
+    pub failures: Vec<(String, ProviderError)>,
+}
+
+const RETRY_BACKOFF_MS: u64 = 25;
+
+fn jitter_ms() -> u64 {
+    let mut byte = [0u8; 1];
+    match portcullis_core::token::random_bytes(&mut byte) {
+        Ok(()) => u64::from(byte[0] % 25),
+        Err(_) => 0,
+    }
+}
+
+async fn attempt(
+    upstreams: &Upstreams,
+    target: &Target,
+    body: &Map<String, Value>,
+    stream: bool,
+    timeout: Duration,
+) -> Result<Reply, ProviderError> {
+    match target.provider {
+        ProviderKind::Mock => mock::chat(target, body, stream).await,
+        ProviderKind::OpenAi | ProviderKind::OpenAiCompatible | ProviderKind::Azure => {
+            openai::chat(&upstreams.http, target, body, stream, timeout).await
+        }
+        ProviderKind::Anthropic | ProviderKind::Gemini => Err(ProviderError::Unsupported(
+            "this provider's adapter is not available yet".into(),
+        )),
+    }
+}
+
+/// Serves an OpenAI-shaped chat request through `targets` in order.
+pub async fn serve_chat(
+    upstreams: &Upstreams,
+    targets: &[Target],
+    body: &Map<String, Value>,
+    stream: bool,
+    timeout: Duration,
+) -> Result<Served, ChainFailure> {
+    let mut failures = Vec::new();
+    let mut attempts = 0u32;
+    for target in targets {
+        if !upstreams.breakers.allow(&target.label) {
+            tracing::debug!(target = %target.label, "circuit open: skipped");
+            continue;
+        }
+        for try_number in 0..2 {
+            attempts += 1;
+            match attempt(upstreams, target, body, stream, timeout).await {
+                Ok(reply) => {
+                    upstreams.breakers.succeeded(&target.label);
+                    return Ok(Served {
+                        target: target.label.clone(),
+                        attempts,
+                        reply,
+                    });
+                }
+                Err(error) => {
+                    tracing::info!(target = %target.label, %error, "upstream attempt failed");
+                    if !error.should_fall_back() {
+                        failures.push((target.label.clone(), error.clone()));
+                        return Err(ChainFailure {
+                            last: error,
+                            attempts,
+                            failures,
+                        });
+                    }
+                    upstreams.breakers.failed(&target.label);
+                    let retry = try_number == 0
+                        && error.retry_same_target()
+                        && upstreams.breakers.allow(&target.label);
+                    failures.push((target.label.clone(), error));
+                    if !retry {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(RETRY_BACKOFF_MS + jitter_ms())).await;
+                }
+            }
+        }
+    }
+    let last = failures
+        .last()
+        .map_or(ProviderError::Connect, |(_, error)| error.clone());
+    Err(ChainFailure {
+        last,
+        attempts,
+        failures,
+    })
+}
+
+/// Orders a route's targets for one request: the first by weighted chance (`draw` is a
+/// uniform random number), the others after it in their declared order.
+pub fn weighted_first(targets: &mut [Target], draw: u32) {
+    let total: u64 = targets.iter().map(|t| u64::from(t.weight.max(1))).sum();
+    if targets.len() < 2 || total == 0 {
+        return;
+    }
+    let mut point = u64::from(draw) % total;
+    let mut chosen = 0;
+    for (index, target) in targets.iter().enumerate() {
+        let weight = u64::from(target.weight.max(1));
+        if point < weight {
+            chosen = index;
+            break;
+        }
+        point -= weight;
+    }
+    targets[..=chosen].rotate_right(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(label: &str, weight: u32) -> Target {
+        Target {
+            label: label.to_owned(),
+            provider: ProviderKind::Mock,
+            base_url: None,
+            api_key: String::new().into(),
+            model: "mock".to_owned(),
+            weight,
+        }
+    }
+
+    #[test]
+    fn av_1_the_weighted_pick_leads_and_the_rest_keep_their_order() {
+        let labels = |t: &[Target]| t.iter().map(|t| t.label.clone()).collect::<Vec<_>>();
+        let mut targets = vec![target("a", 1), target("b", 3), target("c", 1)];
+        weighted_first(&mut targets, 2);
+        assert_eq!(labels(&targets), ["b", "a", "c"]);
+        let mut targets = vec![target("a", 1), target("b", 3), target("c", 1)];
+        weighted_first(&mut targets, 0);
+        assert_eq!(labels(&targets), ["a", "b", "c"]);
+        let mut targets = vec![target("a", 1), target("b", 3), target("c", 1)];
+        weighted_first(&mut targets, 4);
+        assert_eq!(labels(&targets), ["c", "a", "b"]);
+    }
+}

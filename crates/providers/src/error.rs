@@ -1,0 +1,165 @@
+//! `ProviderError`: who failed and whether another target could succeed. Messages are scrubbed
+//! of provider keys and never carry upstream URLs.
+
+/// Why an upstream attempt failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    #[error("the upstream refused or dropped the connection")]
+    Connect,
+    #[error("the upstream did not answer in time")]
+    Timeout,
+    /// An HTTP error status with the upstream's (scrubbed) message.
+    #[error("the upstream answered {status}: {message}")]
+    Status { status: u16, message: String },
+    #[error("the upstream sent a response that is not valid")]
+    InvalidResponse,
+    /// The request cannot be served by this provider at all (its shape is wrong for it).
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl ProviderError {
+    /// Whether the next target could succeed: connection failures, timeouts, 429 and 5xx.
+    /// Any other 4xx is the caller's request at fault and is not retried.
+    pub fn should_fall_back(&self) -> bool {
+        match self {
+            ProviderError::Connect | ProviderError::Timeout | ProviderError::InvalidResponse => {
+                true
+            }
+            ProviderError::Status { status, .. } => *status == 429 || *status >= 500,
+            ProviderError::Unsupported(_) => false,
+        }
+    }
+
+    /// Whether retrying the same target soon may help (a refused connection often does).
+    pub fn retry_same_target(&self) -> bool {
+        matches!(self, ProviderError::Connect)
+    }
+
+    pub(crate) fn from_reqwest(error: &reqwest::Error) -> Self {
+        if error.is_timeout() {
+            ProviderError::Timeout
+        } else if error.is_decode() || error.is_body() {
+            ProviderError::InvalidResponse
+        } else {
+            ProviderError::Connect
+        }
+    }
+}
+
+/// The upstream's error message with the provider key removed, bounded in length.
+pub(crate) fn scrub(message: &str, secret: &str) -> String {
+    let mut text: String = message.chars().take(500).collect();
+    if secret.len() >= 8 && secret.is_ascii() {
+        text = text.replace(secret, "[redacted]");
+        // Providers often echo a masked key: its first or last characters.
+        text = redact_affix(&text, secret, true);
+        text = redact_affix(&text, secret, false);
+    }
+    // Keys passed as URL parameters (`key=...`) by some providers.
+    let mut cleaned = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find("key=") {
+        cleaned.push_str(&rest[..at + 4]);
+        cleaned.push_str("[redacted]");
+        rest = &rest[at + 4..];
+        let end = rest
+            .find(|c: char| c == '&' || c.is_whitespace() || c == '"')
+            .unwrap_or(rest.len());
+        rest = &rest[end..];
+    }
+    cleaned.push_str(rest);
+    cleaned
+}
+
+/// Redacts every run of 8 or more characters that starts (or ends) like the secret does.
+fn redact_affix(text: &str, secret: &str, prefix: bool) -> String {
+    const MIN: usize = 8;
+    let anchor = if prefix {
+        &secret[..MIN]
+    } else {
+        &secret[secret.len() - MIN..]
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(anchor) {
+        let (before, from) = rest.split_at(at);
+        if prefix {
+            let len = from
+                .bytes()
+                .zip(secret.bytes())
+                .take_while(|(a, b)| a == b)
+                .count();
+            out.push_str(before);
+            out.push_str("[redacted]");
+            rest = &from[len..];
+        } else {
+            let matched_back = before
+                .bytes()
+                .rev()
+                .zip(secret.bytes().rev().skip(MIN))
+                .take_while(|(a, b)| a == b)
+                .count();
+            out.push_str(&before[..before.len() - matched_back]);
+            out.push_str("[redacted]");
+            rest = &from[MIN..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_availability_failures_fall_back() {
+        assert!(ProviderError::Connect.should_fall_back());
+        assert!(ProviderError::Timeout.should_fall_back());
+        assert!(
+            ProviderError::Status {
+                status: 429,
+                message: String::new()
+            }
+            .should_fall_back()
+        );
+        assert!(
+            ProviderError::Status {
+                status: 503,
+                message: String::new()
+            }
+            .should_fall_back()
+        );
+        assert!(
+            !ProviderError::Status {
+                status: 400,
+                message: String::new()
+            }
+            .should_fall_back()
+        );
+        assert!(
+            !ProviderError::Status {
+                status: 401,
+                message: String::new()
+            }
+            .should_fall_back()
+        );
+    }
+
+    #[test]
+    fn provider_keys_are_scrubbed_from_messages() {
+        let key = "sk-proj-abcdefghijklmnop0123";
+        let scrubbed = scrub(
+            &format!("Incorrect API key provided: {key}. see https://x?key=AIzaSecret&y=1"),
+            key,
+        );
+        assert!(!scrubbed.contains(key));
+        assert!(!scrubbed.contains("AIzaSecret"));
+        assert!(scrubbed.contains("key=[redacted]&y=1"));
+        let partial = scrub("key sk-proj-abcde...0123 is wrong", key);
+        assert!(!partial.contains("sk-proj-abcde"), "{partial}");
+        let tail = scrub("key ...ijklmnop0123 is wrong", key);
+        assert!(!tail.contains("ijklmnop0123"), "{tail}");
+    }
+}

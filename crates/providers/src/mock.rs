@@ -1,0 +1,109 @@
+//! The `mock` provider: deterministic OpenAI-shaped replies without a network, for demos and
+//! tests. The target's model name chooses the behaviour:
+//! `mock-error-500` (and any `mock-error-NNN`), `mock-refuse` (connection refused),
+//! `mock-slow-MS` (answers after MS milliseconds), anything else answers at once.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde_json::{Map, Value, json};
+
+use crate::chain::Reply;
+use crate::error::ProviderError;
+use crate::target::Target;
+
+const REPLY_WORDS: [&str; 8] = [
+    "This",
+    " is",
+    " the",
+    " Portcullis",
+    " mock",
+    " provider",
+    " replying",
+    ".",
+];
+
+/// A bound on prompt tokens from the request's size: about four bytes a token.
+fn prompt_tokens(body: &Map<String, Value>) -> u64 {
+    let bytes = body.get("messages").map_or(0, |m| m.to_string().len());
+    (bytes as u64).div_ceil(4)
+}
+
+pub(crate) async fn chat(
+    target: &Target,
+    body: &Map<String, Value>,
+    stream: bool,
+) -> Result<Reply, ProviderError> {
+    let model = target.model.as_str();
+    if model == "mock-refuse" {
+        return Err(ProviderError::Connect);
+    }
+    if let Some(code) = model
+        .strip_prefix("mock-error-")
+        .and_then(|c| c.parse::<u16>().ok())
+    {
+        return Err(ProviderError::Status {
+            status: code,
+            message: format!("mock error {code}"),
+        });
+    }
+    if let Some(ms) = model
+        .strip_prefix("mock-slow-")
+        .and_then(|m| m.parse::<u64>().ok())
+    {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    let prompt = prompt_tokens(body);
+    let completion = REPLY_WORDS.len() as u64;
+    let usage = json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion});
+    let id = "chatcmpl-mock";
+    if !stream {
+        let reply = json!({
+            "id": id, "object": "chat.completion", "created": 0, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": REPLY_WORDS.concat()},
+                         "finish_reason": "stop"}],
+            "usage": usage,
+        });
+        return Ok(Reply::Json {
+            status: 200,
+            body: Bytes::from(reply.to_string()),
+        });
+    }
+    let include_usage = body
+        .get("stream_options")
+        .and_then(|o| o.get("include_usage"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let chunk = |delta: Value, finish: Value, usage: Value| {
+        let choices = if delta.is_null() {
+            json!([])
+        } else {
+            json!([{"index": 0, "delta": delta, "finish_reason": finish}])
+        };
+        let event = json!({"id": id, "object": "chat.completion.chunk", "created": 0, "model": model,
+                           "choices": choices, "usage": usage});
+        Ok(Bytes::from(format!("data: {event}\n\n")))
+    };
+    let mut events = vec![chunk(
+        json!({"role": "assistant", "content": ""}),
+        Value::Null,
+        Value::Null,
+    )];
+    events.extend(
+        REPLY_WORDS
+            .iter()
+            .map(|w| chunk(json!({"content": w}), Value::Null, Value::Null)),
+    );
+    events.push(chunk(json!({}), json!("stop"), Value::Null));
+    if include_usage {
+        events.push(chunk(Value::Null, Value::Null, usage));
+    }
+    events.push(Ok(Bytes::from_static(b"data: [DONE]\n\n")));
+    let mut events = events.into_iter();
+    let first = events.next().unwrap_or(Ok(Bytes::new()))?;
+    Ok(Reply::Stream {
+        first,
+        rest: futures_util::stream::iter(events).boxed(),
+    })
+}

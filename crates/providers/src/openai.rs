@@ -1,0 +1,120 @@
+//! OpenAI's Chat Completions wire format, spoken by OpenAI, OpenAI-compatible servers (vLLM,
+//! Ollama, Groq, Mistral, DeepSeek, Together, OpenRouter: by base URL) and Azure OpenAI
+//! (deployment in the path, `api-key` header). The body passes through with `model` set to the
+//! target's; nothing else of the client's request chooses where it goes.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
+use secrecy::ExposeSecret;
+use serde_json::{Map, Value};
+
+use crate::chain::Reply;
+use crate::error::{ProviderError, scrub};
+use crate::target::{ProviderKind, Target};
+
+const OPENAI_BASE: &str = "https://api.openai.com/v1";
+const AZURE_API_VERSION: &str = "2024-10-21";
+/// Error bodies are read up to this size: enough for a message, never a flood.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+fn endpoint(target: &Target) -> Result<String, ProviderError> {
+    let base = target
+        .base_url
+        .as_ref()
+        .map(|u| u.as_str().trim_end_matches('/').to_owned());
+    match (target.provider, base) {
+        (ProviderKind::OpenAi, base) => Ok(format!(
+            "{}/chat/completions",
+            base.as_deref().unwrap_or(OPENAI_BASE)
+        )),
+        (ProviderKind::OpenAiCompatible, Some(base)) => Ok(format!("{base}/chat/completions")),
+        (ProviderKind::Azure, Some(base)) => Ok(format!(
+            "{base}/openai/deployments/{}/chat/completions?api-version={AZURE_API_VERSION}",
+            target.model
+        )),
+        _ => Err(ProviderError::Unsupported(
+            "the credential has no base URL".into(),
+        )),
+    }
+}
+
+pub(crate) async fn chat(
+    http: &reqwest::Client,
+    target: &Target,
+    body: &Map<String, Value>,
+    stream: bool,
+    timeout: Duration,
+) -> Result<Reply, ProviderError> {
+    let url = endpoint(target)?;
+    let mut body = body.clone();
+    body.insert("model".to_owned(), Value::String(target.model.clone()));
+    let payload = serde_json::to_vec(&body).map_err(|_| ProviderError::InvalidResponse)?;
+    let key = target.api_key.expose_secret();
+    let request = http
+        .post(url)
+        .header("content-type", "application/json")
+        .body(payload);
+    let request = match target.provider {
+        ProviderKind::Azure => request.header("api-key", key),
+        _ => request.bearer_auth(key),
+    };
+    let response = tokio::time::timeout(timeout, request.send())
+        .await
+        .map_err(|_| ProviderError::Timeout)?
+        .map_err(|e| ProviderError::from_reqwest(&e))?;
+    let status = response.status();
+    if !status.is_success() {
+        let bytes = tokio::time::timeout(timeout, read_bounded(response, MAX_ERROR_BODY))
+            .await
+            .map_err(|_| ProviderError::Timeout)?;
+        return Err(ProviderError::Status {
+            status: status.as_u16(),
+            message: scrub(&error_message(&bytes), key),
+        });
+    }
+    if stream {
+        let mut chunks = response.bytes_stream();
+        let first = tokio::time::timeout(timeout, chunks.next())
+            .await
+            .map_err(|_| ProviderError::Timeout)?
+            .ok_or(ProviderError::InvalidResponse)?
+            .map_err(|e| ProviderError::from_reqwest(&e))?;
+        let rest = chunks.map_err(|e| ProviderError::from_reqwest(&e)).boxed();
+        return Ok(Reply::Stream { first, rest });
+    }
+    let body = tokio::time::timeout(timeout, response.bytes())
+        .await
+        .map_err(|_| ProviderError::Timeout)?
+        .map_err(|e| ProviderError::from_reqwest(&e))?;
+    Ok(Reply::Json {
+        status: status.as_u16(),
+        body,
+    })
+}
+
+async fn read_bounded(response: reqwest::Response, limit: usize) -> Bytes {
+    let mut out = Vec::new();
+    let mut chunks = response.bytes_stream();
+    while let Some(Ok(chunk)) = chunks.next().await {
+        let room = limit.saturating_sub(out.len());
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if out.len() >= limit {
+            break;
+        }
+    }
+    Bytes::from(out)
+}
+
+/// `error.message` of an OpenAI-shaped error body, or the start of the text.
+fn error_message(bytes: &[u8]) -> String {
+    serde_json::from_slice::<Value>(bytes)
+        .ok()
+        .and_then(|v| {
+            v.pointer("/error/message")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned())
+}

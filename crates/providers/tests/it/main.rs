@@ -1,0 +1,384 @@
+//! Provider adapters and the fallback chain against local fake upstreams speaking the
+//! providers' wire formats (AV-1).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code fails by panicking"
+)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use portcullis_providers::{
+    Breakers, ProviderError, ProviderKind, Reply, Target, Upstreams, serve_chat,
+};
+use serde_json::{Map, Value, json};
+
+const KEY: &str = "sk-upstream-secret-0123456789";
+
+#[derive(Clone, Default)]
+struct Seen {
+    hits: Arc<AtomicU32>,
+    last_body: Arc<std::sync::Mutex<Option<Value>>>,
+    last_headers: Arc<std::sync::Mutex<Option<HeaderMap>>>,
+}
+
+async fn fake(
+    State((seen, mode)): State<(Seen, &'static str)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    seen.hits.fetch_add(1, Ordering::SeqCst);
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    *seen.last_body.lock().unwrap() = Some(body.clone());
+    *seen.last_headers.lock().unwrap() = Some(headers);
+    match mode {
+        "ok" if body["stream"] == true => {
+            let events = ["data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n", "data: [DONE]\n\n"];
+            let stream = futures_util::stream::iter(events.map(|e| Ok::<_, std::io::Error>(Bytes::from(e))));
+            Response::builder().header("content-type", "text/event-stream").body(Body::from_stream(stream)).unwrap()
+        }
+        "ok" => axum::Json(json!({"object": "chat.completion", "model": body["model"], "choices": [],
+                                 "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}))
+        .into_response(),
+        "500" => (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(json!({"error": {"message": "boom"}}))).into_response(),
+        "429" => (StatusCode::TOO_MANY_REQUESTS, axum::Json(json!({"error": {"message": "slow down"}}))).into_response(),
+        "400" => (StatusCode::BAD_REQUEST, axum::Json(json!({"error": {"message": format!("bad key {KEY}")}}))).into_response(),
+        "slow" => {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            StatusCode::OK.into_response()
+        }
+        "redirect" => Response::builder().status(307).header("location", "http://127.0.0.1:9/steal").body(Body::empty()).unwrap(),
+        "cut" => {
+            // One chunk, then the connection breaks mid-stream.
+            let stream = futures_util::stream::iter(0..2).then(|n| async move {
+                if n == 0 {
+                    Ok(Bytes::from("data: {\"choices\":[{\"delta\":{\"content\":\"par\"}}]}\n\n"))
+                } else {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    Err(std::io::Error::other("cut"))
+                }
+            });
+            Response::builder().header("content-type", "text/event-stream").body(Body::from_stream(stream)).unwrap()
+        }
+        _ => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+async fn upstream(mode: &'static str) -> (SocketAddr, Seen) {
+    let seen = Seen::default();
+    let app = Router::new()
+        .route("/v1/chat/completions", post(fake))
+        .route(
+            "/openai/deployments/{deployment}/chat/completions",
+            post(fake),
+        )
+        .with_state((seen.clone(), mode));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, seen)
+}
+
+/// An address where nothing listens.
+async fn closed_port() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap()
+}
+
+fn target(label: &str, provider: ProviderKind, addr: SocketAddr, base_suffix: &str) -> Target {
+    Target {
+        label: label.to_owned(),
+        provider,
+        base_url: Some(format!("http://{addr}{base_suffix}").parse().unwrap()),
+        api_key: KEY.to_owned().into(),
+        model: format!("{label}-model"),
+        weight: 1,
+    }
+}
+
+fn body(stream: bool) -> Map<String, Value> {
+    json!({"model": "alias", "messages": [{"role": "user", "content": "hi"}], "stream": stream})
+        .as_object()
+        .unwrap()
+        .clone()
+}
+
+fn upstreams() -> Upstreams {
+    Upstreams::new(
+        Duration::from_secs(2),
+        Breakers::new(2, Duration::from_millis(200)),
+    )
+    .unwrap()
+}
+
+async fn json_of(reply: Reply) -> Value {
+    match reply {
+        Reply::Json { body, .. } => serde_json::from_slice(&body).unwrap(),
+        Reply::Stream { .. } => panic!("expected JSON"),
+    }
+}
+
+#[tokio::test]
+async fn openai_compatible_passes_the_body_with_the_targets_model_and_key() {
+    let (addr, seen) = upstream("ok").await;
+    let up = upstreams();
+    let served = serve_chat(
+        &up,
+        &[target("a", ProviderKind::OpenAiCompatible, addr, "/v1")],
+        &body(false),
+        false,
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap();
+    assert_eq!(served.attempts, 1);
+    let reply = json_of(served.reply).await;
+    assert_eq!(reply["usage"]["total_tokens"], 5);
+    let sent = seen.last_body.lock().unwrap().clone().unwrap();
+    assert_eq!(sent["model"], "a-model");
+    assert_eq!(sent["messages"][0]["content"], "hi");
+    let headers = seen.last_headers.lock().unwrap().clone().unwrap();
+    assert_eq!(headers["authorization"], format!("Bearer {KEY}"));
+}
+
+#[tokio::test]
+async fn azure_uses_the_deployment_path_and_api_key_header() {
+    let (addr, seen) = upstream("ok").await;
+    let up = upstreams();
+    let served = serve_chat(
+        &up,
+        &[target("az", ProviderKind::Azure, addr, "")],
+        &body(false),
+        false,
+        Duration::from_secs(2),
+    )
+    .await;
+    assert!(served.is_ok(), "{served:?}");
+    let headers = seen.last_headers.lock().unwrap().clone().unwrap();
+    assert_eq!(headers["api-key"], KEY);
+    assert!(headers.get("authorization").is_none());
+}
+
+#[tokio::test]
+async fn streams_arrive_chunk_by_chunk() {
+    let (addr, _) = upstream("ok").await;
+    let up = upstreams();
+    let served = serve_chat(
+        &up,
+        &[target("s", ProviderKind::OpenAiCompatible, addr, "/v1")],
+        &body(true),
+        true,
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap();
+    let Reply::Stream { first, rest } = served.reply else {
+        panic!("expected a stream")
+    };
+    let mut text = String::from_utf8(first.to_vec()).unwrap();
+    let rest: Vec<_> = rest.collect().await;
+    for chunk in rest {
+        text.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+    }
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+}
+
+#[tokio::test]
+async fn av_1_refused_timed_out_500_and_429_targets_fall_back_to_the_next() {
+    let (good, seen) = upstream("ok").await;
+    let (slow, _) = upstream("slow").await;
+    let (error, _) = upstream("500").await;
+    let (limited, _) = upstream("429").await;
+    let refused = closed_port().await;
+    for (name, bad) in [
+        ("refused", refused),
+        ("slow", slow),
+        ("500", error),
+        ("429", limited),
+    ] {
+        let up = upstreams();
+        let chain = [
+            target(name, ProviderKind::OpenAiCompatible, bad, "/v1"),
+            target("good", ProviderKind::OpenAiCompatible, good, "/v1"),
+        ];
+        let served = serve_chat(&up, &chain, &body(false), false, Duration::from_millis(300)).await;
+        let served = served.unwrap_or_else(|f| panic!("{name}: {f:?}"));
+        assert_eq!(served.target, "good", "{name}");
+        assert!(served.attempts >= 2, "{name}");
+    }
+    assert!(seen.hits.load(Ordering::SeqCst) >= 4);
+}
+
+#[tokio::test]
+async fn av_1_a_caller_error_is_not_retried_and_keys_are_scrubbed() {
+    let (bad_request, _) = upstream("400").await;
+    let (good, seen) = upstream("ok").await;
+    let up = upstreams();
+    let chain = [
+        target("strict", ProviderKind::OpenAiCompatible, bad_request, "/v1"),
+        target("good", ProviderKind::OpenAiCompatible, good, "/v1"),
+    ];
+    let failure = serve_chat(&up, &chain, &body(false), false, Duration::from_secs(2))
+        .await
+        .unwrap_err();
+    assert_eq!(failure.attempts, 1);
+    assert_eq!(
+        seen.hits.load(Ordering::SeqCst),
+        0,
+        "a 400 must not fall back"
+    );
+    let ProviderError::Status { status, message } = failure.last else {
+        panic!("{:?}", failure.last)
+    };
+    assert_eq!(status, 400);
+    assert!(!message.contains(KEY), "{message}");
+}
+
+#[tokio::test]
+async fn redirects_are_not_followed() {
+    let (redirecting, seen) = upstream("redirect").await;
+    let up = upstreams();
+    let failure = serve_chat(
+        &up,
+        &[target(
+            "r",
+            ProviderKind::OpenAiCompatible,
+            redirecting,
+            "/v1",
+        )],
+        &body(false),
+        false,
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(seen.hits.load(Ordering::SeqCst), 1);
+    assert!(
+        matches!(failure.last, ProviderError::Status { status: 307, .. }),
+        "{:?}",
+        failure.last
+    );
+}
+
+#[tokio::test]
+async fn av_1_the_breaker_skips_a_failing_target_then_probes_it_back() {
+    let (error, errors) = upstream("500").await;
+    let (good, _) = upstream("ok").await;
+    let up = upstreams();
+    let chain = [
+        target("flaky", ProviderKind::OpenAiCompatible, error, "/v1"),
+        target("good", ProviderKind::OpenAiCompatible, good, "/v1"),
+    ];
+    for _ in 0..2 {
+        serve_chat(&up, &chain, &body(false), false, Duration::from_secs(2))
+            .await
+            .unwrap();
+    }
+    assert!(up.breakers.is_open("flaky"));
+    let before = errors.hits.load(Ordering::SeqCst);
+    let served = serve_chat(&up, &chain, &body(false), false, Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(served.attempts, 1, "an open breaker skips the target");
+    assert_eq!(errors.hits.load(Ordering::SeqCst), before);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    serve_chat(&up, &chain, &body(false), false, Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        errors.hits.load(Ordering::SeqCst),
+        before + 1,
+        "after the cooldown one probe goes through"
+    );
+    assert!(up.breakers.is_open("flaky"), "a failed probe reopens");
+}
+
+#[tokio::test]
+async fn av_1_a_stream_broken_after_its_first_byte_is_not_retried() {
+    let (cut, _) = upstream("cut").await;
+    let (good, seen) = upstream("ok").await;
+    let up = upstreams();
+    let chain = [
+        target("cut", ProviderKind::OpenAiCompatible, cut, "/v1"),
+        target("good", ProviderKind::OpenAiCompatible, good, "/v1"),
+    ];
+    let served = serve_chat(&up, &chain, &body(true), true, Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(served.target, "cut");
+    let Reply::Stream { rest, .. } = served.reply else {
+        panic!("expected a stream")
+    };
+    let rest: Vec<_> = rest.collect().await;
+    assert!(
+        rest.iter().any(Result::is_err),
+        "the break reaches the caller"
+    );
+    assert_eq!(
+        seen.hits.load(Ordering::SeqCst),
+        0,
+        "no retry after the first byte"
+    );
+}
+
+#[tokio::test]
+async fn the_mock_provider_answers_fails_and_streams_on_demand() {
+    let up = upstreams();
+    let mock = |model: &str| Target {
+        label: model.to_owned(),
+        provider: ProviderKind::Mock,
+        base_url: None,
+        api_key: String::new().into(),
+        model: model.to_owned(),
+        weight: 1,
+    };
+    let served = serve_chat(
+        &up,
+        &[mock("mock-error-503"), mock("mock-1")],
+        &body(false),
+        false,
+        Duration::from_secs(1),
+    )
+    .await
+    .unwrap();
+    assert_eq!(served.target, "mock-1");
+    let reply = json_of(served.reply).await;
+    assert!(reply["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
+    let mut streaming = body(true);
+    streaming.insert("stream_options".into(), json!({"include_usage": true}));
+    let served = serve_chat(
+        &up,
+        &[mock("mock-1")],
+        &streaming,
+        true,
+        Duration::from_secs(1),
+    )
+    .await
+    .unwrap();
+    let Reply::Stream { first, rest } = served.reply else {
+        panic!("expected a stream")
+    };
+    let rest: Vec<Bytes> = rest.map(Result::unwrap).collect().await;
+    let text = rest
+        .iter()
+        .fold(String::from_utf8(first.to_vec()).unwrap(), |acc, b| {
+            acc + std::str::from_utf8(b).unwrap()
+        });
+    assert!(
+        text.contains("\"usage\":{\"completion_tokens\"") && text.ends_with("data: [DONE]\n\n"),
+        "{text}"
+    );
+}
