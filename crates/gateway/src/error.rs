@@ -30,6 +30,13 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("rate limited")]
     RateLimited { retry_after_secs: u64 },
+    /// Every upstream target failed (502 `upstream_error`, 503 `upstream_unavailable`, 504
+    /// `upstream_timeout`).
+    #[error("{code}")]
+    Upstream {
+        status: StatusCode,
+        code: &'static str,
+    },
     #[error("{0}")]
     Conflict(String),
     /// A dependency (the database) is unavailable; the client may retry.
@@ -96,6 +103,7 @@ impl ApiError {
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Upstream { status, .. } => *status,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -112,6 +120,7 @@ impl ApiError {
             Self::Forbidden { .. } => "forbidden",
             Self::PayloadTooLarge => "payload_too_large",
             Self::RateLimited { .. } => "rate_limited",
+            Self::Upstream { .. } => "upstream",
             Self::Conflict(_) => "conflict",
             Self::Unavailable { .. } => "unavailable",
             Self::Internal(_) => "internal",
@@ -127,6 +136,7 @@ impl ApiError {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge => "payload_too_large",
             Self::RateLimited { .. } => "rate_limited",
+            Self::Upstream { code, .. } => code,
             Self::Conflict(_) => "conflict",
             Self::Unavailable { .. } => "service_unavailable",
             Self::Internal(_) => "internal_error",
@@ -144,7 +154,7 @@ impl ApiError {
             Self::RateLimited { .. } => "rate_limit_error",
             Self::NotFound { .. } => "not_found_error",
             Self::Conflict(_) => "conflict_error",
-            Self::Unavailable { .. } | Self::Internal(_) => "server_error",
+            Self::Unavailable { .. } | Self::Internal(_) | Self::Upstream { .. } => "server_error",
         }
     }
 
@@ -156,6 +166,11 @@ impl ApiError {
             | Self::Forbidden { message, .. } => message.clone(),
             Self::PayloadTooLarge => "the request body is too large".to_owned(),
             Self::RateLimited { .. } => "too many attempts; retry later".to_owned(),
+            Self::Upstream { code, .. } => match *code {
+                "upstream_timeout" => "no upstream answered in time".to_owned(),
+                "upstream_unavailable" => "no upstream is available; retry later".to_owned(),
+                _ => "every upstream failed".to_owned(),
+            },
             Self::MethodNotAllowed => "this route does not accept that method".to_owned(),
             Self::Conflict(message) => message.clone(),
             Self::Unavailable { .. } => "the service is temporarily unavailable".to_owned(),
@@ -207,6 +222,12 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .entry(header::RETRY_AFTER)
+                .or_insert(HeaderValue::from_static("1"));
         }
         response
     }

@@ -15,6 +15,7 @@
 pub mod admin;
 mod authn;
 mod caller;
+pub mod dataplane;
 mod error;
 pub mod guard;
 mod health;

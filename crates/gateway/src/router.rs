@@ -8,11 +8,13 @@ use axum::middleware;
 use axum::routing::get;
 use ipnet::IpNet;
 use portcullis_core::crypto::Keyring;
+use portcullis_providers::{Breakers, ProviderError, Upstreams};
 use portcullis_storage::Db;
 
+use crate::dataplane::Caches;
 use crate::error::ApiError;
 use crate::throttle::Throttle;
-use crate::{admin, authn, health, request_id};
+use crate::{admin, authn, dataplane, health, request_id};
 
 /// What every handler may reach. Cloned per request, so it holds only cheap handles.
 #[derive(Clone, Debug)]
@@ -25,20 +27,35 @@ pub struct AppState {
     pub throttle: Arc<Throttle>,
     /// Whether provider base URLs may point at link-local or metadata addresses (SSRF guard).
     pub allow_link_local_upstreams: bool,
+    /// The pooled client and breakers of every upstream.
+    pub upstreams: Arc<Upstreams>,
+    /// Virtual keys and resolved routes, kept fresh by `dataplane::spawn_change_listener`.
+    pub caches: Arc<Caches>,
 }
+
+const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const BREAKER_COOLDOWN: Duration = Duration::from_secs(30);
 
 /// How long failed logins count against an account or address.
 const THROTTLE_WINDOW: Duration = Duration::from_secs(15 * 60);
 
 impl AppState {
-    pub fn new(db: Db, keyring: Keyring, trusted_proxies: Vec<IpNet>) -> Self {
-        Self {
+    pub fn new(
+        db: Db,
+        keyring: Keyring,
+        trusted_proxies: Vec<IpNet>,
+    ) -> Result<Self, ProviderError> {
+        let upstreams =
+            Upstreams::new(UPSTREAM_CONNECT_TIMEOUT, Breakers::new(5, BREAKER_COOLDOWN))?;
+        Ok(Self {
             db,
             keyring: Arc::new(keyring),
             trusted_proxies: trusted_proxies.into(),
             throttle: Arc::new(Throttle::new(THROTTLE_WINDOW)),
             allow_link_local_upstreams: false,
-        }
+            upstreams: Arc::new(upstreams),
+            caches: Arc::new(Caches::default()),
+        })
     }
 }
 
@@ -47,6 +64,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .merge(authn::router())
+        .merge(dataplane::router())
         .merge(admin::router(&state))
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

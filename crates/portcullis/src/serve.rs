@@ -35,8 +35,10 @@ pub async fn run_with(config: Config, on_listening: impl FnOnce(SocketAddr)) -> 
     );
     tracing::info!(%addr, "listening");
     on_listening(addr);
-    let mut state = AppState::new(db.clone(), keyring, config.server.trusted_proxies.clone());
+    let mut state = AppState::new(db.clone(), keyring, config.server.trusted_proxies.clone())
+        .context("building the upstream HTTP client")?;
     state.allow_link_local_upstreams = config.providers.allow_link_local;
+    let listener_task = portcullis_gateway::dataplane::spawn_change_listener(state.clone());
     portcullis_gateway::serve(
         listener,
         state,
@@ -45,6 +47,7 @@ pub async fn run_with(config: Config, on_listening: impl FnOnce(SocketAddr)) -> 
     )
     .await
     .context("server failed")?;
+    listener_task.abort();
     db.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -10,6 +10,7 @@
 pub mod audit;
 pub mod auth;
 pub mod credentials;
+pub mod dataplane;
 mod db;
 mod error;
 pub mod keys;

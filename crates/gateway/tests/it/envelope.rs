@@ -26,6 +26,7 @@ fn state(db: Db) -> AppState {
         portcullis_core::crypto::Keyring::generate().unwrap(),
         Vec::new(),
     )
+    .unwrap()
 }
 
 fn get(uri: &str) -> Request<Body> {

@@ -8,6 +8,7 @@
 )]
 
 mod attribution;
+mod dataplane;
 mod envelope;
 mod isolation;
 mod matrix;

@@ -79,7 +79,8 @@ impl Env {
             test.db.clone(),
             Keyring::generate().unwrap(),
             vec!["10.0.0.0/8".parse().unwrap()],
-        );
+        )
+        .unwrap();
         let master_key =
             portcullis_core::token::Token::generate(portcullis_core::token::TokenKind::Master)
                 .unwrap();
@@ -396,6 +397,47 @@ impl Env {
             .await;
         assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
         created.body["credential_id"].as_str().unwrap().to_owned()
+    }
+
+    /// A route to the mock provider with one target per model (the model names choose the
+    /// mock's behaviour: `mock-1` answers, `mock-error-500` fails, `mock-refuse` refuses).
+    pub async fn mock_route(&self, alias: &str, models: &[&str]) {
+        let credential = self.add_credential().await;
+        let targets: Vec<Value> = models
+            .iter()
+            .map(|m| json!({"credential_id": credential, "model": m}))
+            .collect();
+        let path = self.org_path(&format!("/routes/{alias}"));
+        let put = self
+            .call(
+                Method::PUT,
+                &path,
+                Who::Master,
+                Some(json!({"targets": targets})),
+            )
+            .await;
+        assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+    }
+
+    /// A new virtual key of the org, optionally limited to some aliases.
+    pub async fn virtual_key(&self, models: Option<&[&str]>) -> (String, String) {
+        let mut body = json!({"name": unique("traffic")});
+        if let Some(models) = models {
+            body["models"] = json!(models);
+        }
+        let key = self
+            .call(
+                Method::POST,
+                &self.org_path("/keys"),
+                Who::Master,
+                Some(body),
+            )
+            .await;
+        assert_eq!(key.status, StatusCode::CREATED, "{}", key.body);
+        (
+            key.body["key_id"].as_str().unwrap().to_owned(),
+            key.body["secret"].as_str().unwrap().to_owned(),
+        )
     }
 
     /// A route of the harness's org to a new credential, made by the master key.

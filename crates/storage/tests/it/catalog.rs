@@ -28,6 +28,7 @@ const SECURITY_DEFINER_ALLOWED: &[&str] = &[
     "platform_create_first_master_key",
     "platform_sealed_totp_seeds",
     "platform_reseal_totp",
+    "auth_virtual_key",
 ];
 
 /// Every way the schema breaks the tenancy rules; empty when it keeps them.

@@ -1,0 +1,196 @@
+//! `/v1/chat/completions` and `/v1/models`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use futures_util::StreamExt;
+use portcullis_providers::{
+    ChainFailure, ProviderError, ProviderKind, Reply, Target, serve_chat, weighted_first,
+};
+use portcullis_storage::dataplane::{self, LiveKey, ResolvedRoute, ResolvedTarget};
+use serde_json::{Map, Value, json};
+
+use super::key::authenticate;
+use crate::error::ApiError;
+use crate::router::AppState;
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn allowed(key: &LiveKey, alias: &str) -> bool {
+    key.models
+        .as_ref()
+        .is_none_or(|models| models.iter().any(|m| m == alias))
+}
+
+async fn route(
+    state: &AppState,
+    key: &LiveKey,
+    alias: &str,
+) -> Result<Arc<ResolvedRoute>, ApiError> {
+    if let Some(route) = state.caches.route(key.org_id, alias) {
+        return Ok(route);
+    }
+    let mut tx = state.db.begin_tenant(key.org_id).await?;
+    let resolved = dataplane::resolve_route(&mut tx, &state.keyring, alias).await?;
+    tx.commit().await?;
+    let route = Arc::new(resolved.ok_or_else(|| ApiError::NotFound {
+        code: "model_not_found",
+        message: format!("no model `{alias}` here"),
+    })?);
+    state.caches.put_route(key.org_id, Arc::clone(&route));
+    Ok(route)
+}
+
+fn target(resolved: &ResolvedTarget) -> Option<Target> {
+    Some(Target {
+        label: format!("{}:{}", resolved.credential_name, resolved.model),
+        provider: ProviderKind::parse(&resolved.provider)?,
+        base_url: resolved.base_url.as_deref().and_then(|u| u.parse().ok()),
+        api_key: resolved.api_key.clone().into(),
+        model: resolved.model.clone(),
+        weight: resolved.weight,
+    })
+}
+
+/// The route's targets in the order this request tries them.
+fn chain(route: &ResolvedRoute) -> Vec<Target> {
+    let mut primary: Vec<Target> = route.primary.iter().filter_map(target).collect();
+    let mut draw = [0u8; 4];
+    if portcullis_core::token::random_bytes(&mut draw).is_ok() {
+        weighted_first(&mut primary, u32::from_le_bytes(draw));
+    }
+    primary.extend(route.fallback.iter().filter_map(target));
+    primary
+}
+
+/// All targets failed: the client learns which way, never the upstream's address or key.
+fn failure_to_error(failure: &ChainFailure) -> ApiError {
+    match &failure.last {
+        ProviderError::Status { status, message }
+            if !failure.last.should_fall_back()
+                && (400..500).contains(status)
+                && *status != 401
+                && *status != 403 =>
+        {
+            ApiError::invalid_request(format!("the upstream refused the request: {message}"))
+        }
+        ProviderError::Unsupported(message) => ApiError::invalid_request(message.clone()),
+        ProviderError::Timeout => ApiError::Upstream {
+            status: StatusCode::GATEWAY_TIMEOUT,
+            code: "upstream_timeout",
+        },
+        ProviderError::Connect | ProviderError::Status { status: 429, .. } => ApiError::Upstream {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "upstream_unavailable",
+        },
+        _ => ApiError::Upstream {
+            status: StatusCode::BAD_GATEWAY,
+            code: "upstream_error",
+        },
+    }
+}
+
+/// `POST /v1/chat/completions`: streaming is decided by the body, not by `Accept`.
+pub async fn completions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let key = authenticate(&state, &headers).await?;
+    let request: Map<String, Value> =
+        serde_json::from_slice(&body).map_err(|_| ApiError::InvalidRequest {
+            code: "invalid_json",
+            message: "the body is not a JSON object".to_owned(),
+        })?;
+    let alias = request
+        .get("model")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::invalid_request("`model` is required"))?;
+    if !request.get("messages").is_some_and(Value::is_array) {
+        return Err(ApiError::invalid_request("`messages` must be an array"));
+    }
+    let stream = request
+        .get("stream")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if !allowed(&key, alias) {
+        return Err(ApiError::forbidden(
+            "model_not_allowed",
+            format!("this key may not use `{alias}`"),
+        ));
+    }
+    let route = route(&state, &key, alias).await?;
+    let timeout = route
+        .timeout_ms
+        .and_then(|ms| u64::try_from(ms).ok())
+        .map_or(DEFAULT_TIMEOUT, Duration::from_millis);
+    let targets = chain(&route);
+    let served = serve_chat(&state.upstreams, &targets, &request, stream, timeout)
+        .await
+        .map_err(|failure| failure_to_error(&failure))?;
+    let mut response = match served.reply {
+        Reply::Json { status, body } => Response::builder()
+            .status(status)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body)),
+        Reply::Stream { first, rest } => Response::builder()
+            .header(header::CONTENT_TYPE, "text/event-stream")
+            .header(header::CACHE_CONTROL, "no-cache")
+            .body(Body::from_stream(sse(first, rest))),
+    }
+    .map_err(ApiError::internal)?;
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&served.target) {
+        headers.insert("x-portcullis-target", value);
+    }
+    headers.insert("x-portcullis-attempts", HeaderValue::from(served.attempts));
+    Ok(response)
+}
+
+/// The upstream's events as they come; a break mid-stream ends it with a clean error event
+/// (never a retry: the client already has part of an answer).
+fn sse(
+    first: Bytes,
+    rest: futures_util::stream::BoxStream<'static, Result<Bytes, ProviderError>>,
+) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> {
+    let head = futures_util::stream::once(async move { Ok::<_, Infallible>(first) });
+    let tail = futures_util::stream::unfold(Some(rest), |state| async move {
+        let mut rest = state?;
+        match rest.next().await {
+            Some(Ok(chunk)) => Some((Ok(chunk), Some(rest))),
+            Some(Err(error)) => {
+                tracing::warn!(%error, "upstream stream broke");
+                let event = json!({"error": {"type": "server_error", "code": "upstream_error",
+                                             "message": "the upstream stream broke"}});
+                Some((Ok(Bytes::from(format!("data: {event}\n\n"))), None))
+            }
+            None => None,
+        }
+    });
+    head.chain(tail)
+}
+
+/// `GET /v1/models`: the aliases this key may use, in OpenAI's list shape.
+pub async fn models(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let key = authenticate(&state, &headers).await?;
+    let mut tx = state.db.begin_tenant(key.org_id).await?;
+    let aliases = dataplane::aliases(&mut tx).await?;
+    tx.commit().await?;
+    let data: Vec<Value> = aliases
+        .into_iter()
+        .filter(|alias| allowed(&key, alias))
+        .map(
+            |alias| json!({"id": alias, "object": "model", "created": 0, "owned_by": "portcullis"}),
+        )
+        .collect();
+    Ok(Json(json!({"object": "list", "data": data})))
+}

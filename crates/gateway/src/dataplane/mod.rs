@@ -1,0 +1,44 @@
+//! The data plane of API.md, authenticated by virtual key: `/v1/chat/completions` (stream or
+//! not), `/v1/models`, and an envelope 404 for endpoints not served yet.
+
+mod cache;
+mod chat;
+mod key;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+
+pub use cache::{Caches, spawn_change_listener};
+
+use crate::error::ApiError;
+use crate::router::AppState;
+
+/// Chat requests carry whole conversations, images included.
+const MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// Endpoints that OpenAI and Anthropic clients call which this gateway does not serve yet.
+const NOT_YET: [&str; 5] = [
+    "/v1/responses",
+    "/v1/completions",
+    "/v1/embeddings",
+    "/v1/messages",
+    "/v1/messages/count_tokens",
+];
+
+pub fn router() -> Router<AppState> {
+    let mut router = Router::new()
+        .route("/v1/chat/completions", post(chat::completions))
+        .route("/v1/models", get(chat::models));
+    for path in NOT_YET {
+        router = router.route(path, axum::routing::any(unsupported));
+    }
+    router.layer(DefaultBodyLimit::max(MAX_BODY))
+}
+
+async fn unsupported() -> ApiError {
+    ApiError::NotFound {
+        code: "unsupported_endpoint",
+        message: "this endpoint is not served by this gateway yet".to_owned(),
+    }
+}

@@ -1,0 +1,336 @@
+//! The data plane: virtual-key authentication (AC-2), chat completions through routes with
+//! fallback (AV-1), streaming, model allowlists, and cache invalidation across processes.
+
+use std::time::{Duration, Instant};
+
+use axum::http::{Method, StatusCode};
+use portcullis_gateway::{AppState, dataplane};
+use serde_json::{Value, json};
+
+use crate::support::{Env, Who};
+
+const DATA_PLANE: [(&str, &str); 2] = [("POST", "/v1/chat/completions"), ("GET", "/v1/models")];
+
+fn chat(model: &str, stream: bool) -> Value {
+    json!({"model": model, "messages": [{"role": "user", "content": "Say hello"}], "stream": stream,
+           "stream_options": {"include_usage": true}})
+}
+
+#[tokio::test]
+async fn ac_2_only_virtual_keys_carry_traffic() {
+    let env = Env::new().await;
+    env.mock_route("chat", &["mock-1"]).await;
+    for (method, path) in DATA_PLANE {
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        let body = (method == Method::POST).then(|| chat("chat", false));
+        for who in [Who::Master, Who::Owner, Who::Admin] {
+            let response = env.call(method.clone(), path, who, body.clone()).await;
+            assert_eq!(response.status, StatusCode::FORBIDDEN, "{path} as {who:?}");
+            assert_eq!(response.body["error"]["code"], "wrong_key_kind");
+        }
+        let none = env
+            .call(method.clone(), path, Who::Nobody, body.clone())
+            .await;
+        assert_eq!(none.status, StatusCode::UNAUTHORIZED);
+        let malformed = env
+            .call_as(method.clone(), path, "pcv_not-a-real-key", body.clone())
+            .await;
+        assert_eq!(malformed.body["error"]["code"], "invalid_api_key");
+        let ok = env.call(method, path, Who::VirtualKey, body).await;
+        assert_eq!(ok.status, StatusCode::OK, "{path}: {}", ok.body);
+    }
+}
+
+#[tokio::test]
+async fn chat_completions_are_served_through_the_route() {
+    let env = Env::new().await;
+    env.mock_route("chat", &["mock-1"]).await;
+    let response = env
+        .call(
+            Method::POST,
+            "/v1/chat/completions",
+            Who::VirtualKey,
+            Some(chat("chat", false)),
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.body);
+    assert_eq!(response.body["object"], "chat.completion");
+    assert!(
+        response.body["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("mock")
+    );
+    assert!(
+        response.headers["x-portcullis-target"]
+            .to_str()
+            .unwrap()
+            .ends_with(":mock-1")
+    );
+    assert_eq!(response.headers["x-portcullis-attempts"], "1");
+    assert!(response.headers.contains_key("x-request-id"));
+
+    let anthropic_style = env
+        .send({
+            let mut call = crate::support::Call::new(
+                Method::POST,
+                "/v1/chat/completions",
+                None,
+                Some(chat("chat", false)),
+            );
+            call.headers.push(("x-api-key", env.virtual_key.clone()));
+            call
+        })
+        .await;
+    assert_eq!(anthropic_style.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn streams_end_with_done_and_carry_usage_when_asked() {
+    let env = Env::new().await;
+    env.mock_route("chat", &["mock-1"]).await;
+    let app = env.app(crate::support::UNTRUSTED_PEER);
+    let request = axum::http::Request::post("/v1/chat/completions")
+        .header("authorization", format!("Bearer {}", env.virtual_key))
+        .header("content-type", "application/json")
+        // Clients ask for JSON even when they stream: the body decides.
+        .header("accept", "application/json")
+        .body(axum::body::Body::from(chat("chat", true).to_string()))
+        .unwrap();
+    let response = tower::ServiceExt::oneshot(app, request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    assert!(text.contains("\"usage\":{"), "{text}");
+}
+
+#[tokio::test]
+async fn av_1_a_failing_target_falls_back_and_total_failure_is_an_upstream_error() {
+    let env = Env::new().await;
+    env.mock_route("flaky", &["mock-error-500", "mock-1"]).await;
+    let response = env
+        .call(
+            Method::POST,
+            "/v1/chat/completions",
+            Who::VirtualKey,
+            Some(chat("flaky", false)),
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.body);
+    assert_eq!(response.headers["x-portcullis-attempts"], "2");
+    assert!(
+        response.headers["x-portcullis-target"]
+            .to_str()
+            .unwrap()
+            .ends_with(":mock-1")
+    );
+
+    env.mock_route("down", &["mock-refuse"]).await;
+    let response = env
+        .call(
+            Method::POST,
+            "/v1/chat/completions",
+            Who::VirtualKey,
+            Some(chat("down", false)),
+        )
+        .await;
+    assert_eq!(
+        response.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        response.body
+    );
+    assert_eq!(response.body["error"]["code"], "upstream_unavailable");
+    assert!(response.headers.contains_key("retry-after"));
+
+    env.mock_route("broken", &["mock-error-502"]).await;
+    let response = env
+        .call(
+            Method::POST,
+            "/v1/chat/completions",
+            Who::VirtualKey,
+            Some(chat("broken", false)),
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(response.body["error"]["code"], "upstream_error");
+}
+
+#[tokio::test]
+async fn av_1_fallback_routes_serve_when_the_primary_route_fails() {
+    let env = Env::new().await;
+    env.mock_route("backup", &["mock-1"]).await;
+    let credential = env.add_credential().await;
+    let body = json!({"targets": [{"credential_id": credential, "model": "mock-error-503"}], "fallback": ["backup"]});
+    let put = env
+        .call(
+            Method::PUT,
+            &env.org_path("/routes/primary"),
+            Who::Master,
+            Some(body),
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+    let response = env
+        .call(
+            Method::POST,
+            "/v1/chat/completions",
+            Who::VirtualKey,
+            Some(chat("primary", false)),
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.body);
+    assert_eq!(response.headers["x-portcullis-attempts"], "2");
+}
+
+#[tokio::test]
+async fn models_are_listed_and_allowlists_enforced() {
+    let env = Env::new().await;
+    env.mock_route("chat", &["mock-1"]).await;
+    env.mock_route("secret-model", &["mock-1"]).await;
+    let (_, limited) = env.virtual_key(Some(&["chat"])).await;
+    let listed = env.call_as(Method::GET, "/v1/models", &limited, None).await;
+    assert_eq!(listed.body["object"], "list");
+    let ids: Vec<&str> = listed.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["chat"]);
+    let refused = env
+        .call_as(
+            Method::POST,
+            "/v1/chat/completions",
+            &limited,
+            Some(chat("secret-model", false)),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert_eq!(refused.body["error"]["code"], "model_not_allowed");
+    let unknown = env
+        .call(
+            Method::POST,
+            "/v1/chat/completions",
+            Who::VirtualKey,
+            Some(chat("nope", false)),
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert_eq!(unknown.body["error"]["code"], "model_not_found");
+}
+
+#[tokio::test]
+async fn client_mistakes_are_4xx_in_the_envelope() {
+    let env = Env::new().await;
+    env.mock_route("chat", &["mock-1"]).await;
+    for (body, code) in [
+        (json!({"messages": []}), "invalid_request"),
+        (json!({"model": "chat"}), "invalid_request"),
+        (json!("just a string"), "invalid_json"),
+    ] {
+        let response = env
+            .call(
+                Method::POST,
+                "/v1/chat/completions",
+                Who::VirtualKey,
+                Some(body),
+            )
+            .await;
+        assert_eq!(response.status, StatusCode::BAD_REQUEST);
+        assert_eq!(response.body["error"]["code"], code);
+    }
+    for path in [
+        "/v1/responses",
+        "/v1/completions",
+        "/v1/messages/count_tokens",
+    ] {
+        let response = env
+            .call(Method::POST, path, Who::VirtualKey, Some(json!({})))
+            .await;
+        assert_eq!(response.status, StatusCode::NOT_FOUND);
+        assert_eq!(response.body["error"]["code"], "unsupported_endpoint");
+    }
+}
+
+#[tokio::test]
+async fn ac_2_an_expired_key_is_refused() {
+    let env = Env::new().await;
+    env.mock_route("chat", &["mock-1"]).await;
+    let soon = chrono::Utc::now() + chrono::Duration::milliseconds(1500);
+    let key = env
+        .call(
+            Method::POST,
+            &env.org_path("/keys"),
+            Who::Master,
+            Some(json!({"name": "short", "expires_at": soon})),
+        )
+        .await;
+    let secret = key.body["secret"].as_str().unwrap().to_owned();
+    let first = env.call_as(Method::GET, "/v1/models", &secret, None).await;
+    assert_eq!(first.status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let later = env.call_as(Method::GET, "/v1/models", &secret, None).await;
+    assert_eq!(later.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(later.body["error"]["code"], "key_expired");
+}
+
+#[tokio::test]
+async fn ac_2_a_key_revoked_or_rotated_through_one_process_is_refused_by_another_within_a_second() {
+    let env = Env::new().await;
+    env.mock_route("chat", &["mock-1"]).await;
+    // A second gateway process on the same database, with its own caches and listener.
+    let other = AppState::new(
+        env.test.db.clone(),
+        portcullis_core::crypto::Keyring::generate().unwrap(),
+        Vec::new(),
+    )
+    .unwrap();
+    let listener = dataplane::spawn_change_listener(other.clone());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let call_other = |secret: String| {
+        let app = portcullis_gateway::router(other.clone());
+        async move {
+            let request = axum::http::Request::get("/v1/models")
+                .header("authorization", format!("Bearer {secret}"))
+                .body(axum::body::Body::empty())
+                .unwrap();
+            tower::ServiceExt::oneshot(app, request)
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    for change in ["revoke", "rotate"] {
+        let (key_id, secret) = env.virtual_key(None).await;
+        assert_eq!(
+            call_other(secret.clone()).await,
+            StatusCode::OK,
+            "cached on the other process"
+        );
+        let path = env.org_path(&format!("/keys/{key_id}"));
+        let response = if change == "revoke" {
+            env.call(Method::DELETE, &path, Who::Owner, None).await
+        } else {
+            env.call(Method::POST, &format!("{path}/rotate"), Who::Owner, None)
+                .await
+        };
+        assert!(response.status.is_success());
+        let started = Instant::now();
+        loop {
+            if call_other(secret.clone()).await == StatusCode::UNAUTHORIZED {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(1),
+                "{change}: still accepted after 1 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    listener.abort();
+}
