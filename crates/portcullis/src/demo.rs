@@ -6,9 +6,15 @@ use std::path::Path;
 
 use anyhow::Context;
 use base64::Engine;
+use portcullis_core::audit::{Actor, Source};
+use portcullis_core::crypto::Keyring;
 use portcullis_core::token::{Token, TokenKind};
+use portcullis_core::{KeyId, OrgId};
+use portcullis_storage::credentials::{self, NewCredential};
+use portcullis_storage::keys::{self, NewKey};
 use portcullis_storage::migrate::{self, MigrateOptions};
-use portcullis_storage::{Db, DbOptions};
+use portcullis_storage::model_routes::{self, ModelRoute};
+use portcullis_storage::{AuditedChange, Db, DbOptions};
 use secrecy::SecretString;
 
 use crate::config::Config;
@@ -41,22 +47,33 @@ pub async fn run(mut config: Config, data_dir: &Path, pg_port: u16) -> anyhow::R
         report.applied_version
     );
 
+    if config.secrets.kek.is_none() {
+        config.secrets.kek = Some(demo_kek(data_dir)?);
+    }
+    let keyring = config.secrets.keyring()?;
     let db = Db::connect_lazy(&DbOptions::new(SecretString::from(runtime_url.clone())))?;
     let first_run = db.platform_org_ids().await?.is_empty();
     let credentials = if first_run {
         let password = demo_password()?;
         let outcome = bootstrap::bootstrap(&db, "Demo", DEMO_EMAIL, &password).await?;
+        mock_routes(&db, &keyring, outcome.org_id).await?;
         Some((outcome, password))
     } else {
         None
     };
+    let org = *db
+        .platform_org_ids()
+        .await?
+        .first()
+        .context("the demo org is missing")?;
+    let traffic_key = demo_key(&db, org).await?;
     db.close().await;
 
     config.database.url = Some(SecretString::from(runtime_url));
-    if config.secrets.kek.is_none() {
-        config.secrets.kek = Some(demo_kek(data_dir)?);
-    }
-    let result = serve::run_with(config, |addr| print_banner(addr, credentials.as_ref())).await;
+    let result = serve::run_with(config, |addr| {
+        print_banner(addr, credentials.as_ref(), &traffic_key);
+    })
+    .await;
     let dir = data_dir.to_path_buf();
     let stopped = tokio::task::spawn_blocking(move || portcullis_devdb::stop(&dir)).await?;
     if let Err(error) = stopped {
@@ -66,6 +83,64 @@ pub async fn run(mut config: Config, data_dir: &Path, pg_port: u16) -> anyhow::R
 }
 
 const DEMO_EMAIL: &str = "owner@demo.example";
+/// The aliases the demo routes to the built-in mock provider.
+const DEMO_ALIASES: [&str; 2] = ["gpt-4o-mini", "demo"];
+
+fn actor() -> Actor {
+    Actor::system("demo")
+}
+
+/// A `mock` credential and routes to it, so that chat works with no provider key.
+async fn mock_routes(db: &Db, keyring: &Keyring, org: OrgId) -> anyhow::Result<()> {
+    let credential_id = uuid::Uuid::now_v7();
+    let change = AuditedChange::new("credential.added", "credential", credential_id);
+    let mut tx = db
+        .begin_write(org, &actor(), &Source::default(), change)
+        .await?;
+    let mock = NewCredential {
+        name: "mock",
+        provider: "mock",
+        base_url: None,
+        api_key: "mock-key-not-secret",
+    };
+    credentials::create(&mut tx, keyring, credential_id, &mock).await?;
+    tx.commit().await?;
+    for alias in DEMO_ALIASES {
+        let change = AuditedChange::new("route.changed", "route", alias);
+        let mut tx = db
+            .begin_write(org, &actor(), &Source::default(), change)
+            .await?;
+        let route = ModelRoute {
+            alias: alias.to_owned(),
+            targets: serde_json::json!([{"credential_id": credential_id, "model": "mock-1", "weight": 1}]),
+            fallback: Vec::new(),
+            timeout_ms: None,
+            input_micro_usd_per_mtok: None,
+            output_micro_usd_per_mtok: None,
+            updated_at: chrono::Utc::now(),
+        };
+        model_routes::put(&mut tx, &route).await?;
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
+/// A fresh virtual key for this run: secrets are shown once, so each run makes its own.
+async fn demo_key(db: &Db, org: OrgId) -> anyhow::Result<Token> {
+    let key_id = KeyId::new();
+    let token = Token::generate(TokenKind::Virtual)?;
+    let change = AuditedChange::new("key.created", "key", key_id);
+    let mut tx = db
+        .begin_write(org, &actor(), &Source::default(), change)
+        .await?;
+    let new_key = NewKey {
+        name: "demo".to_owned(),
+        ..NewKey::default()
+    };
+    keys::create(&mut tx, key_id, &new_key, &token.hash(), &token.last4()).await?;
+    tx.commit().await?;
+    Ok(token)
+}
 
 /// A random password for the demo owner, shown once in the banner.
 fn demo_password() -> anyhow::Result<String> {
@@ -87,9 +162,20 @@ fn demo_kek(data_dir: &Path) -> anyhow::Result<SecretString> {
     Ok(SecretString::from(text))
 }
 
-fn print_banner(addr: std::net::SocketAddr, credentials: Option<&(bootstrap::Outcome, String)>) {
-    let mut banner =
-        format!("\nPortcullis demo is up on http://{addr}\n\n  curl -i http://{addr}/readyz\n");
+fn print_banner(
+    addr: std::net::SocketAddr,
+    credentials: Option<&(bootstrap::Outcome, String)>,
+    traffic_key: &Token,
+) {
+    let key = traffic_key.expose();
+    let mut banner = format!(
+        "\nPortcullis demo is up on http://{addr}; its models go to the built-in mock provider.\n\
+         \nVirtual key for this run (shown once): {key}\n\
+         \n  curl -s http://{addr}/v1/chat/completions -H 'authorization: Bearer {key}' \\\
+         \n    -H 'content-type: application/json' \\\
+         \n    -d '{{\"model\": \"gpt-4o-mini\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello\"}}]}}'\n\
+         \n  OpenAI SDKs: base_url http://{addr}/v1, api_key {key}\n"
+    );
     match credentials {
         Some((outcome, password)) => banner.push_str(&format!(
             "\nDemo org {org}, owner {DEMO_EMAIL}, password {password}\n\
