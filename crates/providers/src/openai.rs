@@ -48,9 +48,11 @@ pub(crate) async fn chat(
     timeout: Duration,
 ) -> Result<Reply, ProviderError> {
     let url = endpoint(target)?;
-    let mut body = body.clone();
-    body.insert("model".to_owned(), Value::String(target.model.clone()));
-    let payload = serde_json::to_vec(&body).map_err(|_| ProviderError::InvalidResponse)?;
+    let payload = serde_json::to_vec(&WithModel {
+        model: &target.model,
+        body,
+    })
+    .map_err(|_| ProviderError::InvalidResponse)?;
     let key = target.api_key.expose_secret();
     let request = http
         .post(url)
@@ -92,6 +94,24 @@ pub(crate) async fn chat(
         status: status.as_u16(),
         body,
     })
+}
+
+/// The client's body with `model` replaced, serialised without copying the body.
+struct WithModel<'a> {
+    model: &'a str,
+    body: &'a Map<String, Value>,
+}
+
+impl serde::Serialize for WithModel<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.body.len() + 1))?;
+        map.serialize_entry("model", self.model)?;
+        for (key, value) in self.body.iter().filter(|(key, _)| key.as_str() != "model") {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
+    }
 }
 
 async fn read_bounded(response: reqwest::Response, limit: usize) -> Bytes {

@@ -60,7 +60,8 @@ pub struct ResolvedTarget {
     pub base_url: Option<String>,
     pub api_key: String,
     pub model: String,
-    pub weight: u32,
+    /// Set when the route spreads its first attempt by weight.
+    pub weight: Option<u32>,
 }
 
 impl std::fmt::Debug for ResolvedTarget {
@@ -94,7 +95,7 @@ pub async fn resolve_route(
         return Ok(None);
     };
     let creds = credentials::list(tx).await?;
-    let resolve_targets = |targets: &Value| -> Vec<(Uuid, String, u32)> {
+    let resolve_targets = |targets: &Value| -> Vec<(Uuid, String, Option<u32>)> {
         targets
             .as_array()
             .into_iter()
@@ -102,8 +103,11 @@ pub async fn resolve_route(
             .filter_map(|t| {
                 let id = t.get("credential_id")?.as_str()?.parse().ok()?;
                 let model = t.get("model")?.as_str()?.to_owned();
-                let weight = t.get("weight").and_then(Value::as_u64).unwrap_or(1);
-                Some((id, model, u32::try_from(weight).unwrap_or(1)))
+                let weight = t
+                    .get("weight")
+                    .and_then(Value::as_u64)
+                    .and_then(|w| u32::try_from(w).ok());
+                Some((id, model, weight))
             })
             .collect()
     };
@@ -138,7 +142,7 @@ async fn open_targets(
     tx: &mut TenantTx,
     ring: &Keyring,
     creds: &[credentials::Credential],
-    refs: &[(Uuid, String, u32)],
+    refs: &[(Uuid, String, Option<u32>)],
 ) -> Result<Vec<ResolvedTarget>, StorageError> {
     let mut targets = Vec::with_capacity(refs.len());
     for (id, model, weight) in refs {

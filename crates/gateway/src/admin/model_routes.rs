@@ -57,12 +57,10 @@ pub struct RouteList {
 struct Target {
     credential_id: Uuid,
     model: String,
-    #[serde(default = "one")]
-    weight: u32,
-}
-
-fn one() -> u32 {
-    1
+    /// Without weights, targets are tried in order; with them, the first attempt is spread by
+    /// weight and the rest follow in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    weight: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -100,7 +98,7 @@ impl RouteBody {
                     "a target's `model` is 1 to 200 characters",
                 ));
             }
-            if !(1..=1000).contains(&target.weight) {
+            if target.weight.is_some_and(|w| !(1..=1000).contains(&w)) {
                 return Err(ApiError::invalid_request(
                     "a target's `weight` is 1 to 1000",
                 ));

@@ -54,15 +54,17 @@ fn target(resolved: &ResolvedTarget) -> Option<Target> {
         base_url: resolved.base_url.as_deref().and_then(|u| u.parse().ok()),
         api_key: resolved.api_key.clone().into(),
         model: resolved.model.clone(),
-        weight: resolved.weight,
+        weight: resolved.weight.unwrap_or(1),
     })
 }
 
-/// The route's targets in the order this request tries them.
+/// The route's targets in the order this request tries them: in declared order, unless the
+/// route gives weights, which then choose the first.
 fn chain(route: &ResolvedRoute) -> Vec<Target> {
     let mut primary: Vec<Target> = route.primary.iter().filter_map(target).collect();
     let mut draw = [0u8; 4];
-    if portcullis_core::token::random_bytes(&mut draw).is_ok() {
+    let weighted = route.primary.iter().any(|t| t.weight.is_some());
+    if weighted && portcullis_core::token::random_bytes(&mut draw).is_ok() {
         weighted_first(&mut primary, u32::from_le_bytes(draw));
     }
     primary.extend(route.fallback.iter().filter_map(target));
