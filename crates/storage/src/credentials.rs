@@ -82,12 +82,14 @@ async fn data_key(tx: &mut WriteTx, ring: &Keyring) -> Result<(Uuid, DataKey), S
     Ok((dek_id, key))
 }
 
-pub async fn create(
+/// Seals a provider key under the org's data key, bound to the credential, and notes the
+/// change's non-secret facts in the audit entry.
+async fn seal_credential(
     tx: &mut WriteTx,
     ring: &Keyring,
     credential_id: Uuid,
     new: &NewCredential<'_>,
-) -> Result<Credential, StorageError> {
+) -> Result<(Uuid, Vec<u8>, String), StorageError> {
     let org = tx.org();
     let (dek_id, key) = data_key(tx, ring).await?;
     let sealed = key
@@ -100,6 +102,19 @@ pub async fn create(
     tx.detail("name", new.name);
     tx.detail("provider", new.provider);
     tx.detail("last4", last4.as_str());
+    Ok((dek_id, sealed, last4))
+}
+
+const NAME_TAKEN: &str = "a credential with this name already exists";
+
+pub async fn create(
+    tx: &mut WriteTx,
+    ring: &Keyring,
+    credential_id: Uuid,
+    new: &NewCredential<'_>,
+) -> Result<Credential, StorageError> {
+    let (dek_id, sealed, last4) = seal_credential(tx, ring, credential_id, new).await?;
+    let org = tx.org();
     sqlx::query_as(&format!(
         "insert into provider_credentials
              (credential_id, org_id, name, provider, base_url, dek_id, ciphertext, last4)
@@ -117,7 +132,7 @@ pub async fn create(
     .await
     .map_err(StorageError::on_constraint(
         "uq_provider_credentials_org_name",
-        "a credential with this name already exists",
+        NAME_TAKEN,
     ))
 }
 
@@ -128,18 +143,8 @@ pub async fn replace(
     credential_id: Uuid,
     new: &NewCredential<'_>,
 ) -> Result<Credential, StorageError> {
+    let (dek_id, sealed, last4) = seal_credential(tx, ring, credential_id, new).await?;
     let org = tx.org();
-    let (dek_id, key) = data_key(tx, ring).await?;
-    let sealed = key
-        .seal(
-            new.api_key.as_bytes(),
-            credential_context(org, credential_id).as_bytes(),
-        )
-        .map_err(crypto)?;
-    let last4 = last4(new.api_key);
-    tx.detail("name", new.name);
-    tx.detail("provider", new.provider);
-    tx.detail("last4", last4.as_str());
     sqlx::query_as(&format!(
         "update provider_credentials set name = $3, provider = $4, base_url = $5, dek_id = $6,
              ciphertext = $7, last4 = $8, updated_at = now()
@@ -157,7 +162,7 @@ pub async fn replace(
     .await
     .map_err(StorageError::on_constraint(
         "uq_provider_credentials_org_name",
-        "a credential with this name already exists",
+        NAME_TAKEN,
     ))?
     .ok_or(StorageError::NotFound)
 }

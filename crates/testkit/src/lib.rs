@@ -96,6 +96,28 @@ impl TestDb {
         &self.admin_url
     }
 
+    /// Every row of every table as text, read as a superuser: to prove that no secret is
+    /// stored in clear anywhere.
+    pub async fn dump(&self) -> anyhow::Result<String> {
+        let mut conn = PgConnection::connect(&self.admin_url).await?;
+        let tables: Vec<String> = sqlx::query_scalar(
+            "select relname::text from pg_class
+             where relnamespace = 'public'::regnamespace and relkind = 'r' order by 1",
+        )
+        .fetch_all(&mut conn)
+        .await?;
+        let mut text = String::new();
+        for table in tables {
+            let rows: Vec<String> = sqlx::query_scalar(&format!("select t::text from {table} t"))
+                .fetch_all(&mut conn)
+                .await?;
+            text.push_str(&rows.join("\n"));
+            text.push('\n');
+        }
+        conn.close().await?;
+        Ok(text)
+    }
+
     /// The runtime role's URL to this database: what a gateway process under test uses.
     pub fn runtime_url(&self) -> &str {
         &self.runtime_url

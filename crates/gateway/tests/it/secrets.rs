@@ -25,28 +25,6 @@ impl Write for Captured {
     }
 }
 
-/// Every row of every table, as text, read as a superuser.
-async fn all_rows(env: &Env) -> String {
-    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(env.test.admin_url())
-        .await
-        .unwrap();
-    let tables: Vec<String> = sqlx::query_scalar(
-        "select relname::text from pg_class where relnamespace = 'public'::regnamespace and relkind = 'r'",
-    )
-    .fetch_all(&mut conn)
-    .await
-    .unwrap();
-    let mut text = String::new();
-    for table in tables {
-        let rows: Vec<String> = sqlx::query_scalar(&format!("select t::text from {table} t"))
-            .fetch_all(&mut conn)
-            .await
-            .unwrap();
-        text.push_str(&rows.join("\n"));
-    }
-    text
-}
-
 #[tokio::test]
 async fn ac_5_secrets_are_shown_once_and_stored_only_as_hashes() {
     let captured = Captured::default();
@@ -138,7 +116,7 @@ async fn ac_5_secrets_are_shown_once_and_stored_only_as_hashes() {
     }
 
     // The database: hashes only, for keys, the master key and sessions.
-    let rows = all_rows(&env).await;
+    let rows = env.test.dump().await.unwrap();
     for shown_once in [
         &secret,
         &new_secret,

@@ -28,25 +28,6 @@ async fn reveal(
     credentials::reveal(&mut tx, ring, id).await
 }
 
-async fn dump(test: &TestDb) -> String {
-    let mut conn = sqlx::PgConnection::connect(test.admin_url()).await.unwrap();
-    let tables: Vec<String> = sqlx::query_scalar(
-        "select relname::text from pg_class where relnamespace = 'public'::regnamespace and relkind = 'r'",
-    )
-    .fetch_all(&mut conn)
-    .await
-    .unwrap();
-    let mut text = String::new();
-    for table in tables {
-        let rows: Vec<String> = sqlx::query_scalar(&format!("select t::text from {table} t"))
-            .fetch_all(&mut conn)
-            .await
-            .unwrap();
-        text.push_str(&rows.join("\n"));
-    }
-    text
-}
-
 #[tokio::test]
 async fn en_2_the_database_holds_no_provider_key_in_clear() {
     let test = TestDb::new().await.unwrap();
@@ -56,7 +37,7 @@ async fn en_2_the_database_holds_no_provider_key_in_clear() {
         reveal(&test, &keyring(), org, id).await.unwrap(),
         PROVIDER_KEY
     );
-    let dump = dump(&test).await;
+    let dump = test.dump().await.unwrap();
     assert!(!dump.contains(PROVIDER_KEY) && !dump.contains(&PROVIDER_KEY[3..20]));
     let hex_key = PROVIDER_KEY
         .bytes()
