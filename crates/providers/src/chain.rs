@@ -86,17 +86,24 @@ fn jitter_ms() -> u64 {
     }
 }
 
+/// What is asked of the upstream, in OpenAI's wire format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Chat { stream: bool },
+    Embeddings,
+}
+
 async fn attempt(
     upstreams: &Upstreams,
     target: &Target,
     body: &Map<String, Value>,
-    stream: bool,
+    operation: Operation,
     timeout: Duration,
 ) -> Result<Reply, ProviderError> {
     match target.provider {
-        ProviderKind::Mock => mock::chat(target, body, stream).await,
+        ProviderKind::Mock => mock::call(target, body, operation).await,
         ProviderKind::OpenAi | ProviderKind::OpenAiCompatible | ProviderKind::Azure => {
-            openai::chat(&upstreams.http, target, body, stream, timeout).await
+            openai::call(&upstreams.http, target, body, operation, timeout).await
         }
         ProviderKind::Anthropic | ProviderKind::Gemini => Err(ProviderError::Unsupported(
             "this provider's adapter is not available yet".into(),
@@ -112,6 +119,24 @@ pub async fn serve_chat(
     stream: bool,
     timeout: Duration,
 ) -> Result<Served, ChainFailure> {
+    serve(
+        upstreams,
+        targets,
+        body,
+        Operation::Chat { stream },
+        timeout,
+    )
+    .await
+}
+
+/// Serves an OpenAI-shaped request through `targets` in order.
+pub async fn serve(
+    upstreams: &Upstreams,
+    targets: &[Target],
+    body: &Map<String, Value>,
+    operation: Operation,
+    timeout: Duration,
+) -> Result<Served, ChainFailure> {
     let mut failures = Vec::new();
     let mut attempts = 0u32;
     for target in targets {
@@ -121,7 +146,7 @@ pub async fn serve_chat(
         }
         for try_number in 0..2 {
             attempts += 1;
-            match attempt(upstreams, target, body, stream, timeout).await {
+            match attempt(upstreams, target, body, operation, timeout).await {
                 Ok(reply) => {
                     upstreams.breakers.succeeded(&target.label);
                     return Ok(Served {

@@ -15,6 +15,8 @@ mod openai;
 mod target;
 
 pub use breaker::Breakers;
-pub use chain::{ChainFailure, Reply, Served, Upstreams, serve_chat, weighted_first};
+pub use chain::{
+    ChainFailure, Operation, Reply, Served, Upstreams, serve, serve_chat, weighted_first,
+};
 pub use error::ProviderError;
 pub use target::{ProviderKind, Target};

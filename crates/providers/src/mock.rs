@@ -9,9 +9,10 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::{Map, Value, json};
 
-use crate::chain::Reply;
+use crate::chain::{Operation, Reply};
 use crate::error::ProviderError;
 use crate::target::Target;
+use base64::Engine;
 
 const REPLY_WORDS: [&str; 8] = [
     "This",
@@ -30,10 +31,10 @@ fn prompt_tokens(body: &Map<String, Value>) -> u64 {
     (bytes as u64).div_ceil(4)
 }
 
-pub(crate) async fn chat(
+pub(crate) async fn call(
     target: &Target,
     body: &Map<String, Value>,
-    stream: bool,
+    operation: Operation,
 ) -> Result<Reply, ProviderError> {
     let model = target.model.as_str();
     if model == "mock-refuse" {
@@ -54,6 +55,10 @@ pub(crate) async fn chat(
     {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
+    let stream = match operation {
+        Operation::Chat { stream } => stream,
+        Operation::Embeddings => return Ok(embeddings(model, body)),
+    };
     let prompt = prompt_tokens(body);
     let completion = REPLY_WORDS.len() as u64;
     let usage = json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion});
@@ -106,4 +111,51 @@ pub(crate) async fn chat(
         first,
         rest: futures_util::stream::iter(events).boxed(),
     })
+}
+
+const DIMENSIONS: usize = 8;
+
+/// Deterministic unit-length vectors from the input text, as floats or as OpenAI's base64 of
+/// little-endian f32 (`encoding_format`).
+fn embeddings(model: &str, body: &Map<String, Value>) -> Reply {
+    let inputs: Vec<String> = match body.get("input") {
+        Some(Value::String(text)) => vec![text.clone()],
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let base64 = body.get("encoding_format").and_then(Value::as_str) == Some("base64");
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(index, text)| {
+            let mut vector = [0f32; DIMENSIONS];
+            for (i, byte) in text.bytes().enumerate() {
+                vector[i % DIMENSIONS] += f32::from(byte);
+            }
+            let norm = vector
+                .iter()
+                .map(|v| v * v)
+                .sum::<f32>()
+                .sqrt()
+                .max(f32::EPSILON);
+            vector.iter_mut().for_each(|v| *v /= norm);
+            let embedding = if base64 {
+                let bytes: Vec<u8> = vector.iter().flat_map(|v| v.to_le_bytes()).collect();
+                Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+            } else {
+                json!(vector)
+            };
+            json!({"object": "embedding", "index": index, "embedding": embedding})
+        })
+        .collect();
+    let tokens: u64 = inputs.iter().map(|t| (t.len() as u64).div_ceil(4)).sum();
+    let reply = json!({"object": "list", "model": model, "data": data,
+                       "usage": {"prompt_tokens": tokens, "total_tokens": tokens}});
+    Reply::Json {
+        status: 200,
+        body: Bytes::from(reply.to_string()),
+    }
 }

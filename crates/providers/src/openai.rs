@@ -10,7 +10,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 
-use crate::chain::Reply;
+use crate::chain::{Operation, Reply};
 use crate::error::{ProviderError, scrub};
 use crate::target::{ProviderKind, Target};
 
@@ -19,19 +19,22 @@ const AZURE_API_VERSION: &str = "2024-10-21";
 /// Error bodies are read up to this size: enough for a message, never a flood.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
-fn endpoint(target: &Target) -> Result<String, ProviderError> {
+fn endpoint(target: &Target, operation: Operation) -> Result<String, ProviderError> {
+    let path = match operation {
+        Operation::Chat { .. } => "chat/completions",
+        Operation::Embeddings => "embeddings",
+    };
     let base = target
         .base_url
         .as_ref()
         .map(|u| u.as_str().trim_end_matches('/').to_owned());
     match (target.provider, base) {
-        (ProviderKind::OpenAi, base) => Ok(format!(
-            "{}/chat/completions",
-            base.as_deref().unwrap_or(OPENAI_BASE)
-        )),
-        (ProviderKind::OpenAiCompatible, Some(base)) => Ok(format!("{base}/chat/completions")),
+        (ProviderKind::OpenAi, base) => {
+            Ok(format!("{}/{path}", base.as_deref().unwrap_or(OPENAI_BASE)))
+        }
+        (ProviderKind::OpenAiCompatible, Some(base)) => Ok(format!("{base}/{path}")),
         (ProviderKind::Azure, Some(base)) => Ok(format!(
-            "{base}/openai/deployments/{}/chat/completions?api-version={AZURE_API_VERSION}",
+            "{base}/openai/deployments/{}/{path}?api-version={AZURE_API_VERSION}",
             target.model
         )),
         _ => Err(ProviderError::Unsupported(
@@ -40,14 +43,15 @@ fn endpoint(target: &Target) -> Result<String, ProviderError> {
     }
 }
 
-pub(crate) async fn chat(
+pub(crate) async fn call(
     http: &reqwest::Client,
     target: &Target,
     body: &Map<String, Value>,
-    stream: bool,
+    operation: Operation,
     timeout: Duration,
 ) -> Result<Reply, ProviderError> {
-    let url = endpoint(target)?;
+    let stream = operation == Operation::Chat { stream: true };
+    let url = endpoint(target, operation)?;
     let payload = serde_json::to_vec(&WithModel {
         model: &target.model,
         body,

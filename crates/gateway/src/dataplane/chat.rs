@@ -1,4 +1,4 @@
-//! `/v1/chat/completions` and `/v1/models`.
+//! `/v1/chat/completions`, `/v1/embeddings` and `/v1/models`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use futures_util::StreamExt;
 use portcullis_providers::{
-    ChainFailure, ProviderError, ProviderKind, Reply, Target, serve_chat, weighted_first,
+    ChainFailure, Operation, ProviderError, ProviderKind, Reply, Target, serve, weighted_first,
 };
 use portcullis_storage::dataplane::{self, LiveKey, ResolvedRoute, ResolvedTarget};
 use serde_json::{Map, Value, json};
@@ -104,9 +104,34 @@ pub async fn completions(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let key = authenticate(&state, &headers).await?;
+    proxy(&state, &headers, &body, Kind::Chat).await
+}
+
+/// `POST /v1/embeddings`: `encoding_format` (`float` or `base64`) passes through.
+pub async fn embeddings(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    proxy(&state, &headers, &body, Kind::Embeddings).await
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Chat,
+    Embeddings,
+}
+
+/// Authenticates, checks the body's shape, resolves the alias and serves through the chain.
+async fn proxy(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+    kind: Kind,
+) -> Result<Response, ApiError> {
+    let key = authenticate(state, headers).await?;
     let request: Map<String, Value> =
-        serde_json::from_slice(&body).map_err(|_| ApiError::InvalidRequest {
+        serde_json::from_slice(body).map_err(|_| ApiError::InvalidRequest {
             code: "invalid_json",
             message: "the body is not a JSON object".to_owned(),
         })?;
@@ -114,26 +139,51 @@ pub async fn completions(
         .get("model")
         .and_then(Value::as_str)
         .ok_or_else(|| ApiError::invalid_request("`model` is required"))?;
-    if !request.get("messages").is_some_and(Value::is_array) {
-        return Err(ApiError::invalid_request("`messages` must be an array"));
-    }
-    let stream = request
-        .get("stream")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let operation = match kind {
+        Kind::Chat => {
+            if !request.get("messages").is_some_and(Value::is_array) {
+                return Err(ApiError::invalid_request("`messages` must be an array"));
+            }
+            Operation::Chat {
+                stream: request
+                    .get("stream")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
+            }
+        }
+        Kind::Embeddings => {
+            if !request
+                .get("input")
+                .is_some_and(|i| i.is_string() || i.is_array())
+            {
+                return Err(ApiError::invalid_request(
+                    "`input` must be a string or an array",
+                ));
+            }
+            if request
+                .get("encoding_format")
+                .is_some_and(|f| f != "float" && f != "base64")
+            {
+                return Err(ApiError::invalid_request(
+                    "`encoding_format` is `float` or `base64`",
+                ));
+            }
+            Operation::Embeddings
+        }
+    };
     if !allowed(&key, alias) {
         return Err(ApiError::forbidden(
             "model_not_allowed",
             format!("this key may not use `{alias}`"),
         ));
     }
-    let route = route(&state, &key, alias).await?;
+    let route = route(state, &key, alias).await?;
     let timeout = route
         .timeout_ms
         .and_then(|ms| u64::try_from(ms).ok())
         .map_or(DEFAULT_TIMEOUT, Duration::from_millis);
     let targets = chain(&route);
-    let served = serve_chat(&state.upstreams, &targets, &request, stream, timeout)
+    let served = serve(&state.upstreams, &targets, &request, operation, timeout)
         .await
         .map_err(|failure| failure_to_error(&failure))?;
     let mut response = match served.reply {

@@ -9,7 +9,11 @@ use serde_json::{Value, json};
 
 use crate::support::{Env, Who};
 
-const DATA_PLANE: [(&str, &str); 2] = [("POST", "/v1/chat/completions"), ("GET", "/v1/models")];
+const DATA_PLANE: [(&str, &str); 3] = [
+    ("POST", "/v1/chat/completions"),
+    ("POST", "/v1/embeddings"),
+    ("GET", "/v1/models"),
+];
 
 fn chat(model: &str, stream: bool) -> Value {
     json!({"model": model, "messages": [{"role": "user", "content": "Say hello"}], "stream": stream,
@@ -22,7 +26,10 @@ async fn ac_2_only_virtual_keys_carry_traffic() {
     env.mock_route("chat", &["mock-1"]).await;
     for (method, path) in DATA_PLANE {
         let method = Method::from_bytes(method.as_bytes()).unwrap();
-        let body = (method == Method::POST).then(|| chat("chat", false));
+        let body = match path {
+            "/v1/embeddings" => Some(json!({"model": "chat", "input": "hello"})),
+            _ => (method == Method::POST).then(|| chat("chat", false)),
+        };
         for who in [Who::Master, Who::Owner, Who::Admin] {
             let response = env.call(method.clone(), path, who, body.clone()).await;
             assert_eq!(response.status, StatusCode::FORBIDDEN, "{path} as {who:?}");
@@ -333,4 +340,43 @@ async fn ac_2_a_key_revoked_or_rotated_through_one_process_is_refused_by_another
         }
     }
     listener.abort();
+}
+
+#[tokio::test]
+async fn embeddings_come_as_floats_or_base64() {
+    let env = Env::new().await;
+    env.mock_route("embed", &["mock-embed"]).await;
+    let floats = env
+        .call(
+            Method::POST,
+            "/v1/embeddings",
+            Who::VirtualKey,
+            Some(json!({"model": "embed", "input": ["a", "b"]})),
+        )
+        .await;
+    assert_eq!(floats.status, StatusCode::OK, "{}", floats.body);
+    assert_eq!(floats.body["data"].as_array().unwrap().len(), 2);
+    assert!(floats.body["data"][0]["embedding"].is_array());
+    let packed = env
+        .call(
+            Method::POST,
+            "/v1/embeddings",
+            Who::VirtualKey,
+            Some(json!({"model": "embed", "input": "a", "encoding_format": "base64"})),
+        )
+        .await;
+    assert!(
+        packed.body["data"][0]["embedding"].is_string(),
+        "{}",
+        packed.body
+    );
+    let bad = env
+        .call(
+            Method::POST,
+            "/v1/embeddings",
+            Who::VirtualKey,
+            Some(json!({"model": "embed", "input": 3})),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
 }

@@ -81,6 +81,7 @@ async fn upstream(mode: &'static str) -> (SocketAddr, Seen) {
     let seen = Seen::default();
     let app = Router::new()
         .route("/v1/chat/completions", post(fake))
+        .route("/v1/embeddings", post(fake))
         .route(
             "/openai/deployments/{deployment}/chat/completions",
             post(fake),
@@ -381,4 +382,27 @@ async fn the_mock_provider_answers_fails_and_streams_on_demand() {
         text.contains("\"usage\":{\"completion_tokens\"") && text.ends_with("data: [DONE]\n\n"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn embeddings_go_to_the_embeddings_endpoint() {
+    let (addr, seen) = upstream("ok").await;
+    let up = upstreams();
+    let body = json!({"model": "alias", "input": "hello", "encoding_format": "base64"})
+        .as_object()
+        .unwrap()
+        .clone();
+    let served = portcullis_providers::serve(
+        &up,
+        &[target("e", ProviderKind::OpenAiCompatible, addr, "/v1")],
+        &body,
+        portcullis_providers::Operation::Embeddings,
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap();
+    assert_eq!(served.attempts, 1);
+    let sent = seen.last_body.lock().unwrap().clone().unwrap();
+    assert_eq!(sent["model"], "e-model");
+    assert_eq!(sent["encoding_format"], "base64");
 }
