@@ -8,6 +8,7 @@
 )]
 
 mod cli;
+mod sdk;
 mod serve;
 mod support;
 mod walkthrough;
