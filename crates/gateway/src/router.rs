@@ -45,8 +45,11 @@ impl AppState {
         keyring: Keyring,
         trusted_proxies: Vec<IpNet>,
     ) -> Result<Self, ProviderError> {
-        let upstreams =
-            Upstreams::new(UPSTREAM_CONNECT_TIMEOUT, Breakers::new(5, BREAKER_COOLDOWN))?;
+        let upstreams = Upstreams::new(
+            UPSTREAM_CONNECT_TIMEOUT,
+            Breakers::new(5, BREAKER_COOLDOWN),
+            false,
+        )?;
         Ok(Self {
             db,
             keyring: Arc::new(keyring),
@@ -56,6 +59,17 @@ impl AppState {
             upstreams: Arc::new(upstreams),
             caches: Arc::new(Caches::default()),
         })
+    }
+}
+
+impl AppState {
+    /// Lets provider base URLs and host names point at link-local addresses (an operator's
+    /// explicit choice, `providers.allow_link_local`).
+    pub fn allowing_link_local_upstreams(mut self) -> Result<Self, ProviderError> {
+        self.allow_link_local_upstreams = true;
+        let breakers = Breakers::new(5, BREAKER_COOLDOWN);
+        self.upstreams = Arc::new(Upstreams::new(UPSTREAM_CONNECT_TIMEOUT, breakers, true)?);
+        Ok(self)
     }
 }
 

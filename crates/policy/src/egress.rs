@@ -1,9 +1,11 @@
 //! Where a provider key may be sent (SSRF): a credential's base URL is `http` or `https`, has
 //! no user information, and does not point at link-local or cloud metadata addresses unless
-//! the operator allows it. The data plane resolves names again before connecting.
+//! the operator allows it. Host names are checked again when they resolve, at connect time
+//! (`portcullis_providers`), so that DNS cannot point a key at a metadata service later.
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 
+use portcullis_core::net::is_link_local;
 use url::{Host, Url};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -48,19 +50,6 @@ pub fn check_base_url(text: &str, allow_link_local: bool) -> Result<Url, Refused
         return Err(RefusedUrl::Metadata);
     }
     Ok(url)
-}
-
-/// Link-local ranges (169.254.0.0/16, fe80::/10) and AWS's IPv6 metadata address, also
-/// through IPv4-mapped IPv6.
-pub fn is_link_local(ip: IpAddr) -> bool {
-    const AWS_IPV6_METADATA: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
-    match ip {
-        IpAddr::V4(v4) => v4.is_link_local(),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.is_link_local(),
-            None => (v6.segments()[0] & 0xffc0) == 0xfe80 || v6 == AWS_IPV6_METADATA,
-        },
-    }
 }
 
 #[cfg(test)]

@@ -37,7 +37,14 @@ pub async fn run_with(config: Config, on_listening: impl FnOnce(SocketAddr)) -> 
     on_listening(addr);
     let mut state = AppState::new(db.clone(), keyring, config.server.trusted_proxies.clone())
         .context("building the upstream HTTP client")?;
-    state.allow_link_local_upstreams = config.providers.allow_link_local;
+    if config.providers.allow_link_local {
+        tracing::warn!(
+            "providers.allow_link_local: provider keys may be sent to link-local addresses"
+        );
+        state = state
+            .allowing_link_local_upstreams()
+            .context("building the upstream HTTP client")?;
+    }
     let listener_task = portcullis_gateway::dataplane::spawn_change_listener(state.clone());
     portcullis_gateway::serve(
         listener,

@@ -24,9 +24,15 @@ pub struct Upstreams {
 
 impl Upstreams {
     /// One client for every upstream: rustls with certificate verification, no redirects (a
-    /// provider key must not follow one), TCP_NODELAY, bounded connect time.
-    pub fn new(connect_timeout: Duration, breakers: Breakers) -> Result<Self, ProviderError> {
+    /// provider key must not follow one), TCP_NODELAY, bounded connect time, and host names
+    /// that resolve to link-local (cloud metadata) addresses refused unless allowed.
+    pub fn new(
+        connect_timeout: Duration,
+        breakers: Breakers,
+        allow_link_local: bool,
+    ) -> Result<Self, ProviderError> {
         let http = reqwest::Client::builder()
+            .dns_resolver(std::sync::Arc::new(GuardedResolver { allow_link_local }))
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(connect_timeout)
             .tcp_nodelay(true)
@@ -36,6 +42,38 @@ impl Upstreams {
             .build()
             .map_err(|_| ProviderError::Unsupported("cannot build the HTTP client".into()))?;
         Ok(Self { http, breakers })
+    }
+}
+
+/// Resolves host names, dropping link-local addresses (DNS rebinding towards a metadata
+/// service) unless the operator allows them.
+struct GuardedResolver {
+    allow_link_local: bool,
+}
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let allow = self.allow_link_local;
+        Box::pin(async move {
+            let found = tokio::net::lookup_host((name.as_str(), 0)).await?;
+            let addrs: reqwest::dns::Addrs = Box::new(usable(found, allow)?.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
+/// The resolved addresses a provider key may go to.
+fn usable(
+    found: impl Iterator<Item = std::net::SocketAddr>,
+    allow_link_local: bool,
+) -> Result<Vec<std::net::SocketAddr>, &'static str> {
+    let kept: Vec<_> = found
+        .filter(|addr| allow_link_local || !portcullis_core::net::is_link_local(addr.ip()))
+        .collect();
+    if kept.is_empty() {
+        Err("the host resolves only to link-local addresses")
+    } else {
+        Ok(kept)
     }
 }
 
@@ -221,6 +259,18 @@ mod tests {
             model: "mock".to_owned(),
             weight,
         }
+    }
+
+    #[test]
+    fn names_resolving_to_metadata_addresses_are_refused() {
+        let metadata: std::net::SocketAddr = "169.254.169.254:0".parse().unwrap();
+        let public: std::net::SocketAddr = "203.0.113.4:0".parse().unwrap();
+        assert_eq!(
+            usable([metadata, public].into_iter(), false),
+            Ok(vec![public])
+        );
+        assert!(usable([metadata].into_iter(), false).is_err());
+        assert_eq!(usable([metadata].into_iter(), true), Ok(vec![metadata]));
     }
 
     #[test]

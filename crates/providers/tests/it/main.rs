@@ -121,6 +121,7 @@ fn upstreams() -> Upstreams {
     Upstreams::new(
         Duration::from_secs(2),
         Breakers::new(2, Duration::from_millis(200)),
+        false,
     )
     .unwrap()
 }
@@ -153,6 +154,21 @@ async fn openai_compatible_passes_the_body_with_the_targets_model_and_key() {
     assert_eq!(sent["messages"][0]["content"], "hi");
     let headers = seen.last_headers.lock().unwrap().clone().unwrap();
     assert_eq!(headers["authorization"], format!("Bearer {KEY}"));
+}
+
+#[tokio::test]
+async fn host_names_resolve_through_the_guarded_resolver() {
+    let (addr, seen) = upstream("ok").await;
+    let up = upstreams();
+    let mut named = target("named", ProviderKind::OpenAiCompatible, addr, "/v1");
+    named.base_url = Some(
+        format!("http://localhost:{}/v1", addr.port())
+            .parse()
+            .unwrap(),
+    );
+    let served = serve_chat(&up, &[named], &body(false), false, Duration::from_secs(2)).await;
+    assert!(served.is_ok(), "{served:?}");
+    assert_eq!(seen.hits.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]
