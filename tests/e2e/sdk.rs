@@ -1,5 +1,6 @@
-//! Compatibility: the official `openai` Python SDK (installed by `.ci/run` with pip) calls the
-//! real binary: chat, streaming, embeddings in the SDK's default base64, models, errors.
+//! Compatibility: the official `openai` and `anthropic` Python SDKs (installed by `.ci/run` with
+//! pip) call the real binary: chat, streaming, embeddings in the SDK's default base64, models,
+//! errors; Anthropic messages, streamed and not.
 
 use portcullis_testkit::TestDb;
 use serde_json::{Value, json};
@@ -18,7 +19,7 @@ async fn post(client: &reqwest::Client, url: String, token: &str, body: Value, p
 }
 
 #[tokio::test]
-async fn the_openai_python_sdk_works_against_the_gateway() {
+async fn the_openai_and_anthropic_python_sdks_work_against_the_gateway() {
     let importable = std::process::Command::new("python3")
         .args(["-c", "import openai"])
         .status();
@@ -57,7 +58,7 @@ async fn the_openai_python_sdk_works_against_the_gateway() {
     .await;
     let target =
         json!({"targets": [{"credential_id": credential["credential_id"], "model": "mock-1"}]});
-    for alias in ["gpt-4o-mini", "text-embedding-3-small"] {
+    for alias in ["gpt-4o-mini", "text-embedding-3-small", "claude-sonnet"] {
         post(
             &client,
             admin(&format!("/routes/{alias}")),

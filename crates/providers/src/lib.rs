@@ -7,6 +7,7 @@
 //! **Architecture Invariant:** a request body never chooses where a provider key is sent: the
 //! URL comes from the target (an operator's credential), and redirects are not followed.
 
+pub mod anthropic;
 mod breaker;
 mod chain;
 mod error;

@@ -1,4 +1,4 @@
-//! `/v1/chat/completions`, `/v1/embeddings` and `/v1/models`.
+//! `/v1/chat/completions`, `/v1/embeddings`, `/v1/messages` (Anthropic) and `/v1/models`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -11,7 +11,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use futures_util::StreamExt;
 use portcullis_providers::{
-    ChainFailure, Operation, ProviderError, ProviderKind, Reply, Target, serve, weighted_first,
+    ChainFailure, Operation, ProviderError, ProviderKind, Reply, Target, anthropic, serve,
+    weighted_first,
 };
 use portcullis_storage::dataplane::{self, LiveKey, ResolvedRoute, ResolvedTarget};
 use serde_json::{Map, Value, json};
@@ -107,6 +108,63 @@ pub async fn completions(
     proxy(&state, &headers, &body, Kind::Chat).await
 }
 
+/// `POST /v1/messages`: Anthropic's format in and out, over the same routes and chains.
+pub async fn messages(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let key = authenticate(&state, &headers).await?;
+    let request: Map<String, Value> =
+        serde_json::from_slice(&body).map_err(|_| ApiError::InvalidRequest {
+            code: "invalid_json",
+            message: "the body is not a JSON object".to_owned(),
+        })?;
+    let chat =
+        anthropic::request_to_openai(&request).map_err(|e| ApiError::invalid_request(e.0))?;
+    let alias = chat
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let stream = chat.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let mut served = serve_alias(&state, &key, &alias, &chat, Operation::Chat { stream }).await?;
+    served.reply = match served.reply {
+        Reply::Json { status: 200, body } => Reply::Json {
+            status: 200,
+            body: anthropic::response_from_openai(&body, &alias).ok_or(ApiError::Upstream {
+                status: StatusCode::BAD_GATEWAY,
+                code: "upstream_error",
+            })?,
+        },
+        Reply::Stream { first, rest } => {
+            let mut translator = anthropic::StreamTranslator::new(&alias);
+            let head = translator.push(&first);
+            let events = futures_util::stream::unfold(
+                (Some(rest), Some(translator)),
+                |(rest, translator)| async move {
+                    let (mut rest, mut translator) = (rest?, translator?);
+                    match rest.next().await {
+                        Some(Ok(chunk)) => {
+                            Some((Ok(translator.push(&chunk)), (Some(rest), Some(translator))))
+                        }
+                        Some(Err(error)) => Some((Err(error), (None, None))),
+                        None => Some((Ok(translator.finish()), (None, None))),
+                    }
+                },
+            )
+            .map(|batch| batch.map(|events| Bytes::from(events.concat())))
+            .boxed();
+            Reply::Stream {
+                first: Bytes::from(head.concat()),
+                rest: events,
+            }
+        }
+        other => other,
+    };
+    respond(served)
+}
+
 /// `POST /v1/embeddings`: `encoding_format` (`float` or `base64`) passes through.
 pub async fn embeddings(
     State(state): State<AppState>,
@@ -171,21 +229,37 @@ async fn proxy(
             Operation::Embeddings
         }
     };
-    if !allowed(&key, alias) {
+    let served = serve_alias(state, &key, alias, &request, operation).await?;
+    respond(served)
+}
+
+/// Checks the key's allowlist, resolves the alias and serves through its chain.
+async fn serve_alias(
+    state: &AppState,
+    key: &LiveKey,
+    alias: &str,
+    request: &Map<String, Value>,
+    operation: Operation,
+) -> Result<portcullis_providers::Served, ApiError> {
+    if !allowed(key, alias) {
         return Err(ApiError::forbidden(
             "model_not_allowed",
             format!("this key may not use `{alias}`"),
         ));
     }
-    let route = route(state, &key, alias).await?;
+    let route = route(state, key, alias).await?;
     let timeout = route
         .timeout_ms
         .and_then(|ms| u64::try_from(ms).ok())
         .map_or(DEFAULT_TIMEOUT, Duration::from_millis);
     let targets = chain(&route);
-    let served = serve(&state.upstreams, &targets, &request, operation, timeout)
+    serve(&state.upstreams, &targets, request, operation, timeout)
         .await
-        .map_err(|failure| failure_to_error(&failure))?;
+        .map_err(|failure| failure_to_error(&failure))
+}
+
+/// The upstream's answer, with the headers that say who served it.
+fn respond(served: portcullis_providers::Served) -> Result<Response, ApiError> {
     let mut response = match served.reply {
         Reply::Json { status, body } => Response::builder()
             .status(status)

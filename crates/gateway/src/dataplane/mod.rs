@@ -1,5 +1,6 @@
 //! The data plane of API.md, authenticated by virtual key: `/v1/chat/completions` (stream or
-//! not), `/v1/embeddings`, `/v1/models`, and an envelope 404 for endpoints not served yet.
+//! not), `/v1/embeddings`, `/v1/messages` (Anthropic's format), `/v1/models`, and an envelope
+//! 404 for endpoints not served yet.
 
 mod cache;
 mod chat;
@@ -18,10 +19,9 @@ use crate::router::AppState;
 const MAX_BODY: usize = 16 * 1024 * 1024;
 
 /// Endpoints that OpenAI and Anthropic clients call which this gateway does not serve yet.
-const NOT_YET: [&str; 4] = [
+const NOT_YET: [&str; 3] = [
     "/v1/responses",
     "/v1/completions",
-    "/v1/messages",
     "/v1/messages/count_tokens",
 ];
 
@@ -29,6 +29,7 @@ pub fn router() -> Router<AppState> {
     let mut router = Router::new()
         .route("/v1/chat/completions", post(chat::completions))
         .route("/v1/embeddings", post(chat::embeddings))
+        .route("/v1/messages", post(chat::messages))
         .route("/v1/models", get(chat::models));
     for path in NOT_YET {
         router = router.route(path, axum::routing::any(unsupported));

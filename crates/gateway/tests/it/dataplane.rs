@@ -380,3 +380,71 @@ async fn embeddings_come_as_floats_or_base64() {
         .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn anthropic_messages_come_back_in_anthropics_format_streamed_or_not() {
+    let env = Env::new().await;
+    env.mock_route("claude-sonnet", &["mock-1"]).await;
+    let request = json!({"model": "claude-sonnet", "max_tokens": 64, "system": "Be brief.",
+                         "messages": [{"role": "user", "content": "Hello"}]});
+    let reply = env
+        .send({
+            let mut call = crate::support::Call::new(
+                Method::POST,
+                "/v1/messages",
+                None,
+                Some(request.clone()),
+            );
+            call.headers.push(("x-api-key", env.virtual_key.clone()));
+            call.headers
+                .push(("anthropic-version", "2023-06-01".to_owned()));
+            call
+        })
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body["type"], "message");
+    assert_eq!(reply.body["model"], "claude-sonnet");
+    assert!(
+        reply.body["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("mock")
+    );
+    assert_eq!(reply.body["stop_reason"], "end_turn");
+    assert!(reply.body["usage"]["output_tokens"].as_u64().unwrap() > 0);
+
+    let mut streaming = request;
+    streaming["stream"] = json!(true);
+    let app = env.app(crate::support::UNTRUSTED_PEER);
+    let http = axum::http::Request::post("/v1/messages")
+        .header("authorization", format!("Bearer {}", env.virtual_key))
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(streaming.to_string()))
+        .unwrap();
+    let response = tower::ServiceExt::oneshot(app, http).await.unwrap();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    let kinds: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("event: "))
+        .collect();
+    assert_eq!(kinds.first(), Some(&"message_start"), "{text}");
+    assert_eq!(kinds.last(), Some(&"message_stop"), "{text}");
+    assert!(kinds.contains(&"content_block_delta"));
+
+    let missing = env
+        .call(
+            Method::POST,
+            "/v1/messages",
+            Who::VirtualKey,
+            Some(json!({"model": "claude-sonnet", "messages": []})),
+        )
+        .await;
+    assert_eq!(
+        missing.status,
+        StatusCode::BAD_REQUEST,
+        "max_tokens is required"
+    );
+}

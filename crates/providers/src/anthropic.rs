@@ -1,0 +1,495 @@
+//! Anthropic's Messages format, translated to and from OpenAI's Chat Completions, so that
+//! Anthropic clients (`POST /v1/messages`) reach any route: the request in, the answer out,
+//! and the stream event by event. Text, images, tool use and tool results, usage and stop
+//! reasons carry over.
+
+use bytes::Bytes;
+use serde_json::{Map, Value, json};
+
+/// Why a Messages request cannot be translated: the caller's mistake, a 400.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadMessages(pub String);
+
+fn bad(message: &str) -> BadMessages {
+    BadMessages(message.to_owned())
+}
+
+/// Text of a `system` field or of a content block list.
+fn text_of(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        Value::Array(blocks) => blocks
+            .iter()
+            .filter(|b| b["type"] == "text")
+            .filter_map(|b| b["text"].as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
+}
+
+/// An Anthropic request as an OpenAI chat request (same `model` alias).
+pub fn request_to_openai(request: &Map<String, Value>) -> Result<Map<String, Value>, BadMessages> {
+    let model = request
+        .get("model")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("`model` is required"))?;
+    let max_tokens = request
+        .get("max_tokens")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| bad("`max_tokens` is required"))?;
+    let input = request
+        .get("messages")
+        .and_then(Value::as_array)
+        .ok_or_else(|| bad("`messages` must be an array"))?;
+    let mut messages = Vec::new();
+    if let Some(system) = request.get("system") {
+        messages.push(json!({"role": "system", "content": text_of(system)}));
+    }
+    for message in input {
+        let role = message["role"]
+            .as_str()
+            .ok_or_else(|| bad("each message needs a `role`"))?;
+        if role != "user" && role != "assistant" {
+            return Err(bad("a message's `role` is `user` or `assistant`"));
+        }
+        match &message["content"] {
+            Value::String(text) => messages.push(json!({"role": role, "content": text})),
+            Value::Array(blocks) => translate_blocks(role, blocks, &mut messages)?,
+            _ => return Err(bad("a message's `content` is a string or a list of blocks")),
+        }
+    }
+    let mut out = Map::new();
+    out.insert("model".into(), json!(model));
+    out.insert("messages".into(), Value::Array(messages));
+    out.insert("max_tokens".into(), json!(max_tokens));
+    for (from, to) in [
+        ("temperature", "temperature"),
+        ("top_p", "top_p"),
+        ("stop_sequences", "stop"),
+    ] {
+        if let Some(value) = request.get(from) {
+            out.insert(to.into(), value.clone());
+        }
+    }
+    if let Some(user) = request.get("metadata").and_then(|m| m.get("user_id")) {
+        out.insert("user".into(), user.clone());
+    }
+    if let Some(tools) = request.get("tools").and_then(Value::as_array) {
+        let tools: Vec<Value> = tools
+            .iter()
+            .map(|t| {
+                json!({"type": "function", "function": {"name": t["name"], "description": t.get("description").cloned().unwrap_or(Value::Null), "parameters": t["input_schema"]}})
+            })
+            .collect();
+        out.insert("tools".into(), Value::Array(tools));
+    }
+    if let Some(choice) = request.get("tool_choice") {
+        let mapped = match choice["type"].as_str() {
+            Some("any") => json!("required"),
+            Some("tool") => json!({"type": "function", "function": {"name": choice["name"]}}),
+            Some("none") => json!("none"),
+            _ => json!("auto"),
+        };
+        out.insert("tool_choice".into(), mapped);
+    }
+    if request
+        .get("stream")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+    {
+        out.insert("stream".into(), json!(true));
+        out.insert("stream_options".into(), json!({"include_usage": true}));
+    }
+    Ok(out)
+}
+
+fn translate_blocks(
+    role: &str,
+    blocks: &[Value],
+    messages: &mut Vec<Value>,
+) -> Result<(), BadMessages> {
+    let mut parts = Vec::new();
+    let mut tool_calls = Vec::new();
+    for block in blocks {
+        match block["type"].as_str() {
+            Some("text") => parts.push(json!({"type": "text", "text": block["text"]})),
+            Some("image") => {
+                let source = &block["source"];
+                let url = match source["type"].as_str() {
+                    Some("base64") => format!(
+                        "data:{};base64,{}",
+                        source["media_type"].as_str().unwrap_or("image/png"),
+                        source["data"].as_str().unwrap_or("")
+                    ),
+                    Some("url") => source["url"].as_str().unwrap_or("").to_owned(),
+                    _ => return Err(bad("an image's `source` is base64 or url")),
+                };
+                parts.push(json!({"type": "image_url", "image_url": {"url": url}}));
+            }
+            Some("tool_use") => tool_calls.push(json!({
+                "id": block["id"], "type": "function",
+                "function": {"name": block["name"], "arguments": block["input"].to_string()},
+            })),
+            Some("tool_result") => messages.push(json!({
+                "role": "tool", "tool_call_id": block["tool_use_id"], "content": text_of(&block["content"]),
+            })),
+            _ => return Err(bad("unknown content block type")),
+        }
+    }
+    if parts.is_empty() && tool_calls.is_empty() {
+        return Ok(());
+    }
+    let only_text = parts.iter().all(|p| p["type"] == "text");
+    let content = if only_text {
+        json!(
+            parts
+                .iter()
+                .filter_map(|p| p["text"].as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    } else {
+        Value::Array(parts)
+    };
+    let mut message = json!({"role": role, "content": content});
+    if !tool_calls.is_empty() {
+        message["tool_calls"] = Value::Array(tool_calls);
+    }
+    messages.push(message);
+    Ok(())
+}
+
+fn stop_reason(finish: Option<&str>) -> &'static str {
+    match finish {
+        Some("length") => "max_tokens",
+        Some("tool_calls") => "tool_use",
+        _ => "end_turn",
+    }
+}
+
+fn message_id(openai_id: Option<&str>) -> String {
+    format!(
+        "msg_{}",
+        openai_id
+            .unwrap_or("portcullis")
+            .trim_start_matches("chatcmpl-")
+    )
+}
+
+/// An OpenAI chat completion as an Anthropic message; `alias` is the model the client asked for.
+pub fn response_from_openai(body: &[u8], alias: &str) -> Option<Bytes> {
+    let reply: Value = serde_json::from_slice(body).ok()?;
+    let choice = &reply["choices"][0];
+    let mut content = Vec::new();
+    if let Some(text) = choice["message"]["content"]
+        .as_str()
+        .filter(|t| !t.is_empty())
+    {
+        content.push(json!({"type": "text", "text": text}));
+    }
+    for call in choice["message"]["tool_calls"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let input: Value = call["function"]["arguments"]
+            .as_str()
+            .and_then(|a| serde_json::from_str(a).ok())
+            .unwrap_or_else(|| json!({}));
+        content.push(json!({"type": "tool_use", "id": call["id"], "name": call["function"]["name"], "input": input}));
+    }
+    let message = json!({
+        "id": message_id(reply["id"].as_str()), "type": "message", "role": "assistant", "model": alias,
+        "content": content, "stop_reason": stop_reason(choice["finish_reason"].as_str()), "stop_sequence": null,
+        "usage": {"input_tokens": reply["usage"]["prompt_tokens"].as_u64().unwrap_or(0),
+                  "output_tokens": reply["usage"]["completion_tokens"].as_u64().unwrap_or(0)},
+    });
+    Some(Bytes::from(message.to_string()))
+}
+
+/// Turns an OpenAI chat stream into Anthropic's event stream, chunk by chunk. Upstream chunks
+/// may split events anywhere; the translator buffers up to each blank line.
+#[derive(Debug)]
+pub struct StreamTranslator {
+    alias: String,
+    buffer: Vec<u8>,
+    started: bool,
+    /// The index and kind of the content block now open.
+    open_block: Option<(usize, bool)>,
+    next_index: usize,
+    stop: Option<String>,
+    output_tokens: u64,
+    input_tokens: u64,
+    finished: bool,
+}
+
+fn event(kind: &str, data: &Value) -> Bytes {
+    Bytes::from(format!("event: {kind}\ndata: {data}\n\n"))
+}
+
+impl StreamTranslator {
+    pub fn new(alias: &str) -> Self {
+        Self {
+            alias: alias.to_owned(),
+            buffer: Vec::new(),
+            started: false,
+            open_block: None,
+            next_index: 0,
+            stop: None,
+            output_tokens: 0,
+            input_tokens: 0,
+            finished: false,
+        }
+    }
+
+    /// Anthropic events for the next piece of the upstream stream.
+    pub fn push(&mut self, chunk: &[u8]) -> Vec<Bytes> {
+        self.buffer.extend_from_slice(chunk);
+        let mut out = Vec::new();
+        while let Some(end) = find_blank_line(&self.buffer) {
+            let raw: Vec<u8> = self.buffer.drain(..end.1).collect();
+            let text = String::from_utf8_lossy(&raw[..end.0]).into_owned();
+            for line in text.lines() {
+                if let Some(data) = line.strip_prefix("data:").map(str::trim) {
+                    self.on_data(data, &mut out);
+                }
+            }
+        }
+        out
+    }
+
+    fn start(&mut self, id: Option<&str>, out: &mut Vec<Bytes>) {
+        if !self.started {
+            self.started = true;
+            out.push(event(
+                "message_start",
+                &json!({"type": "message_start", "message": {
+                "id": message_id(id), "type": "message", "role": "assistant", "model": self.alias,
+                "content": [], "stop_reason": null, "stop_sequence": null,
+                "usage": {"input_tokens": 0, "output_tokens": 0}}}),
+            ));
+        }
+    }
+
+    fn close_block(&mut self, out: &mut Vec<Bytes>) {
+        if let Some((index, _)) = self.open_block.take() {
+            out.push(event(
+                "content_block_stop",
+                &json!({"type": "content_block_stop", "index": index}),
+            ));
+        }
+    }
+
+    fn on_data(&mut self, data: &str, out: &mut Vec<Bytes>) {
+        if data == "[DONE]" {
+            self.finish_into(out);
+            return;
+        }
+        let Ok(chunk) = serde_json::from_str::<Value>(data) else {
+            return;
+        };
+        self.start(chunk["id"].as_str(), out);
+        if let Some(usage) = chunk.get("usage").filter(|u| u.is_object()) {
+            self.input_tokens = usage["prompt_tokens"].as_u64().unwrap_or(self.input_tokens);
+            self.output_tokens = usage["completion_tokens"]
+                .as_u64()
+                .unwrap_or(self.output_tokens);
+        }
+        let Some(choice) = chunk["choices"].get(0) else {
+            return;
+        };
+        let delta = &choice["delta"];
+        if let Some(text) = delta["content"].as_str().filter(|t| !t.is_empty()) {
+            if !matches!(self.open_block, Some((_, true))) {
+                self.close_block(out);
+                let index = self.next_index;
+                self.next_index += 1;
+                self.open_block = Some((index, true));
+                out.push(event(
+                    "content_block_start",
+                    &json!({"type": "content_block_start", "index": index,
+                    "content_block": {"type": "text", "text": ""}}),
+                ));
+            }
+            let index = self.open_block.map_or(0, |(i, _)| i);
+            out.push(event(
+                "content_block_delta",
+                &json!({"type": "content_block_delta", "index": index,
+                "delta": {"type": "text_delta", "text": text}}),
+            ));
+        }
+        for call in delta["tool_calls"].as_array().into_iter().flatten() {
+            if call.get("id").is_some_and(|id| !id.is_null()) {
+                self.close_block(out);
+                let index = self.next_index;
+                self.next_index += 1;
+                self.open_block = Some((index, false));
+                out.push(event("content_block_start", &json!({"type": "content_block_start", "index": index,
+                    "content_block": {"type": "tool_use", "id": call["id"], "name": call["function"]["name"], "input": {}}})));
+            }
+            if let Some(arguments) = call["function"]["arguments"]
+                .as_str()
+                .filter(|a| !a.is_empty())
+            {
+                let index = self.open_block.map_or(0, |(i, _)| i);
+                out.push(event(
+                    "content_block_delta",
+                    &json!({"type": "content_block_delta", "index": index,
+                    "delta": {"type": "input_json_delta", "partial_json": arguments}}),
+                ));
+            }
+        }
+        if let Some(finish) = choice["finish_reason"].as_str() {
+            self.stop = Some(stop_reason(Some(finish)).to_owned());
+        }
+    }
+
+    fn finish_into(&mut self, out: &mut Vec<Bytes>) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        self.start(None, out);
+        self.close_block(out);
+        out.push(event("message_delta", &json!({"type": "message_delta",
+            "delta": {"stop_reason": self.stop.clone().unwrap_or_else(|| "end_turn".to_owned()), "stop_sequence": null},
+            "usage": {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens}})));
+        out.push(event("message_stop", &json!({"type": "message_stop"})));
+    }
+
+    /// The closing events, if the upstream ended without `[DONE]`.
+    pub fn finish(&mut self) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        self.finish_into(&mut out);
+        out
+    }
+}
+
+/// The end of the first event in `buffer`: (end of its text, end including the blank line).
+fn find_blank_line(buffer: &[u8]) -> Option<(usize, usize)> {
+    let lf = buffer
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .map(|at| (at, at + 2));
+    let crlf = buffer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|at| (at, at + 4));
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(if a.0 < b.0 { a } else { b }),
+        (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(value: Value) -> Map<String, Value> {
+        value.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn a_messages_request_becomes_a_chat_request() {
+        let request = map(json!({
+            "model": "claude", "max_tokens": 100, "system": "Be brief.", "stop_sequences": ["END"],
+            "messages": [
+                {"role": "user", "content": "What is the weather?"},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "weather", "input": {"city": "Oslo"}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "Sunny"}]}
+            ],
+            "tools": [{"name": "weather", "description": "Weather", "input_schema": {"type": "object"}}],
+            "tool_choice": {"type": "any"}, "stream": true
+        }));
+        let chat = Value::Object(request_to_openai(&request).unwrap());
+        assert_eq!(
+            chat["messages"][0],
+            json!({"role": "system", "content": "Be brief."})
+        );
+        assert_eq!(
+            chat["messages"][2]["tool_calls"][0]["function"]["arguments"],
+            "{\"city\":\"Oslo\"}"
+        );
+        assert_eq!(
+            chat["messages"][3],
+            json!({"role": "tool", "tool_call_id": "toolu_1", "content": "Sunny"})
+        );
+        assert_eq!(
+            chat["tools"][0]["function"]["parameters"],
+            json!({"type": "object"})
+        );
+        assert_eq!(chat["tool_choice"], "required");
+        assert_eq!(chat["stop"], json!(["END"]));
+        assert_eq!(chat["stream_options"]["include_usage"], true);
+        assert!(
+            request_to_openai(&map(json!({"model": "m", "messages": []}))).is_err(),
+            "max_tokens is required"
+        );
+    }
+
+    #[test]
+    fn a_chat_completion_becomes_a_message() {
+        let reply = json!({"id": "chatcmpl-9", "choices": [{"message": {"content": "Hi", "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "weather", "arguments": "{\"city\":\"Oslo\"}"}}]},
+            "finish_reason": "tool_calls"}], "usage": {"prompt_tokens": 5, "completion_tokens": 7}});
+        let message: Value = serde_json::from_slice(
+            &response_from_openai(reply.to_string().as_bytes(), "claude").unwrap(),
+        )
+        .unwrap();
+        assert_eq!(message["type"], "message");
+        assert_eq!(message["model"], "claude");
+        assert_eq!(message["content"][0], json!({"type": "text", "text": "Hi"}));
+        assert_eq!(message["content"][1]["input"], json!({"city": "Oslo"}));
+        assert_eq!(message["stop_reason"], "tool_use");
+        assert_eq!(
+            message["usage"],
+            json!({"input_tokens": 5, "output_tokens": 7})
+        );
+    }
+
+    #[test]
+    fn a_chat_stream_becomes_message_events_whatever_the_chunking() {
+        let upstream = concat!(
+            "data: {\"id\":\"chatcmpl-1\",\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n",
+            "data: {\"id\":\"chatcmpl-1\",\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\n",
+            "data: {\"id\":\"chatcmpl-1\",\"choices\":[{\"delta\":{\"content\":\"lo\"},\"finish_reason\":\"stop\"}]}\n\n",
+            "data: {\"id\":\"chatcmpl-1\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}}\n\n",
+            "data: [DONE]\n\n"
+        );
+        for split in [1, 7, 50, upstream.len()] {
+            let mut translator = StreamTranslator::new("claude");
+            let mut events = Vec::new();
+            for piece in upstream.as_bytes().chunks(split) {
+                events.extend(translator.push(piece));
+            }
+            events.extend(translator.finish());
+            let text: String = events
+                .iter()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .collect();
+            let kinds: Vec<&str> = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("event: "))
+                .collect();
+            assert_eq!(
+                kinds,
+                [
+                    "message_start",
+                    "content_block_start",
+                    "content_block_delta",
+                    "content_block_delta",
+                    "content_block_stop",
+                    "message_delta",
+                    "message_stop"
+                ],
+                "split {split}"
+            );
+            assert!(
+                text.contains("\"text\":\"Hel\"") && text.contains("\"output_tokens\":2"),
+                "{text}"
+            );
+        }
+    }
+}

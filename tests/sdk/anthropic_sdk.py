@@ -1,0 +1,32 @@
+"""The official anthropic Python SDK against a running gateway: a message, and a streamed
+one. Usage: anthropic_sdk.py BASE_URL VIRTUAL_KEY. Exits non-zero, naming the failed check."""
+
+import sys
+
+import anthropic
+
+
+def main() -> None:
+    base_url, key = sys.argv[1], sys.argv[2]
+    client = anthropic.Anthropic(base_url=base_url, api_key=key, max_retries=0, timeout=10)
+
+    message = client.messages.create(
+        model="claude-sonnet", max_tokens=64, system="Be brief.",
+        messages=[{"role": "user", "content": "Hello"}],
+    )
+    assert message.content and message.content[0].text, "message: empty"
+    assert message.stop_reason == "end_turn", f"message: stop_reason {message.stop_reason}"
+    assert message.usage.output_tokens > 0, "message: no usage"
+
+    with client.messages.stream(
+        model="claude-sonnet", max_tokens=64, messages=[{"role": "user", "content": "Hello"}]
+    ) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text, "stream: no text"
+    assert final.stop_reason == "end_turn", f"stream: stop_reason {final.stop_reason}"
+    print("anthropic sdk: ok")
+
+
+if __name__ == "__main__":
+    main()
