@@ -7,6 +7,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use futures_util::StreamExt;
@@ -72,6 +73,15 @@ fn chain(route: &ResolvedRoute) -> Vec<Target> {
     primary
 }
 
+/// A body over the limit is 413; any other failure to read it is the client's 400.
+fn body_error(rejection: BytesRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge
+    } else {
+        ApiError::invalid_request("the body could not be read")
+    }
+}
+
 /// All targets failed: the client learns which way, never the upstream's address or key.
 fn failure_to_error(failure: &ChainFailure) -> ApiError {
     match &failure.last {
@@ -103,8 +113,9 @@ fn failure_to_error(failure: &ChainFailure) -> ApiError {
 pub async fn completions(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let body = body.map_err(body_error)?;
     proxy(&state, &headers, &body, Kind::Chat).await
 }
 
@@ -112,8 +123,9 @@ pub async fn completions(
 pub async fn messages(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let body = body.map_err(body_error)?;
     let key = authenticate(&state, &headers).await?;
     let request: Map<String, Value> =
         serde_json::from_slice(&body).map_err(|_| ApiError::InvalidRequest {
@@ -169,8 +181,9 @@ pub async fn messages(
 pub async fn embeddings(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let body = body.map_err(body_error)?;
     proxy(&state, &headers, &body, Kind::Embeddings).await
 }
 
