@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use crate::breaker::Breakers;
 use crate::error::ProviderError;
 use crate::target::{ProviderKind, Target};
-use crate::{mock, openai};
+use crate::{anthropic_api, mock, openai};
 
 /// The shared, pooled HTTP client and the breakers of every target.
 #[derive(Debug)]
@@ -143,8 +143,11 @@ async fn attempt(
         ProviderKind::OpenAi | ProviderKind::OpenAiCompatible | ProviderKind::Azure => {
             openai::call(&upstreams.http, target, body, operation, timeout).await
         }
-        ProviderKind::Anthropic | ProviderKind::Gemini => Err(ProviderError::Unsupported(
-            "this provider's adapter is not available yet".into(),
+        ProviderKind::Anthropic => {
+            anthropic_api::call(&upstreams.http, target, body, operation, timeout).await
+        }
+        ProviderKind::Gemini => Err(ProviderError::Unsupported(
+            "the Gemini adapter is not available yet".into(),
         )),
     }
 }

@@ -1,5 +1,6 @@
 //! Portcullis providers: upstream adapters (OpenAI and OpenAI-compatible servers, Azure
-//! OpenAI, and `mock`), streaming, and a fallback chain with retries and circuit breakers.
+//! OpenAI, Anthropic, and `mock`), streaming, and a fallback chain with retries and circuit
+//! breakers.
 //!
 //! **Architecture Invariant:** knows nothing of PostgreSQL or axum, so that other Rust services
 //! can embed a provider client with fallback. Only this crate names `reqwest`.
@@ -8,6 +9,7 @@
 //! URL comes from the target (an operator's credential), and redirects are not followed.
 
 pub mod anthropic;
+mod anthropic_api;
 mod breaker;
 mod chain;
 mod error;

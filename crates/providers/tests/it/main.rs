@@ -422,3 +422,107 @@ async fn embeddings_go_to_the_embeddings_endpoint() {
     assert_eq!(sent["model"], "e-model");
     assert_eq!(sent["encoding_format"], "base64");
 }
+
+async fn fake_anthropic(State(seen): State<Seen>, headers: HeaderMap, body: Bytes) -> Response {
+    seen.hits.fetch_add(1, Ordering::SeqCst);
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    *seen.last_body.lock().unwrap() = Some(body.clone());
+    *seen.last_headers.lock().unwrap() = Some(headers);
+    if body["stream"] == true {
+        let events = [
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"usage\":{\"input_tokens\":11,\"output_tokens\":1}}}\n\n",
+            "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi there\"}}\n\n",
+            "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+            "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":4}}\n\n",
+            "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+        ];
+        let stream =
+            futures_util::stream::iter(events.map(|e| Ok::<_, std::io::Error>(Bytes::from(e))));
+        return Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(Body::from_stream(stream))
+            .unwrap();
+    }
+    axum::Json(json!({"id": "msg_1", "type": "message", "role": "assistant", "model": body["model"],
+        "content": [{"type": "text", "text": "Hi"}, {"type": "tool_use", "id": "toolu_1", "name": "weather", "input": {"city": "Oslo"}}],
+        "stop_reason": "tool_use", "usage": {"input_tokens": 11, "output_tokens": 7}}))
+    .into_response()
+}
+
+async fn anthropic_upstream() -> (SocketAddr, Seen) {
+    let seen = Seen::default();
+    let app = Router::new()
+        .route("/v1/messages", post(fake_anthropic))
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn anthropic_is_called_in_its_own_format_and_answers_in_openais() {
+    let (addr, seen) = anthropic_upstream().await;
+    let up = upstreams();
+    let claude = target("claude", ProviderKind::Anthropic, addr, "");
+    let request = json!({"model": "alias", "messages": [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Weather in Oslo?"},
+        {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
+            "function": {"name": "weather", "arguments": "{\"city\":\"Oslo\"}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "Sunny"}],
+        "tools": [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}],
+        "stop": "END"});
+    let served = serve_chat(
+        &up,
+        std::slice::from_ref(&claude),
+        request.as_object().unwrap(),
+        false,
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap();
+    let sent = seen.last_body.lock().unwrap().clone().unwrap();
+    assert_eq!(sent["model"], "claude-model");
+    assert_eq!(sent["system"], "Be brief.");
+    assert_eq!(sent["max_tokens"], 4096, "Anthropic needs max_tokens");
+    assert_eq!(sent["messages"][1]["content"][0]["type"], "tool_use");
+    assert_eq!(
+        sent["messages"][1]["content"][0]["input"],
+        json!({"city": "Oslo"})
+    );
+    assert_eq!(sent["messages"][2]["content"][0]["type"], "tool_result");
+    assert_eq!(sent["tools"][0]["input_schema"], json!({"type": "object"}));
+    assert_eq!(sent["stop_sequences"], json!(["END"]));
+    let headers = seen.last_headers.lock().unwrap().clone().unwrap();
+    assert_eq!(headers["x-api-key"], KEY);
+    assert_eq!(headers["anthropic-version"], "2023-06-01");
+    let reply = json_of(served.reply).await;
+    assert_eq!(reply["choices"][0]["message"]["content"], "Hi");
+    assert_eq!(
+        reply["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"],
+        "{\"city\":\"Oslo\"}"
+    );
+    assert_eq!(reply["choices"][0]["finish_reason"], "tool_calls");
+    assert_eq!(reply["usage"]["total_tokens"], 18);
+
+    let mut streaming = body(true);
+    streaming.insert("stream_options".into(), json!({"include_usage": true}));
+    let served = serve_chat(&up, &[claude], &streaming, true, Duration::from_secs(2))
+        .await
+        .unwrap();
+    let Reply::Stream { first, rest } = served.reply else {
+        panic!("expected a stream")
+    };
+    let rest: Vec<Bytes> = rest.map(Result::unwrap).collect().await;
+    let text = rest
+        .iter()
+        .fold(String::from_utf8(first.to_vec()).unwrap(), |acc, b| {
+            acc + std::str::from_utf8(b).unwrap()
+        });
+    assert!(text.contains("\"content\":\"Hi there\""), "{text}");
+    assert!(text.contains("\"finish_reason\":\"stop\""), "{text}");
+    assert!(text.contains("\"completion_tokens\":4"), "{text}");
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+}

@@ -1,0 +1,352 @@
+//! The Anthropic adapter: an OpenAI-shaped chat request sent to Anthropic's Messages API, its
+//! answer (and stream) turned back into OpenAI's shape.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
+use secrecy::ExposeSecret;
+use serde_json::{Map, Value, json};
+
+use crate::chain::{Operation, Reply};
+use crate::error::{ProviderError, scrub};
+use crate::target::Target;
+
+const ANTHROPIC_BASE: &str = "https://api.anthropic.com";
+const ANTHROPIC_VERSION: &str = "2023-06-01";
+/// Anthropic requires `max_tokens`; OpenAI clients often leave it out.
+const DEFAULT_MAX_TOKENS: u64 = 4096;
+
+fn text_of(content: &Value) -> String {
+    match content {
+        Value::String(text) => text.clone(),
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
+}
+
+fn blocks_of(content: &Value) -> Vec<Value> {
+    match content {
+        Value::String(text) if !text.is_empty() => vec![json!({"type": "text", "text": text})],
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|part| match part["type"].as_str() {
+                Some("text") => Some(json!({"type": "text", "text": part["text"]})),
+                Some("image_url") => {
+                    let url = part["image_url"]["url"].as_str().unwrap_or_default();
+                    let source = match url
+                        .strip_prefix("data:")
+                        .and_then(|r| r.split_once(";base64,"))
+                    {
+                        Some((media_type, data)) => {
+                            json!({"type": "base64", "media_type": media_type, "data": data})
+                        }
+                        None => json!({"type": "url", "url": url}),
+                    };
+                    Some(json!({"type": "image", "source": source}))
+                }
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// An OpenAI chat request in Anthropic's shape, for `model`.
+pub(crate) fn request(body: &Map<String, Value>, model: &str) -> Value {
+    let mut system = Vec::new();
+    let mut messages: Vec<Value> = Vec::new();
+    for message in body
+        .get("messages")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        match message["role"].as_str() {
+            Some("system" | "developer") => system.push(text_of(&message["content"])),
+            Some("tool") => {
+                let result = json!({"type": "tool_result", "tool_use_id": message["tool_call_id"],
+                                    "content": text_of(&message["content"])});
+                // Consecutive tool results go back in one user turn, as Anthropic expects.
+                match messages.last_mut() {
+                    Some(last)
+                        if last["role"] == "user"
+                            && last["content"][0]["type"] == "tool_result" =>
+                    {
+                        if let Some(blocks) = last["content"].as_array_mut() {
+                            blocks.push(result);
+                        }
+                    }
+                    _ => messages.push(json!({"role": "user", "content": [result]})),
+                }
+            }
+            Some(role @ ("user" | "assistant")) => {
+                let mut blocks = blocks_of(&message["content"]);
+                for call in message["tool_calls"].as_array().into_iter().flatten() {
+                    let input: Value = call["function"]["arguments"]
+                        .as_str()
+                        .and_then(|a| serde_json::from_str(a).ok())
+                        .unwrap_or_else(|| json!({}));
+                    blocks.push(json!({"type": "tool_use", "id": call["id"], "name": call["function"]["name"], "input": input}));
+                }
+                messages.push(json!({"role": role, "content": blocks}));
+            }
+            _ => {}
+        }
+    }
+    let max_tokens = body
+        .get("max_completion_tokens")
+        .or_else(|| body.get("max_tokens"))
+        .and_then(Value::as_u64)
+        .unwrap_or(DEFAULT_MAX_TOKENS);
+    let mut out = json!({"model": model, "max_tokens": max_tokens, "messages": messages});
+    if !system.is_empty() {
+        out["system"] = json!(system.join("\n"));
+    }
+    for key in ["temperature", "top_p"] {
+        if let Some(value) = body.get(key) {
+            out[key] = value.clone();
+        }
+    }
+    match body.get("stop") {
+        Some(Value::String(stop)) => out["stop_sequences"] = json!([stop]),
+        Some(Value::Array(stops)) => out["stop_sequences"] = json!(stops),
+        _ => {}
+    }
+    if let Some(tools) = body.get("tools").and_then(Value::as_array) {
+        out["tools"] = tools
+            .iter()
+            .map(|t| {
+                json!({"name": t["function"]["name"], "description": t["function"]["description"],
+                            "input_schema": t["function"]["parameters"]})
+            })
+            .collect();
+    }
+    if let Some(choice) = body.get("tool_choice") {
+        out["tool_choice"] = match choice {
+            Value::String(s) if s == "required" => json!({"type": "any"}),
+            Value::String(s) if s == "none" => json!({"type": "none"}),
+            Value::Object(_) => json!({"type": "tool", "name": choice["function"]["name"]}),
+            _ => json!({"type": "auto"}),
+        };
+    }
+    if body.get("stream").and_then(Value::as_bool).unwrap_or(false) {
+        out["stream"] = json!(true);
+    }
+    out
+}
+
+fn finish_reason(stop: Option<&str>) -> &'static str {
+    match stop {
+        Some("max_tokens") => "length",
+        Some("tool_use") => "tool_calls",
+        _ => "stop",
+    }
+}
+
+/// An Anthropic message as an OpenAI chat completion.
+pub(crate) fn response(body: &[u8], model: &str) -> Option<Bytes> {
+    let message: Value = serde_json::from_slice(body).ok()?;
+    let blocks = message["content"].as_array()?;
+    let text: String = blocks
+        .iter()
+        .filter(|b| b["type"] == "text")
+        .filter_map(|b| b["text"].as_str())
+        .collect();
+    let calls: Vec<Value> = blocks
+        .iter()
+        .filter(|b| b["type"] == "tool_use")
+        .map(|b| json!({"id": b["id"], "type": "function", "function": {"name": b["name"], "arguments": b["input"].to_string()}}))
+        .collect();
+    let mut reply_message = json!({"role": "assistant", "content": if text.is_empty() { Value::Null } else { json!(text) }});
+    if !calls.is_empty() {
+        reply_message["tool_calls"] = json!(calls);
+    }
+    let (input, output) = (
+        message["usage"]["input_tokens"].as_u64().unwrap_or(0),
+        message["usage"]["output_tokens"].as_u64().unwrap_or(0),
+    );
+    let reply = json!({
+        "id": format!("chatcmpl-{}", message["id"].as_str().unwrap_or("anthropic")), "object": "chat.completion",
+        "created": 0, "model": model,
+        "choices": [{"index": 0, "message": reply_message, "finish_reason": finish_reason(message["stop_reason"].as_str())}],
+        "usage": {"prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output},
+    });
+    Some(Bytes::from(reply.to_string()))
+}
+
+/// Anthropic's event stream as OpenAI chunks.
+struct ChunkTranslator {
+    model: String,
+    buffer: Vec<u8>,
+    id: String,
+    input_tokens: u64,
+    output_tokens: u64,
+    tool_index: i64,
+    include_usage: bool,
+}
+
+impl ChunkTranslator {
+    fn chunk(&self, delta: Value, finish: Value) -> Bytes {
+        let chunk = json!({"id": self.id, "object": "chat.completion.chunk", "created": 0, "model": self.model,
+                           "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+        Bytes::from(format!("data: {chunk}\n\n"))
+    }
+
+    fn push(&mut self, bytes: &[u8]) -> Vec<Bytes> {
+        self.buffer.extend_from_slice(bytes);
+        let mut out = Vec::new();
+        while let Some(end) = self.buffer.windows(2).position(|w| w == b"\n\n") {
+            let raw: Vec<u8> = self.buffer.drain(..end + 2).collect();
+            let text = String::from_utf8_lossy(&raw).into_owned();
+            let Some(data) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("data:"))
+                .map(str::trim)
+            else {
+                continue;
+            };
+            let Ok(event) = serde_json::from_str::<Value>(data) else {
+                continue;
+            };
+            match event["type"].as_str() {
+                Some("message_start") => {
+                    self.id = format!("chatcmpl-{}", event["message"]["id"].as_str().unwrap_or("anthropic"));
+                    self.input_tokens = event["message"]["usage"]["input_tokens"].as_u64().unwrap_or(0);
+                    out.push(self.chunk(json!({"role": "assistant", "content": ""}), Value::Null));
+                }
+                Some("content_block_start") if event["content_block"]["type"] == "tool_use" => {
+                    self.tool_index += 1;
+                    let block = &event["content_block"];
+                    out.push(self.chunk(json!({"tool_calls": [{"index": self.tool_index, "id": block["id"], "type": "function",
+                        "function": {"name": block["name"], "arguments": ""}}]}), Value::Null));
+                }
+                Some("content_block_delta") => match event["delta"]["type"].as_str() {
+                    Some("text_delta") => out.push(self.chunk(json!({"content": event["delta"]["text"]}), Value::Null)),
+                    Some("input_json_delta") => out.push(self.chunk(
+                        json!({"tool_calls": [{"index": self.tool_index, "function": {"arguments": event["delta"]["partial_json"]}}]}),
+                        Value::Null,
+                    )),
+                    _ => {}
+                },
+                Some("message_delta") => {
+                    self.output_tokens = event["usage"]["output_tokens"].as_u64().unwrap_or(self.output_tokens);
+                    out.push(self.chunk(json!({}), json!(finish_reason(event["delta"]["stop_reason"].as_str()))));
+                }
+                Some("message_stop") => {
+                    if self.include_usage {
+                        let total = self.input_tokens + self.output_tokens;
+                        let usage = json!({"id": self.id, "object": "chat.completion.chunk", "created": 0, "model": self.model,
+                            "choices": [], "usage": {"prompt_tokens": self.input_tokens, "completion_tokens": self.output_tokens, "total_tokens": total}});
+                        out.push(Bytes::from(format!("data: {usage}\n\n")));
+                    }
+                    out.push(Bytes::from_static(b"data: [DONE]\n\n"));
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+pub(crate) async fn call(
+    http: &reqwest::Client,
+    target: &Target,
+    body: &Map<String, Value>,
+    operation: Operation,
+    timeout: Duration,
+) -> Result<Reply, ProviderError> {
+    let stream = match operation {
+        Operation::Chat { stream } => stream,
+        Operation::Embeddings => {
+            return Err(ProviderError::Unsupported(
+                "Anthropic has no embeddings".into(),
+            ));
+        }
+    };
+    let base = target
+        .base_url
+        .as_ref()
+        .map_or(ANTHROPIC_BASE, |u| u.as_str())
+        .trim_end_matches('/');
+    let key = target.api_key.expose_secret();
+    let payload = request(body, &target.model).to_string();
+    let sent = http
+        .post(format!("{base}/v1/messages"))
+        .header("x-api-key", key)
+        .header("anthropic-version", ANTHROPIC_VERSION)
+        .header("content-type", "application/json")
+        .body(payload)
+        .send();
+    let response = tokio::time::timeout(timeout, sent)
+        .await
+        .map_err(|_| ProviderError::Timeout)?
+        .map_err(|e| ProviderError::from_reqwest(&e))?;
+    let status = response.status();
+    if !status.is_success() {
+        let bytes = tokio::time::timeout(timeout, response.bytes())
+            .await
+            .map_err(|_| ProviderError::Timeout)?
+            .unwrap_or_default();
+        let message: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let text = message["error"]["message"]
+            .as_str()
+            .unwrap_or("upstream error");
+        return Err(ProviderError::Status {
+            status: status.as_u16(),
+            message: scrub(text, key),
+        });
+    }
+    if !stream {
+        let bytes = tokio::time::timeout(timeout, response.bytes())
+            .await
+            .map_err(|_| ProviderError::Timeout)?
+            .map_err(|e| ProviderError::from_reqwest(&e))?;
+        let body = self::response(&bytes, &target.model).ok_or(ProviderError::InvalidResponse)?;
+        return Ok(Reply::Json { status: 200, body });
+    }
+    let include_usage = body
+        .get("stream_options")
+        .and_then(|o| o.get("include_usage"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let mut translator = ChunkTranslator {
+        model: target.model.clone(),
+        buffer: Vec::new(),
+        id: "chatcmpl-anthropic".to_owned(),
+        input_tokens: 0,
+        output_tokens: 0,
+        tool_index: -1,
+        include_usage,
+    };
+    let mut events = response
+        .bytes_stream()
+        .map_err(|e| ProviderError::from_reqwest(&e));
+    // Commit only once a translated chunk exists: a stream that fails before it still falls back.
+    let first = loop {
+        let chunk = tokio::time::timeout(timeout, events.next())
+            .await
+            .map_err(|_| ProviderError::Timeout)?
+            .ok_or(ProviderError::InvalidResponse)??;
+        let translated = translator.push(&chunk);
+        if !translated.is_empty() {
+            break Bytes::from(translated.concat());
+        }
+    };
+    let rest = futures_util::stream::unfold(
+        (events, translator),
+        |(mut events, mut translator)| async move {
+            let chunk = events.next().await?;
+            Some((
+                chunk.map(|c| Bytes::from(translator.push(&c).concat())),
+                (events, translator),
+            ))
+        },
+    )
+    .boxed();
+    Ok(Reply::Stream { first, rest })
+}
