@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use crate::breaker::Breakers;
 use crate::error::ProviderError;
 use crate::target::{ProviderKind, Target};
-use crate::{anthropic_api, mock, openai};
+use crate::{anthropic_api, gemini, mock, openai};
 
 /// The shared, pooled HTTP client and the breakers of every target.
 #[derive(Debug)]
@@ -146,9 +146,9 @@ async fn attempt(
         ProviderKind::Anthropic => {
             anthropic_api::call(&upstreams.http, target, body, operation, timeout).await
         }
-        ProviderKind::Gemini => Err(ProviderError::Unsupported(
-            "the Gemini adapter is not available yet".into(),
-        )),
+        ProviderKind::Gemini => {
+            gemini::call(&upstreams.http, target, body, operation, timeout).await
+        }
     }
 }
 

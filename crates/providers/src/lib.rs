@@ -1,5 +1,5 @@
 //! Portcullis providers: upstream adapters (OpenAI and OpenAI-compatible servers, Azure
-//! OpenAI, Anthropic, and `mock`), streaming, and a fallback chain with retries and circuit
+//! OpenAI, Anthropic, Google Gemini, and `mock`), streaming, and a fallback chain with retries and circuit
 //! breakers.
 //!
 //! **Architecture Invariant:** knows nothing of PostgreSQL or axum, so that other Rust services
@@ -13,6 +13,7 @@ mod anthropic_api;
 mod breaker;
 mod chain;
 mod error;
+mod gemini;
 mod mock;
 mod openai;
 mod target;

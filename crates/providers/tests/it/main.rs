@@ -526,3 +526,103 @@ async fn anthropic_is_called_in_its_own_format_and_answers_in_openais() {
     assert!(text.contains("\"completion_tokens\":4"), "{text}");
     assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
 }
+
+async fn fake_gemini(
+    State(seen): State<Seen>,
+    axum::extract::Path(spec): axum::extract::Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    seen.hits.fetch_add(1, Ordering::SeqCst);
+    *seen.last_body.lock().unwrap() = Some(serde_json::from_slice(&body).unwrap());
+    *seen.last_headers.lock().unwrap() = Some(headers);
+    if spec.ends_with(":streamGenerateContent") {
+        let events = [
+            "data: {\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"text\":\"Hel\"}]}}]}\r\n\r\n",
+            "data: {\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"text\":\"lo\"}]},\"finishReason\":\"STOP\"}],\"usageMetadata\":{\"promptTokenCount\":4,\"candidatesTokenCount\":2}}\r\n\r\n",
+        ];
+        let stream =
+            futures_util::stream::iter(events.map(|e| Ok::<_, std::io::Error>(Bytes::from(e))));
+        return Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(Body::from_stream(stream))
+            .unwrap();
+    }
+    assert!(spec.ends_with(":generateContent"), "{spec}");
+    axum::Json(
+        json!({"candidates": [{"content": {"role": "model", "parts": [{"text": "Hi"},
+        {"functionCall": {"name": "weather", "args": {"city": "Oslo"}}}]}, "finishReason": "STOP"}],
+        "usageMetadata": {"promptTokenCount": 4, "candidatesTokenCount": 3, "totalTokenCount": 7}}),
+    )
+    .into_response()
+}
+
+#[tokio::test]
+async fn gemini_is_called_in_its_own_format_with_the_key_in_a_header() {
+    let seen = Seen::default();
+    let app = Router::new()
+        .route("/v1beta/models/{spec}", post(fake_gemini))
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let up = upstreams();
+    let gemini = target("gemini", ProviderKind::Gemini, addr, "/v1beta");
+    let request = json!({"model": "alias", "max_tokens": 50, "messages": [
+        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "Weather?"}],
+        "tools": [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}]});
+    let served = serve_chat(
+        &up,
+        std::slice::from_ref(&gemini),
+        request.as_object().unwrap(),
+        false,
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap();
+    let sent = seen.last_body.lock().unwrap().clone().unwrap();
+    assert_eq!(sent["systemInstruction"]["parts"][0]["text"], "Be brief.");
+    assert_eq!(
+        sent["contents"][0],
+        json!({"role": "user", "parts": [{"text": "Weather?"}]})
+    );
+    assert_eq!(sent["generationConfig"]["maxOutputTokens"], 50);
+    assert_eq!(
+        sent["tools"][0]["functionDeclarations"][0]["name"],
+        "weather"
+    );
+    let headers = seen.last_headers.lock().unwrap().clone().unwrap();
+    assert_eq!(headers["x-goog-api-key"], KEY);
+    let reply = json_of(served.reply).await;
+    assert_eq!(reply["choices"][0]["message"]["content"], "Hi");
+    assert_eq!(
+        reply["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"],
+        "{\"city\":\"Oslo\"}"
+    );
+    assert_eq!(reply["choices"][0]["finish_reason"], "tool_calls");
+    assert_eq!(reply["usage"]["total_tokens"], 7);
+
+    let mut streaming = body(true);
+    streaming.insert("stream_options".into(), json!({"include_usage": true}));
+    let served = serve_chat(&up, &[gemini], &streaming, true, Duration::from_secs(2))
+        .await
+        .unwrap();
+    let Reply::Stream { first, rest } = served.reply else {
+        panic!("expected a stream")
+    };
+    let rest: Vec<Bytes> = rest.map(Result::unwrap).collect().await;
+    let text = rest
+        .iter()
+        .fold(String::from_utf8(first.to_vec()).unwrap(), |acc, b| {
+            acc + std::str::from_utf8(b).unwrap()
+        });
+    assert!(
+        text.contains("\"content\":\"Hel\"") && text.contains("\"content\":\"lo\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("\"finish_reason\":\"stop\"") && text.contains("\"completion_tokens\":2"),
+        "{text}"
+    );
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+}

@@ -1,0 +1,376 @@
+//! The Google Gemini adapter: an OpenAI-shaped chat request sent to `generateContent` (or
+//! `streamGenerateContent` as server-sent events), its answer turned back into OpenAI's shape.
+//! The key travels in the `x-goog-api-key` header, never in the URL.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
+use secrecy::ExposeSecret;
+use serde_json::{Map, Value, json};
+
+use crate::chain::{Operation, Reply};
+use crate::error::{ProviderError, scrub};
+use crate::target::Target;
+
+const GEMINI_BASE: &str = "https://generativelanguage.googleapis.com/v1beta";
+
+fn text_of(content: &Value) -> String {
+    match content {
+        Value::String(text) => text.clone(),
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
+}
+
+fn parts_of(content: &Value) -> Vec<Value> {
+    match content {
+        Value::String(text) if !text.is_empty() => vec![json!({"text": text})],
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|part| match part["type"].as_str() {
+                Some("text") => Some(json!({"text": part["text"]})),
+                Some("image_url") => {
+                    let url = part["image_url"]["url"].as_str().unwrap_or_default();
+                    let (mime, data) = url.strip_prefix("data:")?.split_once(";base64,")?;
+                    Some(json!({"inline_data": {"mime_type": mime, "data": data}}))
+                }
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// An OpenAI chat request in Gemini's shape.
+pub(crate) fn request(body: &Map<String, Value>) -> Value {
+    let mut system = Vec::new();
+    let mut contents: Vec<Value> = Vec::new();
+    // Gemini answers a function call by name; OpenAI by call id.
+    let mut call_names = std::collections::HashMap::new();
+    for message in body
+        .get("messages")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        match message["role"].as_str() {
+            Some("system" | "developer") => system.push(text_of(&message["content"])),
+            Some("user") => {
+                contents.push(json!({"role": "user", "parts": parts_of(&message["content"])}))
+            }
+            Some("assistant") => {
+                let mut parts = parts_of(&message["content"]);
+                for call in message["tool_calls"].as_array().into_iter().flatten() {
+                    let name = call["function"]["name"].clone();
+                    call_names.insert(
+                        call["id"].as_str().unwrap_or_default().to_owned(),
+                        name.clone(),
+                    );
+                    let args: Value = call["function"]["arguments"]
+                        .as_str()
+                        .and_then(|a| serde_json::from_str(a).ok())
+                        .unwrap_or_else(|| json!({}));
+                    parts.push(json!({"functionCall": {"name": name, "args": args}}));
+                }
+                contents.push(json!({"role": "model", "parts": parts}));
+            }
+            Some("tool") => {
+                let name = call_names
+                    .get(message["tool_call_id"].as_str().unwrap_or_default())
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                let part = json!({"functionResponse": {"name": name, "response": {"content": text_of(&message["content"])}}});
+                contents.push(json!({"role": "user", "parts": [part]}));
+            }
+            _ => {}
+        }
+    }
+    let mut config = Map::new();
+    if let Some(max) = body
+        .get("max_completion_tokens")
+        .or_else(|| body.get("max_tokens"))
+    {
+        config.insert("maxOutputTokens".into(), max.clone());
+    }
+    for (from, to) in [("temperature", "temperature"), ("top_p", "topP")] {
+        if let Some(value) = body.get(from) {
+            config.insert(to.into(), value.clone());
+        }
+    }
+    match body.get("stop") {
+        Some(Value::String(stop)) => {
+            config.insert("stopSequences".into(), json!([stop]));
+        }
+        Some(Value::Array(stops)) => {
+            config.insert("stopSequences".into(), json!(stops));
+        }
+        _ => {}
+    }
+    let mut out = json!({"contents": contents, "generationConfig": config});
+    if !system.is_empty() {
+        out["systemInstruction"] = json!({"parts": [{"text": system.join("\n")}]});
+    }
+    if let Some(tools) = body.get("tools").and_then(Value::as_array) {
+        let declarations: Vec<Value> = tools
+            .iter()
+            .map(|t| json!({"name": t["function"]["name"], "description": t["function"]["description"], "parameters": t["function"]["parameters"]}))
+            .collect();
+        out["tools"] = json!([{"functionDeclarations": declarations}]);
+    }
+    out
+}
+
+fn finish_reason(reason: Option<&str>, has_calls: bool) -> Value {
+    if has_calls {
+        return json!("tool_calls");
+    }
+    match reason {
+        None => Value::Null,
+        Some("STOP") => json!("stop"),
+        Some("MAX_TOKENS") => json!("length"),
+        Some(_) => json!("content_filter"),
+    }
+}
+
+/// Text and tool calls of a candidate's parts.
+fn delta_of(candidate: &Value) -> (String, Vec<Value>) {
+    let mut text = String::new();
+    let mut calls = Vec::new();
+    for (index, part) in candidate["content"]["parts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        if let Some(t) = part["text"].as_str() {
+            text.push_str(t);
+        }
+        if let Some(call) = part.get("functionCall") {
+            calls.push(json!({"index": index, "id": format!("call_{index}"), "type": "function",
+                              "function": {"name": call["name"], "arguments": call["args"].to_string()}}));
+        }
+    }
+    (text, calls)
+}
+
+fn usage(response: &Value) -> Value {
+    let meta = &response["usageMetadata"];
+    let prompt = meta["promptTokenCount"].as_u64().unwrap_or(0);
+    let completion = meta["candidatesTokenCount"].as_u64().unwrap_or(0);
+    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion})
+}
+
+/// A Gemini answer as an OpenAI chat completion.
+pub(crate) fn response(body: &[u8], model: &str) -> Option<Bytes> {
+    let reply: Value = serde_json::from_slice(body).ok()?;
+    let candidate = reply["candidates"].get(0)?;
+    let (text, calls) = delta_of(candidate);
+    let mut message = json!({"role": "assistant", "content": if text.is_empty() { Value::Null } else { json!(text) }});
+    if !calls.is_empty() {
+        let calls: Vec<Value> = calls
+            .into_iter()
+            .map(|mut c| {
+                c.as_object_mut().map(|o| o.remove("index"));
+                c
+            })
+            .collect();
+        message["tool_calls"] = json!(calls);
+    }
+    let finish = finish_reason(
+        candidate["finishReason"].as_str(),
+        message.get("tool_calls").is_some(),
+    );
+    let completion = json!({"id": "chatcmpl-gemini", "object": "chat.completion", "created": 0, "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}], "usage": usage(&reply)});
+    Some(Bytes::from(completion.to_string()))
+}
+
+struct ChunkTranslator {
+    model: String,
+    buffer: Vec<u8>,
+    include_usage: bool,
+    last_usage: Value,
+    started: bool,
+}
+
+impl ChunkTranslator {
+    fn chunk(&self, delta: Value, finish: Value) -> Bytes {
+        let chunk = json!({"id": "chatcmpl-gemini", "object": "chat.completion.chunk", "created": 0, "model": self.model,
+                           "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+        Bytes::from(format!("data: {chunk}\n\n"))
+    }
+
+    fn push(&mut self, bytes: &[u8]) -> Vec<Bytes> {
+        self.buffer.extend_from_slice(bytes);
+        let mut out = Vec::new();
+        loop {
+            let lf = self
+                .buffer
+                .windows(2)
+                .position(|w| w == b"\n\n")
+                .map(|at| at + 2);
+            let crlf = self
+                .buffer
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map(|at| at + 4);
+            let Some(end) = [lf, crlf].into_iter().flatten().min() else {
+                break;
+            };
+            let raw: Vec<u8> = self.buffer.drain(..end).collect();
+            let text = String::from_utf8_lossy(&raw).into_owned();
+            let Some(data) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("data:"))
+                .map(str::trim)
+            else {
+                continue;
+            };
+            let Ok(response) = serde_json::from_str::<Value>(data) else {
+                continue;
+            };
+            if !self.started {
+                self.started = true;
+                out.push(self.chunk(json!({"role": "assistant", "content": ""}), Value::Null));
+            }
+            if response.get("usageMetadata").is_some() {
+                self.last_usage = usage(&response);
+            }
+            let Some(candidate) = response["candidates"].get(0) else {
+                continue;
+            };
+            let (text, calls) = delta_of(candidate);
+            if !text.is_empty() {
+                out.push(self.chunk(json!({"content": text}), Value::Null));
+            }
+            if !calls.is_empty() {
+                out.push(self.chunk(json!({"tool_calls": calls}), Value::Null));
+            }
+            let finish = finish_reason(candidate["finishReason"].as_str(), !calls.is_empty());
+            if !finish.is_null() {
+                out.push(self.chunk(json!({}), finish));
+            }
+        }
+        out
+    }
+
+    fn finish(&mut self) -> Bytes {
+        let mut tail = String::new();
+        if self.include_usage {
+            let usage = json!({"id": "chatcmpl-gemini", "object": "chat.completion.chunk", "created": 0,
+                               "model": self.model, "choices": [], "usage": self.last_usage});
+            tail.push_str(&format!("data: {usage}\n\n"));
+        }
+        tail.push_str("data: [DONE]\n\n");
+        Bytes::from(tail)
+    }
+}
+
+pub(crate) async fn call(
+    http: &reqwest::Client,
+    target: &Target,
+    body: &Map<String, Value>,
+    operation: Operation,
+    timeout: Duration,
+) -> Result<Reply, ProviderError> {
+    let stream = match operation {
+        Operation::Chat { stream } => stream,
+        Operation::Embeddings => {
+            return Err(ProviderError::Unsupported(
+                "Gemini embeddings are not served yet".into(),
+            ));
+        }
+    };
+    let base = target
+        .base_url
+        .as_ref()
+        .map_or(GEMINI_BASE, |u| u.as_str())
+        .trim_end_matches('/');
+    let url = if stream {
+        format!(
+            "{base}/models/{}:streamGenerateContent?alt=sse",
+            target.model
+        )
+    } else {
+        format!("{base}/models/{}:generateContent", target.model)
+    };
+    let key = target.api_key.expose_secret();
+    let sent = http
+        .post(url)
+        .header("x-goog-api-key", key)
+        .header("content-type", "application/json")
+        .body(request(body).to_string())
+        .send();
+    let response = tokio::time::timeout(timeout, sent)
+        .await
+        .map_err(|_| ProviderError::Timeout)?
+        .map_err(|e| ProviderError::from_reqwest(&e))?;
+    let status = response.status();
+    if !status.is_success() {
+        let bytes = tokio::time::timeout(timeout, response.bytes())
+            .await
+            .map_err(|_| ProviderError::Timeout)?
+            .unwrap_or_default();
+        let error: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let text = error["error"]["message"]
+            .as_str()
+            .unwrap_or("upstream error");
+        return Err(ProviderError::Status {
+            status: status.as_u16(),
+            message: scrub(text, key),
+        });
+    }
+    if !stream {
+        let bytes = tokio::time::timeout(timeout, response.bytes())
+            .await
+            .map_err(|_| ProviderError::Timeout)?
+            .map_err(|e| ProviderError::from_reqwest(&e))?;
+        let body = self::response(&bytes, &target.model).ok_or(ProviderError::InvalidResponse)?;
+        return Ok(Reply::Json { status: 200, body });
+    }
+    let include_usage = body
+        .get("stream_options")
+        .and_then(|o| o.get("include_usage"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let mut translator = ChunkTranslator {
+        model: target.model.clone(),
+        buffer: Vec::new(),
+        include_usage,
+        last_usage: Value::Null,
+        started: false,
+    };
+    let mut events = response
+        .bytes_stream()
+        .map_err(|e| ProviderError::from_reqwest(&e));
+    let first = loop {
+        let chunk = tokio::time::timeout(timeout, events.next())
+            .await
+            .map_err(|_| ProviderError::Timeout)?
+            .ok_or(ProviderError::InvalidResponse)??;
+        let translated = translator.push(&chunk);
+        if !translated.is_empty() {
+            break Bytes::from(translated.concat());
+        }
+    };
+    let rest = futures_util::stream::unfold(
+        (Some(events), translator),
+        |(events, mut translator)| async move {
+            let mut events = events?;
+            match events.next().await {
+                Some(chunk) => Some((
+                    chunk.map(|c| Bytes::from(translator.push(&c).concat())),
+                    (Some(events), translator),
+                )),
+                None => Some((Ok(translator.finish()), (None, translator))),
+            }
+        },
+    )
+    .boxed();
+    Ok(Reply::Stream { first, rest })
+}
