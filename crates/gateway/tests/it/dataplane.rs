@@ -448,3 +448,88 @@ async fn anthropic_messages_come_back_in_anthropics_format_streamed_or_not() {
         "max_tokens is required"
     );
 }
+
+/// An OpenAI-compatible upstream that sends one chunk, then breaks the stream.
+async fn breaking_upstream() -> std::net::SocketAddr {
+    use axum::body::{Body, Bytes};
+    use futures_util::StreamExt;
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(|| async {
+            let stream = futures_util::stream::iter(0..2).then(|n| async move {
+                if n == 0 {
+                    Ok(Bytes::from(
+                        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"par\"}}]}\n\n",
+                    ))
+                } else {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    Err(std::io::Error::other("cut"))
+                }
+            });
+            axum::http::Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(Body::from_stream(stream))
+                .unwrap()
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+#[tokio::test]
+async fn av_1_a_stream_broken_midway_ends_with_a_clean_error_event_and_no_retry() {
+    let env = Env::new().await;
+    let addr = breaking_upstream().await;
+    let credential = env
+        .call(
+            Method::POST,
+            &env.org_path("/credentials"),
+            Who::Master,
+            Some(json!({"name": "breaking", "provider": "openai_compatible", "api_key": "sk-x-123456",
+                        "base_url": format!("http://{addr}/v1")})),
+        )
+        .await;
+    let credential_id = credential.body["credential_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let backup = env.add_credential().await;
+    let body = json!({"targets": [{"credential_id": credential_id, "model": "m"}, {"credential_id": backup, "model": "mock-1"}]});
+    let put = env
+        .call(
+            Method::PUT,
+            &env.org_path("/routes/fragile"),
+            Who::Master,
+            Some(body),
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+
+    let app = env.app(crate::support::UNTRUSTED_PEER);
+    let request = axum::http::Request::post("/v1/chat/completions")
+        .header("authorization", format!("Bearer {}", env.virtual_key))
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(chat("fragile", true).to_string()))
+        .unwrap();
+    let response = tower::ServiceExt::oneshot(app, request).await.unwrap();
+    assert_eq!(response.headers()["x-portcullis-attempts"], "1");
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    assert!(text.contains("\"content\":\"par\""), "{text}");
+    let last = text
+        .trim_end()
+        .lines()
+        .last()
+        .and_then(|l| l.strip_prefix("data: "))
+        .unwrap();
+    let event: Value = serde_json::from_str(last).unwrap();
+    assert_eq!(event["error"]["code"], "upstream_error", "{text}");
+    assert!(
+        !text.contains("mock provider"),
+        "no retry after the first byte: {text}"
+    );
+}
