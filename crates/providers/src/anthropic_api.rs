@@ -4,12 +4,12 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{StreamExt, TryStreamExt};
 use secrecy::ExposeSecret;
 use serde_json::{Map, Value, json};
 
 use crate::chain::{Operation, Reply};
-use crate::error::{ProviderError, scrub};
+use crate::error::ProviderError;
+use crate::exchange::{self, Translate};
 use crate::target::Target;
 
 const ANTHROPIC_BASE: &str = "https://api.anthropic.com";
@@ -197,7 +197,7 @@ impl ChunkTranslator {
         Bytes::from(format!("data: {chunk}\n\n"))
     }
 
-    fn push(&mut self, bytes: &[u8]) -> Vec<Bytes> {
+    fn translate(&mut self, bytes: &[u8]) -> Vec<Bytes> {
         self.buffer.extend_from_slice(bytes);
         let mut out = Vec::new();
         while let Some(end) = self.buffer.windows(2).position(|w| w == b"\n\n") {
@@ -253,6 +253,16 @@ impl ChunkTranslator {
     }
 }
 
+impl Translate for ChunkTranslator {
+    fn push(&mut self, bytes: &[u8]) -> Vec<Bytes> {
+        self.translate(bytes)
+    }
+
+    fn finish(&mut self) -> Vec<Bytes> {
+        Vec::new()
+    }
+}
+
 pub(crate) async fn call(
     http: &reqwest::Client,
     target: &Target,
@@ -280,32 +290,10 @@ pub(crate) async fn call(
         .header("x-api-key", key)
         .header("anthropic-version", ANTHROPIC_VERSION)
         .header("content-type", "application/json")
-        .body(payload)
-        .send();
-    let response = tokio::time::timeout(timeout, sent)
-        .await
-        .map_err(|_| ProviderError::Timeout)?
-        .map_err(|e| ProviderError::from_reqwest(&e))?;
-    let status = response.status();
-    if !status.is_success() {
-        let bytes = tokio::time::timeout(timeout, response.bytes())
-            .await
-            .map_err(|_| ProviderError::Timeout)?
-            .unwrap_or_default();
-        let message: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        let text = message["error"]["message"]
-            .as_str()
-            .unwrap_or("upstream error");
-        return Err(ProviderError::Status {
-            status: status.as_u16(),
-            message: scrub(text, key),
-        });
-    }
+        .body(payload);
+    let response = exchange::send(sent, key, timeout).await?;
     if !stream {
-        let bytes = tokio::time::timeout(timeout, response.bytes())
-            .await
-            .map_err(|_| ProviderError::Timeout)?
-            .map_err(|e| ProviderError::from_reqwest(&e))?;
+        let bytes = exchange::body(response, timeout).await?;
         let body = self::response(&bytes, &target.model).ok_or(ProviderError::InvalidResponse)?;
         return Ok(Reply::Json { status: 200, body });
     }
@@ -314,7 +302,7 @@ pub(crate) async fn call(
         .and_then(|o| o.get("include_usage"))
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    let mut translator = ChunkTranslator {
+    let translator = ChunkTranslator {
         model: target.model.clone(),
         buffer: Vec::new(),
         id: "chatcmpl-anthropic".to_owned(),
@@ -323,30 +311,5 @@ pub(crate) async fn call(
         tool_index: -1,
         include_usage,
     };
-    let mut events = response
-        .bytes_stream()
-        .map_err(|e| ProviderError::from_reqwest(&e));
-    // Commit only once a translated chunk exists: a stream that fails before it still falls back.
-    let first = loop {
-        let chunk = tokio::time::timeout(timeout, events.next())
-            .await
-            .map_err(|_| ProviderError::Timeout)?
-            .ok_or(ProviderError::InvalidResponse)??;
-        let translated = translator.push(&chunk);
-        if !translated.is_empty() {
-            break Bytes::from(translated.concat());
-        }
-    };
-    let rest = futures_util::stream::unfold(
-        (events, translator),
-        |(mut events, mut translator)| async move {
-            let chunk = events.next().await?;
-            Some((
-                chunk.map(|c| Bytes::from(translator.push(&c).concat())),
-                (events, translator),
-            ))
-        },
-    )
-    .boxed();
-    Ok(Reply::Stream { first, rest })
+    exchange::translated_stream(response, timeout, translator).await
 }

@@ -5,12 +5,12 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{StreamExt, TryStreamExt};
 use secrecy::ExposeSecret;
 use serde_json::{Map, Value, json};
 
 use crate::chain::{Operation, Reply};
-use crate::error::{ProviderError, scrub};
+use crate::error::ProviderError;
+use crate::exchange::{self, Translate};
 use crate::target::Target;
 
 const GEMINI_BASE: &str = "https://generativelanguage.googleapis.com/v1beta";
@@ -205,7 +205,7 @@ impl ChunkTranslator {
         Bytes::from(format!("data: {chunk}\n\n"))
     }
 
-    fn push(&mut self, bytes: &[u8]) -> Vec<Bytes> {
+    fn translate(&mut self, bytes: &[u8]) -> Vec<Bytes> {
         self.buffer.extend_from_slice(bytes);
         let mut out = Vec::new();
         loop {
@@ -259,7 +259,7 @@ impl ChunkTranslator {
         out
     }
 
-    fn finish(&mut self) -> Bytes {
+    fn close(&mut self) -> Bytes {
         let mut tail = String::new();
         if self.include_usage {
             let usage = json!({"id": "chatcmpl-gemini", "object": "chat.completion.chunk", "created": 0,
@@ -268,6 +268,16 @@ impl ChunkTranslator {
         }
         tail.push_str("data: [DONE]\n\n");
         Bytes::from(tail)
+    }
+}
+
+impl Translate for ChunkTranslator {
+    fn push(&mut self, bytes: &[u8]) -> Vec<Bytes> {
+        self.translate(bytes)
+    }
+
+    fn finish(&mut self) -> Vec<Bytes> {
+        vec![self.close()]
     }
 }
 
@@ -304,32 +314,10 @@ pub(crate) async fn call(
         .post(url)
         .header("x-goog-api-key", key)
         .header("content-type", "application/json")
-        .body(request(body).to_string())
-        .send();
-    let response = tokio::time::timeout(timeout, sent)
-        .await
-        .map_err(|_| ProviderError::Timeout)?
-        .map_err(|e| ProviderError::from_reqwest(&e))?;
-    let status = response.status();
-    if !status.is_success() {
-        let bytes = tokio::time::timeout(timeout, response.bytes())
-            .await
-            .map_err(|_| ProviderError::Timeout)?
-            .unwrap_or_default();
-        let error: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        let text = error["error"]["message"]
-            .as_str()
-            .unwrap_or("upstream error");
-        return Err(ProviderError::Status {
-            status: status.as_u16(),
-            message: scrub(text, key),
-        });
-    }
+        .body(request(body).to_string());
+    let response = exchange::send(sent, key, timeout).await?;
     if !stream {
-        let bytes = tokio::time::timeout(timeout, response.bytes())
-            .await
-            .map_err(|_| ProviderError::Timeout)?
-            .map_err(|e| ProviderError::from_reqwest(&e))?;
+        let bytes = exchange::body(response, timeout).await?;
         let body = self::response(&bytes, &target.model).ok_or(ProviderError::InvalidResponse)?;
         return Ok(Reply::Json { status: 200, body });
     }
@@ -338,39 +326,12 @@ pub(crate) async fn call(
         .and_then(|o| o.get("include_usage"))
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    let mut translator = ChunkTranslator {
+    let translator = ChunkTranslator {
         model: target.model.clone(),
         buffer: Vec::new(),
         include_usage,
         last_usage: Value::Null,
         started: false,
     };
-    let mut events = response
-        .bytes_stream()
-        .map_err(|e| ProviderError::from_reqwest(&e));
-    let first = loop {
-        let chunk = tokio::time::timeout(timeout, events.next())
-            .await
-            .map_err(|_| ProviderError::Timeout)?
-            .ok_or(ProviderError::InvalidResponse)??;
-        let translated = translator.push(&chunk);
-        if !translated.is_empty() {
-            break Bytes::from(translated.concat());
-        }
-    };
-    let rest = futures_util::stream::unfold(
-        (Some(events), translator),
-        |(events, mut translator)| async move {
-            let mut events = events?;
-            match events.next().await {
-                Some(chunk) => Some((
-                    chunk.map(|c| Bytes::from(translator.push(&c).concat())),
-                    (Some(events), translator),
-                )),
-                None => Some((Ok(translator.finish()), (None, translator))),
-            }
-        },
-    )
-    .boxed();
-    Ok(Reply::Stream { first, rest })
+    exchange::translated_stream(response, timeout, translator).await
 }

@@ -13,6 +13,7 @@ mod anthropic_api;
 mod breaker;
 mod chain;
 mod error;
+mod exchange;
 mod gemini;
 mod mock;
 mod openai;

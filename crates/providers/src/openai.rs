@@ -5,19 +5,17 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 
 use crate::chain::{Operation, Reply};
-use crate::error::{ProviderError, scrub};
+use crate::error::ProviderError;
+use crate::exchange;
 use crate::target::{ProviderKind, Target};
 
 const OPENAI_BASE: &str = "https://api.openai.com/v1";
 const AZURE_API_VERSION: &str = "2024-10-21";
-/// Error bodies are read up to this size: enough for a message, never a flood.
-const MAX_ERROR_BODY: usize = 64 * 1024;
 
 fn endpoint(target: &Target, operation: Operation) -> Result<String, ProviderError> {
     let path = match operation {
@@ -66,20 +64,8 @@ pub(crate) async fn call(
         ProviderKind::Azure => request.header("api-key", key),
         _ => request.bearer_auth(key),
     };
-    let response = tokio::time::timeout(timeout, request.send())
-        .await
-        .map_err(|_| ProviderError::Timeout)?
-        .map_err(|e| ProviderError::from_reqwest(&e))?;
+    let response = exchange::send(request, key, timeout).await?;
     let status = response.status();
-    if !status.is_success() {
-        let bytes = tokio::time::timeout(timeout, read_bounded(response, MAX_ERROR_BODY))
-            .await
-            .map_err(|_| ProviderError::Timeout)?;
-        return Err(ProviderError::Status {
-            status: status.as_u16(),
-            message: scrub(&error_message(&bytes), key),
-        });
-    }
     if stream {
         let mut chunks = response.bytes_stream();
         let first = tokio::time::timeout(timeout, chunks.next())
@@ -90,10 +76,7 @@ pub(crate) async fn call(
         let rest = chunks.map_err(|e| ProviderError::from_reqwest(&e)).boxed();
         return Ok(Reply::Stream { first, rest });
     }
-    let body = tokio::time::timeout(timeout, response.bytes())
-        .await
-        .map_err(|_| ProviderError::Timeout)?
-        .map_err(|e| ProviderError::from_reqwest(&e))?;
+    let body = exchange::body(response, timeout).await?;
     Ok(Reply::Json {
         status: status.as_u16(),
         body,
@@ -116,29 +99,4 @@ impl serde::Serialize for WithModel<'_> {
         }
         map.end()
     }
-}
-
-async fn read_bounded(response: reqwest::Response, limit: usize) -> Bytes {
-    let mut out = Vec::new();
-    let mut chunks = response.bytes_stream();
-    while let Some(Ok(chunk)) = chunks.next().await {
-        let room = limit.saturating_sub(out.len());
-        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if out.len() >= limit {
-            break;
-        }
-    }
-    Bytes::from(out)
-}
-
-/// `error.message` of an OpenAI-shaped error body, or the start of the text.
-fn error_message(bytes: &[u8]) -> String {
-    serde_json::from_slice::<Value>(bytes)
-        .ok()
-        .and_then(|v| {
-            v.pointer("/error/message")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned())
 }
