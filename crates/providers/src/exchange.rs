@@ -71,6 +71,25 @@ fn error_message(bytes: &[u8]) -> String {
         .unwrap_or_else(|| String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned())
 }
 
+/// Whether a streaming client asked for the closing usage chunk (`stream_options`).
+pub(crate) fn wants_usage(body: &serde_json::Map<String, Value>) -> bool {
+    body.get("stream_options")
+        .and_then(|o| o.get("include_usage"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+}
+
+/// A whole successful body turned into OpenAI's shape by `translate`.
+pub(crate) async fn translated_json(
+    response: reqwest::Response,
+    timeout: Duration,
+    translate: impl FnOnce(&[u8]) -> Option<Bytes>,
+) -> Result<Reply, ProviderError> {
+    let bytes = body(response, timeout).await?;
+    let body = translate(&bytes).ok_or(ProviderError::InvalidResponse)?;
+    Ok(Reply::Json { status: 200, body })
+}
+
 /// The whole body of a successful response.
 pub(crate) async fn body(
     response: reqwest::Response,

@@ -317,15 +317,12 @@ pub(crate) async fn call(
         .body(request(body).to_string());
     let response = exchange::send(sent, key, timeout).await?;
     if !stream {
-        let bytes = exchange::body(response, timeout).await?;
-        let body = self::response(&bytes, &target.model).ok_or(ProviderError::InvalidResponse)?;
-        return Ok(Reply::Json { status: 200, body });
+        return exchange::translated_json(response, timeout, |bytes| {
+            self::response(bytes, &target.model)
+        })
+        .await;
     }
-    let include_usage = body
-        .get("stream_options")
-        .and_then(|o| o.get("include_usage"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let include_usage = exchange::wants_usage(body);
     let translator = ChunkTranslator {
         model: target.model.clone(),
         buffer: Vec::new(),

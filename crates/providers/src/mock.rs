@@ -75,11 +75,7 @@ pub(crate) async fn call(
             body: Bytes::from(reply.to_string()),
         });
     }
-    let include_usage = body
-        .get("stream_options")
-        .and_then(|o| o.get("include_usage"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let include_usage = crate::exchange::wants_usage(body);
     let chunk = |delta: Value, finish: Value, usage: Value| {
         let choices = if delta.is_null() {
             json!([])
