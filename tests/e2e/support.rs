@@ -122,5 +122,14 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            // A failed test shows what the server said: a 500 names its cause only there.
+            while let Ok(line) = self.log.recv_timeout(Duration::from_secs(1)) {
+                self.seen.push(line);
+            }
+            for line in &self.seen {
+                eprintln!("server: {line}");
+            }
+        }
     }
 }
