@@ -8,6 +8,7 @@ pub mod audit;
 pub mod crypto;
 pub mod ids;
 pub mod mfa;
+pub mod money;
 pub mod net;
 pub mod password;
 pub mod role;

@@ -90,7 +90,10 @@ fn throttled(state: &AppState, keys: &[(&str, crate::throttle::Limit)]) -> Resul
         state
             .throttle
             .check(key, *limit)
-            .map_err(|retry_after_secs| ApiError::RateLimited { retry_after_secs })?;
+            .map_err(|retry_after_secs| ApiError::RateLimited {
+                retry_after_secs,
+                message: "too many attempts; retry later".to_owned(),
+            })?;
     }
     Ok(())
 }

@@ -28,8 +28,16 @@ pub enum ApiError {
     Forbidden { code: &'static str, message: String },
     #[error("payload too large")]
     PayloadTooLarge,
-    #[error("rate limited")]
-    RateLimited { retry_after_secs: u64 },
+    /// Too many attempts (logins) or past a key's requests or tokens per minute.
+    #[error("{message}")]
+    RateLimited {
+        retry_after_secs: u64,
+        message: String,
+    },
+    /// A budget would be passed (`budget_exceeded`, naming the scope), or a budget is in force
+    /// and the route has no price to check it with (`price_unknown`).
+    #[error("{message}")]
+    PaymentRequired { code: &'static str, message: String },
     /// Every upstream target failed (502 `upstream_error`, 503 `upstream_unavailable`, 504
     /// `upstream_timeout`).
     #[error("{code}")]
@@ -103,6 +111,7 @@ impl ApiError {
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::PaymentRequired { .. } => StatusCode::PAYMENT_REQUIRED,
             Self::Upstream { status, .. } => *status,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -120,6 +129,7 @@ impl ApiError {
             Self::Forbidden { .. } => "forbidden",
             Self::PayloadTooLarge => "payload_too_large",
             Self::RateLimited { .. } => "rate_limited",
+            Self::PaymentRequired { .. } => "payment_required",
             Self::Upstream { .. } => "upstream",
             Self::Conflict(_) => "conflict",
             Self::Unavailable { .. } => "unavailable",
@@ -132,7 +142,8 @@ impl ApiError {
             Self::InvalidRequest { code, .. }
             | Self::NotFound { code, .. }
             | Self::Unauthenticated { code, .. }
-            | Self::Forbidden { code, .. } => code,
+            | Self::Forbidden { code, .. }
+            | Self::PaymentRequired { code, .. } => code,
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge => "payload_too_large",
             Self::RateLimited { .. } => "rate_limited",
@@ -152,6 +163,7 @@ impl ApiError {
             Self::Unauthenticated { .. } => "authentication_error",
             Self::Forbidden { .. } => "permission_error",
             Self::RateLimited { .. } => "rate_limit_error",
+            Self::PaymentRequired { .. } => "insufficient_quota",
             Self::NotFound { .. } => "not_found_error",
             Self::Conflict(_) => "conflict_error",
             Self::Unavailable { .. } | Self::Internal(_) | Self::Upstream { .. } => "server_error",
@@ -163,9 +175,10 @@ impl ApiError {
             Self::InvalidRequest { message, .. }
             | Self::NotFound { message, .. }
             | Self::Unauthenticated { message, .. }
-            | Self::Forbidden { message, .. } => message.clone(),
+            | Self::Forbidden { message, .. }
+            | Self::RateLimited { message, .. }
+            | Self::PaymentRequired { message, .. } => message.clone(),
             Self::PayloadTooLarge => "the request body is too large".to_owned(),
-            Self::RateLimited { .. } => "too many attempts; retry later".to_owned(),
             Self::Upstream { code, .. } => match *code {
                 "upstream_timeout" => "no upstream answered in time".to_owned(),
                 "upstream_unavailable" => "no upstream is available; retry later".to_owned(),
@@ -216,8 +229,10 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (status, Json(envelope)).into_response();
-        if let Self::Unavailable { retry_after_secs } | Self::RateLimited { retry_after_secs } =
-            self
+        if let Self::Unavailable { retry_after_secs }
+        | Self::RateLimited {
+            retry_after_secs, ..
+        } = self
         {
             response
                 .headers_mut()

@@ -24,6 +24,7 @@ pub mod request_id;
 mod router;
 mod server;
 mod source;
+pub mod spend;
 mod throttle;
 
 pub use error::ApiError;

@@ -13,6 +13,7 @@ use portcullis_storage::Db;
 
 use crate::dataplane::Caches;
 use crate::error::ApiError;
+use crate::spend::{Spend, SpendOptions};
 use crate::throttle::Throttle;
 use crate::{admin, authn, dataplane, health, request_id};
 
@@ -31,6 +32,8 @@ pub struct AppState {
     pub upstreams: Arc<Upstreams>,
     /// Virtual keys and resolved routes, kept fresh by `dataplane::spawn_change_listener`.
     pub caches: Arc<Caches>,
+    /// Budgets, rate limits and the ledger (reserve and settle).
+    pub spend: Arc<Spend>,
 }
 
 const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -40,10 +43,12 @@ const BREAKER_COOLDOWN: Duration = Duration::from_secs(30);
 const THROTTLE_WINDOW: Duration = Duration::from_secs(15 * 60);
 
 impl AppState {
+    /// Starts the spend engine's background tasks: call within a Tokio runtime.
     pub fn new(
         db: Db,
         keyring: Keyring,
         trusted_proxies: Vec<IpNet>,
+        spend: SpendOptions,
     ) -> Result<Self, ProviderError> {
         let upstreams = Upstreams::new(
             UPSTREAM_CONNECT_TIMEOUT,
@@ -51,6 +56,7 @@ impl AppState {
             false,
         )?;
         Ok(Self {
+            spend: Spend::start(db.clone(), spend),
             db,
             keyring: Arc::new(keyring),
             trusted_proxies: trusted_proxies.into(),

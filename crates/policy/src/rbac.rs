@@ -26,10 +26,12 @@ pub enum Action {
     RoutesRead,
     RoutesManage,
     AuditRead,
+    UsageRead,
+    LedgerRead,
 }
 
 impl Action {
-    pub const ALL: [Action; 19] = [
+    pub const ALL: [Action; 21] = [
         Action::OrgRead,
         Action::SettingsUpdate,
         Action::MembersRead,
@@ -49,6 +51,8 @@ impl Action {
         Action::RoutesRead,
         Action::RoutesManage,
         Action::AuditRead,
+        Action::UsageRead,
+        Action::LedgerRead,
     ];
 
     /// The least role that may take the action at all. Owner rules below may narrow it.
@@ -59,7 +63,8 @@ impl Action {
             | Action::TeamsRead
             | Action::KeysRead
             | Action::CredentialsRead
-            | Action::RoutesRead => Role::Viewer,
+            | Action::RoutesRead
+            | Action::UsageRead => Role::Viewer,
             // A member manages the keys it owns; `may_manage_key` narrows rotate and revoke.
             Action::KeysCreate | Action::KeysRotate | Action::KeysRevoke => Role::Member,
             Action::SettingsUpdate
@@ -71,7 +76,8 @@ impl Action {
             | Action::TeamsDelete
             | Action::CredentialsManage
             | Action::RoutesManage
-            | Action::AuditRead => Role::Admin,
+            | Action::AuditRead
+            | Action::LedgerRead => Role::Admin,
         }
     }
 }

@@ -32,6 +32,27 @@ struct RawConfig {
     secrets: RawSecrets,
     #[serde(default)]
     providers: RawProviders,
+    #[serde(default)]
+    spend: RawSpend,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawSpend {
+    /// A dead process's budget leases (and reservations) are free again after this long.
+    lease_ttl_secs: u64,
+    /// A TOML price table (the format of crates/policy/prices/prices.toml) whose entries add
+    /// to or replace the built-in ones.
+    price_table_file: Option<PathBuf>,
+}
+
+impl Default for RawSpend {
+    fn default() -> Self {
+        Self {
+            lease_ttl_secs: 30,
+            price_table_file: None,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -130,6 +151,7 @@ pub struct Config {
     pub log: LogConfig,
     pub secrets: SecretsConfig,
     pub providers: ProvidersConfig,
+    pub spend: portcullis_gateway::spend::SpendOptions,
 }
 
 #[derive(Debug)]
@@ -291,6 +313,7 @@ impl Config {
             providers: ProvidersConfig {
                 allow_link_local: raw.providers.allow_link_local,
             },
+            spend: spend_options(&raw.spend)?,
             database: DatabaseConfig {
                 url: secret("database.url", raw.database.url, raw.database.url_file)?,
                 admin_url: secret(
@@ -308,6 +331,24 @@ impl Config {
             },
         })
     }
+}
+
+fn spend_options(raw: &RawSpend) -> anyhow::Result<portcullis_gateway::spend::SpendOptions> {
+    use portcullis_gateway::spend::PriceTable;
+    if !(1..=3600).contains(&raw.lease_ttl_secs) {
+        bail!("spend.lease_ttl_secs must be between 1 and 3600");
+    }
+    let mut prices = PriceTable::builtin().context("the built-in price table")?;
+    if let Some(path) = &raw.price_table_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("spend.price_table_file: cannot read {}", path.display()))?;
+        let table = PriceTable::parse(&text)
+            .with_context(|| format!("spend.price_table_file {}", path.display()))?;
+        prices = prices.overridden_by(table)?;
+    }
+    let mut options = portcullis_gateway::spend::SpendOptions::new(prices);
+    options.lease_ttl = Duration::from_secs(raw.lease_ttl_secs);
+    Ok(options)
 }
 
 fn decode_kek(setting: &str, text: &str) -> anyhow::Result<Vec<u8>> {

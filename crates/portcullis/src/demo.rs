@@ -115,8 +115,11 @@ async fn mock_routes(db: &Db, keyring: &Keyring, org: OrgId) -> anyhow::Result<(
             targets: serde_json::json!([{"credential_id": credential_id, "model": "mock-1", "weight": 1}]),
             fallback: Vec::new(),
             timeout_ms: None,
-            input_micro_usd_per_mtok: None,
-            output_micro_usd_per_mtok: None,
+            // Priced like gpt-4o-mini, so that the demo's ledger and /usage show costs.
+            input_micro_usd_per_mtok: Some(150_000),
+            output_micro_usd_per_mtok: Some(600_000),
+            cached_input_micro_usd_per_mtok: None,
+            max_output_tokens: None,
             updated_at: chrono::Utc::now(),
         };
         model_routes::put(&mut tx, &route).await?;

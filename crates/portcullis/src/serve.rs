@@ -35,8 +35,14 @@ pub async fn run_with(config: Config, on_listening: impl FnOnce(SocketAddr)) -> 
     );
     tracing::info!(%addr, "listening");
     on_listening(addr);
-    let mut state = AppState::new(db.clone(), keyring, config.server.trusted_proxies.clone())
-        .context("building the upstream HTTP client")?;
+    tracing::info!(version = %config.spend.prices.version, "price table loaded");
+    let mut state = AppState::new(
+        db.clone(),
+        keyring,
+        config.server.trusted_proxies.clone(),
+        config.spend.clone(),
+    )
+    .context("building the upstream HTTP client")?;
     if config.providers.allow_link_local {
         tracing::warn!(
             "providers.allow_link_local: provider keys may be sent to link-local addresses"
@@ -46,6 +52,7 @@ pub async fn run_with(config: Config, on_listening: impl FnOnce(SocketAddr)) -> 
             .context("building the upstream HTTP client")?;
     }
     let listener_task = portcullis_gateway::dataplane::spawn_change_listener(state.clone());
+    let spend = std::sync::Arc::clone(&state.spend);
     portcullis_gateway::serve(
         listener,
         state,
@@ -55,6 +62,16 @@ pub async fn run_with(config: Config, on_listening: impl FnOnce(SocketAddr)) -> 
     .await
     .context("server failed")?;
     listener_task.abort();
+    // Settled requests reach the ledger, and this process's leases go back, before it exits.
+    if tokio::time::timeout(config.server.shutdown_grace, spend.close())
+        .await
+        .is_err()
+    {
+        tracing::error!(
+            pending = spend.writer_stats().queued,
+            "the ledger writer did not finish within the shutdown grace period"
+        );
+    }
     db.close().await;
     tracing::info!("stopped");
     Ok(())

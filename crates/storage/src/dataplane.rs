@@ -23,32 +23,81 @@ pub struct LiveKey {
     /// `None`: every alias of the org.
     pub models: Option<Vec<String>>,
     pub expires_at: Option<DateTime<Utc>>,
+    pub limits: Limits,
+}
+
+/// A budget: a cap in micro-dollars and its period (`total` or `monthly`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Budget {
+    pub micro_usd: i64,
+    pub period: String,
+}
+
+/// The caps that apply to a key's requests, read with the key (and dropped from caches when
+/// the key, its team or its org changes them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub key: Option<Budget>,
+    pub team: Option<Budget>,
+    pub org: Option<Budget>,
+    pub rpm: Option<i64>,
+    pub tpm: Option<i64>,
+}
+
+impl Limits {
+    pub fn any_budget(&self) -> bool {
+        self.key.is_some() || self.team.is_some() || self.org.is_some()
+    }
+}
+
+fn budget(micro_usd: Option<i64>, period: Option<String>) -> Option<Budget> {
+    Some(Budget {
+        micro_usd: micro_usd?,
+        period: period.unwrap_or_else(|| "total".to_owned()),
+    })
 }
 
 /// Through `auth_virtual_key()`: a key's org is not known before it is found.
 pub async fn live_key(db: &Db, token: &TokenHash) -> Result<Option<LiveKey>, StorageError> {
-    type Row = (
-        Uuid,
-        Uuid,
-        Option<Uuid>,
-        Option<Vec<String>>,
-        Option<DateTime<Utc>>,
-    );
-    let row: Option<Row> = sqlx::query_as(
-        "select key_id, org_id, team_id, models, expires_at from auth_virtual_key($1)",
+    let row: Option<KeyRow> = sqlx::query_as(
+        "select key_id, org_id, team_id, models, expires_at, key_budget, key_period, rpm_limit,
+                tpm_limit, team_budget, team_period, org_budget, org_period
+         from auth_virtual_key($1)",
     )
     .bind(token.0.as_slice())
     .fetch_optional(db.pool())
     .await?;
-    Ok(
-        row.map(|(key_id, org_id, team_id, models, expires_at)| LiveKey {
-            key_id: KeyId::from_uuid(key_id),
-            org_id: OrgId::from_uuid(org_id),
-            team_id,
-            models,
-            expires_at,
-        }),
-    )
+    Ok(row.map(|r| LiveKey {
+        key_id: KeyId::from_uuid(r.key_id),
+        org_id: OrgId::from_uuid(r.org_id),
+        team_id: r.team_id,
+        models: r.models,
+        expires_at: r.expires_at,
+        limits: Limits {
+            key: budget(r.key_budget, r.key_period),
+            team: budget(r.team_budget, r.team_period),
+            org: budget(r.org_budget, r.org_period),
+            rpm: r.rpm_limit.map(i64::from),
+            tpm: r.tpm_limit.map(i64::from),
+        },
+    }))
+}
+
+#[derive(sqlx::FromRow)]
+struct KeyRow {
+    key_id: Uuid,
+    org_id: Uuid,
+    team_id: Option<Uuid>,
+    models: Option<Vec<String>>,
+    expires_at: Option<DateTime<Utc>>,
+    key_budget: Option<i64>,
+    key_period: Option<String>,
+    rpm_limit: Option<i32>,
+    tpm_limit: Option<i32>,
+    team_budget: Option<i64>,
+    team_period: Option<String>,
+    org_budget: Option<i64>,
+    org_period: Option<String>,
 }
 
 /// One target of a resolved route, its provider key in clear (kept in memory only).
@@ -62,6 +111,64 @@ pub struct ResolvedTarget {
     pub model: String,
     /// Set when the route spreads its first attempt by weight.
     pub weight: Option<u32>,
+    /// The target's own price, else its route's; `None` leaves it to the price table.
+    pub price: Option<TargetPrice>,
+}
+
+/// Micro-dollars per million tokens, as a route or target sets them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TargetPrice {
+    pub input: i64,
+    pub output: i64,
+    pub cached_input: Option<i64>,
+}
+
+/// A target as the route names it: credential, model, weight and any price of its own.
+struct TargetRef {
+    credential_id: Uuid,
+    model: String,
+    weight: Option<u32>,
+    price: Option<TargetPrice>,
+}
+
+/// A price needs both sides; a half-set price is no price (the table or a refusal decides).
+fn price_of(input: Option<i64>, output: Option<i64>, cached: Option<i64>) -> Option<TargetPrice> {
+    Some(TargetPrice {
+        input: input?,
+        output: output?,
+        cached_input: cached,
+    })
+}
+
+fn target_refs(route: &crate::model_routes::ModelRoute) -> Vec<TargetRef> {
+    let route_price = price_of(
+        route.input_micro_usd_per_mtok,
+        route.output_micro_usd_per_mtok,
+        route.cached_input_micro_usd_per_mtok,
+    );
+    let field = |t: &Value, name: &str| t.get(name).and_then(Value::as_i64);
+    route
+        .targets
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| {
+            Some(TargetRef {
+                credential_id: t.get("credential_id")?.as_str()?.parse().ok()?,
+                model: t.get("model")?.as_str()?.to_owned(),
+                weight: t
+                    .get("weight")
+                    .and_then(Value::as_u64)
+                    .and_then(|w| u32::try_from(w).ok()),
+                price: price_of(
+                    field(t, "input_micro_usd_per_mtok"),
+                    field(t, "output_micro_usd_per_mtok"),
+                    field(t, "cached_input_micro_usd_per_mtok"),
+                )
+                .or(route_price),
+            })
+        })
+        .collect()
 }
 
 impl std::fmt::Debug for ResolvedTarget {
@@ -82,6 +189,7 @@ pub struct ResolvedRoute {
     pub primary: Vec<ResolvedTarget>,
     pub fallback: Vec<ResolvedTarget>,
     pub timeout_ms: Option<i32>,
+    pub max_output_tokens: Option<i32>,
 }
 
 /// Resolves `alias` in the transaction's org; `None` if there is no such route.
@@ -95,23 +203,7 @@ pub async fn resolve_route(
         return Ok(None);
     };
     let creds = credentials::list(tx).await?;
-    let resolve_targets = |targets: &Value| -> Vec<(Uuid, String, Option<u32>)> {
-        targets
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|t| {
-                let id = t.get("credential_id")?.as_str()?.parse().ok()?;
-                let model = t.get("model")?.as_str()?.to_owned();
-                let weight = t
-                    .get("weight")
-                    .and_then(Value::as_u64)
-                    .and_then(|w| u32::try_from(w).ok());
-                Some((id, model, weight))
-            })
-            .collect()
-    };
-    let primary_refs = resolve_targets(&route.targets);
+    let primary_refs = target_refs(route);
     // Fallback routes in chain order, each once (the admin API refuses cycles anyway).
     let mut fallback_refs = Vec::new();
     let mut seen = vec![route.alias.clone()];
@@ -122,7 +214,7 @@ pub async fn resolve_route(
         }
         seen.push(next.clone());
         if let Some(fallback) = routes.iter().find(|r| r.alias == next) {
-            fallback_refs.extend(resolve_targets(&fallback.targets));
+            fallback_refs.extend(target_refs(fallback));
             queue.extend(fallback.fallback.iter().cloned());
         }
     }
@@ -133,6 +225,7 @@ pub async fn resolve_route(
         primary,
         fallback,
         timeout_ms: route.timeout_ms,
+        max_output_tokens: route.max_output_tokens,
     }))
 }
 
@@ -142,21 +235,23 @@ async fn open_targets(
     tx: &mut TenantTx,
     ring: &Keyring,
     creds: &[credentials::Credential],
-    refs: &[(Uuid, String, Option<u32>)],
+    refs: &[TargetRef],
 ) -> Result<Vec<ResolvedTarget>, StorageError> {
     let mut targets = Vec::with_capacity(refs.len());
-    for (id, model, weight) in refs {
-        let Some(credential) = creds.iter().find(|c| c.credential_id == *id) else {
+    for target in refs {
+        let id = target.credential_id;
+        let Some(credential) = creds.iter().find(|c| c.credential_id == id) else {
             continue;
         };
         targets.push(ResolvedTarget {
-            credential_id: *id,
+            credential_id: id,
             credential_name: credential.name.clone(),
             provider: credential.provider.clone(),
             base_url: credential.base_url.clone(),
-            api_key: credentials::reveal(tx, ring, *id).await?,
-            model: model.clone(),
-            weight: *weight,
+            api_key: credentials::reveal(tx, ring, id).await?,
+            model: target.model.clone(),
+            weight: target.weight,
+            price: target.price,
         });
     }
     Ok(targets)
@@ -178,6 +273,8 @@ pub enum Change {
     Key(TokenHash),
     /// Routes or credentials of this org changed.
     Routes(OrgId),
+    /// A team or org budget of this org changed: its keys carry stale limits.
+    Budgets(OrgId),
     /// The listener reconnected: anything may have changed meanwhile.
     Unknown,
 }
@@ -192,7 +289,7 @@ impl Changes {
     pub async fn listen(db: &Db) -> Result<Self, StorageError> {
         let mut listener = PgListener::connect_with(db.pool()).await?;
         listener
-            .listen_all(["portcullis_keys", "portcullis_routes"])
+            .listen_all(["portcullis_keys", "portcullis_routes", "portcullis_budgets"])
             .await?;
         Ok(Self { listener })
     }
@@ -217,6 +314,7 @@ fn parse_change(channel: &str, payload: &str) -> Change {
             }
         }
         "portcullis_routes" => payload.parse().map_or(Change::Unknown, Change::Routes),
+        "portcullis_budgets" => payload.parse().map_or(Change::Unknown, Change::Budgets),
         _ => Change::Unknown,
     }
 }

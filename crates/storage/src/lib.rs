@@ -19,6 +19,7 @@ pub mod migrate;
 pub mod model_routes;
 pub mod orgs;
 pub mod platform;
+pub mod spend;
 pub mod teams;
 mod tenant;
 

@@ -15,11 +15,14 @@ pub struct ModelRoute {
     pub timeout_ms: Option<i32>,
     pub input_micro_usd_per_mtok: Option<i64>,
     pub output_micro_usd_per_mtok: Option<i64>,
+    pub cached_input_micro_usd_per_mtok: Option<i64>,
+    /// Output tokens a request reserves when it does not say `max_tokens`.
+    pub max_output_tokens: Option<i32>,
     pub updated_at: DateTime<Utc>,
 }
 
 const COLUMNS: &str = "alias, targets, fallback, timeout_ms, input_micro_usd_per_mtok,
-    output_micro_usd_per_mtok, updated_at";
+    output_micro_usd_per_mtok, cached_input_micro_usd_per_mtok, max_output_tokens, updated_at";
 
 pub async fn list(tx: &mut TenantTx) -> Result<Vec<ModelRoute>, StorageError> {
     Ok(sqlx::query_as(&format!(
@@ -37,12 +40,15 @@ pub async fn put(tx: &mut WriteTx, route: &ModelRoute) -> Result<ModelRoute, Sto
     tx.detail("fallback", route.fallback.clone());
     sqlx::query_as(&format!(
         "insert into model_routes (org_id, alias, targets, fallback, timeout_ms,
-             input_micro_usd_per_mtok, output_micro_usd_per_mtok)
-         values ($1, $2, $3, $4, $5, $6, $7)
+             input_micro_usd_per_mtok, output_micro_usd_per_mtok,
+             cached_input_micro_usd_per_mtok, max_output_tokens)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
          on conflict (org_id, alias) do update set targets = excluded.targets,
              fallback = excluded.fallback, timeout_ms = excluded.timeout_ms,
              input_micro_usd_per_mtok = excluded.input_micro_usd_per_mtok,
-             output_micro_usd_per_mtok = excluded.output_micro_usd_per_mtok, updated_at = now()
+             output_micro_usd_per_mtok = excluded.output_micro_usd_per_mtok,
+             cached_input_micro_usd_per_mtok = excluded.cached_input_micro_usd_per_mtok,
+             max_output_tokens = excluded.max_output_tokens, updated_at = now()
          returning {COLUMNS}"
     ))
     .bind(org.as_uuid())
@@ -52,6 +58,8 @@ pub async fn put(tx: &mut WriteTx, route: &ModelRoute) -> Result<ModelRoute, Sto
     .bind(route.timeout_ms)
     .bind(route.input_micro_usd_per_mtok)
     .bind(route.output_micro_usd_per_mtok)
+    .bind(route.cached_input_micro_usd_per_mtok)
+    .bind(route.max_output_tokens)
     .fetch_one(tx.conn())
     .await
     .map_err(StorageError::from_write)

@@ -22,6 +22,9 @@ pub struct Org {
     pub content_retention_days: i32,
     pub ledger_retention_days: i32,
     pub require_mfa: bool,
+    /// The org's budget in micro-dollars, for all time or per calendar month.
+    pub budget_micro_usd: Option<i64>,
+    pub budget_period: Option<String>,
 }
 
 /// Creates an org with default settings; its first audit entry records the creation.
@@ -68,7 +71,8 @@ pub(crate) async fn insert_org(tx: &mut WriteTx, name: &str) -> Result<(), Stora
 pub async fn get_org(tx: &mut TenantTx) -> Result<Org, StorageError> {
     sqlx::query_as(
         "select o.org_id, o.name, o.created_at, s.logging_level, s.pii_redaction,
-                s.pii_guardrail, s.content_retention_days, s.ledger_retention_days, s.require_mfa
+                s.pii_guardrail, s.content_retention_days, s.ledger_retention_days, s.require_mfa,
+                s.budget_micro_usd, s.budget_period
          from organizations o join org_settings s using (org_id)
          where o.org_id = $1",
     )
@@ -87,6 +91,9 @@ pub struct SettingsChange {
     pub content_retention_days: Option<i32>,
     pub ledger_retention_days: Option<i32>,
     pub require_mfa: Option<bool>,
+    /// `Some(None)` removes the budget.
+    pub budget_micro_usd: Option<Option<i64>>,
+    pub budget_period: Option<Option<String>>,
 }
 
 /// Applies the change; the audit entry lists every setting it sets (values are not secret).
@@ -113,6 +120,12 @@ pub async fn update_settings(
     if let Some(v) = change.require_mfa {
         tx.detail("require_mfa", v);
     }
+    if let Some(v) = change.budget_micro_usd {
+        tx.detail("budget_micro_usd", v);
+    }
+    if let Some(v) = &change.budget_period {
+        tx.detail("budget_period", v.clone());
+    }
     sqlx::query(
         "update org_settings set
              logging_level = coalesce($2, logging_level),
@@ -121,6 +134,8 @@ pub async fn update_settings(
              content_retention_days = coalesce($5, content_retention_days),
              ledger_retention_days = coalesce($6, ledger_retention_days),
              require_mfa = coalesce($7, require_mfa),
+             budget_micro_usd = case when $8 then $9 else budget_micro_usd end,
+             budget_period = case when $10 then $11 else budget_period end,
              updated_at = now()
          where org_id = $1",
     )
@@ -131,6 +146,10 @@ pub async fn update_settings(
     .bind(change.content_retention_days)
     .bind(change.ledger_retention_days)
     .bind(change.require_mfa)
+    .bind(change.budget_micro_usd.is_some())
+    .bind(change.budget_micro_usd.flatten())
+    .bind(change.budget_period.is_some())
+    .bind(change.budget_period.clone().flatten())
     .execute(tx.conn())
     .await
     .map_err(StorageError::from_write)?;

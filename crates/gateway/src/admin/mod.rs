@@ -8,6 +8,7 @@ mod keys;
 mod members;
 mod model_routes;
 mod orgs;
+mod spend;
 mod teams;
 
 use axum::Router;
@@ -172,6 +173,8 @@ fn table() -> Vec<(AdminRoute, MethodRouter<AppState>)> {
             org(AuditRead),
             audit::verify
         ),
+        route!("GET", org_path!("/usage"), org(UsageRead), spend::usage),
+        route!("GET", org_path!("/ledger"), org(LedgerRead), spend::ledger),
     ]
 }
 

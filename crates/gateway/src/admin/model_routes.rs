@@ -30,6 +30,8 @@ pub struct RouteView {
     timeout_ms: Option<i32>,
     input_micro_usd_per_mtok: Option<i64>,
     output_micro_usd_per_mtok: Option<i64>,
+    cached_input_micro_usd_per_mtok: Option<i64>,
+    max_output_tokens: Option<i32>,
     updated_at: DateTime<Utc>,
 }
 
@@ -42,6 +44,8 @@ impl From<ModelRoute> for RouteView {
             timeout_ms: r.timeout_ms,
             input_micro_usd_per_mtok: r.input_micro_usd_per_mtok,
             output_micro_usd_per_mtok: r.output_micro_usd_per_mtok,
+            cached_input_micro_usd_per_mtok: r.cached_input_micro_usd_per_mtok,
+            max_output_tokens: r.max_output_tokens,
             updated_at: r.updated_at,
         }
     }
@@ -61,6 +65,13 @@ struct Target {
     /// weight and the rest follow in order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     weight: Option<u32>,
+    /// A target's own price wins over its route's and the price table's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    input_micro_usd_per_mtok: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    output_micro_usd_per_mtok: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cached_input_micro_usd_per_mtok: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -72,6 +83,25 @@ pub struct RouteBody {
     timeout_ms: Option<i32>,
     input_micro_usd_per_mtok: Option<i64>,
     output_micro_usd_per_mtok: Option<i64>,
+    cached_input_micro_usd_per_mtok: Option<i64>,
+    max_output_tokens: Option<i32>,
+}
+
+/// A price is both sides or neither (a half price could not be charged); never negative.
+fn check_price(
+    input: Option<i64>,
+    output: Option<i64>,
+    cached: Option<i64>,
+) -> Result<(), ApiError> {
+    if input.is_some() != output.is_some() || (cached.is_some() && input.is_none()) {
+        return Err(ApiError::invalid_request(
+            "a price sets `input_micro_usd_per_mtok` and `output_micro_usd_per_mtok` together",
+        ));
+    }
+    if [input, output, cached].iter().flatten().any(|p| *p < 0) {
+        return Err(ApiError::invalid_request("prices must not be negative"));
+    }
+    Ok(())
 }
 
 /// Aliases are what clients put in `model`: printable, no spaces or slashes.
@@ -103,6 +133,11 @@ impl RouteBody {
                     "a target's `weight` is 1 to 1000",
                 ));
             }
+            check_price(
+                target.input_micro_usd_per_mtok,
+                target.output_micro_usd_per_mtok,
+                target.cached_input_micro_usd_per_mtok,
+            )?;
         }
         if self.fallback.len() > MAX_FALLBACK {
             return Err(ApiError::invalid_request(format!(
@@ -115,12 +150,19 @@ impl RouteBody {
         {
             return Err(ApiError::invalid_request("`timeout_ms` is 100 to 600000"));
         }
-        if self.input_micro_usd_per_mtok.is_some_and(|p| p < 0)
-            || self.output_micro_usd_per_mtok.is_some_and(|p| p < 0)
+        if self
+            .max_output_tokens
+            .is_some_and(|t| !(1..=10_000_000).contains(&t))
         {
-            return Err(ApiError::invalid_request("prices must not be negative"));
+            return Err(ApiError::invalid_request(
+                "`max_output_tokens` is 1 to 10000000",
+            ));
         }
-        Ok(())
+        check_price(
+            self.input_micro_usd_per_mtok,
+            self.output_micro_usd_per_mtok,
+            self.cached_input_micro_usd_per_mtok,
+        )
     }
 }
 
@@ -199,6 +241,8 @@ pub async fn put(
         timeout_ms: body.timeout_ms,
         input_micro_usd_per_mtok: body.input_micro_usd_per_mtok,
         output_micro_usd_per_mtok: body.output_micro_usd_per_mtok,
+        cached_input_micro_usd_per_mtok: body.cached_input_micro_usd_per_mtok,
+        max_output_tokens: body.max_output_tokens,
         updated_at: Utc::now(),
     };
     let stored = store::put(&mut tx, &route).await?;

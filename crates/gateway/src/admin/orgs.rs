@@ -13,7 +13,7 @@ use super::check_name;
 use crate::caller::Principal;
 use crate::error::ApiError;
 use crate::guard::{OrgCaller, PlatformCaller};
-use crate::json::JsonBody;
+use crate::json::{JsonBody, nullable};
 use crate::router::AppState;
 
 #[derive(Debug, Serialize)]
@@ -32,6 +32,8 @@ struct SettingsView {
     content_retention_days: i32,
     ledger_retention_days: i32,
     require_mfa: bool,
+    budget_micro_usd: Option<i64>,
+    budget_period: Option<String>,
 }
 
 impl From<Org> for OrgView {
@@ -47,6 +49,8 @@ impl From<Org> for OrgView {
                 content_retention_days: org.content_retention_days,
                 ledger_retention_days: org.ledger_retention_days,
                 require_mfa: org.require_mfa,
+                budget_micro_usd: org.budget_micro_usd,
+                budget_period: org.budget_period,
             },
         }
     }
@@ -136,6 +140,10 @@ pub struct SettingsPatch {
     content_retention_days: Option<i32>,
     ledger_retention_days: Option<i32>,
     require_mfa: Option<bool>,
+    #[serde(default, deserialize_with = "nullable")]
+    budget_micro_usd: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    budget_period: Option<Option<String>>,
 }
 
 /// `PATCH /admin/v1/orgs/{org_id}/settings`. `require_mfa` is the owner's alone.
@@ -157,6 +165,8 @@ pub async fn update_settings(
             body.ledger_retention_days.is_some(),
         ),
         ("require_mfa", body.require_mfa.is_some()),
+        ("budget_micro_usd", body.budget_micro_usd.is_some()),
+        ("budget_period", body.budget_period.is_some()),
     ];
     if !touched.iter().any(|(_, set)| *set) {
         return Err(ApiError::invalid_request("no setting to change"));
@@ -186,6 +196,10 @@ pub async fn update_settings(
         365,
         36500,
     )?;
+    super::teams::check_budget(
+        body.budget_micro_usd.flatten(),
+        body.budget_period.clone().flatten().as_deref(),
+    )?;
     let change = SettingsChange {
         logging_level: body.logging_level,
         pii_redaction: body.pii_redaction,
@@ -193,6 +207,8 @@ pub async fn update_settings(
         content_retention_days: body.content_retention_days,
         ledger_retention_days: body.ledger_retention_days,
         require_mfa: body.require_mfa,
+        budget_micro_usd: body.budget_micro_usd,
+        budget_period: body.budget_period,
     };
     let mut tx = caller
         .begin_write(

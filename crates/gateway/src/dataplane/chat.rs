@@ -18,9 +18,13 @@ use portcullis_providers::{
 use portcullis_storage::dataplane::{self, LiveKey, ResolvedRoute, ResolvedTarget};
 use serde_json::{Map, Value, json};
 
+use portcullis_core::money::{Price, Usage};
+use portcullis_policy::spend::{DEFAULT_MAX_OUTPUT_TOKENS, input_token_bound};
+
 use super::key::authenticate;
 use crate::error::ApiError;
 use crate::router::AppState;
+use crate::spend::{Outcome, Reservation, UsageTap, usage_from_json};
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -49,9 +53,13 @@ async fn route(
     Ok(route)
 }
 
+fn target_label(resolved: &ResolvedTarget) -> String {
+    format!("{}:{}", resolved.credential_name, resolved.model)
+}
+
 fn target(resolved: &ResolvedTarget) -> Option<Target> {
     Some(Target {
-        label: format!("{}:{}", resolved.credential_name, resolved.model),
+        label: target_label(resolved),
         provider: ProviderKind::parse(&resolved.provider)?,
         base_url: resolved.base_url.as_deref().and_then(|u| u.parse().ok()),
         api_key: resolved.api_key.clone().into(),
@@ -140,7 +148,16 @@ pub async fn messages(
         .unwrap_or_default()
         .to_owned();
     let stream = chat.get("stream").and_then(Value::as_bool).unwrap_or(false);
-    let mut served = serve_alias(&state, &key, &alias, &chat, Operation::Chat { stream }).await?;
+    let call = Call {
+        key: &key,
+        alias: &alias,
+        request: &chat,
+        operation: Operation::Chat { stream },
+        body_len: body.len(),
+        // The translation asked for usage itself, and turns it into Anthropic's events.
+        strip_usage: false,
+    };
+    let mut served = serve_alias(&state, call).await?;
     served.reply = match served.reply {
         Reply::Json { status: 200, body } => Reply::Json {
             status: 200,
@@ -201,7 +218,7 @@ async fn proxy(
     kind: Kind,
 ) -> Result<Response, ApiError> {
     let key = authenticate(state, headers).await?;
-    let request: Map<String, Value> =
+    let mut request: Map<String, Value> =
         serde_json::from_slice(body).map_err(|_| ApiError::InvalidRequest {
             code: "invalid_json",
             message: "the body is not a JSON object".to_owned(),
@@ -209,18 +226,24 @@ async fn proxy(
     let alias = request
         .get("model")
         .and_then(Value::as_str)
-        .ok_or_else(|| ApiError::invalid_request("`model` is required"))?;
+        .ok_or_else(|| ApiError::invalid_request("`model` is required"))?
+        .to_owned();
+    let mut strip_usage = false;
     let operation = match kind {
         Kind::Chat => {
             if !request.get("messages").is_some_and(Value::is_array) {
                 return Err(ApiError::invalid_request("`messages` must be an array"));
             }
-            Operation::Chat {
-                stream: request
-                    .get("stream")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false),
+            let stream = request
+                .get("stream")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            if stream && !wants_usage(&request) {
+                // Settling needs the usage chunk; the client, which did not ask, won't see it.
+                request.insert("stream_options".into(), json!({"include_usage": true}));
+                strip_usage = true;
             }
+            Operation::Chat { stream }
         }
         Kind::Embeddings => {
             if !request
@@ -242,18 +265,47 @@ async fn proxy(
             Operation::Embeddings
         }
     };
-    let served = serve_alias(state, &key, alias, &request, operation).await?;
+    let call = Call {
+        key: &key,
+        alias: &alias,
+        request: &request,
+        operation,
+        body_len: body.len(),
+        strip_usage,
+    };
+    let served = serve_alias(state, call).await?;
     respond(served)
 }
 
-/// Checks the key's allowlist, resolves the alias and serves through its chain.
+/// Whether a streaming client asked for the closing usage chunk.
+fn wants_usage(request: &Map<String, Value>) -> bool {
+    request
+        .get("stream_options")
+        .and_then(|o| o.get("include_usage"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+}
+
+/// One data-plane call, as `serve_alias` takes it.
+struct Call<'a> {
+    key: &'a LiveKey,
+    alias: &'a str,
+    /// In OpenAI's shape (a `/v1/messages` body is translated first).
+    request: &'a Map<String, Value>,
+    operation: Operation,
+    /// Bytes of the client's body: the bound on its prompt tokens.
+    body_len: usize,
+    /// Drop the usage chunk from the stream: only the gateway asked for it.
+    strip_usage: bool,
+}
+
+/// Checks the key's allowlist, resolves the alias, reserves the worst case against the key's
+/// budgets and limits, serves through the chain and settles to what was used.
 async fn serve_alias(
     state: &AppState,
-    key: &LiveKey,
-    alias: &str,
-    request: &Map<String, Value>,
-    operation: Operation,
+    call: Call<'_>,
 ) -> Result<portcullis_providers::Served, ApiError> {
+    let Call { key, alias, .. } = call;
     if !allowed(key, alias) {
         return Err(ApiError::forbidden(
             "model_not_allowed",
@@ -266,9 +318,186 @@ async fn serve_alias(
         .and_then(|ms| u64::try_from(ms).ok())
         .map_or(DEFAULT_TIMEOUT, Duration::from_millis);
     let targets = chain(&route);
-    serve(&state.upstreams, &targets, request, operation, timeout)
-        .await
-        .map_err(|failure| failure_to_error(&failure))
+    let prices = priced(state, &route);
+    let estimate = estimate(&call, &route);
+    let reservation = state
+        .spend
+        .reserve(key, estimate, reservation_price(key, alias, &prices)?)
+        .await?;
+    let served = serve(
+        &state.upstreams,
+        &targets,
+        call.request,
+        call.operation,
+        timeout,
+    )
+    .await
+    .map_err(|failure| failure_to_error(&failure))?;
+    let price = prices
+        .iter()
+        .find(|(label, _)| *label == served.target)
+        .and_then(|(_, price)| *price);
+    let settle = Settle {
+        reservation,
+        request_id: crate::request_id::current().unwrap_or_default(),
+        model: alias.to_owned(),
+        target: served.target.clone(),
+        price,
+    };
+    Ok(settle.on(served, call.strip_usage))
+}
+
+/// Each target's label and price: its own or its route's, else the price table's for its
+/// model, else none.
+fn priced(state: &AppState, route: &ResolvedRoute) -> Vec<(String, Option<Price>)> {
+    route
+        .primary
+        .iter()
+        .chain(&route.fallback)
+        .map(|t| {
+            let price = t
+                .price
+                .map(|p| Price {
+                    input: p.input,
+                    output: p.output,
+                    cached_input: p.cached_input,
+                })
+                .or_else(|| state.spend.prices().lookup(&t.model));
+            (target_label(t), price)
+        })
+        .collect()
+}
+
+/// The dearest price of the targets that may serve. A target without a price is not free:
+/// under a budget the request is refused until one is set (fail closed).
+fn reservation_price(
+    key: &LiveKey,
+    alias: &str,
+    prices: &[(String, Option<Price>)],
+) -> Result<Option<Price>, ApiError> {
+    let mut dearest: Option<Price> = None;
+    for (label, price) in prices {
+        match price {
+            Some(p) => dearest = Some(dearest.map_or(*p, |d| d.max(*p))),
+            None if key.limits.any_budget() => {
+                return Err(ApiError::PaymentRequired {
+                    code: "price_unknown",
+                    message: format!(
+                        "`{alias}` has no price for target `{label}` and a budget is in force: \
+                         set its price on the route before using it"
+                    ),
+                });
+            }
+            None => {}
+        }
+    }
+    Ok(dearest)
+}
+
+/// The worst case a request may use: every byte of the body a prompt token, plus the output
+/// it may ask for (its `max_tokens`, else the route's default, else 4096).
+fn estimate(call: &Call<'_>, route: &ResolvedRoute) -> Usage {
+    let output = match call.operation {
+        Operation::Embeddings => 0,
+        Operation::Chat { .. } => ["max_completion_tokens", "max_tokens"]
+            .iter()
+            .find_map(|field| call.request.get(*field).and_then(Value::as_i64))
+            .filter(|n| *n > 0)
+            .or_else(|| route.max_output_tokens.map(i64::from))
+            .unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS),
+    };
+    Usage {
+        input_tokens: input_token_bound(call.body_len),
+        output_tokens: output,
+        cached_input_tokens: 0,
+    }
+}
+
+/// What settles a served request: at once for a whole body, when the stream ends (or the
+/// client leaves) for a stream.
+struct Settle {
+    reservation: Reservation,
+    request_id: String,
+    model: String,
+    target: String,
+    price: Option<Price>,
+}
+
+impl Settle {
+    fn outcome(&self, usage: Usage, estimated: bool) -> Outcome {
+        Outcome {
+            request_id: self.request_id.clone(),
+            model: self.model.clone(),
+            target: self.target.clone(),
+            usage,
+            price: self.price,
+            estimated,
+        }
+    }
+
+    fn on(
+        self,
+        mut served: portcullis_providers::Served,
+        strip: bool,
+    ) -> portcullis_providers::Served {
+        served.reply = match served.reply {
+            Reply::Json { status, body } => {
+                if (200..300).contains(&status) {
+                    let (usage, estimated) = match usage_from_json(&body) {
+                        Some(usage) => (usage, false),
+                        None => (
+                            self.bounded(i64::try_from(body.len()).unwrap_or(i64::MAX)),
+                            true,
+                        ),
+                    };
+                    let outcome = self.outcome(usage, estimated);
+                    self.reservation.settle(outcome);
+                }
+                Reply::Json { status, body }
+            }
+            Reply::Stream { first, rest } => {
+                let mut watch = StreamWatch {
+                    tap: UsageTap::new(strip),
+                    settle: Some(self),
+                };
+                let first = watch.tap.push(first);
+                let rest = rest
+                    .map(move |piece| piece.map(|bytes| watch.tap.push(bytes)))
+                    .boxed();
+                Reply::Stream { first, rest }
+            }
+        };
+        served
+    }
+
+    /// Usage when the provider reported none: the prompt bound and `output` bytes.
+    fn bounded(&self, output: i64) -> Usage {
+        Usage {
+            input_tokens: self.reservation.estimate.input_tokens,
+            output_tokens: output,
+            cached_input_tokens: 0,
+        }
+    }
+}
+
+/// Rides along a stream; settles when it is dropped: at its end, or when the client leaves.
+struct StreamWatch {
+    tap: UsageTap,
+    settle: Option<Settle>,
+}
+
+impl Drop for StreamWatch {
+    fn drop(&mut self) {
+        let Some(settle) = self.settle.take() else {
+            return;
+        };
+        let (usage, estimated) = match self.tap.reported() {
+            Some(usage) => (usage, false),
+            None => (settle.bounded(self.tap.content_bytes()), true),
+        };
+        let outcome = settle.outcome(usage, estimated);
+        settle.reservation.settle(outcome);
+    }
 }
 
 /// The upstream's answer, with the headers that say who served it.

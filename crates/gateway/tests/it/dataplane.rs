@@ -295,6 +295,7 @@ async fn ac_2_a_key_revoked_or_rotated_through_one_process_is_refused_by_another
         env.test.db.clone(),
         portcullis_core::crypto::Keyring::generate().unwrap(),
         Vec::new(),
+        crate::support::spend_options(),
     )
     .unwrap();
     let listener = dataplane::spawn_change_listener(other.clone());

@@ -25,6 +25,7 @@ fn state(db: Db) -> AppState {
         db,
         portcullis_core::crypto::Keyring::generate().unwrap(),
         Vec::new(),
+        crate::support::spend_options(),
     )
     .unwrap()
 }

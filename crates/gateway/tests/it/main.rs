@@ -14,4 +14,5 @@ mod isolation;
 mod matrix;
 mod mfa;
 mod secrets;
+mod spend;
 mod support;

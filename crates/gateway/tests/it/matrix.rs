@@ -22,16 +22,17 @@ fn documented(method: &str, path: &str) -> Allowed {
     match (method, org) {
         ("POST", None) => Allowed::MasterOnly,
         ("GET", None) => Allowed::AnyoneAuthenticated,
-        ("GET", Some("" | "/members" | "/teams" | "/keys" | "/credentials" | "/routes")) => {
-            Allowed::AtLeast(Role::Viewer)
-        }
+        (
+            "GET",
+            Some("" | "/members" | "/teams" | "/keys" | "/credentials" | "/routes" | "/usage"),
+        ) => Allowed::AtLeast(Role::Viewer),
         ("POST", Some("/keys" | "/keys/{key_id}/rotate")) | ("DELETE", Some("/keys/{key_id}")) => {
             Allowed::AtLeast(Role::Member)
         }
         ("PATCH", Some("/settings"))
         | ("POST", Some("/members" | "/teams"))
         | ("PATCH" | "DELETE", Some("/members/{user_id}" | "/teams/{team_id}"))
-        | ("GET", Some("/audit" | "/audit/verify"))
+        | ("GET", Some("/audit" | "/audit/verify" | "/ledger"))
         | ("POST", Some("/credentials"))
         | ("PUT" | "DELETE", Some("/credentials/{credential_id}" | "/routes/{alias}")) => {
             Allowed::AtLeast(Role::Admin)

@@ -29,6 +29,9 @@ const SECURITY_DEFINER_ALLOWED: &[&str] = &[
     "platform_sealed_totp_seeds",
     "platform_reseal_totp",
     "auth_virtual_key",
+    "spend_renew_leases",
+    "spend_sweep",
+    "ledger_expire",
 ];
 
 /// Every way the schema breaks the tenancy rules; empty when it keeps them.

@@ -2,6 +2,7 @@
 
 use portcullis_core::audit::{Actor, Source};
 use portcullis_core::crypto::Keyring;
+use portcullis_core::money::Period;
 use portcullis_core::token::{Token, TokenKind};
 use portcullis_core::{KeyId, OrgId, Role, TeamId, UserId};
 use portcullis_storage::credentials::{self, NewCredential};
@@ -9,6 +10,7 @@ use portcullis_storage::keys::{self, NewKey};
 use portcullis_storage::members;
 use portcullis_storage::model_routes::{self, ModelRoute};
 use portcullis_storage::orgs::{self, Org};
+use portcullis_storage::spend::{self, Charge, Counter, Scope, Settlement, Take, Want};
 use portcullis_storage::teams::{self, NewTeam};
 use portcullis_storage::{AuditedChange, Db};
 use portcullis_testkit::TestDb;
@@ -110,11 +112,69 @@ pub async fn populated_org(test: &TestDb, name: &str) -> Org {
         timeout_ms: None,
         input_micro_usd_per_mtok: None,
         output_micro_usd_per_mtok: None,
+        cached_input_micro_usd_per_mtok: None,
+        max_output_tokens: None,
         updated_at: chrono::Utc::now(),
     };
     model_routes::put(&mut tx, &route).await.unwrap();
     tx.commit().await.unwrap();
+    settle_one(&test.db, org.org_id, key_id, *team.as_uuid(), 1_234).await;
     org
+}
+
+/// The team budget's counter of this month.
+pub fn team_counter(team: uuid::Uuid) -> Counter {
+    Counter {
+        scope: Scope::Team,
+        scope_id: team,
+        period_start: Period::Monthly.start(chrono::Utc::now()),
+    }
+}
+
+/// One request reserved from a lease on the team budget and settled: a counter, a lease, a
+/// ledger row and a day of usage.
+pub async fn settle_one(
+    db: &Db,
+    org: OrgId,
+    key: KeyId,
+    team: uuid::Uuid,
+    cost: i64,
+) -> Settlement {
+    let holder = uuid::Uuid::now_v7();
+    let want = Want {
+        counter: team_counter(team),
+        lease_id: None,
+        needed: cost,
+        wanted: cost * 2,
+    };
+    let Take::Granted(grants) = spend::take(db, org, holder, 60_000, &[want]).await.unwrap() else {
+        panic!("the fixture's team budget refused {cost}");
+    };
+    let settlement = Settlement {
+        entry_id: uuid::Uuid::now_v7(),
+        org_id: org,
+        occurred_at: chrono::Utc::now(),
+        request_id: "req-fixture".to_owned(),
+        team_id: Some(team),
+        key_id: key,
+        model: "chat".to_owned(),
+        target: "upstream:mock-1".to_owned(),
+        input_tokens: 10,
+        output_tokens: 5,
+        cached_input_tokens: 0,
+        cost_micro_usd: cost,
+        priced: true,
+        estimated: false,
+        charges: vec![Charge {
+            counter: want.counter,
+            lease_id: Some(grants[0].lease_id),
+            amount: cost,
+        }],
+    };
+    spend::settle(db, std::slice::from_ref(&settlement), &[])
+        .await
+        .unwrap();
+    settlement
 }
 
 /// The provider key every fixture org stores (sealed).

@@ -12,4 +12,5 @@ mod audit_chain;
 mod catalog;
 mod fixtures;
 mod secrets_at_rest;
+mod spend;
 mod tenancy;

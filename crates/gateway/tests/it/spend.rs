@@ -1,0 +1,285 @@
+//! Spend on the data plane: budgets refuse with 402 naming the scope (AV-2), a route without a
+//! price is refused under a budget, rate limits answer 429 with Retry-After, and every served
+//! request lands in the ledger and the daily usage (RM-4).
+
+use axum::http::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::support::{Env, Who, unique};
+
+fn chat(model: &str, stream: bool) -> Value {
+    json!({"model": model, "messages": [{"role": "user", "content": "Say hello"}],
+           "stream": stream, "max_tokens": 16})
+}
+
+/// A mock route priced at one micro-dollar per token each way.
+async fn priced_route(env: &Env, alias: &str) {
+    env.mock_route(alias, &["mock-1"]).await;
+    let path = env.org_path(&format!("/routes/{alias}"));
+    let current = env
+        .call(Method::GET, &env.org_path("/routes"), Who::Master, None)
+        .await;
+    let targets = current.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["alias"] == alias)
+        .unwrap()["targets"]
+        .clone();
+    let put = env
+        .call(
+            Method::PUT,
+            &path,
+            Who::Master,
+            Some(
+                json!({"targets": targets, "input_micro_usd_per_mtok": 1_000_000,
+                        "output_micro_usd_per_mtok": 1_000_000}),
+            ),
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+}
+
+async fn key_with(env: &Env, extra: Value) -> (String, String) {
+    let mut body = json!({"name": unique("spend")});
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    let key = env
+        .call(
+            Method::POST,
+            &env.org_path("/keys"),
+            Who::Master,
+            Some(body),
+        )
+        .await;
+    assert_eq!(key.status, StatusCode::CREATED, "{}", key.body);
+    (
+        key.body["key_id"].as_str().unwrap().to_owned(),
+        key.body["secret"].as_str().unwrap().to_owned(),
+    )
+}
+
+async fn ledger(env: &Env) -> Vec<Value> {
+    env.state.spend.flush().await;
+    let page = env
+        .call(Method::GET, &env.org_path("/ledger"), Who::Admin, None)
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    page.body["entries"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn av_2_a_key_budget_refuses_with_402_naming_the_scope_and_is_never_passed() {
+    let env = Env::new().await;
+    priced_route(&env, "chat").await;
+    // One request reserves its body's bytes plus 16 output tokens; it spends far less.
+    let (_, secret) = key_with(&env, json!({"budget_micro_usd": 1_000})).await;
+    let mut served = 0;
+    let mut refused = None;
+    for _ in 0..200 {
+        let r = env
+            .call_as(
+                Method::POST,
+                "/v1/chat/completions",
+                &secret,
+                Some(chat("chat", false)),
+            )
+            .await;
+        match r.status {
+            StatusCode::OK => served += 1,
+            StatusCode::PAYMENT_REQUIRED => {
+                refused = Some(r.body);
+                break;
+            }
+            other => panic!("unexpected {other}: {}", r.body),
+        }
+    }
+    let refused = refused.expect("the budget never refused");
+    assert_eq!(refused["error"]["code"], "budget_exceeded");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("key")
+    );
+    assert!(served > 0);
+    let entries = ledger(&env).await;
+    let spent: i64 = entries
+        .iter()
+        .map(|e| e["cost_micro_usd"].as_i64().unwrap())
+        .sum();
+    assert_eq!(entries.len(), served);
+    assert!(spent <= 1_000, "spent {spent} past a cap of 1000");
+}
+
+#[tokio::test]
+async fn av_2_a_route_without_a_price_is_refused_under_a_budget_and_recorded_unpriced_without() {
+    let env = Env::new().await;
+    env.mock_route("unpriced", &["mock-1"]).await;
+    let (_, budgeted) = key_with(&env, json!({"budget_micro_usd": 1_000_000})).await;
+    let r = env
+        .call_as(
+            Method::POST,
+            "/v1/chat/completions",
+            &budgeted,
+            Some(chat("unpriced", false)),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PAYMENT_REQUIRED, "{}", r.body);
+    assert_eq!(r.body["error"]["code"], "price_unknown");
+    let r = env
+        .call(
+            Method::POST,
+            "/v1/chat/completions",
+            Who::VirtualKey,
+            Some(chat("unpriced", false)),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let entries = ledger(&env).await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0]["priced"], false);
+    assert_eq!(entries[0]["cost_micro_usd"], 0);
+}
+
+#[tokio::test]
+async fn av_2_an_org_budget_counts_every_key_of_the_org() {
+    let env = Env::new().await;
+    priced_route(&env, "chat").await;
+    let patch = env
+        .call(
+            Method::PATCH,
+            &env.org_path("/settings"),
+            Who::Admin,
+            Some(json!({"budget_micro_usd": 300, "budget_period": "monthly"})),
+        )
+        .await;
+    assert_eq!(patch.status, StatusCode::OK, "{}", patch.body);
+    assert_eq!(patch.body["settings"]["budget_micro_usd"], 300);
+    let (_, first) = key_with(&env, json!({})).await;
+    let (_, second) = key_with(&env, json!({})).await;
+    let mut codes = Vec::new();
+    for i in 0..40 {
+        let secret = if i % 2 == 0 { &first } else { &second };
+        let r = env
+            .call_as(
+                Method::POST,
+                "/v1/chat/completions",
+                secret,
+                Some(chat("chat", false)),
+            )
+            .await;
+        if r.status == StatusCode::PAYMENT_REQUIRED {
+            codes.push(r.body["error"]["message"].as_str().unwrap().to_owned());
+        }
+    }
+    assert!(!codes.is_empty(), "the org budget never refused");
+    assert!(codes.iter().all(|m| m.contains("org")), "{codes:?}");
+    let spent: i64 = ledger(&env)
+        .await
+        .iter()
+        .map(|e| e["cost_micro_usd"].as_i64().unwrap())
+        .sum();
+    assert!(spent <= 300, "spent {spent}");
+}
+
+#[tokio::test]
+async fn av_2_requests_per_minute_answer_429_with_retry_after() {
+    let env = Env::new().await;
+    priced_route(&env, "chat").await;
+    let (_, secret) = key_with(&env, json!({"rpm_limit": 3})).await;
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..5 {
+        let r = env
+            .call_as(
+                Method::POST,
+                "/v1/chat/completions",
+                &secret,
+                Some(chat("chat", false)),
+            )
+            .await;
+        if r.status == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(r.body["error"]["code"], "rate_limited");
+            retry_after = r.headers.get("retry-after").cloned();
+        }
+        statuses.push(r.status.as_u16());
+    }
+    // A minute may turn during the test: never more than 3 in one minute, so at most 3 + 3.
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    assert!((3..=5).contains(&ok), "{statuses:?}");
+    if ok < 5 {
+        let secs: u64 = retry_after.unwrap().to_str().unwrap().parse().unwrap();
+        assert!((1..=60).contains(&secs));
+    }
+}
+
+#[tokio::test]
+async fn rm_4_each_request_lands_in_the_ledger_and_the_daily_usage() {
+    let env = Env::new().await;
+    priced_route(&env, "chat").await;
+    let whole = env
+        .call(
+            Method::POST,
+            "/v1/chat/completions",
+            Who::VirtualKey,
+            Some(chat("chat", false)),
+        )
+        .await;
+    assert_eq!(whole.status, StatusCode::OK);
+    let usage = whole.body["usage"].clone();
+    // A stream whose client did not ask for usage: the gateway asks, settles, and hides it.
+    let stream = env
+        .call(
+            Method::POST,
+            "/v1/chat/completions",
+            Who::VirtualKey,
+            Some(chat("chat", true)),
+        )
+        .await;
+    assert_eq!(stream.status, StatusCode::OK);
+    let text = stream.body.as_str().unwrap();
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    assert!(
+        !text.contains("\"usage\":{"),
+        "the client got a usage chunk it did not ask for"
+    );
+    let entries = ledger(&env).await;
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    for entry in &entries {
+        assert_eq!(entry["model"], "chat");
+        assert_eq!(entry["input_tokens"], usage["prompt_tokens"]);
+        assert_eq!(entry["output_tokens"], usage["completion_tokens"]);
+        assert_eq!(entry["estimated"], false);
+        let tokens =
+            usage["prompt_tokens"].as_i64().unwrap() + usage["completion_tokens"].as_i64().unwrap();
+        assert_eq!(entry["cost_micro_usd"].as_i64().unwrap(), tokens);
+    }
+    let by_model = env
+        .call(
+            Method::GET,
+            &env.org_path("/usage?group_by=model"),
+            Who::Viewer,
+            None,
+        )
+        .await;
+    assert_eq!(by_model.status, StatusCode::OK, "{}", by_model.body);
+    let rows = by_model.body["data"].as_array().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["model"], "chat");
+    assert_eq!(rows[0]["requests"], 2);
+    let bad = env
+        .call(
+            Method::GET,
+            &env.org_path("/usage?group_by=colour"),
+            Who::Viewer,
+            None,
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let member = env
+        .call(Method::GET, &env.org_path("/ledger"), Who::Member, None)
+        .await;
+    assert_eq!(member.status, StatusCode::FORBIDDEN);
+}
