@@ -42,7 +42,9 @@ create table spend_leases (
         references spend_counters (org_id, scope, scope_id, period_start) on delete cascade
 );
 create index spend_leases_counter on spend_leases (org_id, scope, scope_id, period_start);
-create index spend_leases_holder on spend_leases (holder);
+-- One lease per process per limit: concurrent grants to a process add up in one row.
+create unique index uq_spend_leases_holder_counter
+    on spend_leases (holder, org_id, scope, scope_id, period_start);
 
 -- One row per settled request (RM-4). Kept apart from request logs and their content, with its
 -- own retention; no route, content retention or data-subject deletion touches it.

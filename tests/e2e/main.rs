@@ -10,5 +10,6 @@
 mod cli;
 mod sdk;
 mod serve;
+mod spend;
 mod support;
 mod walkthrough;

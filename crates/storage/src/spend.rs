@@ -54,8 +54,8 @@ pub struct Want {
     pub wanted: i64,
 }
 
-/// What a process got of one limit. `fresh`: a new lease (the one it named had expired, or it
-/// named none), so what it remembered of the old one is void.
+/// What a process got of one limit. `fresh`: a new lease (none was live for this process and
+/// limit), so what it remembered of an old one is void.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Granted {
     pub counter: Counter,
@@ -97,10 +97,41 @@ pub async fn take(
     wants: &[Want],
 ) -> Result<Take, StorageError> {
     let mut wants = wants.to_vec();
-    wants.sort_by_key(|w| w.counter);
+    // The order settlements lock counters in (`order by scope collate "C", ...`).
+    wants.sort_by_key(|w| {
+        (
+            w.counter.scope.as_str(),
+            w.counter.scope_id,
+            w.counter.period_start,
+        )
+    });
+    let mut attempt = 0;
+    loop {
+        match try_take(db, org, holder, ttl_ms, &wants).await {
+            Err(StorageError::Database(error)) if is_deadlock(&error) && attempt < 3 => {
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Locks are taken in one order everywhere, so this should not happen; if PostgreSQL still
+/// picks this transaction as a deadlock victim, the take is simply tried again.
+fn is_deadlock(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("40P01" | "40001")))
+}
+
+async fn try_take(
+    db: &Db,
+    org: OrgId,
+    holder: Uuid,
+    ttl_ms: i32,
+    wants: &[Want],
+) -> Result<Take, StorageError> {
     let mut tx = db.begin_tenant(org).await?;
     let mut granted = Vec::with_capacity(wants.len());
-    for want in &wants {
+    for want in wants {
         match take_one(&mut tx, holder, ttl_ms, want).await? {
             Some(grant) => granted.push(grant),
             None => return Ok(Take::Refused(want.counter)),
@@ -127,16 +158,24 @@ async fn take_one(
     .bind(c.period_start)
     .execute(&mut *conn)
     .await?;
-    let (spent, leased): (i64, i64) = sqlx::query_as(
-        "select c.spent,
-                coalesce((select sum(l.amount) from spend_leases l
-                           where l.org_id = c.org_id and l.scope = c.scope
-                             and l.scope_id = c.scope_id and l.period_start = c.period_start
-                             and l.expires_at > now()), 0)::bigint
-         from spend_counters c
-         where c.org_id = portcullis_current_org() and c.scope = $1 and c.scope_id = $2
-           and c.period_start = $3
-         for update of c",
+    // Lock first, then read the leases in a statement of its own: under READ COMMITTED a
+    // statement that waited for the lock re-reads the locked row but not a subquery, which
+    // would miss a lease granted by the transaction it waited for.
+    let spent: i64 = sqlx::query_scalar(
+        "select spent from spend_counters
+         where org_id = portcullis_current_org() and scope = $1 and scope_id = $2
+           and period_start = $3
+         for no key update",
+    )
+    .bind(c.scope.as_str())
+    .bind(c.scope_id)
+    .bind(c.period_start)
+    .fetch_one(&mut *conn)
+    .await?;
+    let leased: i64 = sqlx::query_scalar(
+        "select coalesce(sum(amount), 0)::bigint from spend_leases
+         where org_id = portcullis_current_org() and scope = $1 and scope_id = $2
+           and period_start = $3 and expires_at > now()",
     )
     .bind(c.scope.as_str())
     .bind(c.scope_id)
@@ -151,49 +190,36 @@ async fn take_one(
         // The limit was lifted since the process looked: nothing to hold back.
         None => want.wanted.max(want.needed),
     };
-    if let Some(lease_id) = want.lease_id {
-        let topped: Option<Uuid> = sqlx::query_scalar(
-            "update spend_leases set amount = amount + $2,
-                    expires_at = now() + make_interval(secs => $3 / 1000.0)
-             where lease_id = $1 and holder = $4 and expires_at > now()
-             returning lease_id",
-        )
-        .bind(lease_id)
-        .bind(amount)
-        .bind(ttl_ms)
-        .bind(holder)
-        .fetch_optional(&mut *conn)
-        .await?;
-        if topped.is_some() {
-            return Ok(Some(Granted {
-                counter: *c,
-                lease_id,
-                amount,
-                fresh: false,
-            }));
-        }
-    }
-    let lease_id = Uuid::now_v7();
-    sqlx::query(
+    // One row per process and limit. A live row grows; an expired one (this process stalled
+    // past its TTL, and others may hold its amount now) starts over under a new id.
+    let (lease_id, fresh): (Uuid, bool) = sqlx::query_as(
         "insert into spend_leases (lease_id, org_id, holder, scope, scope_id, period_start,
                                    amount, expires_at)
          values ($1, portcullis_current_org(), $2, $3, $4, $5, $6,
-                 now() + make_interval(secs => $7 / 1000.0))",
+                 now() + make_interval(secs => $7 / 1000.0))
+         on conflict (holder, org_id, scope, scope_id, period_start) do update set
+             lease_id = case when spend_leases.expires_at > now() then spend_leases.lease_id
+                             else excluded.lease_id end,
+             amount = case when spend_leases.expires_at > now()
+                           then spend_leases.amount + excluded.amount
+                           else excluded.amount end,
+             expires_at = excluded.expires_at
+         returning lease_id, lease_id = $1",
     )
-    .bind(lease_id)
+    .bind(Uuid::now_v7())
     .bind(holder)
     .bind(c.scope.as_str())
     .bind(c.scope_id)
     .bind(c.period_start)
     .bind(amount)
     .bind(ttl_ms)
-    .execute(&mut *conn)
+    .fetch_one(&mut *conn)
     .await?;
     Ok(Some(Granted {
         counter: *c,
         lease_id,
         amount,
-        fresh: true,
+        fresh,
     }))
 }
 
@@ -226,19 +252,27 @@ pub struct Settlement {
     pub charges: Vec<Charge>,
 }
 
+/// Part of a lease a process gives back unused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Returned {
+    pub org_id: OrgId,
+    pub lease_id: Uuid,
+    pub amount: i64,
+}
+
 /// Writes settlements and returns leases in one transaction: per org, the ledger rows (a row
 /// already there is skipped with its charges, so a retried batch counts nothing twice), then
-/// counters, leases and daily usage from the rows actually inserted; then the returned leases
-/// are deleted. Returns how many ledger rows were new.
+/// counters, leases and daily usage from the rows actually inserted; then the returned parts
+/// of leases. Returns how many ledger rows were new.
 pub async fn settle(
     db: &Db,
     batch: &[Settlement],
-    returned: &[(OrgId, Uuid)],
+    returned: &[Returned],
 ) -> Result<u64, StorageError> {
     let mut orgs: Vec<OrgId> = batch
         .iter()
         .map(|s| s.org_id)
-        .chain(returned.iter().map(|(org, _)| *org))
+        .chain(returned.iter().map(|r| r.org_id))
         .collect();
     orgs.sort_unstable();
     orgs.dedup();
@@ -253,16 +287,18 @@ pub async fn settle(
         if !rows.is_empty() {
             inserted += settle_org(&mut tx, &rows).await?;
         }
-        let leases: Vec<Uuid> = returned
-            .iter()
-            .filter(|(o, _)| *o == org)
-            .map(|(_, id)| *id)
-            .collect();
-        if !leases.is_empty() {
-            sqlx::query("delete from spend_leases where lease_id = any($1)")
-                .bind(&leases)
-                .execute(&mut *tx)
-                .await?;
+        let parts: Vec<&Returned> = returned.iter().filter(|r| r.org_id == org).collect();
+        if !parts.is_empty() {
+            // Less, not gone: the process may have been granted more since it gave this back.
+            sqlx::query(
+                "update spend_leases l set amount = greatest(l.amount - r.amount, 0)
+                 from unnest($1::uuid[], $2::bigint[]) as r(lease_id, amount)
+                 where l.lease_id = r.lease_id",
+            )
+            .bind(parts.iter().map(|r| r.lease_id).collect::<Vec<_>>())
+            .bind(parts.iter().map(|r| r.amount).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
         }
     }
     tx.commit().await?;
@@ -275,7 +311,7 @@ async fn settle_org(conn: &mut PgConnection, rows: &[&Settlement]) -> Result<u64
         .iter()
         .flat_map(|s| s.charges.iter().map(|c| (s.entry_id, c)))
         .collect();
-    let inserted: i64 = sqlx::query_scalar(
+    let inserted: Vec<Uuid> = sqlx::query_scalar(
         "with input as (
              select * from unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::uuid[],
                                   $5::uuid[], $6::text[], $7::text[], $8::bigint[], $9::bigint[],
@@ -302,13 +338,9 @@ async fn settle_org(conn: &mut PgConnection, rows: &[&Settlement]) -> Result<u64
              insert into spend_counters (org_id, scope, scope_id, period_start, spent)
              select portcullis_current_org(), scope, scope_id, period_start, sum(amount)
              from charges group by scope, scope_id, period_start
+             order by scope collate \"C\", scope_id, period_start
              on conflict (org_id, scope, scope_id, period_start)
              do update set spent = spend_counters.spent + excluded.spent
-         ), drawn as (
-             update spend_leases l set amount = greatest(l.amount - d.total, 0)
-             from (select lease_id, sum(amount) as total from charges
-                   where lease_id is not null group by lease_id) d
-             where l.lease_id = d.lease_id
          ), daily as (
              insert into usage_daily (org_id, day, key_id, model, team_id, requests,
                                       input_tokens, output_tokens, cost_micro_usd)
@@ -316,13 +348,14 @@ async fn settle_org(conn: &mut PgConnection, rows: &[&Settlement]) -> Result<u64
                     model, max(team_id::text)::uuid, count(*), sum(input_tokens),
                     sum(output_tokens), sum(cost_micro_usd)
              from inserted group by 2, key_id, model
+             order by 2, key_id, model
              on conflict (org_id, day, key_id, model) do update set
                  requests = usage_daily.requests + excluded.requests,
                  input_tokens = usage_daily.input_tokens + excluded.input_tokens,
                  output_tokens = usage_daily.output_tokens + excluded.output_tokens,
                  cost_micro_usd = usage_daily.cost_micro_usd + excluded.cost_micro_usd
          )
-         select count(*) from inserted",
+         select entry_id from inserted",
     )
     .bind(rows.iter().map(|s| s.entry_id).collect::<Vec<_>>())
     .bind(rows.iter().map(|s| s.occurred_at).collect::<Vec<_>>())
@@ -362,9 +395,29 @@ async fn settle_org(conn: &mut PgConnection, rows: &[&Settlement]) -> Result<u64
     )
     .bind(charges.iter().map(|(_, c)| c.lease_id).collect::<Vec<_>>())
     .bind(charges.iter().map(|(_, c)| c.amount).collect::<Vec<_>>())
-    .fetch_one(&mut *conn)
+    .fetch_all(&mut *conn)
     .await?;
-    Ok(u64::try_from(inserted).unwrap_or(0))
+    // After the counters, as `take` does: one lock order, no deadlock. Only the charges of
+    // rows inserted now draw on their lease.
+    let drawn: Vec<(Uuid, i64)> = charges
+        .iter()
+        .filter(|(entry, _)| inserted.contains(entry))
+        .filter_map(|(_, c)| Some((c.lease_id?, c.amount)))
+        .collect();
+    if !drawn.is_empty() {
+        sqlx::query(
+            "update spend_leases l set amount = greatest(l.amount - d.total, 0)
+             from (select lease_id, sum(amount)::bigint as total
+                   from unnest($1::uuid[], $2::bigint[]) as t(lease_id, amount)
+                   group by lease_id) d
+             where l.lease_id = d.lease_id",
+        )
+        .bind(drawn.iter().map(|(l, _)| *l).collect::<Vec<_>>())
+        .bind(drawn.iter().map(|(_, a)| *a).collect::<Vec<_>>())
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(inserted.len() as u64)
 }
 
 /// Extends the holder's live leases by `ttl_ms`; returns those still live (an expired lease is

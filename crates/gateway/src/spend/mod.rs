@@ -52,6 +52,20 @@ struct Book {
     lease_id: Option<Uuid>,
     allowance: Allowance,
     last_used: Option<Instant>,
+    /// Past this the lease may have expired in PostgreSQL (its amount given to others): the
+    /// process stops spending from it until a renewal or a new grant says otherwise.
+    valid_until: Option<Instant>,
+}
+
+impl Book {
+    /// Forgets a lease that may no longer be ours.
+    fn expire_if_stale(&mut self, now: Instant) {
+        if self.valid_until.is_some_and(|until| until <= now) {
+            self.lease_id = None;
+            self.allowance.remaining = 0;
+            self.valid_until = None;
+        }
+    }
 }
 
 type Books = HashMap<(OrgId, Counter), Book>;
@@ -139,6 +153,12 @@ impl Spend {
         self.writer.stats()
     }
 
+    /// How long after asking a lease is surely still live: well inside its TTL, so that clock
+    /// drift and a slow round trip never let the process spend from an expired one.
+    fn safe_lifetime(&self) -> Duration {
+        self.options.lease_ttl * 3 / 4
+    }
+
     fn ttl_ms(&self) -> i32 {
         i32::try_from(self.options.lease_ttl.as_millis()).unwrap_or(i32::MAX)
     }
@@ -196,8 +216,14 @@ impl Spend {
         // A grant may be taken by a concurrent request before this one uses it: ask again,
         // a few times, before calling the limit exhausted.
         for _ in 0..4 {
+            let asked_at = Instant::now();
             let wants = {
                 let mut books = locked(&self.books);
+                for d in &draws {
+                    if let Some(book) = books.get_mut(&(org, d.counter)) {
+                        book.expire_if_stale(asked_at);
+                    }
+                }
                 let wants: Vec<Want> = draws
                     .iter()
                     .filter_map(|d| {
@@ -237,14 +263,18 @@ impl Spend {
             match store::take(&self.db, org, self.holder, self.ttl_ms(), &wants).await? {
                 Take::Granted(grants) => {
                     let mut books = locked(&self.books);
+                    let valid_until = asked_at + self.safe_lifetime();
                     for grant in grants {
                         let book = books.entry((org, grant.counter)).or_default();
-                        if grant.fresh {
-                            // A new lease: whatever was left of an old one is void.
+                        book.valid_until = Some(valid_until);
+                        book.last_used = Some(asked_at);
+                        if book.lease_id == Some(grant.lease_id) {
+                            book.allowance.grant(grant.amount);
+                        } else {
+                            // A new lease (or one this book lost track of): whatever was left
+                            // of the old one is void or on its way back.
                             book.lease_id = Some(grant.lease_id);
                             book.allowance.remaining = grant.amount;
-                        } else {
-                            book.allowance.grant(grant.amount);
                         }
                     }
                 }
@@ -285,15 +315,17 @@ impl Spend {
     /// Returns every lease of this process and waits until everything settled so far is
     /// written (graceful shutdown).
     pub async fn close(&self) {
-        let leases: Vec<(OrgId, Uuid)> = {
+        let leases: Vec<(OrgId, Uuid, i64)> = {
             let mut books = locked(&self.books);
             books
                 .drain()
-                .filter_map(|((org, _), book)| Some((org, book.lease_id?)))
+                .filter_map(|((org, _), book)| {
+                    Some((org, book.lease_id?, book.allowance.remaining))
+                })
                 .collect()
         };
-        for (org, lease) in leases {
-            self.writer.return_lease(org, lease);
+        for (org, lease, amount) in leases {
+            self.writer.return_lease(org, lease, amount);
         }
         self.writer.flush().await;
     }
@@ -373,7 +405,7 @@ fn spawn_upkeep(spend: std::sync::Weak<Spend>) {
         let mut last_sweep = Instant::now();
         loop {
             let period = match spend.upgrade() {
-                Some(s) => s.options.lease_ttl / 4,
+                Some(s) => s.options.lease_ttl / 5,
                 None => return,
             };
             tokio::time::sleep(period.max(Duration::from_millis(100))).await;
@@ -395,6 +427,7 @@ fn spawn_upkeep(spend: std::sync::Weak<Spend>) {
 
 impl Spend {
     async fn renew(&self) {
+        let asked_at = Instant::now();
         let live = match store::renew(&self.db, self.holder, self.ttl_ms()).await {
             Ok(live) => live,
             Err(error) => {
@@ -410,22 +443,27 @@ impl Spend {
                 let Some(lease) = book.lease_id else {
                     return book.allowance.in_flight > 0;
                 };
-                if !live.contains(&lease) {
-                    // Expired while this process lived (a long stall): it is void.
+                let granted_since = book.last_used.is_some_and(|at| at >= asked_at);
+                if !live.contains(&lease) && !granted_since {
+                    // Expired while this process lived (a long stall), or granted after the
+                    // renewal looked: either way not known to be live, so not spent from.
                     book.lease_id = None;
                     book.allowance.remaining = 0;
                     return book.allowance.in_flight > 0;
                 }
+                if live.contains(&lease) {
+                    book.valid_until = Some(asked_at + self.safe_lifetime());
+                }
                 let unused = book.last_used.is_none_or(|at| at.elapsed() >= idle);
                 if unused && book.allowance.in_flight == 0 {
-                    returned.push((*org, lease));
+                    returned.push((*org, lease, book.allowance.remaining));
                     return false;
                 }
                 true
             });
         }
-        for (org, lease) in returned {
-            self.writer.return_lease(org, lease);
+        for (org, lease, amount) in returned {
+            self.writer.return_lease(org, lease, amount);
         }
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use portcullis_core::OrgId;
 use portcullis_storage::Db;
-use portcullis_storage::spend::{self as store, Settlement};
+use portcullis_storage::spend::{self as store, Returned, Settlement};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -21,8 +21,8 @@ const MAX_BATCH: usize = 512;
 #[derive(Debug)]
 enum Message {
     Settle(Settlement),
-    /// Deletes a lease this process no longer uses, after every settlement queued before it.
-    Return(OrgId, Uuid),
+    /// Gives back part of a lease, after every settlement queued before it.
+    Return(Returned),
     /// Answers once everything queued before it is committed.
     Flush(oneshot::Sender<()>),
 }
@@ -68,8 +68,14 @@ impl Handle {
         self.send(Message::Settle(settlement));
     }
 
-    pub(super) fn return_lease(&self, org: OrgId, lease: Uuid) {
-        self.send(Message::Return(org, lease));
+    pub(super) fn return_lease(&self, org: OrgId, lease: Uuid, amount: i64) {
+        if amount > 0 {
+            self.send(Message::Return(Returned {
+                org_id: org,
+                lease_id: lease,
+                amount,
+            }));
+        }
     }
 
     pub(super) async fn flush(&self) {
@@ -101,7 +107,7 @@ async fn run(db: Db, mut rx: mpsc::UnboundedReceiver<Message>, counters: Arc<Cou
         while let Some(message) = next {
             match message {
                 Message::Settle(s) => settlements.push(s),
-                Message::Return(org, lease) => returned.push((org, lease)),
+                Message::Return(part) => returned.push(part),
                 Message::Flush(done) => flushes.push(done),
             }
             next = if settlements.len() < MAX_BATCH {
