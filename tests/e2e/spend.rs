@@ -215,7 +215,7 @@ async fn av_2_a_process_killed_between_reserve_and_settle_frees_its_reservation_
     let setup = setup().await;
     let mut doomed = server(&setup);
     let survivor = server(&setup);
-    let client = reqwest::Client::new();
+    let client = reqwest::Client::builder().build().unwrap();
     // Room for one request in flight (about 80 reserved), not two.
     let (_, secret) =
         routes_and_key(&client, &setup, &survivor, json!({"budget_micro_usd": 100})).await;
@@ -255,7 +255,7 @@ async fn av_2_a_process_killed_between_reserve_and_settle_frees_its_reservation_
 async fn av_2_requests_per_minute_hold_across_two_processes() {
     let setup = setup().await;
     let servers = [server(&setup), server(&setup)];
-    let client = reqwest::Client::new();
+    let client = reqwest::Client::builder().build().unwrap();
     let (_, secret) = routes_and_key(&client, &setup, &servers[0], json!({"rpm_limit": 10})).await;
     // The 30 calls take well under ten seconds: keep them inside one minute.
     let second = std::time::SystemTime::now()
