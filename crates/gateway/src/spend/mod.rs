@@ -98,7 +98,7 @@ pub struct Reservation {
     org: OrgId,
     key: LiveKey,
     holds: Vec<(Counter, Option<Uuid>, i64)>,
-    /// Reserved at this price per million tokens (the dearest target that may serve).
+    /// The worst case reserved: the prompt bound and the output the request may ask for.
     pub estimate: Usage,
     settled: bool,
 }
