@@ -72,7 +72,7 @@ fn error_message(bytes: &[u8]) -> String {
 }
 
 /// Whether a streaming client asked for the closing usage chunk (`stream_options`).
-pub(crate) fn wants_usage(body: &serde_json::Map<String, Value>) -> bool {
+pub fn wants_usage(body: &serde_json::Map<String, Value>) -> bool {
     body.get("stream_options")
         .and_then(|o| o.get("include_usage"))
         .and_then(Value::as_bool)

@@ -24,4 +24,5 @@ pub use chain::{
     ChainFailure, Operation, Reply, Served, Upstreams, serve, serve_chat, weighted_first,
 };
 pub use error::ProviderError;
+pub use exchange::wants_usage;
 pub use target::{ProviderKind, Target};

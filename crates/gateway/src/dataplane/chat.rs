@@ -13,7 +13,7 @@ use axum::response::Response;
 use futures_util::StreamExt;
 use portcullis_providers::{
     ChainFailure, Operation, ProviderError, ProviderKind, Reply, Target, anthropic, serve,
-    weighted_first,
+    wants_usage, weighted_first,
 };
 use portcullis_storage::dataplane::{self, LiveKey, ResolvedRoute, ResolvedTarget};
 use serde_json::{Map, Value, json};
@@ -275,15 +275,6 @@ async fn proxy(
     };
     let served = serve_alias(state, call).await?;
     respond(served)
-}
-
-/// Whether a streaming client asked for the closing usage chunk.
-fn wants_usage(request: &Map<String, Value>) -> bool {
-    request
-        .get("stream_options")
-        .and_then(|o| o.get("include_usage"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false)
 }
 
 /// One data-plane call, as `serve_alias` takes it.
