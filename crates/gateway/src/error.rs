@@ -137,7 +137,8 @@ impl ApiError {
         }
     }
 
-    fn code(&self) -> &'static str {
+    /// The envelope's `code`.
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             Self::InvalidRequest { code, .. }
             | Self::NotFound { code, .. }

@@ -18,8 +18,11 @@ mod caller;
 pub mod dataplane;
 mod error;
 pub mod guard;
+mod guardrail;
 mod health;
 mod json;
+pub mod logs;
+mod metrics;
 pub mod request_id;
 mod router;
 mod server;
@@ -29,5 +32,5 @@ mod throttle;
 
 pub use error::ApiError;
 pub use request_id::RequestId;
-pub use router::{AppState, router};
+pub use router::{AppState, StartError, router};
 pub use server::serve;

@@ -8,14 +8,17 @@ use axum::middleware;
 use axum::routing::get;
 use ipnet::IpNet;
 use portcullis_core::crypto::Keyring;
+use portcullis_policy::pii::{Detector, DetectorError};
 use portcullis_providers::{Breakers, ProviderError, Upstreams};
 use portcullis_storage::Db;
 
 use crate::dataplane::Caches;
 use crate::error::ApiError;
+use crate::logs::{LogOptions, RequestLogs};
+use crate::metrics::Metrics;
 use crate::spend::{Spend, SpendOptions};
 use crate::throttle::Throttle;
-use crate::{admin, authn, dataplane, health, request_id};
+use crate::{admin, authn, dataplane, health, metrics, request_id};
 
 /// What every handler may reach. Cloned per request, so it holds only cheap handles.
 #[derive(Clone, Debug)]
@@ -34,6 +37,20 @@ pub struct AppState {
     pub caches: Arc<Caches>,
     /// Budgets, rate limits and the ledger (reserve and settle).
     pub spend: Arc<Spend>,
+    /// Finds personal data and secrets: the guardrail and the log writer's redaction.
+    pub detector: Arc<Detector>,
+    /// The request-log writer.
+    pub logs: RequestLogs,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Why the state could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Upstreams(#[from] ProviderError),
+    #[error(transparent)]
+    Pii(#[from] DetectorError),
 }
 
 const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -43,19 +60,25 @@ const BREAKER_COOLDOWN: Duration = Duration::from_secs(30);
 const THROTTLE_WINDOW: Duration = Duration::from_secs(15 * 60);
 
 impl AppState {
-    /// Starts the spend engine's background tasks: call within a Tokio runtime.
+    /// Starts the spend engine's and the log writer's background tasks (request logs with
+    /// default options; see `with_log_options`): call within a Tokio runtime.
     pub fn new(
         db: Db,
         keyring: Keyring,
         trusted_proxies: Vec<IpNet>,
         spend: SpendOptions,
-    ) -> Result<Self, ProviderError> {
+    ) -> Result<Self, StartError> {
         let upstreams = Upstreams::new(
             UPSTREAM_CONNECT_TIMEOUT,
             Breakers::new(5, BREAKER_COOLDOWN),
             false,
         )?;
+        let detector = Arc::new(Detector::new()?);
+        let logs = RequestLogs::start(db.clone(), Arc::clone(&detector), LogOptions::default());
         Ok(Self {
+            metrics: Arc::new(Metrics::new(logs.metrics())),
+            logs,
+            detector,
             spend: Spend::start(db.clone(), spend),
             db,
             keyring: Arc::new(keyring),
@@ -69,6 +92,13 @@ impl AppState {
 }
 
 impl AppState {
+    /// Replaces the request-log writer with one of these options (the default one ends).
+    pub fn with_log_options(mut self, options: LogOptions) -> Self {
+        self.logs = RequestLogs::start(self.db.clone(), Arc::clone(&self.detector), options);
+        self.metrics = Arc::new(Metrics::new(self.logs.metrics()));
+        self
+    }
+
     /// Lets provider base URLs and host names point at link-local addresses (an operator's
     /// explicit choice, `providers.allow_link_local`).
     pub fn allowing_link_local_upstreams(mut self) -> Result<Self, ProviderError> {
@@ -83,6 +113,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::metrics))
         .merge(authn::router())
         .merge(dataplane::router())
         .merge(admin::router(&state))

@@ -28,10 +28,14 @@ pub enum Action {
     AuditRead,
     UsageRead,
     LedgerRead,
+    /// Request logs and their content.
+    LogsRead,
+    /// Deleting an end user's logs and content (RM-5).
+    SubjectDelete,
 }
 
 impl Action {
-    pub const ALL: [Action; 21] = [
+    pub const ALL: [Action; 23] = [
         Action::OrgRead,
         Action::SettingsUpdate,
         Action::MembersRead,
@@ -53,6 +57,8 @@ impl Action {
         Action::AuditRead,
         Action::UsageRead,
         Action::LedgerRead,
+        Action::LogsRead,
+        Action::SubjectDelete,
     ];
 
     /// The least role that may take the action at all. Owner rules below may narrow it.
@@ -77,7 +83,9 @@ impl Action {
             | Action::CredentialsManage
             | Action::RoutesManage
             | Action::AuditRead
-            | Action::LedgerRead => Role::Admin,
+            | Action::LedgerRead
+            | Action::LogsRead
+            | Action::SubjectDelete => Role::Admin,
         }
     }
 }

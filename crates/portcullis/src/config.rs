@@ -34,6 +34,33 @@ struct RawConfig {
     providers: RawProviders,
     #[serde(default)]
     spend: RawSpend,
+    #[serde(default)]
+    logs: RawLogs,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLogs {
+    /// Request logs waiting for the writer; past it new ones are dropped (and counted).
+    queue_capacity: usize,
+    /// Most request logs in one transaction.
+    batch_size: usize,
+    /// How often content past each org's retention is looked for (one process at a time).
+    retention_interval_secs: u64,
+    /// Each side of a logged request's content is cut at this many bytes.
+    max_content_bytes: usize,
+}
+
+impl Default for RawLogs {
+    fn default() -> Self {
+        let options = portcullis_gateway::logs::LogOptions::default();
+        Self {
+            queue_capacity: options.queue_capacity,
+            batch_size: options.batch_size,
+            retention_interval_secs: options.retention_interval.as_secs(),
+            max_content_bytes: options.max_content_bytes,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -152,6 +179,7 @@ pub struct Config {
     pub secrets: SecretsConfig,
     pub providers: ProvidersConfig,
     pub spend: portcullis_gateway::spend::SpendOptions,
+    pub logs: portcullis_gateway::logs::LogOptions,
 }
 
 #[derive(Debug)]
@@ -314,6 +342,7 @@ impl Config {
                 allow_link_local: raw.providers.allow_link_local,
             },
             spend: spend_options(&raw.spend)?,
+            logs: log_options(&raw.logs)?,
             database: DatabaseConfig {
                 url: secret("database.url", raw.database.url, raw.database.url_file)?,
                 admin_url: secret(
@@ -349,6 +378,27 @@ fn spend_options(raw: &RawSpend) -> anyhow::Result<portcullis_gateway::spend::Sp
     let mut options = portcullis_gateway::spend::SpendOptions::new(prices);
     options.lease_ttl = Duration::from_secs(raw.lease_ttl_secs);
     Ok(options)
+}
+
+fn log_options(raw: &RawLogs) -> anyhow::Result<portcullis_gateway::logs::LogOptions> {
+    if !(1..=1_000_000).contains(&raw.queue_capacity) {
+        bail!("logs.queue_capacity must be between 1 and 1000000");
+    }
+    if !(1..=10_000).contains(&raw.batch_size) {
+        bail!("logs.batch_size must be between 1 and 10000");
+    }
+    if !(1..=86_400).contains(&raw.retention_interval_secs) {
+        bail!("logs.retention_interval_secs must be between 1 and 86400");
+    }
+    if !(1024..=16 * 1024 * 1024).contains(&raw.max_content_bytes) {
+        bail!("logs.max_content_bytes must be between 1024 and 16777216");
+    }
+    Ok(portcullis_gateway::logs::LogOptions {
+        queue_capacity: raw.queue_capacity,
+        batch_size: raw.batch_size,
+        retention_interval: Duration::from_secs(raw.retention_interval_secs),
+        max_content_bytes: raw.max_content_bytes,
+    })
 }
 
 fn decode_kek(setting: &str, text: &str) -> anyhow::Result<Vec<u8>> {

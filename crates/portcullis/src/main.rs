@@ -5,6 +5,7 @@ mod audit_cmd;
 mod bootstrap;
 mod config;
 mod demo;
+mod pii_cmd;
 mod serve;
 mod telemetry;
 
@@ -68,6 +69,21 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Personal data and secrets in text, found as the guardrail finds them.
+    Pii {
+        #[command(subcommand)]
+        command: PiiCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PiiCommand {
+    /// Read text on stdin; print findings as JSON lines `{type, start, end}` (byte offsets),
+    /// or with --redact the text with placeholders such as [EMAIL_1].
+    Scan {
+        #[arg(long)]
+        redact: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -97,6 +113,16 @@ enum AuditCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Needs neither configuration nor a database: usable anywhere the binary is.
+    if let Command::Pii {
+        command: PiiCommand::Scan { redact },
+    } = cli.command
+    {
+        return pii_cmd::scan(redact).unwrap_or_else(|error| {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        });
+    }
     let config = match Config::load(cli.config.as_deref()) {
         Ok(mut config) => {
             if matches!(cli.command, Command::Demo { .. })
@@ -176,5 +202,8 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
                     json,
                 },
         } => audit_cmd::verify(&config, org, expect_head.as_deref(), json).await,
+        Command::Pii {
+            command: PiiCommand::Scan { redact },
+        } => pii_cmd::scan(redact),
     }
 }

@@ -42,7 +42,8 @@ pub async fn run_with(config: Config, on_listening: impl FnOnce(SocketAddr)) -> 
         config.server.trusted_proxies.clone(),
         config.spend.clone(),
     )
-    .context("building the upstream HTTP client")?;
+    .context("building the gateway's state")?
+    .with_log_options(config.logs.clone());
     if config.providers.allow_link_local {
         tracing::warn!(
             "providers.allow_link_local: provider keys may be sent to link-local addresses"
@@ -52,7 +53,9 @@ pub async fn run_with(config: Config, on_listening: impl FnOnce(SocketAddr)) -> 
             .context("building the upstream HTTP client")?;
     }
     let listener_task = portcullis_gateway::dataplane::spawn_change_listener(state.clone());
+    portcullis_gateway::logs::spawn_retention(db.clone(), config.logs.retention_interval);
     let spend = std::sync::Arc::clone(&state.spend);
+    let logs = state.logs.clone();
     portcullis_gateway::serve(
         listener,
         state,
@@ -71,6 +74,9 @@ pub async fn run_with(config: Config, on_listening: impl FnOnce(SocketAddr)) -> 
             pending = spend.writer_stats().queued,
             "the ledger writer did not finish within the shutdown grace period"
         );
+    }
+    if !logs.flush(config.server.shutdown_grace).await {
+        tracing::error!("the request-log writer did not finish within the shutdown grace period");
     }
     db.close().await;
     tracing::info!("stopped");

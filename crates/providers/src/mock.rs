@@ -1,7 +1,9 @@
 //! The `mock` provider: deterministic OpenAI-shaped replies without a network, for demos and
 //! tests. The target's model name chooses the behaviour:
 //! `mock-error-500` (and any `mock-error-NNN`), `mock-refuse` (connection refused),
-//! `mock-slow-MS` (answers after MS milliseconds), anything else answers at once.
+//! `mock-slow-MS` (answers after MS milliseconds), `mock-echo` (answers with the last
+//! message's text, as the provider received it: what the guardrail let through), anything else
+//! answers at once.
 
 use std::time::Duration;
 
@@ -60,13 +62,21 @@ pub(crate) async fn call(
         Operation::Embeddings => return Ok(embeddings(model, body)),
     };
     let prompt = prompt_tokens(body);
-    let completion = REPLY_WORDS.len() as u64;
+    let words: Vec<String> = if model == "mock-echo" {
+        last_text(body)
+            .split_inclusive(' ')
+            .map(str::to_owned)
+            .collect()
+    } else {
+        REPLY_WORDS.iter().map(|w| (*w).to_owned()).collect()
+    };
+    let completion = words.len() as u64;
     let usage = json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion});
     let id = "chatcmpl-mock";
     if !stream {
         let reply = json!({
             "id": id, "object": "chat.completion", "created": 0, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": REPLY_WORDS.concat()},
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": words.concat()},
                          "finish_reason": "stop"}],
             "usage": usage,
         });
@@ -92,7 +102,7 @@ pub(crate) async fn call(
         Value::Null,
     )];
     events.extend(
-        REPLY_WORDS
+        words
             .iter()
             .map(|w| chunk(json!({"content": w}), Value::Null, Value::Null)),
     );
@@ -107,6 +117,24 @@ pub(crate) async fn call(
         first,
         rest: futures_util::stream::iter(events).boxed(),
     })
+}
+
+/// The text of the last message: its string content, or its text parts joined.
+fn last_text(body: &Map<String, Value>) -> String {
+    let content = body
+        .get("messages")
+        .and_then(Value::as_array)
+        .and_then(|m| m.last())
+        .and_then(|m| m.get("content"));
+    match content {
+        Some(Value::String(text)) => text.clone(),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => String::new(),
+    }
 }
 
 const DIMENSIONS: usize = 8;

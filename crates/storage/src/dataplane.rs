@@ -24,6 +24,18 @@ pub struct LiveKey {
     pub models: Option<Vec<String>>,
     pub expires_at: Option<DateTime<Utc>>,
     pub limits: Limits,
+    pub privacy: Privacy,
+}
+
+/// The org's logging and guardrail settings, as the data plane applies them (read with the
+/// key, dropped from caches when they change).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Privacy {
+    /// `metadata` or `content`.
+    pub logging_level: String,
+    pub pii_redaction: bool,
+    /// `off`, `redact` or `block`.
+    pub pii_guardrail: String,
 }
 
 /// A budget: a cap in micro-dollars and its period (`total` or `monthly`).
@@ -61,7 +73,8 @@ fn budget(micro_usd: Option<i64>, period: Option<String>) -> Option<Budget> {
 pub async fn live_key(db: &Db, token: &TokenHash) -> Result<Option<LiveKey>, StorageError> {
     let row: Option<KeyRow> = sqlx::query_as(
         "select key_id, org_id, team_id, models, expires_at, key_budget, key_period, rpm_limit,
-                tpm_limit, team_budget, team_period, org_budget, org_period
+                tpm_limit, team_budget, team_period, org_budget, org_period, logging_level,
+                pii_redaction, pii_guardrail
          from auth_virtual_key($1)",
     )
     .bind(token.0.as_slice())
@@ -79,6 +92,11 @@ pub async fn live_key(db: &Db, token: &TokenHash) -> Result<Option<LiveKey>, Sto
             org: budget(r.org_budget, r.org_period),
             rpm: r.rpm_limit.map(i64::from),
             tpm: r.tpm_limit.map(i64::from),
+        },
+        privacy: Privacy {
+            logging_level: r.logging_level.unwrap_or_else(|| "metadata".to_owned()),
+            pii_redaction: r.pii_redaction.unwrap_or(false),
+            pii_guardrail: r.pii_guardrail.unwrap_or_else(|| "off".to_owned()),
         },
     }))
 }
@@ -98,6 +116,9 @@ struct KeyRow {
     team_period: Option<String>,
     org_budget: Option<i64>,
     org_period: Option<String>,
+    logging_level: Option<String>,
+    pii_redaction: Option<bool>,
+    pii_guardrail: Option<String>,
 }
 
 /// One target of a resolved route, its provider key in clear (kept in memory only).
@@ -273,8 +294,10 @@ pub enum Change {
     Key(TokenHash),
     /// Routes or credentials of this org changed.
     Routes(OrgId),
-    /// A team or org budget of this org changed: its keys carry stale limits.
-    Budgets(OrgId),
+    /// A team or org budget, or the org's logging or guardrail settings, changed: its keys
+    /// carry stale limits and settings (channel `portcullis_budgets`, named before settings
+    /// joined it).
+    OrgSettings(OrgId),
     /// The listener reconnected: anything may have changed meanwhile.
     Unknown,
 }
@@ -314,7 +337,7 @@ fn parse_change(channel: &str, payload: &str) -> Change {
             }
         }
         "portcullis_routes" => payload.parse().map_or(Change::Unknown, Change::Routes),
-        "portcullis_budgets" => payload.parse().map_or(Change::Unknown, Change::Budgets),
+        "portcullis_budgets" => payload.parse().map_or(Change::Unknown, Change::OrgSettings),
         _ => Change::Unknown,
     }
 }

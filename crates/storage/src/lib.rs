@@ -14,6 +14,7 @@ pub mod dataplane;
 mod db;
 mod error;
 pub mod keys;
+pub mod logs;
 pub mod members;
 pub mod migrate;
 pub mod model_routes;

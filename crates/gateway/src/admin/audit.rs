@@ -68,9 +68,6 @@ pub struct EventPage {
     next_after_seq: i64,
 }
 
-const DEFAULT_LIMIT: i64 = 100;
-const MAX_LIMIT: i64 = 1000;
-
 /// `GET .../audit?after_seq=&limit=&action=`: entries in chain order.
 pub async fn list(
     State(state): State<AppState>,
@@ -79,12 +76,7 @@ pub async fn list(
 ) -> Result<Json<EventPage>, ApiError> {
     let Query(query) =
         query.map_err(|rejection| ApiError::invalid_request(rejection.body_text()))?;
-    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::invalid_request(format!(
-            "`limit` must be 1 to {MAX_LIMIT}"
-        )));
-    }
+    let limit = super::page_limit(query.limit)?;
     let after_seq = query.after_seq.unwrap_or(0).max(0);
     let mut tx = state.db.begin_tenant(caller.org).await?;
     let filter = EventFilter {

@@ -5,6 +5,7 @@
 mod audit;
 mod credentials;
 mod keys;
+mod logs;
 mod members;
 mod model_routes;
 mod orgs;
@@ -175,7 +176,33 @@ fn table() -> Vec<(AdminRoute, MethodRouter<AppState>)> {
         ),
         route!("GET", org_path!("/usage"), org(UsageRead), spend::usage),
         route!("GET", org_path!("/ledger"), org(LedgerRead), spend::ledger),
+        route!("GET", org_path!("/logs"), org(LogsRead), logs::list),
+        route!(
+            "GET",
+            org_path!("/logs/{request_id}"),
+            org(LogsRead),
+            logs::get
+        ),
+        route!(
+            "POST",
+            org_path!("/data-subject-deletions"),
+            org(SubjectDelete),
+            logs::delete_subject
+        ),
     ]
+}
+
+/// A page size: `limit`, else 100; at most 1000.
+fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
+    const DEFAULT_LIMIT: i64 = 100;
+    const MAX_LIMIT: i64 = 1000;
+    let limit = limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::invalid_request(format!(
+            "`limit` must be 1 to {MAX_LIMIT}"
+        )));
+    }
+    Ok(limit)
 }
 
 /// Every admin route with its access rule, in declaration order.

@@ -218,6 +218,12 @@ pub async fn update_settings(
         .await?;
     let org = store::update_settings(&mut tx, &change).await?;
     tx.commit().await?;
+    // Other processes hear of it by notification; this one applies it to its next request.
+    state
+        .caches
+        .apply(&portcullis_storage::dataplane::Change::OrgSettings(
+            caller.org,
+        ));
     Ok(Json(org.into()))
 }
 

@@ -15,8 +15,6 @@ use crate::router::AppState;
 
 /// Longest span one `/usage` call may cover.
 const MAX_USAGE_DAYS: i64 = 3660;
-const DEFAULT_LIMIT: i64 = 100;
-const MAX_LIMIT: i64 = 1000;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -220,12 +218,7 @@ pub async fn ledger(
 ) -> Result<Json<LedgerPage>, ApiError> {
     let Query(query) =
         query.map_err(|rejection| ApiError::invalid_request(rejection.body_text()))?;
-    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::invalid_request(format!(
-            "`limit` must be 1 to {MAX_LIMIT}"
-        )));
-    }
+    let limit = super::page_limit(query.limit)?;
     let to = query
         .to
         .as_deref()

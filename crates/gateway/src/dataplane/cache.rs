@@ -72,7 +72,7 @@ impl Caches {
                 locked(&self.keys).remove(&hash.0);
             }
             Change::Routes(org) => locked(&self.routes).retain(|(o, _), _| o != org),
-            Change::Budgets(org) => locked(&self.keys).retain(|_, (_, key)| key.org_id != *org),
+            Change::OrgSettings(org) => locked(&self.keys).retain(|_, (_, key)| key.org_id != *org),
             Change::Unknown => {
                 locked(&self.keys).clear();
                 locked(&self.routes).clear();

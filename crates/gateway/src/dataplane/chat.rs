@@ -23,6 +23,8 @@ use portcullis_policy::spend::{DEFAULT_MAX_OUTPUT_TOKENS, input_token_bound};
 
 use super::key::authenticate;
 use crate::error::ApiError;
+use crate::guardrail;
+use crate::logs::{self, Draft, End, Endpoint, RequestLogs};
 use crate::router::AppState;
 use crate::spend::{Outcome, Reservation, UsageTap, usage_from_json};
 
@@ -151,7 +153,8 @@ pub async fn messages(
     let call = Call {
         key: &key,
         alias: &alias,
-        request: &chat,
+        request: chat,
+        endpoint: Endpoint::Messages,
         operation: Operation::Chat { stream },
         body_len: body.len(),
         // The translation asked for usage itself, and turns it into Anthropic's events.
@@ -268,7 +271,11 @@ async fn proxy(
     let call = Call {
         key: &key,
         alias: &alias,
-        request: &request,
+        request,
+        endpoint: match kind {
+            Kind::Chat => Endpoint::Chat,
+            Kind::Embeddings => Endpoint::Embeddings,
+        },
         operation,
         body_len: body.len(),
         strip_usage,
@@ -282,7 +289,8 @@ struct Call<'a> {
     key: &'a LiveKey,
     alias: &'a str,
     /// In OpenAI's shape (a `/v1/messages` body is translated first).
-    request: &'a Map<String, Value>,
+    request: Map<String, Value>,
+    endpoint: Endpoint,
     operation: Operation,
     /// Bytes of the client's body: the bound on its prompt tokens.
     body_len: usize,
@@ -290,19 +298,89 @@ struct Call<'a> {
     strip_usage: bool,
 }
 
-/// Checks the key's allowlist, resolves the alias, reserves the worst case against the key's
-/// budgets and limits, serves through the chain and settles to what was used.
+/// Checks the key's allowlist, applies the org's guardrail, resolves the alias, reserves the
+/// worst case against the key's budgets and limits, serves through the chain and settles to
+/// what was used. Every data-plane request passes here, and is logged from here on: a refusal
+/// at once, an answer when it settles.
 async fn serve_alias(
     state: &AppState,
-    call: Call<'_>,
+    mut call: Call<'_>,
 ) -> Result<portcullis_providers::Served, ApiError> {
-    let Call { key, alias, .. } = call;
+    let stream = matches!(call.operation, Operation::Chat { stream: true });
+    let mut draft = Draft::open(call.key, call.endpoint, call.alias, stream, &call.request);
+    let ready = match prepare(state, &mut call, &mut draft).await {
+        Ok(ready) => ready,
+        Err(error) => {
+            draft.finish(&state.logs, End::refused(&error));
+            return Err(error);
+        }
+    };
+    let served = serve(
+        &state.upstreams,
+        &ready.targets,
+        &call.request,
+        call.operation,
+        ready.timeout,
+    )
+    .await;
+    draft.sent(call.request);
+    let served = match served {
+        Ok(served) => served,
+        Err(failure) => {
+            let error = failure_to_error(&failure);
+            draft.finish(&state.logs, End::refused(&error));
+            return Err(error);
+        }
+    };
+    let price = ready
+        .prices
+        .iter()
+        .find(|(label, _)| *label == served.target)
+        .and_then(|(_, price)| *price);
+    let settle = Settle {
+        reservation: ready.reservation,
+        request_id: crate::request_id::current().unwrap_or_default(),
+        model: call.alias.to_owned(),
+        target: served.target.clone(),
+        price,
+        draft,
+        logs: state.logs.clone(),
+    };
+    Ok(settle.on(served, call.strip_usage))
+}
+
+/// What a request needs before it leaves: its targets, their prices, its reservation.
+struct Ready {
+    targets: Vec<Target>,
+    prices: Vec<(String, Option<Price>)>,
+    reservation: Reservation,
+    timeout: Duration,
+}
+
+async fn prepare(
+    state: &AppState,
+    call: &mut Call<'_>,
+    draft: &mut Draft,
+) -> Result<Ready, ApiError> {
+    let (key, alias) = (call.key, call.alias);
     if !allowed(key, alias) {
         return Err(ApiError::forbidden(
             "model_not_allowed",
             format!("this key may not use `{alias}`"),
         ));
     }
+    let checked = guardrail::check(
+        &state.detector,
+        &key.privacy.pii_guardrail,
+        &mut call.request,
+    );
+    let refusal = (checked.record.action == "blocked").then(|| guardrail::blocked(&checked.record));
+    draft.guardrail(checked.record);
+    if let Some(refusal) = refusal {
+        return Err(refusal);
+    }
+    // Placeholders may be longer than what they replace: the prompt bound grows with them.
+    call.body_len += checked.grown;
     let route = route(state, key, alias).await?;
     let timeout = route
         .timeout_ms
@@ -310,32 +388,17 @@ async fn serve_alias(
         .map_or(DEFAULT_TIMEOUT, Duration::from_millis);
     let targets = chain(&route);
     let prices = priced(state, &route);
-    let estimate = estimate(&call, &route);
+    let estimate = estimate(call, &route);
     let reservation = state
         .spend
         .reserve(key, estimate, reservation_price(key, alias, &prices)?)
         .await?;
-    let served = serve(
-        &state.upstreams,
-        &targets,
-        call.request,
-        call.operation,
-        timeout,
-    )
-    .await
-    .map_err(|failure| failure_to_error(&failure))?;
-    let price = prices
-        .iter()
-        .find(|(label, _)| *label == served.target)
-        .and_then(|(_, price)| *price);
-    let settle = Settle {
+    Ok(Ready {
+        targets,
+        prices,
         reservation,
-        request_id: crate::request_id::current().unwrap_or_default(),
-        model: alias.to_owned(),
-        target: served.target.clone(),
-        price,
-    };
-    Ok(settle.on(served, call.strip_usage))
+        timeout,
+    })
 }
 
 /// Each target's label and price: its own or its route's, else the price table's for its
@@ -412,6 +475,8 @@ struct Settle {
     model: String,
     target: String,
     price: Option<Price>,
+    draft: Draft,
+    logs: RequestLogs,
 }
 
 impl Settle {
@@ -426,6 +491,22 @@ impl Settle {
         }
     }
 
+    /// Settles the reservation and finishes the request's log.
+    fn finish(self, usage: Usage, estimated: bool, status: u16, response: Option<logs::Response>) {
+        let outcome = self.outcome(usage, estimated);
+        let priced = outcome.price.is_some();
+        let cost = self.reservation.settle(outcome);
+        let end = End {
+            status,
+            error_code: None,
+            target: Some(self.target),
+            usage: Some(usage),
+            cost_micro_usd: priced.then_some(cost),
+            response,
+        };
+        self.draft.finish(&self.logs, end);
+    }
+
     fn on(
         self,
         mut served: portcullis_providers::Served,
@@ -433,6 +514,10 @@ impl Settle {
     ) -> portcullis_providers::Served {
         served.reply = match served.reply {
             Reply::Json { status, body } => {
+                let response = self
+                    .draft
+                    .logs_content()
+                    .then(|| logs::Response::Body(body.clone()));
                 if (200..300).contains(&status) {
                     let (usage, estimated) = match usage_from_json(&body) {
                         Some(usage) => (usage, false),
@@ -441,14 +526,21 @@ impl Settle {
                             true,
                         ),
                     };
-                    let outcome = self.outcome(usage, estimated);
-                    self.reservation.settle(outcome);
+                    self.finish(usage, estimated, status, response);
+                } else {
+                    let end = End {
+                        status,
+                        target: Some(self.target),
+                        response,
+                        ..End::default()
+                    };
+                    self.draft.finish(&self.logs, end);
                 }
                 Reply::Json { status, body }
             }
             Reply::Stream { first, rest } => {
                 let mut watch = StreamWatch {
-                    tap: UsageTap::new(strip),
+                    tap: UsageTap::new(strip, self.draft.logs_content()),
                     settle: Some(self),
                 };
                 let first = watch.tap.push(first);
@@ -486,8 +578,8 @@ impl Drop for StreamWatch {
             Some(usage) => (usage, false),
             None => (settle.bounded(self.tap.content_bytes()), true),
         };
-        let outcome = settle.outcome(usage, estimated);
-        settle.reservation.settle(outcome);
+        let response = self.tap.take_transcript().map(logs::Response::Text);
+        settle.finish(usage, estimated, 200, response);
     }
 }
 

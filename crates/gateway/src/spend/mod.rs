@@ -358,8 +358,8 @@ fn refusal(counter: Counter) -> ApiError {
 
 impl Reservation {
     /// Settles to what the request used: the difference comes back at once, and the ledger
-    /// row is queued for the writer.
-    pub fn settle(mut self, outcome: Outcome) {
+    /// row is queued for the writer. Returns the cost recorded.
+    pub fn settle(mut self, outcome: Outcome) -> i64 {
         self.settled = true;
         let cost = outcome.price.map_or(0, |p| p.cost(&outcome.usage));
         let tokens = outcome.usage.total_tokens();
@@ -386,6 +386,7 @@ impl Reservation {
             charges,
         };
         self.spend.writer.settle(settlement);
+        cost
     }
 }
 

@@ -57,6 +57,8 @@ pub struct UsageTap {
     strip: bool,
     /// The line after a stripped event is its blank terminator: dropped with it.
     skip_blank: bool,
+    /// The answer's text, assembled from the chunks, when the request's content is logged.
+    transcript: Option<String>,
 }
 
 const USAGE_KEY: &[u8] = b"\"usage\":{";
@@ -93,17 +95,53 @@ fn content_len(line: &[u8]) -> i64 {
 
 impl UsageTap {
     /// `strip`: the client did not ask for the usage chunk; the gateway did, to settle.
-    pub fn new(strip: bool) -> Self {
+    /// `transcribe`: assemble the answer's text for the request log (every chunk is then
+    /// parsed, which content logging alone pays for).
+    pub fn new(strip: bool, transcribe: bool) -> Self {
         Self {
             strip,
+            transcript: transcribe.then(String::new),
             ..Self::default()
+        }
+    }
+
+    /// The answer's text so far, if it was being assembled.
+    pub fn take_transcript(&mut self) -> Option<String> {
+        self.transcript.take()
+    }
+
+    fn transcribe(&mut self, data: &[u8]) {
+        #[derive(Deserialize)]
+        struct Chunk {
+            #[serde(default)]
+            choices: Vec<Choice>,
+        }
+        #[derive(Deserialize)]
+        struct Choice {
+            delta: Option<Delta>,
+        }
+        #[derive(Deserialize)]
+        struct Delta {
+            content: Option<String>,
+        }
+        let Some(transcript) = self.transcript.as_mut() else {
+            return;
+        };
+        if let Ok(chunk) = serde_json::from_slice::<Chunk>(data.trim_ascii()) {
+            for delta in chunk.choices.into_iter().filter_map(|c| c.delta) {
+                transcript.push_str(delta.content.as_deref().unwrap_or_default());
+            }
         }
     }
 
     /// Looks at one piece of the stream; returns what goes on to the client.
     pub fn push(&mut self, piece: Bytes) -> Bytes {
         let whole_lines = self.partial.is_empty() && piece.ends_with(b"\n");
-        if whole_lines && !self.skip_blank && find(&piece, USAGE_KEY).is_none() {
+        if whole_lines
+            && !self.skip_blank
+            && self.transcript.is_none()
+            && find(&piece, USAGE_KEY).is_none()
+        {
             // The common case: whole content events, passed on without a copy.
             self.content_bytes += content_len(&piece);
             return piece;
@@ -133,6 +171,7 @@ impl UsageTap {
         let Some(data) = text.strip_prefix(b"data:") else {
             return true;
         };
+        self.transcribe(data);
         if find(data, USAGE_KEY).is_none() {
             self.content_bytes += content_len(data);
             return true;
@@ -177,7 +216,7 @@ mod tests {
 
     #[test]
     fn the_usage_chunk_is_read_and_dropped_when_only_the_gateway_asked() {
-        let mut tap = UsageTap::new(true);
+        let mut tap = UsageTap::new(true, false);
         let mut out = Vec::new();
         for piece in [CONTENT, USAGE, "data: [DONE]\n\n"] {
             out.extend_from_slice(&tap.push(Bytes::from(piece)));
@@ -197,7 +236,7 @@ mod tests {
 
     #[test]
     fn events_split_anywhere_are_reassembled_and_kept_when_the_client_asked() {
-        let mut tap = UsageTap::new(false);
+        let mut tap = UsageTap::new(false, true);
         let whole = format!("{CONTENT}{USAGE}data: [DONE]\n\n");
         let mut out = Vec::new();
         for piece in whole.as_bytes().chunks(5) {
@@ -205,6 +244,7 @@ mod tests {
         }
         assert_eq!(String::from_utf8(out).unwrap(), whole);
         assert_eq!(tap.reported().map(|u| u.input_tokens), Some(7));
+        assert_eq!(tap.take_transcript().as_deref(), Some("Hel\"lo"));
     }
 
     #[test]

@@ -32,7 +32,8 @@ fn documented(method: &str, path: &str) -> Allowed {
         ("PATCH", Some("/settings"))
         | ("POST", Some("/members" | "/teams"))
         | ("PATCH" | "DELETE", Some("/members/{user_id}" | "/teams/{team_id}"))
-        | ("GET", Some("/audit" | "/audit/verify" | "/ledger"))
+        | ("GET", Some("/audit" | "/audit/verify" | "/ledger" | "/logs" | "/logs/{request_id}"))
+        | ("POST", Some("/data-subject-deletions"))
         | ("POST", Some("/credentials"))
         | ("PUT" | "DELETE", Some("/credentials/{credential_id}" | "/routes/{alias}")) => {
             Allowed::AtLeast(Role::Admin)

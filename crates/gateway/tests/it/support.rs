@@ -378,6 +378,10 @@ pub async fn prepare(
             credential.body["credential_id"].as_str().unwrap(),
         );
     }
+    if path.contains("{request_id}") {
+        let request_id = env.logged_request().await;
+        path = path.replace("{request_id}", &request_id);
+    }
     let mut body = body_for(route.method, route.path);
     if route.path.ends_with("/routes/{alias}") {
         let alias = unique("alias");
@@ -389,6 +393,30 @@ pub async fn prepare(
         path = path.replace("{alias}", &alias);
     }
     (path, body)
+}
+
+impl Env {
+    /// Sends one chat request through a new route and waits for its log: its request id.
+    pub async fn logged_request(&self) -> String {
+        let alias = unique("alias");
+        self.put_route(&alias).await;
+        let chat = self
+            .call(
+                Method::POST,
+                "/v1/chat/completions",
+                Who::VirtualKey,
+                Some(json!({"model": alias, "messages": [{"role": "user", "content": "hi"}]})),
+            )
+            .await;
+        assert_eq!(chat.status, StatusCode::OK, "{}", chat.body);
+        assert!(
+            self.state
+                .logs
+                .flush(std::time::Duration::from_secs(10))
+                .await
+        );
+        chat.headers["x-request-id"].to_str().unwrap().to_owned()
+    }
 }
 
 /// A route body sending to one credential.
@@ -485,6 +513,7 @@ pub fn body_for(method: &str, path: &str) -> Option<Value> {
         ),
         // A credential nobody has: tests that need the route stored put a real one in.
         ("PUT", "/routes/{alias}") => Some(route_body(&uuid::Uuid::now_v7().to_string())),
+        ("POST", "/data-subject-deletions") => Some(json!({"end_user": unique("subject")})),
         ("GET" | "DELETE", _) | ("POST", "/keys/{key_id}/rotate") => None,
         (method, _) => panic!("{method} {path}: add a valid body for this new route"),
     }

@@ -32,6 +32,7 @@ const SECURITY_DEFINER_ALLOWED: &[&str] = &[
     "spend_renew_leases",
     "spend_sweep",
     "ledger_expire",
+    "content_expire",
 ];
 
 /// Every way the schema breaks the tenancy rules; empty when it keeps them.

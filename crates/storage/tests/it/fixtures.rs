@@ -7,6 +7,7 @@ use portcullis_core::token::{Token, TokenKind};
 use portcullis_core::{KeyId, OrgId, Role, TeamId, UserId};
 use portcullis_storage::credentials::{self, NewCredential};
 use portcullis_storage::keys::{self, NewKey};
+use portcullis_storage::logs::{self, NewContent, NewLog};
 use portcullis_storage::members;
 use portcullis_storage::model_routes::{self, ModelRoute};
 use portcullis_storage::orgs::{self, Org};
@@ -119,7 +120,59 @@ pub async fn populated_org(test: &TestDb, name: &str) -> Org {
     model_routes::put(&mut tx, &route).await.unwrap();
     tx.commit().await.unwrap();
     settle_one(&test.db, org.org_id, key_id, *team.as_uuid(), 1_234).await;
+    log_one(
+        &test.db,
+        org.org_id,
+        key_id,
+        "fixture-user",
+        chrono::Utc::now(),
+    )
+    .await;
     org
+}
+
+/// One request log with its content, for `end_user`, as the log writer records it.
+pub async fn log_one(
+    db: &Db,
+    org: OrgId,
+    key: KeyId,
+    end_user: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> uuid::Uuid {
+    let log_id = uuid::Uuid::now_v7();
+    let log = NewLog {
+        log_id,
+        org_id: org,
+        created_at: at,
+        request_id: format!("req-{log_id}"),
+        key_id: key,
+        team_id: None,
+        end_user: Some(end_user.to_owned()),
+        end_user_digest: Some(logs::end_user_digest(org, end_user)),
+        endpoint: "chat",
+        model: "chat".to_owned(),
+        target: Some("upstream:mock-1".to_owned()),
+        stream: false,
+        status: 200,
+        error_code: None,
+        input_tokens: Some(10),
+        output_tokens: Some(5),
+        cost_micro_usd: Some(15),
+        latency_ms: 12,
+        guardrail: "off",
+        pii_types: Vec::new(),
+        logging_level: "content",
+        redacted: false,
+        content: Some(NewContent {
+            request: r#"{"messages":[{"role":"user","content":"hello"}]}"#.to_owned(),
+            response: Some("hi there".to_owned()),
+            truncated: false,
+        }),
+    };
+    assert_eq!(logs::write(db, std::slice::from_ref(&log)).await.unwrap(), 1);
+    // A retried batch inserts nothing twice.
+    assert_eq!(logs::write(db, &[log]).await.unwrap(), 0);
+    log_id
 }
 
 /// The team budget's counter of this month.

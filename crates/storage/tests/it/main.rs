@@ -11,6 +11,7 @@
 mod audit_chain;
 mod catalog;
 mod fixtures;
+mod privacy;
 mod secrets_at_rest;
 mod spend;
 mod tenancy;

@@ -1,0 +1,289 @@
+//! The request-log writer: a bounded queue drained by one task that redacts (where the org
+//! redacts PII) and writes batches, one transaction each. Request logs are evidence, not
+//! money: when PostgreSQL is slow or down, the batch in hand is retried with backoff while the
+//! queue fills, and past its capacity new entries are dropped and counted
+//! (`portcullis_request_logs_dropped_total`), never blocking a request and never silently.
+//! The ledger has its own, unbounded writer (`spend/writer.rs`) and loses nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis_policy::pii::{Detector, Placeholders, redact};
+use portcullis_storage::Db;
+use portcullis_storage::logs::{self as store, NewContent, NewLog};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Draft, End, LogOptions, Response};
+
+/// The writer's counters, exported on `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct LogMetrics {
+    pub queued: Gauge,
+    pub written: Counter,
+    pub dropped: Counter,
+    pub failed_batches: Counter,
+}
+
+impl LogMetrics {
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "portcullis_request_log_queue_depth",
+            "Request logs waiting for the writer",
+            self.queued.clone(),
+        );
+        registry.register(
+            "portcullis_request_logs_written",
+            "Request logs written to PostgreSQL",
+            self.written.clone(),
+        );
+        registry.register(
+            "portcullis_request_logs_dropped",
+            "Request logs dropped because the writer's queue was full",
+            self.dropped.clone(),
+        );
+        registry.register(
+            "portcullis_request_log_failed_batches",
+            "Request-log batches that PostgreSQL refused or could not take (retried)",
+            self.failed_batches.clone(),
+        );
+    }
+}
+
+#[derive(Debug)]
+enum Message {
+    Entry(Box<(Draft, End)>),
+    /// Answers once everything queued before it is written.
+    Flush(oneshot::Sender<()>),
+}
+
+/// The handle every request logs through; cheap to share.
+#[derive(Debug, Clone)]
+pub struct RequestLogs {
+    tx: mpsc::Sender<Message>,
+    metrics: LogMetrics,
+}
+
+impl RequestLogs {
+    /// Starts the writer task: call within a Tokio runtime.
+    pub fn start(db: Db, detector: Arc<Detector>, options: LogOptions) -> Self {
+        let (tx, rx) = mpsc::channel(options.queue_capacity.max(1));
+        let metrics = LogMetrics::default();
+        tokio::spawn(run(db, detector, options, rx, metrics.clone()));
+        Self { tx, metrics }
+    }
+
+    pub fn metrics(&self) -> &LogMetrics {
+        &self.metrics
+    }
+
+    pub(super) fn record(&self, draft: Draft, end: End) {
+        match self.tx.try_send(Message::Entry(Box::new((draft, end)))) {
+            Ok(()) => {
+                self.metrics.queued.inc();
+            }
+            Err(_) => {
+                self.metrics.dropped.inc();
+            }
+        }
+    }
+
+    /// Waits until everything queued so far is written (or `deadline` passes).
+    pub async fn flush(&self, deadline: Duration) -> bool {
+        let (done, wait) = oneshot::channel();
+        let sent = tokio::time::timeout(deadline, self.tx.send(Message::Flush(done))).await;
+        if !matches!(sent, Ok(Ok(()))) {
+            return false;
+        }
+        matches!(tokio::time::timeout(deadline, wait).await, Ok(Ok(())))
+    }
+}
+
+async fn run(
+    db: Db,
+    detector: Arc<Detector>,
+    options: LogOptions,
+    mut rx: mpsc::Receiver<Message>,
+    metrics: LogMetrics,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = Vec::new();
+        let mut flushes = Vec::new();
+        let mut next = Some(first);
+        while let Some(message) = next {
+            match message {
+                Message::Entry(entry) => {
+                    metrics.queued.dec();
+                    let (draft, end) = *entry;
+                    batch.push(to_row(&detector, &options, draft, end));
+                }
+                Message::Flush(done) => flushes.push(done),
+            }
+            next = if batch.len() < options.batch_size {
+                rx.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        let mut backoff = Duration::from_millis(50);
+        while !batch.is_empty() {
+            match store::write(&db, &batch).await {
+                Ok(_) => {
+                    metrics.written.inc_by(batch.len() as u64);
+                    break;
+                }
+                Err(error) => {
+                    metrics.failed_batches.inc();
+                    tracing::warn!(%error, pending = batch.len(), "cannot write request logs; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        for done in flushes {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// Cuts `text` to at most `max` bytes on a character boundary.
+fn cut(text: &mut String, max: usize) -> bool {
+    if text.len() <= max {
+        return false;
+    }
+    let mut at = max;
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    text.truncate(at);
+    true
+}
+
+/// Every string in a JSON value redacted in place (keys are the API's, not the user's).
+fn redact_value(detector: &Detector, value: &mut Value, names: &mut Placeholders) {
+    match value {
+        Value::String(text) => {
+            let found = detector.find(text);
+            if !found.is_empty() {
+                *text = redact(text, &found, names);
+            }
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|item| redact_value(detector, item, names)),
+        Value::Object(fields) => fields
+            .values_mut()
+            .for_each(|item| redact_value(detector, item, names)),
+        _ => {}
+    }
+}
+
+fn redact_text(detector: &Detector, text: &str, names: &mut Placeholders) -> String {
+    redact(text, &detector.find(text), names)
+}
+
+/// The row to write. Redaction happens here, before anything reaches PostgreSQL, on values
+/// rather than on serialised JSON (where an escape could glue a number to a letter).
+fn to_row(detector: &Detector, options: &LogOptions, draft: Draft, end: End) -> NewLog {
+    let org = draft.key.org_id;
+    let level = if draft.logs_content() {
+        "content"
+    } else {
+        "metadata"
+    };
+    let redacting = draft.key.privacy.pii_redaction;
+    let mut names = Placeholders::default();
+    let end_user_digest = draft
+        .end_user
+        .as_deref()
+        .map(|user| store::end_user_digest(org, user));
+    let end_user = match (&draft.end_user, redacting) {
+        (Some(user), true) => Some(redact_text(detector, user, &mut names)),
+        (user, _) => user.clone(),
+    };
+    let content = draft.request.map(|request| {
+        let mut request = Value::Object(request);
+        let response = end.response.map(|response| match response {
+            Response::Body(bytes) => serde_json::from_slice::<Value>(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned())),
+            Response::Text(text) => Value::String(text),
+        });
+        let mut response = response;
+        if redacting {
+            redact_value(detector, &mut request, &mut names);
+            if let Some(response) = response.as_mut() {
+                redact_value(detector, response, &mut names);
+            }
+        }
+        let mut request = request.to_string();
+        let mut response = response.map(|r| match r {
+            Value::String(text) => text,
+            other => other.to_string(),
+        });
+        let truncated = cut(&mut request, options.max_content_bytes)
+            | response
+                .as_mut()
+                .is_some_and(|r| cut(r, options.max_content_bytes));
+        NewContent {
+            request,
+            response,
+            truncated,
+        }
+    });
+    let latency = draft.started.elapsed().as_millis();
+    NewLog {
+        log_id: draft.log_id,
+        org_id: org,
+        created_at: draft.created_at,
+        request_id: draft.request_id,
+        key_id: draft.key.key_id,
+        team_id: draft.key.team_id,
+        end_user,
+        end_user_digest,
+        endpoint: draft.endpoint.as_str(),
+        model: draft.model,
+        target: end.target,
+        stream: draft.stream,
+        status: i16::try_from(end.status).unwrap_or(i16::MAX),
+        error_code: end.error_code.map(str::to_owned),
+        input_tokens: end.usage.map(|u| u.input_tokens),
+        output_tokens: end.usage.map(|u| u.output_tokens),
+        cost_micro_usd: end.cost_micro_usd,
+        latency_ms: i32::try_from(latency).unwrap_or(i32::MAX),
+        guardrail: draft.guardrail.action,
+        pii_types: draft.guardrail.kinds,
+        logging_level: level,
+        redacted: redacting,
+        content,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cutting_keeps_characters_whole() {
+        let mut text = "ab€cd".to_owned();
+        assert!(cut(&mut text, 4));
+        assert_eq!(text, "ab");
+        let mut short = "abc".to_owned();
+        assert!(!cut(&mut short, 4));
+    }
+
+    #[test]
+    fn redaction_reaches_every_string_of_a_value() {
+        let detector = Detector::new().unwrap();
+        let mut value = serde_json::json!({"messages": [{"role": "user",
+            "content": [{"type": "text", "text": "Card:\n4111 1111 1111 1111"}]}],
+            "user": "ana@example.com"});
+        redact_value(&detector, &mut value, &mut Placeholders::default());
+        let text = value.to_string();
+        assert!(!text.contains("4111"), "{text}");
+        assert!(!text.contains("ana@example.com"), "{text}");
+        assert!(text.contains("[PAYMENT_CARD_1]"), "{text}");
+    }
+}
