@@ -73,6 +73,8 @@ fn internal_dependencies_point_one_way() {
             "portcullis",
             &[
                 "portcullis-core",
+                // `pii scan`: the detector for operators, without a database.
+                "portcullis-policy",
                 "portcullis-storage",
                 "portcullis-gateway",
                 "portcullis-devdb",

@@ -8,6 +8,7 @@
 )]
 
 mod cli;
+mod privacy;
 mod sdk;
 mod serve;
 mod spend;

@@ -7,75 +7,17 @@ use std::time::Duration;
 use portcullis_core::OrgId;
 use portcullis_core::money::Period;
 use portcullis_storage::spend::{self as store, Counter, Scope};
-use portcullis_testkit::TestDb;
 use serde_json::{Value, json};
 
-use crate::support::{Server, command, run};
+use crate::support::{Server, Setup, admin, command, setup};
 
 /// Leases of the processes under test expire this fast.
 const LEASE_TTL_SECS: &str = "2";
-
-struct Setup {
-    test: TestDb,
-    org: String,
-    master: String,
-}
-
-async fn setup() -> Setup {
-    let test = TestDb::new().await.unwrap();
-    let boot = run(command(&test)
-        .env("PORTCULLIS_BOOTSTRAP_PASSWORD", "spend owner passphrase")
-        .args([
-            "bootstrap",
-            "--org",
-            "Spend",
-            "--email",
-            "spend@example.com",
-        ]));
-    let stdout = String::from_utf8_lossy(&boot.stdout).to_string();
-    let line = |prefix: &str| {
-        stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(prefix))
-            .unwrap()
-            .trim()
-            .to_owned()
-    };
-    Setup {
-        org: line("org_id:"),
-        master: line("master key: "),
-        test,
-    }
-}
 
 fn server(setup: &Setup) -> Server {
     let mut command = command(&setup.test);
     command.env("PORTCULLIS_SPEND__LEASE_TTL_SECS", LEASE_TTL_SECS);
     Server::start(command)
-}
-
-async fn admin(
-    client: &reqwest::Client,
-    setup: &Setup,
-    server: &Server,
-    method: reqwest::Method,
-    path: &str,
-    body: Value,
-) -> Value {
-    let url = server.url(&format!("/admin/v1/orgs/{}{path}", setup.org));
-    let response = client
-        .request(method, url)
-        .bearer_auth(&setup.master)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        response.status().is_success(),
-        "{path}: {}",
-        response.status()
-    );
-    response.json().await.unwrap()
 }
 
 /// Routes `chat` (answers at once) and `slow` (after 3 s), priced at one micro-dollar per

@@ -100,10 +100,19 @@ impl Server {
 
     /// Sends SIGTERM and waits for the exit.
     pub fn terminate(mut self) -> std::process::ExitStatus {
+        self.stop()
+    }
+
+    /// Sends SIGTERM and waits for the exit, keeping the server's log for reading.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         for _ in 0..100 {
             if let Some(status) = self.child.try_wait().unwrap() {
+                // The reader thread ends with the pipe: everything the server wrote is here.
+                while let Ok(line) = self.log.recv_timeout(Duration::from_secs(2)) {
+                    self.seen.push(line);
+                }
                 return status;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -132,4 +141,58 @@ impl Drop for Server {
             }
         }
     }
+}
+
+/// A bootstrapped database: its first org and master key.
+pub struct Setup {
+    pub test: TestDb,
+    pub org: String,
+    pub master: String,
+}
+
+/// A fresh database with one org, bootstrapped by the real binary.
+pub async fn setup() -> Setup {
+    let test = TestDb::new().await.unwrap();
+    let boot = run(command(&test)
+        .env("PORTCULLIS_BOOTSTRAP_PASSWORD", "e2e owner passphrase")
+        .args(["bootstrap", "--org", "E2E", "--email", "owner@e2e.example"]));
+    let stdout = String::from_utf8_lossy(&boot.stdout).to_string();
+    let line = |prefix: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    Setup {
+        org: line("org_id:"),
+        master: line("master key: "),
+        test,
+    }
+}
+
+/// An org-scoped admin call with the master key, which must succeed; its JSON body.
+pub async fn admin(
+    client: &reqwest::Client,
+    setup: &Setup,
+    server: &Server,
+    method: reqwest::Method,
+    path: &str,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    let url = server.url(&format!("/admin/v1/orgs/{}{path}", setup.org));
+    let response = client
+        .request(method, url)
+        .bearer_auth(&setup.master)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "{path}: {}",
+        response.status()
+    );
+    response.json().await.unwrap()
 }

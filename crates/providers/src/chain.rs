@@ -197,7 +197,7 @@ pub async fn serve(
                     });
                 }
                 Err(error) => {
-                    tracing::info!(target = %target.label, %error, "upstream attempt failed");
+                    tracing::info!(target = %target.label, error = %error.summary(), "upstream attempt failed");
                     if !error.should_fall_back() {
                         failures.push((target.label.clone(), error.clone()));
                         return Err(ChainFailure {

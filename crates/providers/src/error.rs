@@ -31,6 +31,18 @@ impl ProviderError {
         }
     }
 
+    /// What failed, without the upstream's message (which may quote the prompt): the form for
+    /// application logs and traces (RM-2).
+    pub fn summary(&self) -> String {
+        match self {
+            ProviderError::Connect => "connect".to_owned(),
+            ProviderError::Timeout => "timeout".to_owned(),
+            ProviderError::Status { status, .. } => format!("status {status}"),
+            ProviderError::InvalidResponse => "invalid response".to_owned(),
+            ProviderError::Unsupported(_) => "unsupported request".to_owned(),
+        }
+    }
+
     /// Whether retrying the same target soon may help (a refused connection often does).
     pub fn retry_same_target(&self) -> bool {
         matches!(self, ProviderError::Connect)

@@ -616,7 +616,7 @@ fn sse(
         match rest.next().await {
             Some(Ok(chunk)) => Some((Ok(chunk), Some(rest))),
             Some(Err(error)) => {
-                tracing::warn!(%error, "upstream stream broke");
+                tracing::warn!(error = %error.summary(), "upstream stream broke");
                 let event = json!({"error": {"type": "server_error", "code": "upstream_error",
                                              "message": "the upstream stream broke"}});
                 Some((Ok(Bytes::from(format!("data: {event}\n\n"))), None))

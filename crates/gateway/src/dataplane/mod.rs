@@ -8,7 +8,7 @@ mod key;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 
 pub use cache::{Caches, spawn_change_listener};
 
@@ -25,12 +25,26 @@ const NOT_YET: [&str; 3] = [
     "/v1/messages/count_tokens",
 ];
 
+/// Every endpoint that carries a prompt to a provider. Each reaches the provider only through
+/// `chat::serve_alias`, past the guardrail and into the request log; tests iterate this list.
+fn served() -> [(&'static str, MethodRouter<AppState>); 3] {
+    [
+        ("/v1/chat/completions", post(chat::completions)),
+        ("/v1/embeddings", post(chat::embeddings)),
+        ("/v1/messages", post(chat::messages)),
+    ]
+}
+
+/// The paths of `served()`.
+pub fn prompt_routes() -> Vec<&'static str> {
+    served().into_iter().map(|(path, _)| path).collect()
+}
+
 pub fn router() -> Router<AppState> {
-    let mut router = Router::new()
-        .route("/v1/chat/completions", post(chat::completions))
-        .route("/v1/embeddings", post(chat::embeddings))
-        .route("/v1/messages", post(chat::messages))
-        .route("/v1/models", get(chat::models));
+    let mut router = Router::new().route("/v1/models", get(chat::models));
+    for (path, handler) in served() {
+        router = router.route(path, handler);
+    }
     for path in NOT_YET {
         router = router.route(path, axum::routing::any(unsupported));
     }

@@ -204,6 +204,12 @@ fn to_row(detector: &Detector, options: &LogOptions, draft: Draft, end: End) -> 
         (Some(user), true) => Some(redact_text(detector, user, &mut names)),
         (user, _) => user.clone(),
     };
+    // The alias is the client's text too: an unknown one is logged as sent.
+    let model = if redacting {
+        redact_text(detector, &draft.model, &mut names)
+    } else {
+        draft.model
+    };
     let content = draft.request.map(|request| {
         let mut request = Value::Object(request);
         let response = end.response.map(|response| match response {
@@ -244,7 +250,7 @@ fn to_row(detector: &Detector, options: &LogOptions, draft: Draft, end: End) -> 
         end_user,
         end_user_digest,
         endpoint: draft.endpoint.as_str(),
-        model: draft.model,
+        model,
         target: end.target,
         stream: draft.stream,
         status: i16::try_from(end.status).unwrap_or(i16::MAX),

@@ -13,6 +13,7 @@ mod envelope;
 mod isolation;
 mod matrix;
 mod mfa;
+mod privacy;
 mod secrets;
 mod spend;
 mod support;

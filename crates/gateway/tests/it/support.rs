@@ -396,7 +396,8 @@ pub async fn prepare(
 }
 
 impl Env {
-    /// Sends one chat request through a new route and waits for its log: its request id.
+    /// Sends one chat request through a new route and waits for its log and ledger row: its
+    /// request id.
     pub async fn logged_request(&self) -> String {
         let alias = unique("alias");
         self.put_route(&alias).await;
@@ -409,6 +410,8 @@ impl Env {
             )
             .await;
         assert_eq!(chat.status, StatusCode::OK, "{}", chat.body);
+        // Both writers done, so that a snapshot taken next sees nothing arrive later.
+        self.state.spend.flush().await;
         assert!(
             self.state
                 .logs

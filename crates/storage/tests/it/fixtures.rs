@@ -169,7 +169,10 @@ pub async fn log_one(
             truncated: false,
         }),
     };
-    assert_eq!(logs::write(db, std::slice::from_ref(&log)).await.unwrap(), 1);
+    assert_eq!(
+        logs::write(db, std::slice::from_ref(&log)).await.unwrap(),
+        1
+    );
     // A retried batch inserts nothing twice.
     assert_eq!(logs::write(db, &[log]).await.unwrap(), 0);
     log_id

@@ -1,0 +1,425 @@
+//! CF-3, RM-1 and RM-5 through the HTTP surface, against a fake OpenAI-compatible upstream that
+//! records what it receives: the guardrail's `redact` and `block` on every prompt-carrying
+//! route, streaming included; the logging level switched, audited and applied to the next
+//! request; a data-subject deletion through its route.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::http::{Method, StatusCode};
+use portcullis_gateway::dataplane::prompt_routes;
+use serde_json::{Value, json};
+
+use crate::support::{Env, Who};
+
+const EMAIL: &str = "jane.roe@example.com";
+const CARD: &str = "4111 1111 1111 1111";
+const PHONE: &str = "+44 20 7946 0958";
+
+type Seen = Arc<Mutex<Vec<Value>>>;
+
+/// An OpenAI-compatible upstream that keeps every body it is sent.
+async fn recording_upstream() -> (SocketAddr, Seen) {
+    use axum::routing::post;
+    let seen: Seen = Arc::default();
+    let chat_seen = Arc::clone(&seen);
+    let embed_seen = Arc::clone(&seen);
+    let app = axum::Router::new()
+        .route(
+            "/v1/chat/completions",
+            post(move |axum::Json(body): axum::Json<Value>| {
+                let seen = Arc::clone(&chat_seen);
+                async move {
+                    let stream = body["stream"] == true;
+                    seen.lock().unwrap().push(body);
+                    let usage = json!({"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7});
+                    if stream {
+                        let chunk = json!({"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
+                            "choices": [{"index": 0, "delta": {"role": "assistant", "content": "noted"}, "finish_reason": null}]});
+                        let last = json!({"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
+                            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]});
+                        let usage = json!({"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
+                            "choices": [], "usage": usage});
+                        let text = format!("data: {chunk}\n\ndata: {last}\n\ndata: {usage}\n\ndata: [DONE]\n\n");
+                        axum::http::Response::builder()
+                            .header("content-type", "text/event-stream")
+                            .body(axum::body::Body::from(text))
+                            .unwrap()
+                    } else {
+                        let body = json!({"id": "c", "object": "chat.completion", "created": 0, "model": "m",
+                            "choices": [{"index": 0, "message": {"role": "assistant", "content": "noted"}, "finish_reason": "stop"}],
+                            "usage": usage});
+                        axum::http::Response::builder()
+                            .header("content-type", "application/json")
+                            .body(axum::body::Body::from(body.to_string()))
+                            .unwrap()
+                    }
+                }
+            }),
+        )
+        .route(
+            "/v1/embeddings",
+            post(move |axum::Json(body): axum::Json<Value>| {
+                let seen = Arc::clone(&embed_seen);
+                async move {
+                    seen.lock().unwrap().push(body);
+                    axum::Json(json!({"object": "list", "model": "m",
+                        "data": [{"object": "embedding", "index": 0, "embedding": [0.5, 0.5]}],
+                        "usage": {"prompt_tokens": 3, "total_tokens": 3}}))
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, seen)
+}
+
+/// The harness with alias `rec` routed to the recording upstream.
+async fn setup() -> (Env, Seen) {
+    let env = Env::new().await;
+    let (addr, seen) = recording_upstream().await;
+    let credential = env
+        .call(
+            Method::POST,
+            &env.org_path("/credentials"),
+            Who::Master,
+            Some(json!({"name": "recorder", "provider": "openai_compatible",
+                        "api_key": "sk-recorder-0123456789", "base_url": format!("http://{addr}/v1")})),
+        )
+        .await;
+    assert_eq!(
+        credential.status,
+        StatusCode::CREATED,
+        "{}",
+        credential.body
+    );
+    let route =
+        json!({"targets": [{"credential_id": credential.body["credential_id"], "model": "m"}]});
+    let put = env
+        .call(
+            Method::PUT,
+            &env.org_path("/routes/rec"),
+            Who::Master,
+            Some(route),
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+    (env, seen)
+}
+
+async fn set(env: &Env, settings: Value) {
+    let patch = env
+        .call(
+            Method::PATCH,
+            &env.org_path("/settings"),
+            Who::Admin,
+            Some(settings),
+        )
+        .await;
+    assert_eq!(patch.status, StatusCode::OK, "{}", patch.body);
+}
+
+/// Requests carrying the PII values on one prompt route, in every mode it has.
+fn bodies(path: &str) -> Vec<Value> {
+    let text = format!("Reach me at {EMAIL} or {PHONE}; card {CARD}.");
+    match path {
+        "/v1/chat/completions" => [false, true]
+            .into_iter()
+            .map(|stream| {
+                json!({"model": "rec", "stream": stream, "user": EMAIL, "messages": [
+                    {"role": "system", "content": "Be brief."},
+                    {"role": "user", "content": [{"type": "text", "text": text}]}]})
+            })
+            .collect(),
+        "/v1/messages" => [false, true]
+            .into_iter()
+            .map(|stream| {
+                json!({"model": "rec", "max_tokens": 50, "stream": stream,
+                       "system": format!("The customer is {EMAIL}."),
+                       "messages": [{"role": "user", "content": text}]})
+            })
+            .collect(),
+        "/v1/embeddings" => vec![json!({"model": "rec", "input": [text, "plain"]})],
+        other => panic!("{other} carries prompts: give it bodies here"),
+    }
+}
+
+fn holds_pii(text: &str) -> bool {
+    text.contains(EMAIL) || text.contains(CARD) || text.contains("7946 0958")
+}
+
+#[tokio::test]
+async fn cf_3_redact_mode_sends_placeholders_upstream_on_every_route_and_mode() {
+    let (env, seen) = setup().await;
+    set(&env, json!({"pii_guardrail": "redact"})).await;
+    let mut sent = 0;
+    for path in prompt_routes() {
+        for body in bodies(path) {
+            let response = env
+                .call(Method::POST, path, Who::VirtualKey, Some(body.clone()))
+                .await;
+            assert_eq!(
+                response.status,
+                StatusCode::OK,
+                "{path} {body}: {}",
+                response.body
+            );
+            sent += 1;
+            let received = seen.lock().unwrap().last().cloned().unwrap();
+            let text = received.to_string();
+            assert!(
+                !holds_pii(&text),
+                "{path}: the upstream received PII: {text}"
+            );
+            assert!(text.contains("[EMAIL_1]"), "{path}: {text}");
+            assert!(text.contains("[PAYMENT_CARD_1]"), "{path}: {text}");
+        }
+    }
+    assert_eq!(seen.lock().unwrap().len(), sent);
+    // The request log records what ran: redacted, and which kinds.
+    assert!(env.state.logs.flush(Duration::from_secs(10)).await);
+    let logs = env
+        .call(Method::GET, &env.org_path("/logs"), Who::Admin, None)
+        .await;
+    let logs = logs.body["logs"].as_array().unwrap();
+    assert_eq!(logs.len(), sent);
+    for log in logs {
+        assert_eq!(log["guardrail"], "redacted", "{log}");
+        assert_eq!(log["status"], 200, "{log}");
+        let kinds = log["pii_types"].to_string();
+        assert!(
+            kinds.contains("email") && kinds.contains("payment_card"),
+            "{log}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn cf_3_block_mode_refuses_with_pii_detected_naming_kinds_never_values() {
+    let (env, seen) = setup().await;
+    set(&env, json!({"pii_guardrail": "block"})).await;
+    let mut refused = 0;
+    for path in prompt_routes() {
+        for body in bodies(path) {
+            let response = env
+                .call(Method::POST, path, Who::VirtualKey, Some(body))
+                .await;
+            assert_eq!(
+                response.status,
+                StatusCode::BAD_REQUEST,
+                "{path}: {}",
+                response.body
+            );
+            assert_eq!(response.body["error"]["code"], "pii_detected", "{path}");
+            let message = response.body["error"]["message"].as_str().unwrap();
+            assert!(message.contains("email"), "{path}: {message}");
+            assert!(
+                !holds_pii(message),
+                "{path}: the error echoes a value: {message}"
+            );
+            refused += 1;
+        }
+    }
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "a blocked request reached the upstream"
+    );
+    // A request without PII passes in block mode.
+    let clean =
+        json!({"model": "rec", "messages": [{"role": "user", "content": "What is 2 + 2?"}]});
+    let response = env
+        .call(
+            Method::POST,
+            "/v1/chat/completions",
+            Who::VirtualKey,
+            Some(clean),
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.body);
+    assert!(env.state.logs.flush(Duration::from_secs(10)).await);
+    let logs = env
+        .call(Method::GET, &env.org_path("/logs"), Who::Admin, None)
+        .await;
+    let logs = logs.body["logs"].as_array().unwrap();
+    assert_eq!(logs.len(), refused + 1);
+    let blocked: Vec<&Value> = logs
+        .iter()
+        .filter(|l| l["guardrail"] == "blocked")
+        .collect();
+    assert_eq!(blocked.len(), refused);
+    assert!(
+        blocked
+            .iter()
+            .all(|l| l["status"] == 400 && l["error_code"] == "pii_detected")
+    );
+    assert_eq!(logs.last().unwrap()["guardrail"], "passed");
+}
+
+#[tokio::test]
+async fn rm_1_switching_the_logging_level_is_audited_and_applies_to_the_next_request() {
+    let (env, _seen) = setup().await;
+    let chat = |n: usize| {
+        json!({"model": "rec", "user": "subject-1",
+               "messages": [{"role": "user", "content": format!("question {n}")}]})
+    };
+    let mut ids = Vec::new();
+    for (n, level) in ["metadata", "content", "metadata"].into_iter().enumerate() {
+        if n > 0 {
+            set(&env, json!({"logging_level": level})).await;
+        }
+        // At once: no wait for the change to travel.
+        let response = env
+            .call(
+                Method::POST,
+                "/v1/chat/completions",
+                Who::VirtualKey,
+                Some(chat(n)),
+            )
+            .await;
+        assert_eq!(response.status, StatusCode::OK, "{}", response.body);
+        ids.push(
+            response.headers["x-request-id"]
+                .to_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert!(env.state.logs.flush(Duration::from_secs(10)).await);
+    for (n, (id, level)) in ids
+        .iter()
+        .zip(["metadata", "content", "metadata"])
+        .enumerate()
+    {
+        let log = env
+            .call(
+                Method::GET,
+                &env.org_path(&format!("/logs/{id}")),
+                Who::Admin,
+                None,
+            )
+            .await;
+        assert_eq!(log.status, StatusCode::OK, "{}", log.body);
+        assert_eq!(log.body["logging_level"], level, "{}", log.body);
+        assert_eq!(
+            log.body["input_tokens"], 5,
+            "metadata at every level: {}",
+            log.body
+        );
+        assert_eq!(log.body["end_user"], "subject-1");
+        if level == "content" {
+            let content = &log.body["content"];
+            assert_eq!(
+                content["request"]["messages"][0]["content"],
+                format!("question {n}")
+            );
+            assert!(content["response"].as_str().unwrap().contains("noted"));
+        } else {
+            assert!(log.body.get("content").is_none(), "{}", log.body);
+        }
+    }
+    let audit = env
+        .call(
+            Method::GET,
+            &env.org_path("/audit?action=settings.changed"),
+            Who::Admin,
+            None,
+        )
+        .await;
+    let levels: Vec<&Value> = audit.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["details"]["logging_level"])
+        .collect();
+    assert_eq!(levels, [&json!("content"), &json!("metadata")]);
+}
+
+#[tokio::test]
+async fn rm_5_a_data_subject_deletion_through_its_route_is_scoped_and_audited() {
+    let (env, _seen) = setup().await;
+    set(&env, json!({"logging_level": "content"})).await;
+    for user in ["subject-a", "subject-a", "subject-b"] {
+        let body = json!({"model": "rec", "user": user,
+                          "messages": [{"role": "user", "content": "hello"}]});
+        let response = env
+            .call(
+                Method::POST,
+                "/v1/chat/completions",
+                Who::VirtualKey,
+                Some(body),
+            )
+            .await;
+        assert_eq!(response.status, StatusCode::OK, "{}", response.body);
+    }
+    assert!(env.state.logs.flush(Duration::from_secs(10)).await);
+    env.state.spend.flush().await;
+    let ledger_before = env
+        .call(Method::GET, &env.org_path("/ledger"), Who::Admin, None)
+        .await;
+    let deletion = env
+        .call(
+            Method::POST,
+            &env.org_path("/data-subject-deletions"),
+            Who::Admin,
+            Some(json!({"end_user": "subject-a"})),
+        )
+        .await;
+    assert_eq!(deletion.status, StatusCode::OK, "{}", deletion.body);
+    assert_eq!(
+        deletion.body,
+        json!({"deleted": {"request_logs": 2, "contents": 2}})
+    );
+    let left = |user: &'static str| {
+        let env = &env;
+        async move {
+            env.call(
+                Method::GET,
+                &env.org_path(&format!("/logs?end_user={user}")),
+                Who::Admin,
+                None,
+            )
+            .await
+            .body["logs"]
+                .as_array()
+                .unwrap()
+                .len()
+        }
+    };
+    assert_eq!(left("subject-a").await, 0);
+    assert_eq!(left("subject-b").await, 1);
+    let ledger_after = env
+        .call(Method::GET, &env.org_path("/ledger"), Who::Admin, None)
+        .await;
+    assert_eq!(
+        ledger_after.body, ledger_before.body,
+        "the ledger is untouched (RM-4)"
+    );
+    assert_eq!(ledger_after.body["entries"].as_array().unwrap().len(), 3);
+    let audit = env
+        .call(
+            Method::GET,
+            &env.org_path("/audit?action=data_subject.deleted"),
+            Who::Admin,
+            None,
+        )
+        .await;
+    let events = audit.body["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{}", audit.body);
+    assert_eq!(events[0]["details"]["request_logs"], 2);
+    assert!(
+        !events[0].to_string().contains("subject-a"),
+        "the audit holds the id"
+    );
+    // A bad request is the client's mistake.
+    let empty = env
+        .call(
+            Method::POST,
+            &env.org_path("/data-subject-deletions"),
+            Who::Admin,
+            Some(json!({"end_user": ""})),
+        )
+        .await;
+    assert_eq!(empty.status, StatusCode::BAD_REQUEST);
+}

@@ -1,0 +1,189 @@
+//! RM-2 end to end: with `pii_redaction` on and content logged, requests carrying known PII
+//! values (in prompts, the end-user id, answers echoed back, streams, failures) leave none of
+//! them anywhere: a dump of every table of the database and the server's own log (at debug
+//! level) are searched for each value.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::{Server, admin, command, setup};
+
+/// The values, each of a kind the detector knows.
+const VALUES: [&str; 6] = [
+    "maria.garcia@example.org",
+    "4111 1111 1111 1111",
+    "078-05-1120",
+    "DE89 3704 0044 0532 0130 00",
+    "198.51.100.23",
+    "sk-proj-Zk3mQ8vT2xW9pL4nR7sB1cY6",
+];
+
+fn prompt() -> String {
+    format!(
+        "My email is {}, card {}, SSN {}, IBAN {}, from {}; my key is {}.",
+        VALUES[0], VALUES[1], VALUES[2], VALUES[3], VALUES[4], VALUES[5]
+    )
+}
+
+/// Every row of every table in the public schema, as text.
+async fn dump(admin_url: &str) -> String {
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(admin_url)
+        .await
+        .unwrap();
+    let tables: Vec<String> = sqlx::query_scalar(
+        "select tablename::text from pg_tables where schemaname = 'public' order by 1",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert!(tables.len() > 10, "{tables:?}");
+    let mut text = String::new();
+    for table in tables {
+        let rows: Vec<String> =
+            sqlx::query_scalar(&format!("select t::text from public.\"{table}\" t"))
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+        text.push_str(&format!("== {table}\n{}\n", rows.join("\n")));
+    }
+    text
+}
+
+#[tokio::test]
+async fn rm_2_with_redaction_on_no_pii_value_persists_in_the_database_or_the_logs() {
+    let setup = setup().await;
+    let mut command = command(&setup.test);
+    command.env("PORTCULLIS_LOG__LEVEL", "debug,sqlx=debug");
+    let mut server = Server::start(command);
+    let client = reqwest::Client::builder().build().unwrap();
+    let post = |path: &'static str, body: Value| {
+        admin(&client, &setup, &server, reqwest::Method::POST, path, body)
+    };
+    let credential = post(
+        "/credentials",
+        json!({"name": "mock", "provider": "mock", "api_key": "x"}),
+    )
+    .await;
+    for (alias, model) in [("echo", "mock-echo"), ("broken", "mock-error-500")] {
+        admin(
+            &client,
+            &setup,
+            &server,
+            reqwest::Method::PUT,
+            &format!("/routes/{alias}"),
+            json!({"targets": [{"credential_id": credential["credential_id"], "model": model}]}),
+        )
+        .await;
+    }
+    let key = post("/keys", json!({"name": "traffic"})).await;
+    let secret = key["secret"].as_str().unwrap().to_owned();
+    admin(
+        &client,
+        &setup,
+        &server,
+        reqwest::Method::PATCH,
+        "/settings",
+        json!({"logging_level": "content", "pii_redaction": true}),
+    )
+    .await;
+
+    // The guardrail is off: the values reach the (echoing) provider and come back in answers.
+    let mut echoed = 0;
+    for (path, body) in [
+        (
+            "/v1/chat/completions",
+            json!({"model": "echo", "user": VALUES[0],
+            "messages": [{"role": "user", "content": prompt()}]}),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"model": "echo", "stream": true, "user": VALUES[0],
+            "messages": [{"role": "user", "content": prompt()}]}),
+        ),
+        (
+            "/v1/messages",
+            json!({"model": "echo", "max_tokens": 100,
+            "messages": [{"role": "user", "content": prompt()}]}),
+        ),
+        (
+            "/v1/embeddings",
+            json!({"model": "echo", "input": prompt()}),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"model": "broken", "user": VALUES[0],
+            "messages": [{"role": "user", "content": prompt()}]}),
+        ),
+    ] {
+        let response = client
+            .post(server.url(path))
+            .bearer_auth(&secret)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        if text.contains(VALUES[0]) {
+            echoed += 1;
+        }
+        assert!(status == 200 || status == 502, "{path}: {status} {text}");
+    }
+    assert!(
+        echoed >= 2,
+        "the echo provider answered with the values: the test sees them"
+    );
+
+    // The server writes its logs off the request path: wait until all five are in.
+    let url = server.url(&format!("/admin/v1/orgs/{}/logs", setup.org));
+    let mut logged = Vec::new();
+    for _ in 0..100 {
+        let page: Value = client
+            .get(&url)
+            .bearer_auth(&setup.master)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        logged = page["logs"].as_array().unwrap().clone();
+        if logged.len() == 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(logged.len(), 5, "{logged:?}");
+    assert!(logged.iter().all(|l| l["redacted"] == true));
+    assert!(logged.iter().any(|l| l["status"] == 502));
+
+    let before = dump(setup.test.admin_url()).await;
+    assert!(
+        before.contains("[EMAIL_1]") && before.contains("[PAYMENT_CARD_1]"),
+        "content was logged, redacted"
+    );
+    // A data-subject request still finds the subject by the id that was redacted.
+    let deletion = post("/data-subject-deletions", json!({"end_user": VALUES[0]})).await;
+    assert_eq!(deletion["deleted"]["request_logs"], 3, "{deletion}");
+
+    let after = dump(setup.test.admin_url()).await;
+    let status = server.stop();
+    assert!(status.success());
+    let logs = server.log_lines().join("\n");
+    assert!(logs.len() > 1000, "the server logged at debug level");
+    for value in VALUES {
+        let compact = value.replace(' ', "");
+        for (name, text) in [
+            ("database", &before),
+            ("database", &after),
+            ("server log", &logs),
+        ] {
+            assert!(!text.contains(value), "{value} persisted in the {name}");
+            assert!(
+                !text.contains(&compact),
+                "{compact} persisted in the {name}"
+            );
+        }
+    }
+}
