@@ -187,3 +187,61 @@ async fn rm_2_with_redaction_on_no_pii_value_persists_in_the_database_or_the_log
         }
     }
 }
+
+#[tokio::test]
+async fn rm_1_request_logs_queued_at_shutdown_are_written_before_the_process_exits() {
+    let setup = setup().await;
+    let mut server = Server::start(command(&setup.test));
+    let client = reqwest::Client::builder().build().unwrap();
+    let credential = admin(
+        &client,
+        &setup,
+        &server,
+        reqwest::Method::POST,
+        "/credentials",
+        json!({"name": "mock", "provider": "mock", "api_key": "x"}),
+    )
+    .await;
+    admin(
+        &client,
+        &setup,
+        &server,
+        reqwest::Method::PUT,
+        "/routes/chat",
+        json!({"targets": [{"credential_id": credential["credential_id"], "model": "mock-1"}]}),
+    )
+    .await;
+    let key = admin(
+        &client,
+        &setup,
+        &server,
+        reqwest::Method::POST,
+        "/keys",
+        json!({"name": "traffic"}),
+    )
+    .await;
+    let secret = key["secret"].as_str().unwrap();
+    const SENT: i64 = 30;
+    for _ in 0..SENT {
+        let response = client
+            .post(server.url("/v1/chat/completions"))
+            .bearer_auth(secret)
+            .json(&json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    // At once, with whatever the writers still hold.
+    assert!(server.stop().success());
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(setup.test.admin_url())
+        .await
+        .unwrap();
+    let (logs, ledger): (i64, i64) = sqlx::query_as(
+        "select (select count(*) from request_logs), (select count(*) from ledger_entries)",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!((logs, ledger), (SENT, SENT));
+}

@@ -83,8 +83,13 @@ pub async fn run(mut config: Config, data_dir: &Path, pg_port: u16) -> anyhow::R
 }
 
 const DEMO_EMAIL: &str = "owner@demo.example";
-/// The aliases the demo routes to the built-in mock provider.
-const DEMO_ALIASES: [&str; 2] = ["gpt-4o-mini", "demo"];
+/// The aliases the demo routes to the built-in mock provider, and the mock model of each
+/// (`mock-echo` answers with what it received: the PII guardrail at work).
+const DEMO_ALIASES: [(&str, &str); 3] = [
+    ("gpt-4o-mini", "mock-1"),
+    ("demo", "mock-1"),
+    ("echo", "mock-echo"),
+];
 
 fn actor() -> Actor {
     Actor::system("demo")
@@ -105,14 +110,14 @@ async fn mock_routes(db: &Db, keyring: &Keyring, org: OrgId) -> anyhow::Result<(
     };
     credentials::create(&mut tx, keyring, credential_id, &mock).await?;
     tx.commit().await?;
-    for alias in DEMO_ALIASES {
+    for (alias, model) in DEMO_ALIASES {
         let change = AuditedChange::new("route.changed", "route", alias);
         let mut tx = db
             .begin_write(org, &actor(), &Source::default(), change)
             .await?;
         let route = ModelRoute {
             alias: alias.to_owned(),
-            targets: serde_json::json!([{"credential_id": credential_id, "model": "mock-1", "weight": 1}]),
+            targets: serde_json::json!([{"credential_id": credential_id, "model": model, "weight": 1}]),
             fallback: Vec::new(),
             timeout_ms: None,
             // Priced like gpt-4o-mini, so that the demo's ledger and /usage show costs.

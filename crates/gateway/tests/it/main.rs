@@ -11,6 +11,7 @@ mod attribution;
 mod dataplane;
 mod envelope;
 mod isolation;
+mod log_writer;
 mod matrix;
 mod mfa;
 mod privacy;
