@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis_policy::pii::{Detector, Placeholders, redact};
-use portcullis_storage::Db;
 use portcullis_storage::logs::{self as store, NewContent, NewLog};
+use portcullis_storage::{Db, StorageError};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -128,24 +128,68 @@ async fn run(
                 None
             };
         }
-        let mut backoff = Duration::from_millis(50);
-        while !batch.is_empty() {
-            match store::write(&db, &batch).await {
-                Ok(_) => {
-                    metrics.written.inc_by(batch.len() as u64);
-                    break;
-                }
-                Err(error) => {
-                    metrics.failed_batches.inc();
-                    tracing::warn!(%error, pending = batch.len(), "cannot write request logs; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
+        write(&db, batch, &metrics).await;
         for done in flushes {
             let _ = done.send(());
         }
+    }
+}
+
+/// Writes a batch: retried with backoff while PostgreSQL is unreachable; refused for what it
+/// holds (a row PostgreSQL rejects), it is written row by row and a rejected row is dropped
+/// and counted, so that one bad row never holds up the others.
+async fn write(db: &Db, mut batch: Vec<NewLog>, metrics: &LogMetrics) {
+    let mut backoff = Duration::from_millis(50);
+    while !batch.is_empty() {
+        match store::write(db, &batch).await {
+            Ok(_) => {
+                metrics.written.inc_by(batch.len() as u64);
+                return;
+            }
+            Err(StorageError::Unavailable(error)) => {
+                metrics.failed_batches.inc();
+                tracing::warn!(%error, pending = batch.len(), "cannot write request logs; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(error) if batch.len() == 1 => {
+                metrics.failed_batches.inc();
+                metrics.dropped.inc();
+                tracing::error!(%error, "a request log was refused by the database and dropped");
+                return;
+            }
+            Err(_) => {
+                metrics.failed_batches.inc();
+                let rows = std::mem::take(&mut batch);
+                let mut rows = rows.into_iter();
+                while let Some(row) = rows.next() {
+                    match store::write(db, std::slice::from_ref(&row)).await {
+                        Ok(_) => {
+                            metrics.written.inc();
+                        }
+                        Err(StorageError::Unavailable(_)) => {
+                            // Unreachable again: back to retrying what is left, whole.
+                            batch.push(row);
+                            batch.extend(rows);
+                            break;
+                        }
+                        Err(error) => {
+                            metrics.dropped.inc();
+                            tracing::error!(%error, "a request log was refused by the database and dropped");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// PostgreSQL's text holds no NUL character: a prompt may (RM-1 keeps its row all the same).
+fn pg_text(text: String) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\u{fffd}")
+    } else {
+        text
     }
 }
 
@@ -205,11 +249,12 @@ fn to_row(detector: &Detector, options: &LogOptions, draft: Draft, end: End) -> 
         (user, _) => user.clone(),
     };
     // The alias is the client's text too: an unknown one is logged as sent.
-    let model = if redacting {
+    let model = pg_text(if redacting {
         redact_text(detector, &draft.model, &mut names)
     } else {
         draft.model
-    };
+    });
+    let end_user = end_user.map(pg_text);
     let content = draft.request.map(|request| {
         let mut request = Value::Object(request);
         let response = end.response.map(|response| match response {
@@ -224,9 +269,10 @@ fn to_row(detector: &Detector, options: &LogOptions, draft: Draft, end: End) -> 
                 redact_value(detector, response, &mut names);
             }
         }
+        // JSON escapes a NUL; the text of a stream does not.
         let mut request = request.to_string();
         let mut response = response.map(|r| match r {
-            Value::String(text) => text,
+            Value::String(text) => pg_text(text),
             other => other.to_string(),
         });
         let truncated = cut(&mut request, options.max_content_bytes)
@@ -244,7 +290,7 @@ fn to_row(detector: &Detector, options: &LogOptions, draft: Draft, end: End) -> 
         log_id: draft.log_id,
         org_id: org,
         created_at: draft.created_at,
-        request_id: draft.request_id,
+        request_id: pg_text(draft.request_id),
         key_id: draft.key.key_id,
         team_id: draft.key.team_id,
         end_user,

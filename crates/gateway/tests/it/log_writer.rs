@@ -52,10 +52,17 @@ async fn rm_1_with_the_database_down_log_entries_past_the_queue_are_dropped_and_
     }
     let metrics = logs.metrics();
     // The writer holds one batch (2) and the queue 4: the rest are dropped, each counted.
-    assert!(metrics.dropped.get() >= 14, "dropped {}", metrics.dropped.get());
+    assert!(
+        metrics.dropped.get() >= 14,
+        "dropped {}",
+        metrics.dropped.get()
+    );
     assert!(metrics.queued.get() <= 4);
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert!(metrics.failed_batches.get() >= 1, "a failing database is counted");
+    assert!(
+        metrics.failed_batches.get() >= 1,
+        "a failing database is counted"
+    );
     assert_eq!(metrics.written.get(), 0);
     // A flush cannot finish while the database is down: it gives up at its deadline.
     assert!(!logs.flush(Duration::from_millis(300)).await);

@@ -423,3 +423,50 @@ async fn rm_5_a_data_subject_deletion_through_its_route_is_scoped_and_audited() 
         .await;
     assert_eq!(empty.status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn rm_1_a_prompt_with_nul_characters_keeps_its_log_content_and_ledger_row() {
+    let env = Env::new().await;
+    env.mock_route("echo", &["mock-echo"]).await;
+    set(&env, json!({"logging_level": "content"})).await;
+    let mut ids = Vec::new();
+    for stream in [false, true] {
+        let body = json!({"model": "echo", "stream": stream,
+                          "messages": [{"role": "user", "content": "before\u{0}after"}]});
+        let response = env
+            .call(
+                Method::POST,
+                "/v1/chat/completions",
+                Who::VirtualKey,
+                Some(body),
+            )
+            .await;
+        assert_eq!(response.status, StatusCode::OK, "{}", response.body);
+        ids.push(
+            response.headers["x-request-id"]
+                .to_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert!(env.state.logs.flush(Duration::from_secs(10)).await);
+    env.state.spend.flush().await;
+    for id in &ids {
+        let log = env
+            .call(
+                Method::GET,
+                &env.org_path(&format!("/logs/{id}")),
+                Who::Admin,
+                None,
+            )
+            .await;
+        assert_eq!(log.status, StatusCode::OK, "{}", log.body);
+        let response = log.body["content"]["response"].as_str().unwrap();
+        assert!(response.contains("after"), "{response}");
+    }
+    let ledger = env
+        .call(Method::GET, &env.org_path("/ledger"), Who::Admin, None)
+        .await;
+    assert_eq!(ledger.body["entries"].as_array().unwrap().len(), 2);
+    assert_eq!(env.state.logs.metrics().dropped.get(), 0);
+}
