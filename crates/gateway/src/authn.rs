@@ -5,7 +5,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use chrono::{DateTime, Utc};
 use portcullis_core::audit::{Actor, ActorKind, Source};
 use portcullis_core::mfa::{RECOVERY_CODES, RecoveryCode, Totp};
@@ -26,15 +26,32 @@ use crate::throttle::{PER_ACCOUNT, PER_IP};
 const SESSION_HOURS: i64 = 12;
 const CHALLENGE_MINUTES: i64 = 5;
 
+fn table() -> [(&'static str, &'static str, MethodRouter<AppState>); 7] {
+    [
+        ("POST", "/auth/v1/login", post(login)),
+        ("POST", "/auth/v1/login/mfa", post(login_mfa)),
+        ("POST", "/auth/v1/logout", post(logout)),
+        ("GET", "/auth/v1/me", get(me)),
+        ("POST", "/auth/v1/mfa/enroll", post(mfa_enroll)),
+        ("POST", "/auth/v1/mfa/confirm", post(mfa_confirm)),
+        ("POST", "/auth/v1/invites/accept", post(accept_invite)),
+    ]
+}
+
+/// Every auth route as (method, path): what the tests enumerate.
+pub fn routes() -> Vec<(&'static str, &'static str)> {
+    table()
+        .into_iter()
+        .map(|(method, path, _)| (method, path))
+        .collect()
+}
+
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/auth/v1/login", post(login))
-        .route("/auth/v1/login/mfa", post(login_mfa))
-        .route("/auth/v1/logout", post(logout))
-        .route("/auth/v1/me", get(me))
-        .route("/auth/v1/mfa/enroll", post(mfa_enroll))
-        .route("/auth/v1/mfa/confirm", post(mfa_confirm))
-        .route("/auth/v1/invites/accept", post(accept_invite))
+    table()
+        .into_iter()
+        .fold(Router::new(), |router, (_, path, handler)| {
+            router.route(path, handler)
+        })
 }
 
 fn user_actor(user: UserId) -> Actor {

@@ -13,12 +13,13 @@
 //! - [`guard::PlatformCaller`]: set by the guard on platform admin routes.
 
 pub mod admin;
-mod authn;
+pub mod authn;
 mod caller;
 pub mod dataplane;
 mod error;
 pub mod guard;
 mod guardrail;
+mod headers;
 mod health;
 mod json;
 pub mod logs;

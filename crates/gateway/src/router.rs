@@ -18,7 +18,7 @@ use crate::logs::{LogOptions, RequestLogs};
 use crate::metrics::Metrics;
 use crate::spend::{Spend, SpendOptions};
 use crate::throttle::Throttle;
-use crate::{admin, authn, dataplane, health, metrics, request_id};
+use crate::{admin, authn, dataplane, headers, health, metrics, request_id};
 
 /// What every handler may reach. Cloned per request, so it holds only cheap handles.
 #[derive(Clone, Debug)]
@@ -42,6 +42,8 @@ pub struct AppState {
     /// The request-log writer.
     pub logs: RequestLogs,
     pub metrics: Arc<Metrics>,
+    /// Whether clients reach this process over TLS (HSTS is sent only then).
+    pub serving_tls: bool,
 }
 
 /// Why the state could not be built.
@@ -77,6 +79,7 @@ impl AppState {
         let logs = RequestLogs::start(db.clone(), Arc::clone(&detector), LogOptions::default());
         Ok(Self {
             metrics: Arc::new(Metrics::new(logs.metrics())),
+            serving_tls: false,
             logs,
             detector,
             spend: Spend::start(db.clone(), spend),
@@ -110,13 +113,19 @@ impl AppState {
 }
 
 pub fn router(state: AppState) -> Router {
+    let people =
+        authn::router()
+            .merge(admin::router(&state))
+            .layer(middleware::map_response_with_state(
+                state.clone(),
+                headers::security,
+            ));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics))
-        .merge(authn::router())
+        .merge(people)
         .merge(dataplane::router())
-        .merge(admin::router(&state))
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)

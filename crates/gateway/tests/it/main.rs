@@ -10,6 +10,7 @@
 mod attribution;
 mod dataplane;
 mod envelope;
+mod headers;
 mod isolation;
 mod log_writer;
 mod matrix;
