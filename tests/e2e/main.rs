@@ -13,4 +13,5 @@ mod sdk;
 mod serve;
 mod spend;
 mod support;
+mod tls;
 mod walkthrough;

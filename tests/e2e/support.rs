@@ -38,7 +38,8 @@ pub fn command(test: &TestDb) -> Command {
             "PORTCULLIS_SECRETS__KEK",
             "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
         )
-        .env("PORTCULLIS_SERVER__LISTEN", "127.0.0.1:0");
+        .env("PORTCULLIS_SERVER__LISTEN", "127.0.0.1:0")
+        .env("PORTCULLIS_SERVER__PLAINTEXT", "true");
     command
 }
 

@@ -30,8 +30,9 @@ mod server;
 mod source;
 pub mod spend;
 mod throttle;
+pub mod tls;
 
 pub use error::ApiError;
 pub use request_id::RequestId;
 pub use router::{AppState, StartError, router};
-pub use server::serve;
+pub use server::{ServeOptions, serve};

@@ -1,47 +1,163 @@
-//! Serving the router on a listener, with graceful shutdown.
+//! Serving the router on a listener: plaintext or TLS (HTTP/2 and HTTP/1.1 either way), with
+//! limits on slow and oversized request heads, and graceful shutdown.
+//!
+//! Each connection is served in its own task, TLS handshake included, so a slow client holds
+//! up nobody else. On shutdown the listener closes at once; idle connections close, requests
+//! and streams in flight finish, up to the grace period.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
-use tokio::net::TcpListener;
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+use tower::ServiceExt;
 
 use crate::router::{AppState, router};
+use crate::tls::Tls;
+
+/// How the listener serves.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// After shutdown begins, how long requests in flight may take.
+    pub grace: Duration,
+    /// `None`: plaintext, for a TLS-terminating proxy in front.
+    pub tls: Option<Arc<Tls>>,
+    /// A client must send a whole request head within this (slow-client defence).
+    pub header_read_timeout: Duration,
+    /// The largest request head (request line and headers) accepted.
+    pub max_header_bytes: usize,
+}
+
+impl ServeOptions {
+    pub fn plaintext(grace: Duration) -> Self {
+        Self {
+            grace,
+            tls: None,
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// A TLS client that never finishes its handshake is dropped after this.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves until `shutdown` completes, then stops accepting and lets requests in flight finish
-/// for up to `grace` before closing what is left.
+/// for up to the grace period before closing what is left.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    grace: Duration,
+    options: ServeOptions,
 ) -> std::io::Result<()> {
-    // Small SSE writes must not wait for the client's delayed ACK (Nagle's algorithm).
-    let listener = listener.tap_io(|stream| {
+    let app = router(state);
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(options.header_read_timeout)
+        .max_buf_size(options.max_header_bytes.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(options.max_header_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(Duration::from_secs(30));
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(error) => {
+                    // Out of file descriptors, most likely: wait rather than spin.
+                    tracing::warn!(%error, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Small SSE writes must not wait for the client's delayed ACK (Nagle's algorithm).
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
-    });
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
-    let deadline = async move {
-        let _ = stop_rx.wait_for(|stopped| *stopped).await;
-        tracing::info!(
-            grace_secs = grace.as_secs(),
-            "shutting down: draining requests"
-        );
-        tokio::time::sleep(grace).await;
-    };
+        let connection = Connection {
+            app: app.clone(),
+            peer,
+            builder: builder.clone(),
+            watcher: graceful.watcher(),
+        };
+        tokio::spawn(connection.serve(stream, options.tls.clone()));
+    }
+    drop(listener);
+    tracing::info!(
+        grace_secs = options.grace.as_secs(),
+        "shutting down: draining requests"
+    );
     tokio::select! {
-        result = server => result,
-        () = deadline => {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(options.grace) => {
             tracing::warn!("shutdown grace period over: closing open connections");
-            Ok(())
+        }
+    }
+    Ok(())
+}
+
+/// One accepted connection and what it needs to be served.
+struct Connection {
+    app: Router,
+    peer: SocketAddr,
+    builder: Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+}
+
+impl Connection {
+    async fn serve(self, stream: TcpStream, tls: Option<Arc<Tls>>) {
+        let Self {
+            app,
+            peer,
+            builder,
+            watcher,
+        } = self;
+        let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            let mut request = request.map(axum::body::Body::new);
+            request.extensions_mut().insert(ConnectInfo(peer));
+            app.clone().oneshot(request)
+        });
+        let result = match tls {
+            None => {
+                let connection =
+                    builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                watcher.watch(connection).await
+            }
+            Some(tls) => {
+                let handshake =
+                    tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream)).await;
+                let stream = match handshake {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(error)) => {
+                        tracing::debug!(%error, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!("TLS handshake timed out");
+                        return;
+                    }
+                };
+                let connection =
+                    builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                watcher.watch(connection).await
+            }
+        };
+        if let Err(error) = result {
+            tracing::debug!(error = %error, "connection ended with an error");
         }
     }
 }

@@ -12,6 +12,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use ipnet::IpNet;
 use portcullis_core::crypto::Keyring;
+use portcullis_gateway::tls::TlsFiles;
 use secrecy::ExposeSecret;
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -106,6 +107,17 @@ struct RawServer {
     listen: String,
     shutdown_grace_secs: u64,
     trusted_proxies: Vec<String>,
+    /// PEM certificate chain and private key: the listener serves TLS with them.
+    tls_cert_file: Option<PathBuf>,
+    tls_key_file: Option<PathBuf>,
+    /// How often the certificate files are checked for a change.
+    tls_reload_secs: u64,
+    /// Serve without TLS: only behind a TLS-terminating proxy, and only when said.
+    plaintext: bool,
+    /// A client must send a whole request head within this.
+    header_read_timeout_secs: u64,
+    /// The largest request head accepted.
+    max_header_bytes: usize,
 }
 
 impl Default for RawServer {
@@ -114,6 +126,12 @@ impl Default for RawServer {
             listen: "127.0.0.1:8080".to_owned(),
             shutdown_grace_secs: 30,
             trusted_proxies: Vec::new(),
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_reload_secs: 30,
+            plaintext: false,
+            header_read_timeout_secs: 10,
+            max_header_bytes: 64 * 1024,
         }
     }
 }
@@ -194,6 +212,12 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Peers whose X-Forwarded-For is believed.
     pub trusted_proxies: Vec<IpNet>,
+    pub tls: Option<TlsFiles>,
+    pub tls_reload: Duration,
+    /// Said explicitly: serve without TLS (behind a TLS-terminating proxy).
+    pub plaintext: bool,
+    pub header_read_timeout: Duration,
+    pub max_header_bytes: usize,
 }
 
 #[derive(Debug)]
@@ -328,6 +352,17 @@ impl Config {
                 listen,
                 shutdown_grace: Duration::from_secs(raw.server.shutdown_grace_secs),
                 trusted_proxies,
+                tls: match (raw.server.tls_cert_file, raw.server.tls_key_file) {
+                    (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+                    (None, None) => None,
+                    _ => bail!("server.tls_cert_file and server.tls_key_file go together"),
+                },
+                tls_reload: Duration::from_secs(raw.server.tls_reload_secs.max(1)),
+                plaintext: raw.server.plaintext,
+                header_read_timeout: Duration::from_secs(
+                    raw.server.header_read_timeout_secs.clamp(1, 300),
+                ),
+                max_header_bytes: raw.server.max_header_bytes.clamp(8 * 1024, 1024 * 1024),
             },
             secrets: SecretsConfig {
                 kek: secret("secrets.kek", raw.secrets.kek, raw.secrets.kek_file)?,

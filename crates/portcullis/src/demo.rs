@@ -70,6 +70,10 @@ pub async fn run(mut config: Config, data_dir: &Path, pg_port: u16) -> anyhow::R
     db.close().await;
 
     config.database.url = Some(SecretString::from(runtime_url));
+    // A first look on one machine: plaintext unless a certificate is configured.
+    if config.server.tls.is_none() {
+        config.server.plaintext = true;
+    }
     let result = serve::run_with(config, |addr| {
         print_banner(addr, credentials.as_ref(), &traffic_key);
     })

@@ -4,7 +4,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
-use portcullis_gateway::AppState;
+use portcullis_gateway::tls::Tls;
+use portcullis_gateway::{AppState, ServeOptions};
 use portcullis_storage::{Db, DbOptions, StorageError};
 use tokio::net::TcpListener;
 
@@ -22,6 +23,14 @@ pub async fn run_with(config: Config, on_listening: impl FnOnce(SocketAddr)) -> 
         acquire_timeout: config.database.acquire_timeout,
     };
     let keyring = config.secrets.keyring()?;
+    let tls = match (&config.server.tls, config.server.plaintext) {
+        (Some(files), _) => Some(Tls::load(files.clone())?),
+        (None, true) => None,
+        (None, false) => anyhow::bail!(
+            "no TLS certificate: set server.tls_cert_file and server.tls_key_file, or \
+             server.plaintext = true if a TLS-terminating proxy is in front"
+        ),
+    };
     let db = Db::connect_lazy(&options)?;
     check_role(&db, config.database.startup_timeout).await?;
 
@@ -29,10 +38,16 @@ pub async fn run_with(config: Config, on_listening: impl FnOnce(SocketAddr)) -> 
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     let addr = listener.local_addr()?;
-    tracing::warn!(
-        %addr,
-        "serving plaintext HTTP: put a TLS-terminating proxy in front of this listener"
-    );
+    match &tls {
+        Some(tls) => {
+            tls.spawn_reload(config.server.tls_reload);
+            tracing::info!(%addr, "serving TLS (HTTP/2 and HTTP/1.1)");
+        }
+        None => tracing::warn!(
+            %addr,
+            "serving plaintext HTTP (server.plaintext): a TLS-terminating proxy must be in front"
+        ),
+    }
     tracing::info!(%addr, "listening");
     on_listening(addr);
     tracing::info!(version = %config.spend.prices.version, "price table loaded");
@@ -44,6 +59,7 @@ pub async fn run_with(config: Config, on_listening: impl FnOnce(SocketAddr)) -> 
     )
     .context("building the gateway's state")?
     .with_log_options(config.logs.clone());
+    state.serving_tls = tls.is_some();
     if config.providers.allow_link_local {
         tracing::warn!(
             "providers.allow_link_local: provider keys may be sent to link-local addresses"
@@ -56,14 +72,15 @@ pub async fn run_with(config: Config, on_listening: impl FnOnce(SocketAddr)) -> 
     portcullis_gateway::logs::spawn_retention(db.clone(), config.logs.retention_interval);
     let spend = std::sync::Arc::clone(&state.spend);
     let logs = state.logs.clone();
-    portcullis_gateway::serve(
-        listener,
-        state,
-        shutdown_signal(),
-        config.server.shutdown_grace,
-    )
-    .await
-    .context("server failed")?;
+    let serving = ServeOptions {
+        grace: config.server.shutdown_grace,
+        tls,
+        header_read_timeout: config.server.header_read_timeout,
+        max_header_bytes: config.server.max_header_bytes,
+    };
+    portcullis_gateway::serve(listener, state, shutdown_signal(), serving)
+        .await
+        .context("server failed")?;
     listener_task.abort();
     // Settled requests reach the ledger, and this process's leases go back, before it exits.
     if tokio::time::timeout(config.server.shutdown_grace, spend.close())
