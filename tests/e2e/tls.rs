@@ -2,7 +2,7 @@
 //! the test, refuses plaintext, reloads a changed certificate without a restart and sends HSTS;
 //! and the gateway refuses a provider whose certificate it does not trust.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::json;
@@ -24,7 +24,7 @@ fn certificate() -> Pair {
     }
 }
 
-fn write(dir: &PathBuf, pair: &Pair) {
+fn write(dir: &Path, pair: &Pair) {
     std::fs::write(dir.join("cert.pem"), &pair.cert).unwrap();
     std::fs::write(dir.join("key.pem"), &pair.key).unwrap();
 }
