@@ -4,6 +4,8 @@
 # Needs: nginx-light, libnginx-mod-http-lua, libnginx-mod-http-echo (Debian), oha and ssebench
 # as ../shared/bench/README.md installs them, PostgreSQL on 127.0.0.1:5432 (trust).
 #   scripts/bench.sh [REPS] [DURATION_SECS] [SCENARIOS] [STREAM_CONCURRENCY]
+# CONTROLS=off measures the bare request path; by default every control is on: org and key
+# budgets (reserve and settle), a key rate limit, the PII guardrail in `redact`, request logs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPS="${1:-3}"
@@ -32,7 +34,7 @@ if ! curl -fsS -o /dev/null http://127.0.0.1:28090/health 2>/dev/null; then
 fi
 
 PORTCULLIS_DATABASE__URL="$APP" PORTCULLIS_LOG__LEVEL=warn PORTCULLIS_SERVER__LISTEN=127.0.0.1:8080 \
-  taskset -c 1 "$BIN" serve & echo $! > "$PIDFILE"
+  PORTCULLIS_SERVER__PLAINTEXT=true taskset -c 1 "$BIN" serve & echo $! > "$PIDFILE"
 trap 'kill "$(cat $PIDFILE)" 2>/dev/null || true' EXIT
 for _ in $(seq 50); do curl -fsS -o /dev/null http://127.0.0.1:8080/readyz && break; sleep 0.2; done
 
@@ -42,7 +44,14 @@ CRED=$(api "http://127.0.0.1:8080/admin/v1/orgs/$ORG/credentials" \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["credential_id"])')
 api -X PUT "http://127.0.0.1:8080/admin/v1/orgs/$ORG/routes/gpt-4o-mini" \
   -d "{\"targets\":[{\"credential_id\":\"$CRED\",\"model\":\"gpt-4o-mini\"}]}" > /dev/null
-KEY=$(api "http://127.0.0.1:8080/admin/v1/orgs/$ORG/keys" -d '{"name":"bench"}' \
+if [ "${CONTROLS:-on}" = on ]; then
+  api -X PATCH "http://127.0.0.1:8080/admin/v1/orgs/$ORG/settings" \
+    -d '{"budget_micro_usd": 100000000000, "budget_period": "monthly", "pii_guardrail": "redact", "logging_level": "metadata"}' > /dev/null
+  KEY_BODY='{"name":"bench","budget_micro_usd":100000000000,"rpm_limit":100000000}'
+else
+  KEY_BODY='{"name":"bench"}'
+fi
+KEY=$(api "http://127.0.0.1:8080/admin/v1/orgs/$ORG/keys" -d "$KEY_BODY" \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')
 
 mkdir -p target/bench

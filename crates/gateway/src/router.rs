@@ -128,6 +128,7 @@ pub fn router(state: AppState) -> Router {
         .merge(dataplane::router())
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .with_state(state)
+        .with_state(state.clone())
+        .layer(middleware::from_fn_with_state(state, metrics::track))
         .layer(middleware::from_fn(request_id::layer))
 }

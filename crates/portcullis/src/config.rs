@@ -167,6 +167,8 @@ impl Default for RawDatabase {
 struct RawLog {
     level: String,
     format: LogFormat,
+    /// Where traces go over OTLP/HTTP, such as http://collector:4318/v1/traces; none when unset.
+    otlp_endpoint: Option<String>,
 }
 
 impl Default for RawLog {
@@ -174,6 +176,7 @@ impl Default for RawLog {
         Self {
             level: "info,sqlx=warn".to_owned(),
             format: LogFormat::Json,
+            otlp_endpoint: None,
         }
     }
 }
@@ -273,6 +276,7 @@ pub struct DatabaseConfig {
 pub struct LogConfig {
     pub level: String,
     pub format: LogFormat,
+    pub otlp_endpoint: Option<String>,
 }
 
 impl DatabaseConfig {
@@ -392,6 +396,19 @@ impl Config {
             log: LogConfig {
                 level,
                 format: raw.log.format,
+                otlp_endpoint: raw
+                    .log
+                    .otlp_endpoint
+                    .map(|url| {
+                        url::Url::parse(&url)
+                            .ok()
+                            .filter(|u| matches!(u.scheme(), "http" | "https"))
+                            .map(|_| url.clone())
+                            .with_context(|| {
+                                format!("log.otlp_endpoint `{url}` is not an http(s) URL")
+                            })
+                    })
+                    .transpose()?,
             },
         })
     }

@@ -137,7 +137,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(&config.log);
+    let telemetry = match telemetry::init(&config.log) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -149,6 +155,9 @@ fn main() -> ExitCode {
         }
     };
     let outcome = runtime.block_on(run(cli.command, config));
+    drop(runtime);
+    // Exports the last traces, if any, before the process ends.
+    drop(telemetry);
     match outcome {
         Ok(code) => code,
         Err(error) => {

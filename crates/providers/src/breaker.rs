@@ -67,6 +67,15 @@ impl Breakers {
         });
     }
 
+    /// How many targets are skipped now or waiting for their probe (for metrics).
+    pub fn open_count(&self) -> usize {
+        let circuits = self
+            .circuits
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        circuits.values().filter(|c| c.open_until.is_some()).count()
+    }
+
     pub fn is_open(&self, label: &str) -> bool {
         self.with(label, |c| c.open_until.is_some())
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use serde_json::{Map, Value};
+use tracing::Instrument;
 
 use crate::breaker::Breakers;
 use crate::error::ProviderError;
@@ -102,6 +103,8 @@ impl std::fmt::Debug for Reply {
 pub struct Served {
     pub target: String,
     pub attempts: u32,
+    /// The kinds of the attempts that failed before this one (`ProviderError::kind`).
+    pub failed: Vec<&'static str>,
     pub reply: Reply,
 }
 
@@ -187,12 +190,29 @@ pub async fn serve(
         }
         for try_number in 0..2 {
             attempts += 1;
-            match attempt(upstreams, target, body, operation, timeout).await {
+            let span = tracing::info_span!(
+                "upstream.attempt",
+                target = %target.label,
+                attempt = attempts,
+                outcome = tracing::field::Empty,
+            );
+            let outcome = attempt(upstreams, target, body, operation, timeout)
+                .instrument(span.clone())
+                .await;
+            span.record(
+                "outcome",
+                outcome.as_ref().map_or_else(|e| e.kind(), |_| "ok"),
+            );
+            match outcome {
                 Ok(reply) => {
                     upstreams.breakers.succeeded(&target.label);
                     return Ok(Served {
                         target: target.label.clone(),
                         attempts,
+                        failed: failures
+                            .iter()
+                            .map(|(_, e): &(String, ProviderError)| e.kind())
+                            .collect(),
                         reply,
                     });
                 }

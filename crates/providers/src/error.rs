@@ -43,6 +43,19 @@ impl ProviderError {
         }
     }
 
+    /// A low-cardinality name for metrics labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProviderError::Connect => "connect",
+            ProviderError::Timeout => "timeout",
+            ProviderError::Status { status: 429, .. } => "status_429",
+            ProviderError::Status { status, .. } if *status >= 500 => "status_5xx",
+            ProviderError::Status { .. } => "status_4xx",
+            ProviderError::InvalidResponse => "invalid_response",
+            ProviderError::Unsupported(_) => "unsupported",
+        }
+    }
+
     /// Whether retrying the same target soon may help (a refused connection often does).
     pub fn retry_same_target(&self) -> bool {
         matches!(self, ProviderError::Connect)

@@ -27,6 +27,7 @@ use crate::guardrail;
 use crate::logs::{self, Draft, End, Endpoint, RequestLogs};
 use crate::router::AppState;
 use crate::spend::{Outcome, Reservation, UsageTap, usage_from_json};
+use tracing::Instrument;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -311,10 +312,17 @@ async fn serve_alias(
     let ready = match prepare(state, &mut call, &mut draft).await {
         Ok(ready) => ready,
         Err(error) => {
+            if matches!(
+                error.code(),
+                "budget_exceeded" | "price_unknown" | "rate_limited"
+            ) {
+                state.metrics.rejected(error.code());
+            }
             draft.finish(&state.logs, End::refused(&error));
             return Err(error);
         }
     };
+    let org = tracing::field::display(call.key.org_id);
     let served = serve(
         &state.upstreams,
         &ready.targets,
@@ -322,11 +330,19 @@ async fn serve_alias(
         call.operation,
         ready.timeout,
     )
+    .instrument(tracing::info_span!("upstream", org_id = org))
     .await;
     draft.sent(call.request);
     let served = match served {
-        Ok(served) => served,
+        Ok(served) => {
+            state
+                .metrics
+                .upstream(served.attempts, &served.failed, true);
+            served
+        }
         Err(failure) => {
+            let kinds: Vec<&'static str> = failure.failures.iter().map(|(_, e)| e.kind()).collect();
+            state.metrics.upstream(failure.attempts, &kinds, false);
             let error = failure_to_error(&failure);
             draft.finish(&state.logs, End::refused(&error));
             return Err(error);
@@ -345,6 +361,7 @@ async fn serve_alias(
         price,
         draft,
         logs: state.logs.clone(),
+        span: tracing::Span::current(),
     };
     Ok(settle.on(served, call.strip_usage))
 }
@@ -369,11 +386,14 @@ async fn prepare(
             format!("this key may not use `{alias}`"),
         ));
     }
-    let checked = guardrail::check(
-        &state.detector,
-        &key.privacy.pii_guardrail,
-        &mut call.request,
-    );
+    let checked = tracing::info_span!("guardrail", org_id = %key.org_id).in_scope(|| {
+        guardrail::check(
+            &state.detector,
+            &key.privacy.pii_guardrail,
+            &mut call.request,
+        )
+    });
+    state.metrics.guardrail(checked.record.action);
     let refusal = (checked.record.action == "blocked").then(|| guardrail::blocked(&checked.record));
     draft.guardrail(checked.record);
     if let Some(refusal) = refusal {
@@ -392,6 +412,7 @@ async fn prepare(
     let reservation = state
         .spend
         .reserve(key, estimate, reservation_price(key, alias, &prices)?)
+        .instrument(tracing::info_span!("budget.reserve", org_id = %key.org_id))
         .await?;
     Ok(Ready {
         targets,
@@ -477,6 +498,8 @@ struct Settle {
     price: Option<Price>,
     draft: Draft,
     logs: RequestLogs,
+    /// The request's span: a stream settles after its handler returned.
+    span: tracing::Span,
 }
 
 impl Settle {
@@ -493,9 +516,11 @@ impl Settle {
 
     /// Settles the reservation and finishes the request's log.
     fn finish(self, usage: Usage, estimated: bool, status: u16, response: Option<logs::Response>) {
+        let org = tracing::field::display(self.draft.org());
         let outcome = self.outcome(usage, estimated);
         let priced = outcome.price.is_some();
-        let cost = self.reservation.settle(outcome);
+        let cost = tracing::info_span!(parent: &self.span, "budget.settle", org_id = org)
+            .in_scope(|| self.reservation.settle(outcome));
         let end = End {
             status,
             error_code: None,
@@ -504,7 +529,8 @@ impl Settle {
             cost_micro_usd: priced.then_some(cost),
             response,
         };
-        self.draft.finish(&self.logs, end);
+        tracing::info_span!(parent: &self.span, "request_log", org_id = org)
+            .in_scope(|| self.draft.finish(&self.logs, end));
     }
 
     fn on(

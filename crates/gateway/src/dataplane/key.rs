@@ -7,6 +7,7 @@ use axum::http::header::AUTHORIZATION;
 use chrono::Utc;
 use portcullis_core::token::{Token, TokenKind};
 use portcullis_storage::dataplane::{self, LiveKey};
+use tracing::Instrument;
 
 use crate::error::ApiError;
 use crate::router::AppState;
@@ -26,7 +27,18 @@ fn credential(headers: &HeaderMap) -> Result<&str, ApiError> {
         .ok_or_else(|| ApiError::unauthenticated("invalid_api_key", "missing API key"))
 }
 
+/// Authenticates in its own `auth` span, and records the key's org on it and on the request's
+/// span.
 pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<LiveKey, ApiError> {
+    let span = tracing::info_span!("auth", org_id = tracing::field::Empty);
+    let key = find(state, headers).instrument(span.clone()).await?;
+    let org = tracing::field::display(key.org_id);
+    span.record("org_id", &org);
+    tracing::Span::current().record("org_id", &org);
+    Ok(key)
+}
+
+async fn find(state: &AppState, headers: &HeaderMap) -> Result<LiveKey, ApiError> {
     let token = Token::parse(credential(headers)?)
         .map_err(|_| ApiError::unauthenticated("invalid_api_key", "malformed API key"))?;
     if token.kind() != TokenKind::Virtual {
@@ -54,6 +66,5 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<LiveK
             "this API key has expired",
         ));
     }
-    tracing::Span::current().record("org_id", tracing::field::display(key.org_id));
     Ok(key)
 }

@@ -149,6 +149,10 @@ impl Draft {
         }
     }
 
+    pub fn org(&self) -> portcullis_core::OrgId {
+        self.key.org_id
+    }
+
     pub fn logs_content(&self) -> bool {
         self.key.privacy.logging_level == "content"
     }

@@ -15,6 +15,7 @@ mod isolation;
 mod log_writer;
 mod matrix;
 mod mfa;
+mod observability;
 mod privacy;
 mod secrets;
 mod spend;
