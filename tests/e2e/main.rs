@@ -9,6 +9,7 @@
 
 mod cli;
 mod privacy;
+mod restart;
 mod sdk;
 mod serve;
 mod spend;

@@ -26,30 +26,6 @@ fn prompt() -> String {
     )
 }
 
-/// Every row of every table in the public schema, as text.
-async fn dump(admin_url: &str) -> String {
-    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(admin_url)
-        .await
-        .unwrap();
-    let tables: Vec<String> = sqlx::query_scalar(
-        "select tablename::text from pg_tables where schemaname = 'public' order by 1",
-    )
-    .fetch_all(&mut conn)
-    .await
-    .unwrap();
-    assert!(tables.len() > 10, "{tables:?}");
-    let mut text = String::new();
-    for table in tables {
-        let rows: Vec<String> =
-            sqlx::query_scalar(&format!("select t::text from public.\"{table}\" t"))
-                .fetch_all(&mut conn)
-                .await
-                .unwrap();
-        text.push_str(&format!("== {table}\n{}\n", rows.join("\n")));
-    }
-    text
-}
-
 #[tokio::test]
 async fn rm_2_with_redaction_on_no_pii_value_persists_in_the_database_or_the_logs() {
     let setup = setup().await;
@@ -158,7 +134,7 @@ async fn rm_2_with_redaction_on_no_pii_value_persists_in_the_database_or_the_log
     assert!(logged.iter().all(|l| l["redacted"] == true));
     assert!(logged.iter().any(|l| l["status"] == 502));
 
-    let before = dump(setup.test.admin_url()).await;
+    let before = setup.test.dump().await.unwrap();
     assert!(
         before.contains("[EMAIL_1]") && before.contains("[PAYMENT_CARD_1]"),
         "content was logged, redacted"
@@ -167,7 +143,7 @@ async fn rm_2_with_redaction_on_no_pii_value_persists_in_the_database_or_the_log
     let deletion = post("/data-subject-deletions", json!({"end_user": VALUES[0]})).await;
     assert_eq!(deletion["deleted"]["request_logs"], 3, "{deletion}");
 
-    let after = dump(setup.test.admin_url()).await;
+    let after = setup.test.dump().await.unwrap();
     let status = server.stop();
     assert!(status.success());
     let logs = server.log_lines().join("\n");

@@ -153,7 +153,11 @@ pub struct Setup {
 
 /// A fresh database with one org, bootstrapped by the real binary.
 pub async fn setup() -> Setup {
-    let test = TestDb::new().await.unwrap();
+    setup_on(TestDb::new().await.unwrap())
+}
+
+/// `test` with one org, bootstrapped by the real binary.
+pub fn setup_on(test: TestDb) -> Setup {
     let boot = run(command(&test)
         .env("PORTCULLIS_BOOTSTRAP_PASSWORD", "e2e owner passphrase")
         .args(["bootstrap", "--org", "E2E", "--email", "owner@e2e.example"]));
@@ -195,5 +199,11 @@ pub async fn admin(
         "{path}: {}",
         response.status()
     );
-    response.json().await.unwrap()
+    let text = response.text().await.unwrap();
+    // 204 No Content has no body.
+    if text.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap()
+    }
 }

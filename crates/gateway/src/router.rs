@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::get;
 use ipnet::IpNet;
@@ -54,6 +55,9 @@ pub enum StartError {
     #[error(transparent)]
     Pii(#[from] DetectorError),
 }
+
+/// Admin and auth bodies are small documents; prompts go to the data plane.
+const ADMIN_MAX_BODY: usize = 64 * 1024;
 
 const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const BREAKER_COOLDOWN: Duration = Duration::from_secs(30);
@@ -113,13 +117,13 @@ impl AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    let people =
-        authn::router()
-            .merge(admin::router(&state))
-            .layer(middleware::map_response_with_state(
-                state.clone(),
-                headers::security,
-            ));
+    let people = authn::router()
+        .merge(admin::router(&state))
+        .layer(DefaultBodyLimit::max(ADMIN_MAX_BODY))
+        .layer(middleware::map_response_with_state(
+            state.clone(),
+            headers::security,
+        ));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -146,6 +146,10 @@ struct RawDatabase {
     max_connections: u32,
     acquire_timeout_ms: u64,
     startup_timeout_secs: u64,
+    /// PostgreSQL's `sslmode` for the gateway's connections (`verify-full` in production).
+    tls_mode: Option<String>,
+    /// The CA of the database server's certificate.
+    tls_ca_file: Option<PathBuf>,
 }
 
 impl Default for RawDatabase {
@@ -158,6 +162,8 @@ impl Default for RawDatabase {
             max_connections: 16,
             acquire_timeout_ms: 5_000,
             startup_timeout_secs: 30,
+            tls_mode: None,
+            tls_ca_file: None,
         }
     }
 }
@@ -270,6 +276,8 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
     pub acquire_timeout: Duration,
     pub startup_timeout: Duration,
+    pub tls_mode: Option<String>,
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -392,6 +400,16 @@ impl Config {
                 max_connections: raw.database.max_connections,
                 acquire_timeout: Duration::from_millis(raw.database.acquire_timeout_ms),
                 startup_timeout: Duration::from_secs(raw.database.startup_timeout_secs),
+                tls_mode: match raw.database.tls_mode {
+                    Some(mode) if !portcullis_storage::TLS_MODES.contains(&mode.as_str()) => {
+                        bail!(
+                            "database.tls_mode `{mode}` is not one of {}",
+                            portcullis_storage::TLS_MODES.join(", ")
+                        )
+                    }
+                    mode => mode,
+                },
+                tls_ca_file: raw.database.tls_ca_file,
             },
             log: LogConfig {
                 level,
@@ -448,6 +466,7 @@ fn log_options(raw: &RawLogs) -> anyhow::Result<portcullis_gateway::logs::LogOpt
     Ok(portcullis_gateway::logs::LogOptions {
         queue_capacity: raw.queue_capacity,
         batch_size: raw.batch_size,
+        linger: portcullis_gateway::logs::LogOptions::default().linger,
         retention_interval: Duration::from_secs(raw.retention_interval_secs),
         max_content_bytes: raw.max_content_bytes,
     })

@@ -21,6 +21,8 @@ pub async fn run_with(config: Config, on_listening: impl FnOnce(SocketAddr)) -> 
         url: config.database.url()?.clone(),
         max_connections: config.database.max_connections,
         acquire_timeout: config.database.acquire_timeout,
+        tls_mode: config.database.tls_mode.clone(),
+        tls_ca_file: config.database.tls_ca_file.clone(),
     };
     let keyring = config.secrets.keyring()?;
     let tls = match (&config.server.tls, config.server.plaintext) {
@@ -33,6 +35,16 @@ pub async fn run_with(config: Config, on_listening: impl FnOnce(SocketAddr)) -> 
     };
     let db = Db::connect_lazy(&options)?;
     check_role(&db, config.database.startup_timeout).await?;
+    match db.uses_tls().await {
+        Ok(true) => tracing::info!("database connections are encrypted"),
+        Ok(false) => tracing::warn!(
+            "database connections are not encrypted: set database.tls_mode = \"verify-full\" \
+             unless PostgreSQL is on this host"
+        ),
+        Err(error) => {
+            tracing::warn!(%error, "cannot tell whether database connections are encrypted")
+        }
+    }
 
     let listener = TcpListener::bind(config.server.listen)
         .await

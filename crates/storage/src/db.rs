@@ -7,7 +7,7 @@ use portcullis_core::OrgId;
 use portcullis_core::audit::{Actor, Source};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 
 use crate::error::StorageError;
 use crate::migrate::{self, OWNER_ROLE};
@@ -21,6 +21,10 @@ pub struct DbOptions {
     pub max_connections: u32,
     /// How long a request waits for a free connection before failing.
     pub acquire_timeout: Duration,
+    /// `sslmode` (one of [`TLS_MODES`]); `None` keeps the URL's own (or `prefer`).
+    pub tls_mode: Option<String>,
+    /// The CA that signed the server's certificate, for `verify-ca` and `verify-full`.
+    pub tls_ca_file: Option<std::path::PathBuf>,
 }
 
 impl DbOptions {
@@ -29,9 +33,21 @@ impl DbOptions {
             url,
             max_connections: 16,
             acquire_timeout: Duration::from_secs(5),
+            tls_mode: None,
+            tls_ca_file: None,
         }
     }
 }
+
+/// PostgreSQL's `sslmode` values, in order of strictness.
+pub const TLS_MODES: [&str; 6] = [
+    "disable",
+    "allow",
+    "prefer",
+    "require",
+    "verify-ca",
+    "verify-full",
+];
 
 /// The database as the gateway sees it. The pool stays private: queries go through
 /// [`TenantTx`] and [`WriteTx`], or through the narrow cross-tenant functions below.
@@ -76,11 +92,23 @@ impl Db {
     /// Opens a pool lazily: start-up does not wait for PostgreSQL, and `/readyz` reports when
     /// it is unreachable.
     pub fn connect_lazy(options: &DbOptions) -> Result<Self, StorageError> {
-        let connect = PgConnectOptions::from_str(options.url.expose_secret())
+        let mut connect = PgConnectOptions::from_str(options.url.expose_secret())
             .map_err(|_| {
                 StorageError::Config("database.url is not a valid postgres:// URL".into())
             })?
             .application_name("portcullis");
+        if let Some(mode) = &options.tls_mode {
+            let mode = PgSslMode::from_str(mode).map_err(|_| {
+                StorageError::Config(format!(
+                    "database.tls_mode is one of {}",
+                    TLS_MODES.join(", ")
+                ))
+            })?;
+            connect = connect.ssl_mode(mode);
+        }
+        if let Some(ca) = &options.tls_ca_file {
+            connect = connect.ssl_root_cert(ca);
+        }
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
@@ -94,6 +122,15 @@ impl Db {
     /// Wraps an existing pool; for the test kit, which builds pools per test database.
     pub fn from_pool(pool: PgPool) -> Self {
         Self { pool }
+    }
+
+    /// Whether this pool's connections to PostgreSQL are encrypted (EN-1).
+    pub async fn uses_tls(&self) -> Result<bool, StorageError> {
+        Ok(sqlx::query_scalar(
+            "select coalesce((select ssl from pg_stat_ssl where pid = pg_backend_pid()), false)",
+        )
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     /// Closes every connection; waits for those in use to be returned.

@@ -24,6 +24,6 @@ pub mod spend;
 pub mod teams;
 mod tenant;
 
-pub use db::{Db, DbOptions, RoleCheck};
+pub use db::{Db, DbOptions, RoleCheck, TLS_MODES};
 pub use error::StorageError;
 pub use tenant::{AuditReceipt, AuditedChange, TenantTx, WriteTx};

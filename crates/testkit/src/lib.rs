@@ -41,9 +41,15 @@ pub struct TestDb {
 }
 
 impl TestDb {
-    /// Creates and migrates a new database.
+    /// Creates and migrates a new database on the test server.
     pub async fn new() -> anyhow::Result<Self> {
-        let server = server_url();
+        Self::new_on(&server_url()).await
+    }
+
+    /// Creates and migrates a new database on the server at `server` (a superuser's URL): a
+    /// private cluster that a test may stop and start.
+    pub async fn new_on(server: &str) -> anyhow::Result<Self> {
+        let server = server.to_owned();
         let name = format!("pct_{}", uuid::Uuid::now_v7().simple());
         let mut admin = PgConnection::connect(&server)
             .await

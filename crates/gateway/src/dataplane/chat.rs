@@ -138,11 +138,7 @@ pub async fn messages(
 ) -> Result<Response, ApiError> {
     let body = body.map_err(body_error)?;
     let key = authenticate(&state, &headers).await?;
-    let request: Map<String, Value> =
-        serde_json::from_slice(&body).map_err(|_| ApiError::InvalidRequest {
-            code: "invalid_json",
-            message: "the body is not a JSON object".to_owned(),
-        })?;
+    let request = crate::json::object(&body)?;
     let chat =
         anthropic::request_to_openai(&request).map_err(|e| ApiError::invalid_request(e.0))?;
     let alias = chat
@@ -222,11 +218,7 @@ async fn proxy(
     kind: Kind,
 ) -> Result<Response, ApiError> {
     let key = authenticate(state, headers).await?;
-    let mut request: Map<String, Value> =
-        serde_json::from_slice(body).map_err(|_| ApiError::InvalidRequest {
-            code: "invalid_json",
-            message: "the body is not a JSON object".to_owned(),
-        })?;
+    let mut request = crate::json::object(body)?;
     let alias = request
         .get("model")
         .and_then(Value::as_str)

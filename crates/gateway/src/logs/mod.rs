@@ -29,6 +29,8 @@ pub struct LogOptions {
     pub queue_capacity: usize,
     /// Most entries in one transaction.
     pub batch_size: usize,
+    /// How long the writer waits for more entries to share a transaction.
+    pub linger: Duration,
     /// How often the retention job looks for content past its org's retention.
     pub retention_interval: Duration,
     /// Each side of a request's content is cut here (and marked truncated).
@@ -40,6 +42,7 @@ impl Default for LogOptions {
         Self {
             queue_capacity: 10_000,
             batch_size: 500,
+            linger: Duration::from_millis(100),
             retention_interval: Duration::from_secs(600),
             max_content_bytes: 256 * 1024,
         }

@@ -112,6 +112,10 @@ async fn run(
     while let Some(first) = rx.recv().await {
         let mut batch = Vec::new();
         let mut flushes = Vec::new();
+        // Entries that arrive within the linger share one transaction: at low rates a
+        // transaction per request would cost PostgreSQL and this process more than the rest
+        // of the request path. A flush ends the wait.
+        let deadline = tokio::time::Instant::now() + options.linger;
         let mut next = Some(first);
         while let Some(message) = next {
             match message {
@@ -122,10 +126,16 @@ async fn run(
                 }
                 Message::Flush(done) => flushes.push(done),
             }
-            next = if batch.len() < options.batch_size {
-                rx.try_recv().ok()
-            } else {
+            next = if batch.len() >= options.batch_size || !flushes.is_empty() {
                 None
+            } else {
+                match rx.try_recv() {
+                    Ok(message) => Some(message),
+                    Err(_) => tokio::time::timeout_at(deadline, rx.recv())
+                        .await
+                        .ok()
+                        .flatten(),
+                }
             };
         }
         write(&db, batch, &metrics).await;

@@ -1,5 +1,5 @@
 //! The batching writer of settlements: off the request path, one transaction per batch of
-//! whatever has queued up (no timer: a lone settlement is written at once). A failed batch is
+//! whatever queued up within a few milliseconds. A failed batch is
 //! kept and retried with backoff until PostgreSQL takes it, so a database restart loses no
 //! settled request; settlements are idempotent by entry id, so a batch whose commit was in
 //! doubt counts nothing twice. The queue is unbounded on purpose: a settlement is owed money
@@ -17,6 +17,8 @@ use uuid::Uuid;
 
 /// Most settlements in one transaction.
 const MAX_BATCH: usize = 512;
+/// How long the writer waits for more settlements to share a transaction.
+const LINGER: Duration = Duration::from_millis(10);
 
 #[derive(Debug)]
 enum Message {
@@ -103,6 +105,9 @@ async fn run(db: Db, mut rx: mpsc::UnboundedReceiver<Message>, counters: Arc<Cou
         let mut settlements = Vec::new();
         let mut returned = Vec::new();
         let mut flushes = Vec::new();
+        // Settlements within a few milliseconds share a transaction: at low rates one per
+        // request would cost more than the request path itself. A flush ends the wait.
+        let deadline = tokio::time::Instant::now() + LINGER;
         let mut next = Some(first);
         while let Some(message) = next {
             match message {
@@ -110,10 +115,16 @@ async fn run(db: Db, mut rx: mpsc::UnboundedReceiver<Message>, counters: Arc<Cou
                 Message::Return(part) => returned.push(part),
                 Message::Flush(done) => flushes.push(done),
             }
-            next = if settlements.len() < MAX_BATCH {
-                rx.try_recv().ok()
-            } else {
+            next = if settlements.len() >= MAX_BATCH || !flushes.is_empty() {
                 None
+            } else {
+                match rx.try_recv() {
+                    Ok(message) => Some(message),
+                    Err(_) => tokio::time::timeout_at(deadline, rx.recv())
+                        .await
+                        .ok()
+                        .flatten(),
+                }
             };
         }
         let mut backoff = Duration::from_millis(50);

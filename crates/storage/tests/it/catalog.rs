@@ -219,3 +219,26 @@ async fn ac_3_a_superuser_connection_is_refused_by_the_start_up_check() {
     assert!(error.contains("is a superuser"), "{error}");
     db.close().await;
 }
+
+#[tokio::test]
+async fn en_1_database_tls_modes_encrypt_and_verify_the_connection() {
+    use portcullis_storage::{Db, DbOptions};
+    let test = TestDb::new().await.unwrap();
+    let options = |mode: &str| {
+        let mut options = DbOptions::new(test.runtime_url().to_owned().into());
+        options.tls_mode = Some(mode.to_owned());
+        options.acquire_timeout = std::time::Duration::from_secs(3);
+        options
+    };
+    let encrypted = Db::connect_lazy(&options("require")).unwrap();
+    assert!(
+        encrypted.uses_tls().await.unwrap(),
+        "require: the connection is encrypted"
+    );
+    let plain = Db::connect_lazy(&options("disable")).unwrap();
+    assert!(!plain.uses_tls().await.unwrap());
+    // The server's certificate is not signed by any CA we gave: verification refuses it.
+    let verified = Db::connect_lazy(&options("verify-full")).unwrap();
+    assert!(verified.uses_tls().await.is_err());
+    assert!(Db::connect_lazy(&options("sometimes")).is_err());
+}
