@@ -131,3 +131,68 @@ async fn en_2_kek_rotate_rewraps_under_the_new_key_from_the_command_line() {
         "sk-rotate-me-123"
     );
 }
+
+#[tokio::test]
+async fn ac_5_master_key_rotation_revokes_the_old_key_and_is_audited() {
+    let setup = crate::support::setup().await;
+    let server = crate::support::Server::start(crate::support::command(&setup.test));
+    let client = reqwest::Client::builder().build().unwrap();
+    let orgs = |key: String| {
+        let client = client.clone();
+        let url = server.url("/admin/v1/orgs");
+        async move {
+            client
+                .get(url)
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(orgs(setup.master.clone()).await, 200);
+    let rotated =
+        crate::support::run(crate::support::command(&setup.test).args(["master-key", "rotate"]));
+    let stdout = String::from_utf8_lossy(&rotated.stdout).to_string();
+    assert!(
+        rotated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rotated.stderr)
+    );
+    let new_key = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("master key: "))
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert_ne!(new_key, setup.master);
+    assert_eq!(
+        orgs(setup.master.clone()).await,
+        401,
+        "the old master key still works"
+    );
+    assert_eq!(orgs(new_key.clone()).await, 200);
+    let audit: serde_json::Value = client
+        .get(server.url(&format!(
+            "/admin/v1/orgs/{}/audit?action=master_key.rotated",
+            setup.org
+        )))
+        .bearer_auth(&new_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let events = audit["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{audit}");
+    assert_eq!(events[0]["details"]["revoked"], 1);
+    assert!(
+        !audit.to_string().contains(&new_key),
+        "the audit holds the key"
+    );
+    let verify =
+        crate::support::run(crate::support::command(&setup.test).args(["audit", "verify"]));
+    assert!(verify.status.success());
+}

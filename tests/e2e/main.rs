@@ -8,6 +8,7 @@
 )]
 
 mod cli;
+mod hardening;
 mod privacy;
 mod restart;
 mod sdk;

@@ -98,3 +98,28 @@ fn owner_password() -> anyhow::Result<String> {
     }
     Ok(password)
 }
+
+/// `portcullis master-key rotate`: a new master key, printed once; every earlier one revoked.
+pub async fn rotate_master_key(config: &Config) -> anyhow::Result<()> {
+    let key = Token::generate(TokenKind::Master).context("generating the master key")?;
+    let revoked = platform::rotate_master_key(
+        config.database.admin_url()?,
+        KeyId::new(),
+        &key.hash(),
+        &key.last4(),
+        &portcullis_core::audit::Actor::system("master-key-rotate"),
+    )
+    .await
+    .context("rotating the master key")?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "master key: {}", key.expose())?;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "Shown this once and stored only as a hash: keep it in a secret manager now."
+    )?;
+    eprintln!(
+        "revoked {revoked} earlier master key(s); audited as master_key.rotated in every org"
+    );
+    Ok(())
+}

@@ -69,11 +69,23 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Master-key tools.
+    MasterKey {
+        #[command(subcommand)]
+        command: MasterKeyCommand,
+    },
     /// Personal data and secrets in text, found as the guardrail finds them.
     Pii {
         #[command(subcommand)]
         command: PiiCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum MasterKeyCommand {
+    /// Revoke every live master key and print a new one, once (needs database.admin_url).
+    /// Audited as `master_key.rotated` in every org.
+    Rotate,
 }
 
 #[derive(Debug, Subcommand)]
@@ -214,5 +226,10 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         Command::Pii {
             command: PiiCommand::Scan { redact },
         } => pii_cmd::scan(redact),
+        Command::MasterKey {
+            command: MasterKeyCommand::Rotate,
+        } => bootstrap::rotate_master_key(&config)
+            .await
+            .map(|()| ExitCode::SUCCESS),
     }
 }

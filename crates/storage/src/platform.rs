@@ -108,3 +108,51 @@ pub async fn bootstrap(db: &Db, request: &Bootstrap<'_>) -> Result<Bootstrapped,
     tx.commit().await?;
     Ok(Bootstrapped { org_id, owner_id })
 }
+
+/// Revokes every live master key and stores a new one, and records `master_key.rotated` in
+/// every org's audit trail, all in one transaction: through the administrative URL (an
+/// operator's act, like `migrate`), the master keys as the owner role, the audit entries as
+/// the runtime role under each org's row-level security. Returns how many keys were revoked.
+pub async fn rotate_master_key(
+    admin_url: &secrecy::SecretString,
+    key_id: KeyId,
+    hash: &TokenHash,
+    last4: &str,
+    actor: &Actor,
+) -> Result<u64, StorageError> {
+    use secrecy::ExposeSecret;
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(admin_url.expose_secret()).await?;
+    let mut tx = conn.begin().await?;
+    sqlx::query("set local role portcullis_owner")
+        .execute(&mut *tx)
+        .await?;
+    let revoked = sqlx::query("update master_keys set revoked_at = now() where revoked_at is null")
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    sqlx::query("insert into master_keys (key_id, token_hash, last4) values ($1, $2, $3)")
+        .bind(key_id.as_uuid())
+        .bind(hash.0.as_slice())
+        .bind(last4)
+        .execute(&mut *tx)
+        .await?;
+    let orgs: Vec<Uuid> = sqlx::query_scalar("select org_id from platform_orgs()")
+        .fetch_all(&mut *tx)
+        .await?;
+    sqlx::query("set local role portcullis_runtime")
+        .execute(&mut *tx)
+        .await?;
+    let change = AuditedChange::new("master_key.rotated", "master_key", key_id);
+    for org in orgs {
+        let org = OrgId::from_uuid(org);
+        sqlx::query("select set_config('portcullis.org_id', $1, true)")
+            .bind(org.to_string())
+            .execute(&mut *tx)
+            .await?;
+        let details = serde_json::json!({"revoked": revoked, "last4": last4});
+        crate::audit::append(&mut tx, org, actor, &Source::default(), &change, details).await?;
+    }
+    tx.commit().await?;
+    Ok(revoked)
+}
