@@ -171,3 +171,56 @@ fn visit(dir: &Path, on_file: &mut dyn FnMut(&Path)) {
         }
     }
 }
+
+/// CM-1: every control of the registry (docs/controls.toml) has at least one test named for it
+/// (`fn ac_1_...` or `fn ..._ac_1_...`) somewhere in the workspace.
+#[test]
+fn cm_1_every_control_in_the_registry_has_a_test() {
+    #[derive(serde::Deserialize)]
+    struct Registry {
+        control: Vec<Control>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Control {
+        id: String,
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
+    let registry: Registry =
+        toml::from_str(&std::fs::read_to_string(root.join("docs/controls.toml")).unwrap()).unwrap();
+    let mut names = Vec::new();
+    let mut dirs = vec![root.join("crates"), root.join("tests"), root.join("xtask")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().map(Result::unwrap) {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                for line in text.lines() {
+                    if let Some(rest) = line
+                        .trim_start()
+                        .strip_prefix("async fn ")
+                        .or_else(|| line.trim_start().strip_prefix("fn "))
+                    {
+                        names.push(rest.split('(').next().unwrap_or_default().to_owned());
+                    }
+                }
+            }
+        }
+    }
+    let untested: Vec<&str> = registry
+        .control
+        .iter()
+        .map(|c| c.id.as_str())
+        .filter(|id| {
+            let token = id.to_ascii_lowercase().replace('-', "_");
+            !names
+                .iter()
+                .any(|n| n.starts_with(&format!("{token}_")) || n.contains(&format!("_{token}_")))
+        })
+        .collect();
+    assert!(untested.is_empty(), "controls without a test: {untested:?}");
+    assert!(registry.control.len() >= 24);
+}

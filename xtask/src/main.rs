@@ -5,6 +5,10 @@
 //!   private cluster under target/pg on port 54329. `db-stop` stops that cluster.
 //! - `migrate`: applies migrations to a `portcullis` database on that server.
 //! - `test [--no-lint] [NEXTEST ARGS...]`: format check, clippy, then every test with nextest.
+//! - `compliance [--junit FILE] [--registry FILE] [--out DIR]`: runs every control test (or
+//!   reads a run's JUnit report) and writes target/compliance/report.md and report.json.
+
+mod compliance;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -17,7 +21,7 @@ const PRIVATE_PORT: u16 = 54329;
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some((task, rest)) = args.split_first() else {
-        bail!("usage: cargo xtask <db|db-stop|migrate|test> [args]");
+        bail!("usage: cargo xtask <db|db-stop|migrate|test|compliance> [args]");
     };
     match task.as_str() {
         "db" => {
@@ -32,7 +36,8 @@ fn main() -> anyhow::Result<()> {
         "db-stop" => Ok(portcullis_devdb::stop(&private_dir()?)?),
         "migrate" => migrate(),
         "test" => test(rest),
-        other => bail!("unknown task `{other}`: expected db, db-stop, migrate or test"),
+        "compliance" => compliance_report(rest),
+        other => bail!("unknown task `{other}`: expected db, db-stop, migrate, test or compliance"),
     }
 }
 
@@ -155,6 +160,78 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     let mut nextest = vec!["nextest", "run", "--workspace"];
     nextest.extend(passthrough);
     cargo_like("cargo", &nextest, &[("PCTEST_DATABASE_URL", url.as_str())])
+}
+
+/// Selects every test whose name names a control (`ac_1_...`, `..._rm_2_...`).
+const CONTROL_TESTS: &str = "test(/(^|::|_)(ac|au|rm|en|cf|av|cm)_[0-9]+_/)";
+
+fn compliance_report(args: &[String]) -> anyhow::Result<()> {
+    let args = compliance::parse_args(args)?;
+    let root = root()?;
+    let registry_path = args
+        .registry
+        .unwrap_or_else(|| root.join("docs").join("controls.toml"));
+    let controls = compliance::read_registry(
+        &std::fs::read_to_string(&registry_path)
+            .with_context(|| format!("reading {}", registry_path.display()))?,
+    )?;
+    let junit = match args.junit {
+        Some(path) => path,
+        None => {
+            let url = database()?;
+            say("cargo build -p portcullis");
+            cargo_like("cargo", &["build", "--quiet", "-p", "portcullis"], &[])?;
+            say("every control test");
+            // A failing test fails its control in the report, not this step.
+            if let Err(error) = cargo_like(
+                "cargo",
+                &[
+                    "nextest",
+                    "run",
+                    "--workspace",
+                    "--no-fail-fast",
+                    "-E",
+                    CONTROL_TESTS,
+                ],
+                &[("PCTEST_DATABASE_URL", url.as_str())],
+            ) {
+                say(&format!("some control tests failed: {error}"));
+            }
+            root.join("target/nextest/default/junit.xml")
+        }
+    };
+    let outcomes = compliance::read_junit(
+        &std::fs::read_to_string(&junit).with_context(|| format!("reading {}", junit.display()))?,
+    )?;
+    let commit = Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(&root)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map_or_else(
+            || "unknown".to_owned(),
+            |o| String::from_utf8_lossy(&o.stdout).trim().to_owned(),
+        );
+    let provenance = compliance::Provenance {
+        commit,
+        generated_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    };
+    let out = args
+        .out
+        .unwrap_or_else(|| root.join("target").join("compliance"));
+    let evaluated = compliance::evaluate(&controls, &outcomes);
+    let result = compliance::write_reports(&evaluated, &provenance, &out);
+    let passed = evaluated
+        .iter()
+        .filter(|e| e.status == compliance::Status::Pass)
+        .count();
+    say(&format!(
+        "{passed} of {} controls proven; report in {}",
+        evaluated.len(),
+        out.join("report.md").display()
+    ));
+    result
 }
 
 fn cargo_like(program: &str, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<()> {

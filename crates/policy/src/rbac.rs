@@ -32,10 +32,15 @@ pub enum Action {
     LogsRead,
     /// Deleting an end user's logs and content (RM-5).
     SubjectDelete,
+    PromptsRead,
+    /// Create prompts and add versions.
+    PromptsWrite,
+    /// Move a prompt's label: deploy or roll back.
+    PromptsDeploy,
 }
 
 impl Action {
-    pub const ALL: [Action; 23] = [
+    pub const ALL: [Action; 26] = [
         Action::OrgRead,
         Action::SettingsUpdate,
         Action::MembersRead,
@@ -59,6 +64,9 @@ impl Action {
         Action::LedgerRead,
         Action::LogsRead,
         Action::SubjectDelete,
+        Action::PromptsRead,
+        Action::PromptsWrite,
+        Action::PromptsDeploy,
     ];
 
     /// The least role that may take the action at all. Owner rules below may narrow it.
@@ -70,9 +78,11 @@ impl Action {
             | Action::KeysRead
             | Action::CredentialsRead
             | Action::RoutesRead
-            | Action::UsageRead => Role::Viewer,
+            | Action::UsageRead
+            | Action::PromptsRead => Role::Viewer,
             // A member manages the keys it owns; `may_manage_key` narrows rotate and revoke.
             Action::KeysCreate | Action::KeysRotate | Action::KeysRevoke => Role::Member,
+            Action::PromptsWrite => Role::Member,
             Action::SettingsUpdate
             | Action::MembersAdd
             | Action::MembersUpdate
@@ -85,7 +95,8 @@ impl Action {
             | Action::AuditRead
             | Action::LedgerRead
             | Action::LogsRead
-            | Action::SubjectDelete => Role::Admin,
+            | Action::SubjectDelete
+            | Action::PromptsDeploy => Role::Admin,
         }
     }
 }

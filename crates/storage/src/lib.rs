@@ -20,6 +20,7 @@ pub mod migrate;
 pub mod model_routes;
 pub mod orgs;
 pub mod platform;
+pub mod prompts;
 pub mod spend;
 pub mod teams;
 mod tenant;

@@ -9,6 +9,7 @@ mod logs;
 mod members;
 mod model_routes;
 mod orgs;
+mod prompts;
 mod spend;
 mod teams;
 
@@ -188,6 +189,36 @@ fn table() -> Vec<(AdminRoute, MethodRouter<AppState>)> {
             org_path!("/data-subject-deletions"),
             org(SubjectDelete),
             logs::delete_subject
+        ),
+        route!(
+            "GET",
+            org_path!("/prompts"),
+            org(PromptsRead),
+            prompts::list
+        ),
+        route!(
+            "POST",
+            org_path!("/prompts"),
+            org(PromptsWrite),
+            prompts::create
+        ),
+        route!(
+            "GET",
+            org_path!("/prompts/{name}/versions"),
+            org(PromptsRead),
+            prompts::versions
+        ),
+        route!(
+            "POST",
+            org_path!("/prompts/{name}/versions"),
+            org(PromptsWrite),
+            prompts::add_version
+        ),
+        route!(
+            "PUT",
+            org_path!("/prompts/{name}/labels/{label}"),
+            org(PromptsDeploy),
+            prompts::move_label
         ),
     ]
 }

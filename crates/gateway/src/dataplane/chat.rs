@@ -19,7 +19,9 @@ use portcullis_storage::dataplane::{self, LiveKey, ResolvedRoute, ResolvedTarget
 use serde_json::{Map, Value, json};
 
 use portcullis_core::money::{Price, Usage};
+use portcullis_policy::prompt::{self, PromptMessage};
 use portcullis_policy::spend::{DEFAULT_MAX_OUTPUT_TOKENS, input_token_bound};
+use portcullis_storage::prompts;
 
 use super::key::authenticate;
 use crate::error::ApiError;
@@ -120,6 +122,22 @@ fn failure_to_error(failure: &ChainFailure) -> ApiError {
     }
 }
 
+/// The end user (RM-5): the body's `user`, else the `x-portcullis-end-user` header, which then
+/// becomes the body's `user` (what OpenAI-shaped providers read it as).
+fn end_user_from_header(headers: &HeaderMap, request: &mut Map<String, Value>) {
+    if request.contains_key("user") {
+        return;
+    }
+    let user = headers
+        .get("x-portcullis-end-user")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|u| !u.is_empty() && u.len() <= 512);
+    if let Some(user) = user {
+        request.insert("user".into(), Value::String(user.to_owned()));
+    }
+}
+
 /// `POST /v1/chat/completions`: streaming is decided by the body, not by `Accept`.
 pub async fn completions(
     State(state): State<AppState>,
@@ -139,8 +157,9 @@ pub async fn messages(
     let body = body.map_err(body_error)?;
     let key = authenticate(&state, &headers).await?;
     let request = crate::json::object(&body)?;
-    let chat =
+    let mut chat =
         anthropic::request_to_openai(&request).map_err(|e| ApiError::invalid_request(e.0))?;
+    end_user_from_header(&headers, &mut chat);
     let alias = chat
         .get("model")
         .and_then(Value::as_str)
@@ -219,6 +238,7 @@ async fn proxy(
 ) -> Result<Response, ApiError> {
     let key = authenticate(state, headers).await?;
     let mut request = crate::json::object(body)?;
+    end_user_from_header(headers, &mut request);
     let alias = request
         .get("model")
         .and_then(Value::as_str)
@@ -229,6 +249,9 @@ async fn proxy(
         Kind::Chat => {
             if !request.get("messages").is_some_and(Value::is_array) {
                 return Err(ApiError::invalid_request("`messages` must be an array"));
+            }
+            if let Some(prompt) = request.remove("prompt") {
+                apply_prompt(state, &key, &prompt, &mut request).await?;
             }
             let stream = request
                 .get("stream")
@@ -275,6 +298,63 @@ async fn proxy(
     };
     let served = serve_alias(state, call).await?;
     respond(served)
+}
+
+/// A stored prompt (CM-2), `{"name", "label" or "version", "variables"}`: its version (by
+/// label, `production` when neither is given) rendered with the variables, its messages put
+/// before the request's own.
+async fn apply_prompt(
+    state: &AppState,
+    key: &LiveKey,
+    prompt: &Value,
+    request: &mut Map<String, Value>,
+) -> Result<(), ApiError> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Ask {
+        name: String,
+        label: Option<String>,
+        version: Option<i32>,
+        #[serde(default)]
+        variables: Map<String, Value>,
+    }
+    let ask: Ask = serde_json::from_value(prompt.clone()).map_err(|e| {
+        ApiError::invalid_request(format!(
+            "`prompt` is {{name, label or version, variables}}: {e}"
+        ))
+    })?;
+    let pick = match (ask.label, ask.version) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid_request(
+                "`prompt` takes a label or a version, not both",
+            ));
+        }
+        (None, Some(version)) => prompts::Pick::Version(version),
+        (label, None) => prompts::Pick::Label(label.unwrap_or_else(|| "production".to_owned())),
+    };
+    let mut tx = state.db.begin_tenant(key.org_id).await?;
+    let found = prompts::resolve(&mut tx, &ask.name, &pick).await?;
+    tx.commit().await?;
+    let (version, messages) = found.ok_or_else(|| ApiError::NotFound {
+        code: "prompt_not_found",
+        message: format!("no prompt `{}` with that label or version", ask.name),
+    })?;
+    let messages: Vec<PromptMessage> =
+        serde_json::from_value(messages).map_err(ApiError::internal)?;
+    let rendered =
+        prompt::render(&messages, &ask.variables).map_err(|e| ApiError::InvalidRequest {
+            code: "invalid_request",
+            message: format!("prompt `{}` version {version}: {e}", ask.name),
+        })?;
+    let mut all: Vec<Value> = rendered
+        .into_iter()
+        .map(|m| json!({"role": m.role, "content": m.content}))
+        .collect();
+    if let Some(Value::Array(own)) = request.remove("messages") {
+        all.extend(own);
+    }
+    request.insert("messages".into(), Value::Array(all));
+    Ok(())
 }
 
 /// One data-plane call, as `serve_alias` takes it.

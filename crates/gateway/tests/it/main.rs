@@ -17,6 +17,7 @@ mod matrix;
 mod mfa;
 mod observability;
 mod privacy;
+mod prompts;
 mod secrets;
 mod spend;
 mod support;

@@ -24,16 +24,29 @@ fn documented(method: &str, path: &str) -> Allowed {
         ("GET", None) => Allowed::AnyoneAuthenticated,
         (
             "GET",
-            Some("" | "/members" | "/teams" | "/keys" | "/credentials" | "/routes" | "/usage"),
+            Some(
+                ""
+                | "/members"
+                | "/teams"
+                | "/keys"
+                | "/credentials"
+                | "/routes"
+                | "/usage"
+                | "/prompts"
+                | "/prompts/{name}/versions",
+            ),
         ) => Allowed::AtLeast(Role::Viewer),
-        ("POST", Some("/keys" | "/keys/{key_id}/rotate")) | ("DELETE", Some("/keys/{key_id}")) => {
-            Allowed::AtLeast(Role::Member)
-        }
+        (
+            "POST",
+            Some("/keys" | "/keys/{key_id}/rotate" | "/prompts" | "/prompts/{name}/versions"),
+        )
+        | ("DELETE", Some("/keys/{key_id}")) => Allowed::AtLeast(Role::Member),
         ("PATCH", Some("/settings"))
         | ("POST", Some("/members" | "/teams"))
         | ("PATCH" | "DELETE", Some("/members/{user_id}" | "/teams/{team_id}"))
         | ("GET", Some("/audit" | "/audit/verify" | "/ledger" | "/logs" | "/logs/{request_id}"))
         | ("POST", Some("/data-subject-deletions"))
+        | ("PUT", Some("/prompts/{name}/labels/{label}"))
         | ("POST", Some("/credentials"))
         | ("PUT" | "DELETE", Some("/credentials/{credential_id}" | "/routes/{alias}")) => {
             Allowed::AtLeast(Role::Admin)

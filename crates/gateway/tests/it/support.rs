@@ -378,6 +378,19 @@ pub async fn prepare(
             credential.body["credential_id"].as_str().unwrap(),
         );
     }
+    if path.contains("{name}") {
+        let created = env
+            .call(
+                Method::POST,
+                &env.org_path("/prompts"),
+                Who::Master,
+                body_for("POST", "/prompts"),
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+        path = path.replace("{name}", created.body["name"].as_str().unwrap());
+        path = path.replace("{label}", "production");
+    }
     if path.contains("{request_id}") {
         let request_id = env.logged_request().await;
         path = path.replace("{request_id}", &request_id);
@@ -517,6 +530,11 @@ pub fn body_for(method: &str, path: &str) -> Option<Value> {
         // A credential nobody has: tests that need the route stored put a real one in.
         ("PUT", "/routes/{alias}") => Some(route_body(&uuid::Uuid::now_v7().to_string())),
         ("POST", "/data-subject-deletions") => Some(json!({"end_user": unique("subject")})),
+        ("POST", "/prompts") => Some(json!({"name": unique("prompt"),
+            "messages": [{"role": "system", "content": "Help {{ who }}."}]})),
+        ("POST", "/prompts/{name}/versions") => Some(json!({
+            "messages": [{"role": "system", "content": "Help {{ who }} kindly."}]})),
+        ("PUT", "/prompts/{name}/labels/{label}") => Some(json!({"version": 1})),
         ("GET" | "DELETE", _) | ("POST", "/keys/{key_id}/rotate") => None,
         (method, _) => panic!("{method} {path}: add a valid body for this new route"),
     }

@@ -79,7 +79,8 @@ async fn au_3_the_runtime_role_cannot_update_delete_or_truncate_audit_events() {
         assert_eq!(code.as_deref(), Some("42501"), "{statement}: {error}");
     }
     let summary = audit::verify(&test.db, org, None).await.unwrap();
-    assert_eq!(summary.events_checked, 5);
+    // The fixture's changes: org, team, member, key, credential and prompt.
+    assert_eq!(summary.events_checked, 6);
 }
 
 #[tokio::test]

@@ -242,3 +242,38 @@ async fn en_1_database_tls_modes_encrypt_and_verify_the_connection() {
     assert!(verified.uses_tls().await.is_err());
     assert!(Db::connect_lazy(&options("sometimes")).is_err());
 }
+
+#[tokio::test]
+async fn cm_2_the_runtime_role_cannot_change_or_delete_a_prompt_version() {
+    let test = TestDb::new().await.unwrap();
+    let org = crate::fixtures::populated_org(&test, "a").await.org_id;
+    let mut tx = test
+        .db
+        .begin_write(
+            org,
+            &crate::fixtures::actor(),
+            &crate::fixtures::source(),
+            portcullis_storage::AuditedChange::new("prompt.created", "prompt", "p"),
+        )
+        .await
+        .unwrap();
+    let messages = serde_json::json!([{"role": "system", "content": "v1"}]);
+    portcullis_storage::prompts::create(&mut tx, uuid::Uuid::now_v7(), "p", &messages)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    for statement in [
+        "update prompt_versions set messages = '[]'",
+        "delete from prompt_versions",
+        "truncate prompt_versions",
+    ] {
+        let mut conn = test.runtime.begin().await.unwrap();
+        crate::fixtures::set_org(&mut conn, org).await;
+        let error = sqlx::query(statement)
+            .execute(&mut *conn)
+            .await
+            .unwrap_err();
+        let code = error.as_database_error().and_then(|e| e.code()).unwrap();
+        assert_eq!(code, "42501", "{statement}: {error}");
+    }
+}

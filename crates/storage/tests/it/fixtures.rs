@@ -128,7 +128,30 @@ pub async fn populated_org(test: &TestDb, name: &str) -> Org {
         chrono::Utc::now(),
     )
     .await;
+    add_prompt(&test.db, org.org_id).await;
     org
+}
+
+/// A prompt with one version and a `production` label.
+pub async fn add_prompt(db: &Db, org: OrgId) {
+    let prompt_id = uuid::Uuid::now_v7();
+    let mut tx = db
+        .begin_write(
+            org,
+            &actor(),
+            &source(),
+            AuditedChange::new("prompt.created", "prompt", prompt_id),
+        )
+        .await
+        .unwrap();
+    let messages = serde_json::json!([{"role": "system", "content": "Be brief."}]);
+    portcullis_storage::prompts::create(&mut tx, prompt_id, "fixture", &messages)
+        .await
+        .unwrap();
+    portcullis_storage::prompts::move_label(&mut tx, prompt_id, "production", 1)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
 }
 
 /// One request log with its content, for `end_user`, as the log writer records it.

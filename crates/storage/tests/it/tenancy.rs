@@ -196,8 +196,8 @@ async fn cf_2_one_org_uuid_in_the_setting_the_rows_and_the_audit_entries() {
     .unwrap();
     assert_eq!(
         events.len(),
-        5,
-        "org, team, member, key and credential created"
+        6,
+        "org, team, member, key, credential and prompt created"
     );
     assert!(events.iter().all(|e| e.record.org_id == org.org_id));
     assert_eq!(events[0].record.action, "org.created");
