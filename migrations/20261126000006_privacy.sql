@@ -35,7 +35,8 @@ create table request_logs (
     pii_types       text[] not null default '{}',
     -- The level in force for this request, and whether its content was redacted when written.
     logging_level   text not null check (logging_level in ('metadata', 'content')),
-    redacted        boolean not null
+    redacted        boolean not null,
+    constraint uq_request_logs_org_log unique (org_id, log_id)
 );
 create index request_logs_org_order on request_logs (org_id, log_id);
 create index request_logs_request_id on request_logs (org_id, request_id);
@@ -43,14 +44,18 @@ create index request_logs_end_user on request_logs (org_id, end_user_digest)
     where end_user_digest is not null;
 
 create table request_contents (
-    log_id     uuid primary key references request_logs (log_id),
+    log_id     uuid primary key,
     org_id     uuid not null references organizations (org_id),
     created_at timestamptz not null,
     -- The request as it left for the provider (after the guardrail), and the answer's text.
     request    text not null,
     response   text,
     -- Either side was cut at the size limit.
-    truncated  boolean not null default false
+    truncated  boolean not null default false,
+    -- With the org in the key: content can only belong to a log of its own org (foreign keys
+    -- are checked past row-level security).
+    constraint fk_request_contents_log foreign key (org_id, log_id)
+        references request_logs (org_id, log_id)
 );
 create index request_contents_age on request_contents (created_at);
 

@@ -19,6 +19,7 @@ create table prompt_versions (
     messages   jsonb not null check (jsonb_typeof(messages) = 'array'),
     created_at timestamptz not null default now(),
     primary key (prompt_id, version),
+    constraint uq_prompt_versions_org unique (org_id, prompt_id, version),
     constraint fk_prompt_versions_prompt foreign key (org_id, prompt_id)
         references prompts (org_id, prompt_id)
 );
@@ -30,8 +31,9 @@ create table prompt_labels (
     version    integer not null,
     updated_at timestamptz not null default now(),
     primary key (prompt_id, label),
-    constraint fk_prompt_labels_version foreign key (prompt_id, version)
-        references prompt_versions (prompt_id, version)
+    -- The org is part of every key: a label can only point at its own org's version.
+    constraint fk_prompt_labels_version foreign key (org_id, prompt_id, version)
+        references prompt_versions (org_id, prompt_id, version)
 );
 
 -- A version, once written, is what it is: nobody changes or removes one.

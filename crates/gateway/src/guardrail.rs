@@ -3,8 +3,7 @@
 //! naming kinds, never values). Every data-plane request passes here in `chat::serve_alias`,
 //! after translation to OpenAI's shape, so that no route or mode skips it.
 //!
-//! What is looked at: every string the provider reads as input: message contents (text or
-//! text parts), tool-call arguments, embeddings input, and `user`.
+//! What is looked at: every string of the request but its `model` alias.
 
 use portcullis_policy::pii::{Detector, PiiKind, Placeholders, redact};
 use serde_json::{Map, Value};
@@ -20,42 +19,22 @@ pub struct Checked {
     pub grown: usize,
 }
 
-/// Calls `f` on every string of the request that reaches the provider as input.
+/// Calls `f` on every string the provider receives: message contents and names, tool calls
+/// and tool definitions, embeddings input, `user`, and anything a client adds. Only `model`
+/// (the route alias, which never leaves as sent) is skipped.
 fn each_input(request: &mut Map<String, Value>, f: &mut impl FnMut(&mut String)) {
-    let mut text = |value: &mut Value| {
-        if let Value::String(s) = value {
-            f(s);
-        }
-    };
-    if let Some(messages) = request.get_mut("messages").and_then(Value::as_array_mut) {
-        for message in messages {
-            match message.get_mut("content") {
-                Some(Value::Array(parts)) => {
-                    for part in parts {
-                        if let Some(t) = part.get_mut("text") {
-                            text(t);
-                        }
-                    }
-                }
-                Some(content) => text(content),
-                None => {}
-            }
-            if let Some(calls) = message.get_mut("tool_calls").and_then(Value::as_array_mut) {
-                for call in calls {
-                    if let Some(arguments) = call.pointer_mut("/function/arguments") {
-                        text(arguments);
-                    }
-                }
-            }
+    fn walk(value: &mut Value, f: &mut impl FnMut(&mut String)) {
+        match value {
+            Value::String(text) => f(text),
+            Value::Array(items) => items.iter_mut().for_each(|item| walk(item, f)),
+            Value::Object(fields) => fields.values_mut().for_each(|item| walk(item, f)),
+            _ => {}
         }
     }
-    match request.get_mut("input") {
-        Some(Value::Array(items)) => items.iter_mut().for_each(&mut text),
-        Some(input) => text(input),
-        None => {}
-    }
-    if let Some(user) = request.get_mut("user") {
-        text(user);
+    for (key, value) in request.iter_mut() {
+        if key != "model" {
+            walk(value, f);
+        }
     }
 }
 

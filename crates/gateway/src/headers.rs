@@ -1,6 +1,6 @@
-//! Security headers (EN-3) on every admin and auth response, errors included: a browser that
-//! is shown one of them runs no script, frames nothing, sniffs no type and sends no referrer;
-//! over TLS it is also told to come back only over TLS.
+//! Security headers (EN-3) on every response, admin and auth included, errors and fallbacks
+//! too: a browser shown one runs no script, frames nothing, sniffs no type and sends no
+//! referrer; over TLS it is also told to come back only over TLS.
 
 use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, header};

@@ -79,7 +79,7 @@ impl Metrics {
         );
         registry.register(
             "portcullis_fallbacks",
-            "Requests served by a target other than the first tried",
+            "Requests served after more than one attempt (a retry or a fallback target)",
             metrics.fallbacks.clone(),
         );
         registry.register(

@@ -119,11 +119,7 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let people = authn::router()
         .merge(admin::router(&state))
-        .layer(DefaultBodyLimit::max(ADMIN_MAX_BODY))
-        .layer(middleware::map_response_with_state(
-            state.clone(),
-            headers::security,
-        ));
+        .layer(DefaultBodyLimit::max(ADMIN_MAX_BODY));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -133,6 +129,11 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state.clone())
+        // Every answer, the fallbacks' 404 and 405 included (static values: cheap).
+        .layer(middleware::map_response_with_state(
+            state.clone(),
+            headers::security,
+        ))
         .layer(middleware::from_fn_with_state(state, metrics::track))
         .layer(middleware::from_fn(request_id::layer))
 }

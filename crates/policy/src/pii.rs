@@ -290,6 +290,28 @@ mod tests {
         assert_eq!(names.kinds(), vec![PiiKind::Email]);
     }
 
+    /// Shapes that make a backtracking or restart-happy scanner quadratic: each would take
+    /// minutes at this size if the work per byte were not bounded (nextest stops it then).
+    #[test]
+    fn adversarial_inputs_take_linear_work() {
+        let detector = Detector::new().unwrap();
+        let size = 512 * 1024;
+        let long_local = format!("{}@x.io", "a".repeat(size));
+        let colons = "1:".repeat(size / 2);
+        let digits = "1".repeat(size);
+        let key_bodies = format!("sk-{}", "a1".repeat(size / 2));
+        let headers = "-----BEGIN PRIVATE KEY-----".repeat(size / 28);
+        let dots = "1.".repeat(size / 2);
+        for text in [&long_local, &colons, &digits, &key_bodies, &headers, &dots] {
+            let found = detector.find(text);
+            assert!(found.len() <= text.len());
+        }
+        // A local part past 64 characters is no address, however it ends.
+        assert!(detector.find(&long_local).is_empty());
+        let fine = format!("{} mail {}@x.io", "a".repeat(1000), "b".repeat(64));
+        assert_eq!(detector.find(&fine).len(), 1);
+    }
+
     #[test]
     fn checksums() {
         assert!(luhn(b"4111111111111111"));

@@ -12,8 +12,9 @@ use serde_json::{Map, Value};
 pub const MAX_MESSAGES: usize = 64;
 /// Largest template of one message, and largest rendered message.
 pub const MAX_CONTENT: usize = 32 * 1024;
-/// Bounds the work of one render (loops cannot run away).
-const FUEL: u64 = 100_000;
+/// Bounds the work of one render (loops cannot run away); output is bounded apart, as it is
+/// written (`"x" * 100000000` costs little fuel).
+const FUEL: u64 = 50_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -64,13 +65,24 @@ pub fn check(messages: &[PromptMessage]) -> Result<Vec<String>, PromptError> {
                 "message {index}: the template is over {MAX_CONTENT} bytes"
             )));
         }
+        if message.content.contains('\0') {
+            return Err(PromptError::Invalid(format!(
+                "message {index}: the template holds a NUL character"
+            )));
+        }
         let template =
             env.template_from_str(&message.content)
                 .map_err(|e| PromptError::Syntax {
                     index,
                     detail: e.to_string(),
                 })?;
-        variables.extend(template.undeclared_variables(false));
+        // Global functions (`range`, `dict`, ...) are the environment's, not the caller's.
+        variables.extend(
+            template
+                .undeclared_variables(false)
+                .into_iter()
+                .filter(|name| !env.globals().any(|(global, _)| global == name)),
+        );
     }
     Ok(variables.into_iter().collect())
 }
@@ -91,24 +103,50 @@ pub fn render(
         .iter()
         .enumerate()
         .map(|(index, message)| {
-            let content =
-                env.render_str(&message.content, &context)
-                    .map_err(|e| PromptError::Render {
-                        index,
-                        detail: e.to_string(),
-                    })?;
-            if content.len() > MAX_CONTENT {
-                return Err(PromptError::Render {
-                    index,
-                    detail: format!("the rendered message is over {MAX_CONTENT} bytes"),
-                });
+            let failed = |detail: String| PromptError::Render { index, detail };
+            let template = env
+                .template_from_str(&message.content)
+                .map_err(|e| failed(e.to_string()))?;
+            let mut out = Bounded::default();
+            match template.render_captured_to(&context, &mut out) {
+                Ok(_) => {}
+                Err(_) if out.over => {
+                    return Err(failed(format!(
+                        "the rendered message is over {MAX_CONTENT} bytes"
+                    )));
+                }
+                Err(e) => return Err(failed(e.to_string())),
             }
+            let content = String::from_utf8(out.bytes).map_err(|e| failed(e.to_string()))?;
             Ok(PromptMessage {
                 role: message.role.clone(),
                 content,
             })
         })
         .collect()
+}
+
+/// A buffer that refuses to grow past `MAX_CONTENT`: a render stops there, not at the end of
+/// memory.
+#[derive(Default)]
+struct Bounded {
+    bytes: Vec<u8>,
+    over: bool,
+}
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + buf.len() > MAX_CONTENT {
+            self.over = true;
+            return Err(std::io::Error::other("over the size limit"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -157,6 +195,17 @@ mod tests {
             "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
         );
         assert!(render(&runaway, &Map::new()).is_err());
+        // Output is bounded as it is written, however cheap it was to ask for.
+        let huge = messages("{% for i in range(100) %}{{ 'x' * 100000000 }}{% endfor %}");
+        let result = render(&huge, &Map::new());
+        assert!(
+            matches!(result, Err(PromptError::Render { .. })),
+            "{result:?}"
+        );
+        assert!(matches!(
+            check(&messages("a\0b")),
+            Err(PromptError::Invalid(_))
+        ));
         // No file system: includes have nowhere to look.
         assert!(render(&messages("{% include '/etc/passwd' %}"), &Map::new()).is_err());
     }

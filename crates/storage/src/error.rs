@@ -38,11 +38,27 @@ pub enum StorageError {
 
 impl From<sqlx::Error> for StorageError {
     fn from(error: sqlx::Error) -> Self {
-        match error {
+        match &error {
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
                 Self::Unavailable(error)
             }
-            other => Self::Database(other),
+            sqlx::Error::Database(db) => match db.code().as_deref() {
+                // Connection trouble (08), a server shutting down or starting (57), a
+                // serialization failure or deadlock (40), out of resources (53): retry later.
+                Some(code)
+                    if ["08", "57", "40", "53"]
+                        .iter()
+                        .any(|class| code.starts_with(class)) =>
+                {
+                    Self::Unavailable(error)
+                }
+                // Text PostgreSQL cannot hold (a NUL character): the caller's input.
+                Some("22021" | "22P05") => {
+                    Self::Invalid("text with a character PostgreSQL cannot store".to_owned())
+                }
+                _ => Self::Database(error),
+            },
+            _ => Self::Database(error),
         }
     }
 }

@@ -108,7 +108,9 @@ pub async fn take(
     let mut attempt = 0;
     loop {
         match try_take(db, org, holder, ttl_ms, &wants).await {
-            Err(StorageError::Database(error)) if is_deadlock(&error) && attempt < 3 => {
+            Err(StorageError::Database(error) | StorageError::Unavailable(error))
+                if is_deadlock(&error) && attempt < 3 =>
+            {
                 attempt += 1;
             }
             other => return other,

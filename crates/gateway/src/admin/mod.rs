@@ -223,6 +223,25 @@ fn table() -> Vec<(AdminRoute, MethodRouter<AppState>)> {
     ]
 }
 
+/// A name or label of the API (prompts): 1 to 64 letters, digits, `.`, `_` or `-`.
+pub(crate) fn plain_name(field: &str, name: &str) -> Result<(), ApiError> {
+    let ok = name
+        .as_bytes()
+        .first()
+        .is_some_and(u8::is_ascii_alphanumeric)
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_request(format!(
+            "`{field}` is 1 to 64 letters, digits, `.`, `_` or `-`, starting with a letter or digit"
+        )))
+    }
+}
+
 /// A page size: `limit`, else 100; at most 1000.
 fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
     const DEFAULT_LIMIT: i64 = 100;

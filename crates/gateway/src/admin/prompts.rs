@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::plain_name;
 use crate::error::ApiError;
 use crate::guard::OrgCaller;
 use crate::json::JsonBody;
@@ -53,22 +54,6 @@ fn checked(messages: &[PromptMessage]) -> Result<(Value, Vec<String>), ApiError>
     Ok((value, variables))
 }
 
-fn plain_name(field: &str, name: &str) -> Result<(), ApiError> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-        && name.as_bytes()[0].is_ascii_alphanumeric();
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::invalid_request(format!(
-            "`{field}` is 1 to 64 letters, digits, `.`, `_` or `-`, starting with a letter or digit"
-        )))
-    }
-}
-
 /// `POST .../prompts {name, messages}`: the prompt and its version 1.
 pub async fn create(
     State(state): State<AppState>,
@@ -100,6 +85,7 @@ pub async fn add_version(
     Path((_, name)): Path<(String, String)>,
     JsonBody(body): JsonBody<NewVersion>,
 ) -> Result<(StatusCode, Json<VersionCreated>), ApiError> {
+    plain_name("name", &name)?;
     let (messages, variables) = checked(&body.messages)?;
     let mut read = state.db.begin_tenant(caller.org).await?;
     let prompt_id = store::id_of(&mut read, &name).await?;
@@ -133,6 +119,7 @@ pub async fn move_label(
     Path((_, name, label)): Path<(String, String, String)>,
     JsonBody(body): JsonBody<LabelMove>,
 ) -> Result<Json<LabelView>, ApiError> {
+    plain_name("name", &name)?;
     plain_name("label", &label)?;
     let mut read = state.db.begin_tenant(caller.org).await?;
     let prompt_id = store::id_of(&mut read, &name).await?;
@@ -211,6 +198,7 @@ pub async fn versions(
     Extension(caller): Extension<OrgCaller>,
     Path((_, name)): Path<(String, String)>,
 ) -> Result<Json<VersionList>, ApiError> {
+    plain_name("name", &name)?;
     let mut tx = state.db.begin_tenant(caller.org).await?;
     let prompt_id = store::id_of(&mut tx, &name).await?;
     let versions = store::versions(&mut tx, prompt_id).await?;

@@ -245,13 +245,15 @@ async fn proxy(
         .ok_or_else(|| ApiError::invalid_request("`model` is required"))?
         .to_owned();
     let mut strip_usage = false;
+    // A stored prompt's rendered messages count toward the prompt bound like the body.
+    let mut prompt_bytes = 0;
     let operation = match kind {
         Kind::Chat => {
             if !request.get("messages").is_some_and(Value::is_array) {
                 return Err(ApiError::invalid_request("`messages` must be an array"));
             }
             if let Some(prompt) = request.remove("prompt") {
-                apply_prompt(state, &key, &prompt, &mut request).await?;
+                prompt_bytes = apply_prompt(state, &key, &prompt, &mut request).await?;
             }
             let stream = request
                 .get("stream")
@@ -293,7 +295,7 @@ async fn proxy(
             Kind::Embeddings => Endpoint::Embeddings,
         },
         operation,
-        body_len: body.len(),
+        body_len: body.len() + prompt_bytes,
         strip_usage,
     };
     let served = serve_alias(state, call).await?;
@@ -302,13 +304,13 @@ async fn proxy(
 
 /// A stored prompt (CM-2), `{"name", "label" or "version", "variables"}`: its version (by
 /// label, `production` when neither is given) rendered with the variables, its messages put
-/// before the request's own.
+/// before the request's own. Returns the bytes the rendered messages add.
 async fn apply_prompt(
     state: &AppState,
     key: &LiveKey,
     prompt: &Value,
     request: &mut Map<String, Value>,
-) -> Result<(), ApiError> {
+) -> Result<usize, ApiError> {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Ask {
@@ -323,6 +325,10 @@ async fn apply_prompt(
             "`prompt` is {{name, label or version, variables}}: {e}"
         ))
     })?;
+    crate::admin::plain_name("prompt.name", &ask.name)?;
+    if let Some(label) = &ask.label {
+        crate::admin::plain_name("prompt.label", label)?;
+    }
     let pick = match (ask.label, ask.version) {
         (Some(_), Some(_)) => {
             return Err(ApiError::invalid_request(
@@ -346,6 +352,11 @@ async fn apply_prompt(
             code: "invalid_request",
             message: format!("prompt `{}` version {version}: {e}", ask.name),
         })?;
+    // Content plus the JSON around each message.
+    let added = rendered
+        .iter()
+        .map(|m| m.content.len() + m.role.len() + 32)
+        .sum();
     let mut all: Vec<Value> = rendered
         .into_iter()
         .map(|m| json!({"role": m.role, "content": m.content}))
@@ -354,7 +365,7 @@ async fn apply_prompt(
         all.extend(own);
     }
     request.insert("messages".into(), Value::Array(all));
-    Ok(())
+    Ok(added)
 }
 
 /// One data-plane call, as `serve_alias` takes it.
@@ -404,7 +415,7 @@ async fn serve_alias(
     )
     .instrument(tracing::info_span!("upstream", org_id = org))
     .await;
-    draft.sent(call.request);
+    draft.sent(call.request, call.body_len);
     let served = match served {
         Ok(served) => {
             state
@@ -452,6 +463,16 @@ async fn prepare(
     draft: &mut Draft,
 ) -> Result<Ready, ApiError> {
     let (key, alias) = (call.key, call.alias);
+    match call.request.get("user") {
+        Some(Value::String(user)) if user.len() > crate::logs::MAX_END_USER => {
+            return Err(ApiError::invalid_request(format!(
+                "`user` is at most {} bytes",
+                crate::logs::MAX_END_USER
+            )));
+        }
+        Some(Value::String(_)) | None => {}
+        Some(_) => return Err(ApiError::invalid_request("`user` is a string")),
+    }
     if !allowed(key, alias) {
         return Err(ApiError::forbidden(
             "model_not_allowed",
@@ -587,7 +608,14 @@ impl Settle {
     }
 
     /// Settles the reservation and finishes the request's log.
-    fn finish(self, usage: Usage, estimated: bool, status: u16, response: Option<logs::Response>) {
+    fn finish(
+        self,
+        usage: Usage,
+        estimated: bool,
+        status: u16,
+        error_code: Option<&'static str>,
+        response: Option<logs::Response>,
+    ) {
         let org = tracing::field::display(self.draft.org());
         let outcome = self.outcome(usage, estimated);
         let priced = outcome.price.is_some();
@@ -595,7 +623,7 @@ impl Settle {
             .in_scope(|| self.reservation.settle(outcome));
         let end = End {
             status,
-            error_code: None,
+            error_code,
             target: Some(self.target),
             usage: Some(usage),
             cost_micro_usd: priced.then_some(cost),
@@ -624,7 +652,7 @@ impl Settle {
                             true,
                         ),
                     };
-                    self.finish(usage, estimated, status, response);
+                    self.finish(usage, estimated, status, None, response);
                 } else {
                     let end = End {
                         status,
@@ -640,10 +668,14 @@ impl Settle {
                 let mut watch = StreamWatch {
                     tap: UsageTap::new(strip, self.draft.logs_content()),
                     settle: Some(self),
+                    broken: false,
                 };
                 let first = watch.tap.push(first);
                 let rest = rest
-                    .map(move |piece| piece.map(|bytes| watch.tap.push(bytes)))
+                    .map(move |piece| {
+                        watch.broken |= piece.is_err();
+                        piece.map(|bytes| watch.tap.push(bytes))
+                    })
                     .boxed();
                 Reply::Stream { first, rest }
             }
@@ -665,6 +697,8 @@ impl Settle {
 struct StreamWatch {
     tap: UsageTap,
     settle: Option<Settle>,
+    /// The upstream broke the stream: logged as an `upstream_error`, with what it had sent.
+    broken: bool,
 }
 
 impl Drop for StreamWatch {
@@ -677,7 +711,8 @@ impl Drop for StreamWatch {
             None => (settle.bounded(self.tap.content_bytes()), true),
         };
         let response = self.tap.take_transcript().map(logs::Response::Text);
-        settle.finish(usage, estimated, 200, response);
+        let error = self.broken.then_some("upstream_error");
+        settle.finish(usage, estimated, 200, error, response);
     }
 }
 

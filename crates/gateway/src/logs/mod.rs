@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use portcullis_core::money::Usage;
+use portcullis_core::{KeyId, OrgId};
 use portcullis_policy::pii::Detector;
 use portcullis_storage::Db;
 use portcullis_storage::dataplane::LiveKey;
@@ -21,6 +22,22 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 pub use writer::{LogMetrics, RequestLogs};
+
+/// The longest end-user id kept (longer ones are refused on the data plane).
+pub const MAX_END_USER: usize = 512;
+
+/// At most `max` bytes of `text`, cut on a character boundary.
+fn bounded(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
+/// Larger requests are logged as a note of their size, not their content: what waits in the
+/// queue stays small.
+pub const MAX_QUEUED_REQUEST: usize = 1 << 20;
 
 /// How request logging behaves in this process.
 #[derive(Debug, Clone)]
@@ -82,7 +99,13 @@ pub struct Draft {
     log_id: Uuid,
     created_at: DateTime<Utc>,
     started: Instant,
-    key: LiveKey,
+    org_id: OrgId,
+    key_id: KeyId,
+    team_id: Option<Uuid>,
+    /// The org's logging level was `content` when the request came in.
+    logs_content: bool,
+    /// The org redacts PII in what is written.
+    redacting: bool,
     request_id: String,
     endpoint: Endpoint,
     model: String,
@@ -91,6 +114,8 @@ pub struct Draft {
     guardrail: GuardrailRecord,
     /// The request as it left for the provider; kept only at logging level `content`.
     request: Option<Map<String, Value>>,
+    /// The size of what `request` holds, for the writer's memory budget.
+    bytes: usize,
 }
 
 /// How a request ended.
@@ -134,30 +159,35 @@ impl Draft {
             log_id: Uuid::now_v7(),
             created_at: Utc::now(),
             started: Instant::now(),
-            key: key.clone(),
+            org_id: key.org_id,
+            key_id: key.key_id,
+            team_id: key.team_id,
+            logs_content: key.privacy.logging_level == "content",
+            redacting: key.privacy.pii_redaction,
             request_id: crate::request_id::current().unwrap_or_default(),
             endpoint,
-            model: model.to_owned(),
+            model: bounded(model, 256),
             stream,
             end_user: request
                 .get("user")
                 .and_then(Value::as_str)
                 .filter(|u| !u.is_empty())
-                .map(str::to_owned),
+                .map(|u| bounded(u, MAX_END_USER)),
             guardrail: GuardrailRecord {
                 action: "off",
                 kinds: Vec::new(),
             },
             request: None,
+            bytes: 0,
         }
     }
 
-    pub fn org(&self) -> portcullis_core::OrgId {
-        self.key.org_id
+    pub fn org(&self) -> OrgId {
+        self.org_id
     }
 
     pub fn logs_content(&self) -> bool {
-        self.key.privacy.logging_level == "content"
+        self.logs_content
     }
 
     pub fn guardrail(&mut self, record: GuardrailRecord) {
@@ -165,10 +195,31 @@ impl Draft {
     }
 
     /// Keeps the request as sent, if its content is logged.
-    pub fn sent(&mut self, request: Map<String, Value>) {
-        if self.logs_content() {
-            self.request = Some(request);
+    /// Keeps the request as sent, if its content is logged and it is small enough to queue
+    /// (`body_len`: the client's body, a bound on the request's size).
+    pub fn sent(&mut self, request: Map<String, Value>, body_len: usize) {
+        if !self.logs_content() {
+            return;
         }
+        self.bytes = body_len;
+        self.request = Some(if body_len <= MAX_QUEUED_REQUEST {
+            request
+        } else {
+            let mut omitted = Map::new();
+            omitted.insert(
+                "omitted".into(),
+                Value::String(format!(
+                    "a request of {body_len} bytes; content over {MAX_QUEUED_REQUEST} bytes is not logged"
+                )),
+            );
+            self.bytes = 0;
+            omitted
+        });
+    }
+
+    /// Roughly what this entry holds in memory while it waits for the writer.
+    pub(crate) fn queued_bytes(&self) -> usize {
+        self.bytes
     }
 
     pub fn finish(self, logs: &RequestLogs, end: End) {

@@ -6,6 +6,7 @@
 //! The ledger has its own, unbounded writer (`spend/writer.rs`) and loses nothing.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use portcullis_policy::pii::{Detector, Placeholders, redact};
@@ -65,15 +66,35 @@ enum Message {
 pub struct RequestLogs {
     tx: mpsc::Sender<Message>,
     metrics: LogMetrics,
+    /// Bytes of content waiting in the queue: past `MAX_QUEUED_BYTES` entries are dropped (and
+    /// counted), whatever the queue's length.
+    queued_bytes: Arc<AtomicUsize>,
 }
+
+/// What the queue may hold in content, in all.
+const MAX_QUEUED_BYTES: usize = 64 << 20;
+/// A batch stops growing at this much content.
+const MAX_BATCH_BYTES: usize = 32 << 20;
 
 impl RequestLogs {
     /// Starts the writer task: call within a Tokio runtime.
     pub fn start(db: Db, detector: Arc<Detector>, options: LogOptions) -> Self {
         let (tx, rx) = mpsc::channel(options.queue_capacity.max(1));
         let metrics = LogMetrics::default();
-        tokio::spawn(run(db, detector, options, rx, metrics.clone()));
-        Self { tx, metrics }
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(run(
+            db,
+            detector,
+            options,
+            rx,
+            metrics.clone(),
+            Arc::clone(&queued_bytes),
+        ));
+        Self {
+            tx,
+            metrics,
+            queued_bytes,
+        }
     }
 
     pub fn metrics(&self) -> &LogMetrics {
@@ -81,11 +102,18 @@ impl RequestLogs {
     }
 
     pub(super) fn record(&self, draft: Draft, end: End) {
+        let bytes = entry_bytes(&draft, &end);
+        if self.queued_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes > MAX_QUEUED_BYTES {
+            self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+            self.metrics.dropped.inc();
+            return;
+        }
         match self.tx.try_send(Message::Entry(Box::new((draft, end)))) {
             Ok(()) => {
                 self.metrics.queued.inc();
             }
             Err(_) => {
+                self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
                 self.metrics.dropped.inc();
             }
         }
@@ -102,14 +130,25 @@ impl RequestLogs {
     }
 }
 
+fn entry_bytes(draft: &Draft, end: &End) -> usize {
+    let response = match &end.response {
+        Some(Response::Body(bytes)) => bytes.len(),
+        Some(Response::Text(text)) => text.len(),
+        None => 0,
+    };
+    draft.queued_bytes() + response
+}
+
 async fn run(
     db: Db,
     detector: Arc<Detector>,
     options: LogOptions,
     mut rx: mpsc::Receiver<Message>,
     metrics: LogMetrics,
+    queued_bytes: Arc<AtomicUsize>,
 ) {
     while let Some(first) = rx.recv().await {
+        let mut batch_bytes = 0;
         let mut batch = Vec::new();
         let mut flushes = Vec::new();
         // Entries that arrive within the linger share one transaction: at low rates a
@@ -122,11 +161,17 @@ async fn run(
                 Message::Entry(entry) => {
                     metrics.queued.dec();
                     let (draft, end) = *entry;
+                    let bytes = entry_bytes(&draft, &end);
+                    queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+                    batch_bytes += bytes;
                     batch.push(to_row(&detector, &options, draft, end));
                 }
                 Message::Flush(done) => flushes.push(done),
             }
-            next = if batch.len() >= options.batch_size || !flushes.is_empty() {
+            next = if batch.len() >= options.batch_size
+                || batch_bytes >= MAX_BATCH_BYTES
+                || !flushes.is_empty()
+            {
                 None
             } else {
                 match rx.try_recv() {
@@ -242,13 +287,13 @@ fn redact_text(detector: &Detector, text: &str, names: &mut Placeholders) -> Str
 /// The row to write. Redaction happens here, before anything reaches PostgreSQL, on values
 /// rather than on serialised JSON (where an escape could glue a number to a letter).
 fn to_row(detector: &Detector, options: &LogOptions, draft: Draft, end: End) -> NewLog {
-    let org = draft.key.org_id;
+    let org = draft.org_id;
     let level = if draft.logs_content() {
         "content"
     } else {
         "metadata"
     };
-    let redacting = draft.key.privacy.pii_redaction;
+    let redacting = draft.redacting;
     let mut names = Placeholders::default();
     let end_user_digest = draft
         .end_user
@@ -300,9 +345,14 @@ fn to_row(detector: &Detector, options: &LogOptions, draft: Draft, end: End) -> 
         log_id: draft.log_id,
         org_id: org,
         created_at: draft.created_at,
-        request_id: pg_text(draft.request_id),
-        key_id: draft.key.key_id,
-        team_id: draft.key.team_id,
+        // A client's own `x-request-id` could be shaped like a card or an SSN.
+        request_id: pg_text(if redacting {
+            redact_text(detector, &draft.request_id, &mut names)
+        } else {
+            draft.request_id
+        }),
+        key_id: draft.key_id,
+        team_id: draft.team_id,
         end_user,
         end_user_digest,
         endpoint: draft.endpoint.as_str(),

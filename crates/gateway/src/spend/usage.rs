@@ -62,6 +62,8 @@ pub struct UsageTap {
 }
 
 const USAGE_KEY: &[u8] = b"\"usage\":{";
+/// A stream's text is assembled for its log up to this size.
+const MAX_TRANSCRIPT: usize = 1 << 20;
 const CONTENT_KEY: &[u8] = b"\"content\":\"";
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -129,7 +131,10 @@ impl UsageTap {
         };
         if let Ok(chunk) = serde_json::from_slice::<Chunk>(data.trim_ascii()) {
             for delta in chunk.choices.into_iter().filter_map(|c| c.delta) {
-                transcript.push_str(delta.content.as_deref().unwrap_or_default());
+                // The log keeps at most this much of an answer: no need to hold more.
+                if transcript.len() < MAX_TRANSCRIPT {
+                    transcript.push_str(delta.content.as_deref().unwrap_or_default());
+                }
             }
         }
     }

@@ -24,17 +24,17 @@ pub(super) fn all() -> Result<Vec<Rule>, regex::Error> {
     let table: [(PiiKind, &str, Check); 13] = [
         (
             PiiKind::Secret,
-            r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----(?s:.)*?-----END [A-Z0-9 ]*PRIVATE KEY-----|-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----[A-Za-z0-9+/=\r\n\t :,-]*",
-            whole,
+            r"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY-----",
+            private_key,
         ),
         (
             PiiKind::Secret,
-            r"\beyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*",
+            r"\beyJ[A-Za-z0-9_-]{5,4096}\.eyJ[A-Za-z0-9_-]{5,8192}\.[A-Za-z0-9_-]{0,1024}",
             jwt,
         ),
         (
             PiiKind::Secret,
-            r"\b(?:sk-[A-Za-z0-9_-]{20,}|(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}|gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,}|xox[abposre]-[A-Za-z0-9-]{10,}|[sr]k_(?:live|test)_[A-Za-z0-9]{16,}|AIza[A-Za-z0-9_-]{35}|pc[vmsci]_[A-Za-z0-9]{30,})",
+            r"\b(?:sk-[A-Za-z0-9_-]{20,256}|(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}|gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255}|xox[abposre]-[A-Za-z0-9-]{10,255}|[sr]k_(?:live|test)_[A-Za-z0-9]{16,247}|AIza[A-Za-z0-9_-]{35}|pc[vmsci]_[A-Za-z0-9]{30,64})",
             api_key,
         ),
         (
@@ -44,7 +44,7 @@ pub(super) fn all() -> Result<Vec<Rule>, regex::Error> {
         ),
         (
             PiiKind::Email,
-            r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}",
+            r"[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.){1,8}[A-Za-z]{2,24}",
             email,
         ),
         (
@@ -71,7 +71,7 @@ pub(super) fn all() -> Result<Vec<Rule>, regex::Error> {
         ),
         (
             PiiKind::IpAddress,
-            r"[0-9A-Fa-f:]*:[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*",
+            r"(?:[0-9A-Fa-f]{0,4}:){2,8}[0-9A-Fa-f]{0,4}(?:\.[0-9]{1,3}){0,3}",
             ipv6,
         ),
         (PiiKind::IpAddress, ipv4.as_str(), ipv4_check),
@@ -128,8 +128,26 @@ fn number_starts(bytes: &[u8], start: usize) -> bool {
     }
 }
 
-fn whole(_: &[u8], start: usize, end: usize) -> Option<(usize, usize)> {
-    Some((start, end))
+/// A PEM private key: from its BEGIN line through its END line, or, with no END line within
+/// reach, through the base64 body that follows (bounded, so a lone header costs little).
+fn private_key(bytes: &[u8], start: usize, end: usize) -> Option<(usize, usize)> {
+    const REACH: usize = 16 * 1024;
+    const END: &[u8] = b"-----END ";
+    const TAIL: &[u8] = b"PRIVATE KEY-----";
+    let window = &bytes[end..bytes.len().min(end + REACH)];
+    if let Some(at) = window.windows(END.len()).position(|w| w == END) {
+        let after_end = &window[at..];
+        if let Some(tail) = after_end.windows(TAIL.len()).position(|w| w == TAIL) {
+            if tail <= END.len() + 40 {
+                return Some((start, end + at + tail + TAIL.len()));
+            }
+        }
+    }
+    let body = window
+        .iter()
+        .take_while(|b| b.is_ascii_alphanumeric() || b"+/=\r\n\t :,-".contains(b))
+        .count();
+    Some((start, end + body))
 }
 
 /// Generated keys look random: letters and digits, many distinct, in long runs.

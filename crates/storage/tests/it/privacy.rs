@@ -129,7 +129,7 @@ async fn rm_3_content_past_retention_is_removed_and_metadata_and_aggregates_stay
 }
 
 #[tokio::test]
-async fn rm_3_the_runtime_role_reaches_other_orgs_content_only_through_the_job() {
+async fn rm_3_the_runtime_role_deletes_only_its_own_orgs_content() {
     let test = TestDb::new().await.unwrap();
     let a = populated_org(&test, "a").await.org_id;
     let b = populated_org(&test, "b").await.org_id;
