@@ -82,3 +82,36 @@ async fn a_missing_or_bad_setting_is_named_before_anything_starts() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("listne"), "{stderr}");
 }
+
+#[tokio::test]
+async fn av_3_metrics_can_live_on_a_listener_of_their_own() {
+    let test = TestDb::new().await.unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut command = command(&test);
+    command.env(
+        "PORTCULLIS_SERVER__METRICS_LISTEN",
+        format!("127.0.0.1:{port}"),
+    );
+    let server = Server::start(command);
+    let client = reqwest::Client::builder().build().unwrap();
+    let main = client.get(server.url("/metrics")).send().await.unwrap();
+    assert_eq!(main.status(), 404, "metrics stay off the public listener");
+    let mut scraped = None;
+    for _ in 0..50 {
+        if let Ok(response) = client
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .send()
+            .await
+        {
+            scraped = Some(response.text().await.unwrap());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let text = scraped.expect("the metrics listener answers");
+    assert!(text.contains("portcullis_http_requests"), "{text}");
+}

@@ -35,4 +35,4 @@ pub mod tls;
 pub use error::ApiError;
 pub use request_id::RequestId;
 pub use router::{AppState, StartError, router};
-pub use server::{ServeOptions, serve};
+pub use server::{ServeOptions, serve, serve_metrics};

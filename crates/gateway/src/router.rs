@@ -45,6 +45,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Whether clients reach this process over TLS (HSTS is sent only then).
     pub serving_tls: bool,
+    /// `/metrics` is served on a listener of its own (`metrics_router`), not on the main one.
+    pub metrics_elsewhere: bool,
 }
 
 /// Why the state could not be built.
@@ -84,6 +86,7 @@ impl AppState {
         Ok(Self {
             metrics: Arc::new(Metrics::new(logs.metrics())),
             serving_tls: false,
+            metrics_elsewhere: false,
             logs,
             detector,
             spend: Spend::start(db.clone(), spend),
@@ -116,14 +119,23 @@ impl AppState {
     }
 }
 
+/// `/metrics` alone, for an operator's listener (`server.metrics_listen`).
+pub(crate) fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::metrics))
+        .with_state(state)
+}
+
 pub fn router(state: AppState) -> Router {
     let people = authn::router()
         .merge(admin::router(&state))
         .layer(DefaultBodyLimit::max(ADMIN_MAX_BODY));
-    Router::new()
-        .route("/healthz", get(health::healthz))
+    let mut main = Router::new();
+    if !state.metrics_elsewhere {
+        main = main.route("/metrics", get(metrics::metrics));
+    }
+    main.route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(metrics::metrics))
         .merge(people)
         .merge(dataplane::router())
         .fallback(|| async { ApiError::not_found() })

@@ -161,3 +161,9 @@ impl Connection {
         }
     }
 }
+
+/// Serves `/metrics` alone on `listener` (plaintext, for a scraper on a private network) until
+/// the task is dropped.
+pub async fn serve_metrics(listener: TcpListener, state: AppState) -> std::io::Result<()> {
+    axum::serve(listener, crate::router::metrics_router(state)).await
+}

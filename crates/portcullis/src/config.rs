@@ -118,6 +118,9 @@ struct RawServer {
     header_read_timeout_secs: u64,
     /// The largest request head accepted.
     max_header_bytes: usize,
+    /// Serve `/metrics` here (plaintext, for a scraper on a private network) instead of on
+    /// the main listener.
+    metrics_listen: Option<String>,
 }
 
 impl Default for RawServer {
@@ -132,6 +135,7 @@ impl Default for RawServer {
             plaintext: false,
             header_read_timeout_secs: 10,
             max_header_bytes: 64 * 1024,
+            metrics_listen: None,
         }
     }
 }
@@ -227,6 +231,7 @@ pub struct ServerConfig {
     pub plaintext: bool,
     pub header_read_timeout: Duration,
     pub max_header_bytes: usize,
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug)]
@@ -375,6 +380,15 @@ impl Config {
                     raw.server.header_read_timeout_secs.clamp(1, 300),
                 ),
                 max_header_bytes: raw.server.max_header_bytes.clamp(8 * 1024, 1024 * 1024),
+                metrics_listen: raw
+                    .server
+                    .metrics_listen
+                    .map(|addr| {
+                        addr.parse().with_context(|| {
+                            format!("server.metrics_listen `{addr}` is not an address such as 127.0.0.1:9090")
+                        })
+                    })
+                    .transpose()?,
             },
             secrets: SecretsConfig {
                 kek: secret("secrets.kek", raw.secrets.kek, raw.secrets.kek_file)?,

@@ -72,6 +72,23 @@ pub async fn run_with(config: Config, on_listening: impl FnOnce(SocketAddr)) -> 
     .context("building the gateway's state")?
     .with_log_options(config.logs.clone());
     state.serving_tls = tls.is_some();
+    let metrics_task = match config.server.metrics_listen {
+        Some(addr) => {
+            state.metrics_elsewhere = true;
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (server.metrics_listen)"))?;
+            tracing::info!(addr = %listener.local_addr()?, "metrics listening");
+            let metrics_state = state.clone();
+            Some(tokio::spawn(async move {
+                if let Err(error) = portcullis_gateway::serve_metrics(listener, metrics_state).await
+                {
+                    tracing::warn!(%error, "the metrics listener stopped");
+                }
+            }))
+        }
+        None => None,
+    };
     if config.providers.allow_link_local {
         tracing::warn!(
             "providers.allow_link_local: provider keys may be sent to link-local addresses"
@@ -94,6 +111,9 @@ pub async fn run_with(config: Config, on_listening: impl FnOnce(SocketAddr)) -> 
         .await
         .context("server failed")?;
     listener_task.abort();
+    if let Some(task) = metrics_task {
+        task.abort();
+    }
     // Settled requests reach the ledger, and this process's leases go back, before it exits.
     if tokio::time::timeout(config.server.shutdown_grace, spend.close())
         .await
