@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{Server, admin, command, setup};
+use crate::support::{Server, command, mock_routes_and_key, setup};
 
 /// Writes `raw` and reads until the server closes or answers; what it answered.
 fn raw_exchange(server: &Server, raw: &[u8], wait: Duration) -> String {
@@ -72,36 +72,13 @@ async fn av_3_hostile_clients_get_4xx_or_are_cut_off_and_shutdown_drains() {
     }
 
     // Duplicate keys and deep nesting: 400 in the envelope, on both planes.
-    let credential = admin(
+    let (_, secret) = mock_routes_and_key(
         &client,
         &setup,
         &server,
-        reqwest::Method::POST,
-        "/credentials",
-        json!({"name": "mock", "provider": "mock", "api_key": "x"}),
+        &[("chat", "mock-1"), ("slow", "mock-slow-1500")],
     )
     .await;
-    for (alias, model) in [("chat", "mock-1"), ("slow", "mock-slow-1500")] {
-        admin(
-            &client,
-            &setup,
-            &server,
-            reqwest::Method::PUT,
-            &format!("/routes/{alias}"),
-            json!({"targets": [{"credential_id": credential["credential_id"], "model": model}]}),
-        )
-        .await;
-    }
-    let key = admin(
-        &client,
-        &setup,
-        &server,
-        reqwest::Method::POST,
-        "/keys",
-        json!({"name": "k"}),
-    )
-    .await;
-    let secret = key["secret"].as_str().unwrap().to_owned();
     let deep = format!("{}1{}", "[".repeat(100), "]".repeat(100));
     for (path, token, body) in [
         (

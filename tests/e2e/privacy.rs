@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Server, admin, command, setup};
+use crate::support::{Server, admin, command, mock_routes_and_key, setup};
 
 /// The values, each of a kind the detector knows.
 const VALUES: [&str; 6] = [
@@ -36,24 +36,13 @@ async fn rm_2_with_redaction_on_no_pii_value_persists_in_the_database_or_the_log
     let post = |path: &'static str, body: Value| {
         admin(&client, &setup, &server, reqwest::Method::POST, path, body)
     };
-    let credential = post(
-        "/credentials",
-        json!({"name": "mock", "provider": "mock", "api_key": "x"}),
+    let (_, secret) = mock_routes_and_key(
+        &client,
+        &setup,
+        &server,
+        &[("echo", "mock-echo"), ("broken", "mock-error-500")],
     )
     .await;
-    for (alias, model) in [("echo", "mock-echo"), ("broken", "mock-error-500")] {
-        admin(
-            &client,
-            &setup,
-            &server,
-            reqwest::Method::PUT,
-            &format!("/routes/{alias}"),
-            json!({"targets": [{"credential_id": credential["credential_id"], "model": model}]}),
-        )
-        .await;
-    }
-    let key = post("/keys", json!({"name": "traffic"})).await;
-    let secret = key["secret"].as_str().unwrap().to_owned();
     admin(
         &client,
         &setup,
@@ -169,39 +158,12 @@ async fn rm_1_request_logs_queued_at_shutdown_are_written_before_the_process_exi
     let setup = setup().await;
     let mut server = Server::start(command(&setup.test));
     let client = reqwest::Client::builder().build().unwrap();
-    let credential = admin(
-        &client,
-        &setup,
-        &server,
-        reqwest::Method::POST,
-        "/credentials",
-        json!({"name": "mock", "provider": "mock", "api_key": "x"}),
-    )
-    .await;
-    admin(
-        &client,
-        &setup,
-        &server,
-        reqwest::Method::PUT,
-        "/routes/chat",
-        json!({"targets": [{"credential_id": credential["credential_id"], "model": "mock-1"}]}),
-    )
-    .await;
-    let key = admin(
-        &client,
-        &setup,
-        &server,
-        reqwest::Method::POST,
-        "/keys",
-        json!({"name": "traffic"}),
-    )
-    .await;
-    let secret = key["secret"].as_str().unwrap();
+    let (_, secret) = mock_routes_and_key(&client, &setup, &server, &[("chat", "mock-1")]).await;
     const SENT: i64 = 30;
     for _ in 0..SENT {
         let response = client
             .post(server.url("/v1/chat/completions"))
-            .bearer_auth(secret)
+            .bearer_auth(&secret)
             .json(&json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}]}))
             .send()
             .await

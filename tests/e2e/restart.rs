@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use portcullis_testkit::TestDb;
 use serde_json::{Value, json};
 
-use crate::support::{Server, Setup, admin, command, setup_on};
+use crate::support::{Server, Setup, admin, command, mock_routes_and_key, setup_on};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -127,27 +127,10 @@ async fn av_3_two_processes_are_one_service_and_a_database_restart_loses_no_ledg
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    let credential = admin(
-        &client,
-        &setup,
-        &a,
-        reqwest::Method::POST,
-        "/credentials",
-        json!({"name": "mock", "provider": "mock", "api_key": "x"}),
-    )
-    .await;
-    admin(
-        &client,
-        &setup,
-        &a,
-        reqwest::Method::PUT,
-        "/routes/chat",
-        json!({"targets": [{"credential_id": credential["credential_id"], "model": "mock-1"}]}),
-    )
-    .await;
+    let (revoked_id, revoked) =
+        mock_routes_and_key(&client, &setup, &a, &[("chat", "mock-1")]).await;
 
     // One service: a key revoked through A is refused by B within a second (AC-2).
-    let (revoked_id, revoked) = new_key(&client, &setup, &a).await;
     assert_eq!(chat(&client, &b, &revoked).await, 200);
     admin(
         &client,

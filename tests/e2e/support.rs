@@ -207,3 +207,46 @@ pub async fn admin(
         serde_json::from_str(&text).unwrap()
     }
 }
+
+/// Routes each `(alias, model)` to one `mock` credential, and makes a virtual key: its
+/// `(key_id, secret)`.
+pub async fn mock_routes_and_key(
+    client: &reqwest::Client,
+    setup: &Setup,
+    server: &Server,
+    routes: &[(&str, &str)],
+) -> (String, String) {
+    let credential = admin(
+        client,
+        setup,
+        server,
+        reqwest::Method::POST,
+        "/credentials",
+        serde_json::json!({"name": "mock", "provider": "mock", "api_key": "x"}),
+    )
+    .await;
+    for (alias, model) in routes {
+        admin(
+            client,
+            setup,
+            server,
+            reqwest::Method::PUT,
+            &format!("/routes/{alias}"),
+            serde_json::json!({"targets": [{"credential_id": credential["credential_id"], "model": model}]}),
+        )
+        .await;
+    }
+    let key = admin(
+        client,
+        setup,
+        server,
+        reqwest::Method::POST,
+        "/keys",
+        serde_json::json!({"name": "traffic"}),
+    )
+    .await;
+    (
+        key["key_id"].as_str().unwrap().to_owned(),
+        key["secret"].as_str().unwrap().to_owned(),
+    )
+}
