@@ -164,7 +164,7 @@ async fn run(
                     let bytes = entry_bytes(&draft, &end);
                     queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
                     batch_bytes += bytes;
-                    batch.push(to_row(&detector, &options, draft, end));
+                    batch.push((draft, end));
                 }
                 Message::Flush(done) => flushes.push(done),
             }
@@ -183,7 +183,24 @@ async fn run(
                 }
             };
         }
-        write(&db, batch, &metrics).await;
+        // Redaction is CPU work on up to megabytes: off the async workers.
+        let (detector, options) = (Arc::clone(&detector), options.clone());
+        let count = batch.len();
+        let rows = tokio::task::spawn_blocking(move || {
+            batch
+                .into_iter()
+                .map(|(draft, end)| to_row(&detector, &options, draft, end))
+                .collect::<Vec<NewLog>>()
+        })
+        .await;
+        match rows {
+            Ok(rows) => write(&db, rows, &metrics).await,
+            Err(error) => {
+                // Only a panic in redaction gets here: those rows are lost, and counted.
+                metrics.dropped.inc_by(u64::try_from(count).unwrap_or(0));
+                tracing::error!(%error, "request logs could not be prepared");
+            }
+        }
         for done in flushes {
             let _ = done.send(());
         }
