@@ -32,6 +32,8 @@ use crate::spend::{Outcome, Reservation, UsageTap, usage_from_json};
 use tracing::Instrument;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Bodies up to this size are scanned by the guardrail inline (tens of microseconds).
+const INLINE_SCAN_BYTES: usize = 64 * 1024;
 
 fn allowed(key: &LiveKey, alias: &str) -> bool {
     key.models
@@ -479,13 +481,30 @@ async fn prepare(
             format!("this key may not use `{alias}`"),
         ));
     }
-    let checked = tracing::info_span!("guardrail", org_id = %key.org_id).in_scope(|| {
-        guardrail::check(
-            &state.detector,
-            &key.privacy.pii_guardrail,
-            &mut call.request,
-        )
-    });
+    let span = tracing::info_span!("guardrail", org_id = %key.org_id);
+    let checked = if call.body_len <= INLINE_SCAN_BYTES {
+        span.in_scope(|| {
+            guardrail::check(
+                &state.detector,
+                &key.privacy.pii_guardrail,
+                &mut call.request,
+            )
+        })
+    } else {
+        // A large body is scanned on the blocking pool: milliseconds of CPU must not hold up
+        // the async workers that serve everyone else.
+        let detector = Arc::clone(&state.detector);
+        let mode = key.privacy.pii_guardrail.clone();
+        let mut request = std::mem::take(&mut call.request);
+        let (request, checked) = tokio::task::spawn_blocking(move || {
+            let checked = span.in_scope(|| guardrail::check(&detector, &mode, &mut request));
+            (request, checked)
+        })
+        .await
+        .map_err(ApiError::internal)?;
+        call.request = request;
+        checked
+    };
     state.metrics.guardrail(checked.record.action);
     let refusal = (checked.record.action == "blocked").then(|| guardrail::blocked(&checked.record));
     draft.guardrail(checked.record);

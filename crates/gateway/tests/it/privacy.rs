@@ -470,3 +470,24 @@ async fn rm_1_a_prompt_with_nul_characters_keeps_its_log_content_and_ledger_row(
     assert_eq!(ledger.body["entries"].as_array().unwrap().len(), 2);
     assert_eq!(env.state.logs.metrics().dropped.get(), 0);
 }
+
+#[tokio::test]
+async fn cf_3_a_large_prompt_is_scanned_as_fully_as_a_small_one() {
+    let (env, seen) = setup().await;
+    set(&env, json!({"pii_guardrail": "redact"})).await;
+    // Past the inline limit: scanned on the blocking pool.
+    let text = format!("{} mail {EMAIL} now", "lorem ipsum ".repeat(20_000));
+    let body = json!({"model": "rec", "messages": [{"role": "user", "content": text}]});
+    let response = env
+        .call(
+            Method::POST,
+            "/v1/chat/completions",
+            Who::VirtualKey,
+            Some(body),
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.body);
+    let received = seen.lock().unwrap().last().cloned().unwrap().to_string();
+    assert!(!received.contains(EMAIL));
+    assert!(received.contains("mail [EMAIL_1] now"));
+}
