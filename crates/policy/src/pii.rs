@@ -127,11 +127,6 @@ impl Detector {
         found
     }
 
-    /// Whether the text holds anything at all (the same rules as `find`).
-    pub fn any(&self, text: &str) -> bool {
-        !self.find(text).is_empty()
-    }
-
     /// The first rule that holds at `start`, in the rules' order of precedence.
     fn confirm(&self, bytes: &[u8], start: usize) -> Option<Finding> {
         self.rules.iter().find_map(|rule| {

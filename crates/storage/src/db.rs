@@ -124,6 +124,20 @@ impl Db {
         Self { pool }
     }
 
+    /// A transaction holding the background job's advisory lock `lock`, or `None` when
+    /// another process holds it: each job runs in one process at a time across the fleet.
+    pub(crate) async fn begin_job(
+        &self,
+        lock: i64,
+    ) -> Result<Option<sqlx::Transaction<'static, sqlx::Postgres>>, StorageError> {
+        let mut tx = self.pool.begin().await?;
+        let locked: bool = sqlx::query_scalar("select pg_try_advisory_xact_lock($1)")
+            .bind(lock)
+            .fetch_one(&mut *tx)
+            .await?;
+        Ok(locked.then_some(tx))
+    }
+
     /// Whether this pool's connections to PostgreSQL are encrypted (EN-1).
     pub async fn uses_tls(&self) -> Result<bool, StorageError> {
         Ok(sqlx::query_scalar(

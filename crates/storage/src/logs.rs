@@ -316,14 +316,9 @@ const RETENTION_LOCK: i64 = 0x7063_6c6f_6773_0001;
 /// RM-3: removes content past each org's retention, if no other process is doing so now.
 /// Returns how many content rows went, or `None` when another process holds the job.
 pub async fn expire_content(db: &Db) -> Result<Option<i64>, StorageError> {
-    let mut tx = db.pool().begin().await?;
-    let locked: bool = sqlx::query_scalar("select pg_try_advisory_xact_lock($1)")
-        .bind(RETENTION_LOCK)
-        .fetch_one(&mut *tx)
-        .await?;
-    if !locked {
+    let Some(mut tx) = db.begin_job(RETENTION_LOCK).await? else {
         return Ok(None);
-    }
+    };
     let removed: i64 = sqlx::query_scalar("select content_expire()")
         .fetch_one(&mut *tx)
         .await?;

@@ -441,14 +441,9 @@ const SWEEP_LOCK: i64 = 0x7063_7370_656e_6401;
 /// minutes (`spend_sweep()`), and ledger rows past their org's retention (`ledger_expire()`).
 /// `None` when another process holds the job.
 pub async fn sweep(db: &Db) -> Result<Option<(i32, i64)>, StorageError> {
-    let mut tx = db.pool().begin().await?;
-    let locked: bool = sqlx::query_scalar("select pg_try_advisory_xact_lock($1)")
-        .bind(SWEEP_LOCK)
-        .fetch_one(&mut *tx)
-        .await?;
-    if !locked {
+    let Some(mut tx) = db.begin_job(SWEEP_LOCK).await? else {
         return Ok(None);
-    }
+    };
     let leases: i32 = sqlx::query_scalar("select spend_sweep()")
         .fetch_one(&mut *tx)
         .await?;

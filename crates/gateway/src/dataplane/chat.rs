@@ -255,7 +255,7 @@ async fn proxy(
                 return Err(ApiError::invalid_request("`messages` must be an array"));
             }
             if let Some(prompt) = request.remove("prompt") {
-                prompt_bytes = apply_prompt(state, &key, &prompt, &mut request).await?;
+                prompt_bytes = apply_prompt(state, &key, prompt, &mut request).await?;
             }
             let stream = request
                 .get("stream")
@@ -310,7 +310,7 @@ async fn proxy(
 async fn apply_prompt(
     state: &AppState,
     key: &LiveKey,
-    prompt: &Value,
+    prompt: Value,
     request: &mut Map<String, Value>,
 ) -> Result<usize, ApiError> {
     #[derive(serde::Deserialize)]
@@ -322,7 +322,7 @@ async fn apply_prompt(
         #[serde(default)]
         variables: Map<String, Value>,
     }
-    let ask: Ask = serde_json::from_value(prompt.clone()).map_err(|e| {
+    let ask: Ask = serde_json::from_value(prompt).map_err(|e| {
         ApiError::invalid_request(format!(
             "`prompt` is {{name, label or version, variables}}: {e}"
         ))

@@ -8,14 +8,12 @@
 
 mod writer;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use portcullis_core::money::Usage;
 use portcullis_core::{KeyId, OrgId};
-use portcullis_policy::pii::Detector;
 use portcullis_storage::Db;
 use portcullis_storage::dataplane::LiveKey;
 use serde_json::{Map, Value};
@@ -243,6 +241,3 @@ pub fn spawn_retention(db: Db, interval: Duration) {
         }
     });
 }
-
-/// The detector, shared by the guardrail and the writer.
-pub type SharedDetector = Arc<Detector>;

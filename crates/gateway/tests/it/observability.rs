@@ -48,14 +48,7 @@ async fn av_3_metrics_move_with_traffic() {
         .await;
     assert_eq!(patch.status, StatusCode::OK);
     for alias in ["steady", "steady", "shaky"] {
-        let response = env
-            .call(
-                Method::POST,
-                "/v1/chat/completions",
-                Who::VirtualKey,
-                Some(chat(alias)),
-            )
-            .await;
+        let response = env.chat(chat(alias)).await;
         assert_eq!(response.status, StatusCode::OK, "{}", response.body);
     }
     // A budget of one micro-dollar refuses the next request.
@@ -69,14 +62,7 @@ async fn av_3_metrics_move_with_traffic() {
         .await;
     assert_eq!(patch.status, StatusCode::OK);
     env.mock_route("priced", &["gpt-4o-mini"]).await;
-    let refused = env
-        .call(
-            Method::POST,
-            "/v1/chat/completions",
-            Who::VirtualKey,
-            Some(chat("steady")),
-        )
-        .await;
+    let refused = env.chat(chat("steady")).await;
     assert_eq!(
         refused.status,
         StatusCode::PAYMENT_REQUIRED,
@@ -130,14 +116,7 @@ async fn av_3_request_spans_reach_an_exporter_with_the_org_id() {
     for stream in [false, true] {
         let mut body = chat("traced");
         body["stream"] = json!(stream);
-        let response = env
-            .call(
-                Method::POST,
-                "/v1/chat/completions",
-                Who::VirtualKey,
-                Some(body),
-            )
-            .await;
+        let response = env.chat(body).await;
         assert_eq!(response.status, StatusCode::OK, "{}", response.body);
     }
     assert!(env.state.logs.flush(Duration::from_secs(10)).await);

@@ -229,14 +229,7 @@ async fn cf_3_block_mode_refuses_with_pii_detected_naming_kinds_never_values() {
     // A request without PII passes in block mode.
     let clean =
         json!({"model": "rec", "messages": [{"role": "user", "content": "What is 2 + 2?"}]});
-    let response = env
-        .call(
-            Method::POST,
-            "/v1/chat/completions",
-            Who::VirtualKey,
-            Some(clean),
-        )
-        .await;
+    let response = env.chat(clean).await;
     assert_eq!(response.status, StatusCode::OK, "{}", response.body);
     assert!(env.state.logs.flush(Duration::from_secs(10)).await);
     let logs = env
@@ -270,14 +263,7 @@ async fn rm_1_switching_the_logging_level_is_audited_and_applies_to_the_next_req
             set(&env, json!({"logging_level": level})).await;
         }
         // At once: no wait for the change to travel.
-        let response = env
-            .call(
-                Method::POST,
-                "/v1/chat/completions",
-                Who::VirtualKey,
-                Some(chat(n)),
-            )
-            .await;
+        let response = env.chat(chat(n)).await;
         assert_eq!(response.status, StatusCode::OK, "{}", response.body);
         ids.push(
             response.headers["x-request-id"]
@@ -343,14 +329,7 @@ async fn rm_5_a_data_subject_deletion_through_its_route_is_scoped_and_audited() 
     for user in ["subject-a", "subject-a", "subject-b"] {
         let body = json!({"model": "rec", "user": user,
                           "messages": [{"role": "user", "content": "hello"}]});
-        let response = env
-            .call(
-                Method::POST,
-                "/v1/chat/completions",
-                Who::VirtualKey,
-                Some(body),
-            )
-            .await;
+        let response = env.chat(body).await;
         assert_eq!(response.status, StatusCode::OK, "{}", response.body);
     }
     assert!(env.state.logs.flush(Duration::from_secs(10)).await);
@@ -433,14 +412,7 @@ async fn rm_1_a_prompt_with_nul_characters_keeps_its_log_content_and_ledger_row(
     for stream in [false, true] {
         let body = json!({"model": "echo", "stream": stream,
                           "messages": [{"role": "user", "content": "before\u{0}after"}]});
-        let response = env
-            .call(
-                Method::POST,
-                "/v1/chat/completions",
-                Who::VirtualKey,
-                Some(body),
-            )
-            .await;
+        let response = env.chat(body).await;
         assert_eq!(response.status, StatusCode::OK, "{}", response.body);
         ids.push(
             response.headers["x-request-id"]
@@ -478,14 +450,7 @@ async fn cf_3_a_large_prompt_is_scanned_as_fully_as_a_small_one() {
     // Past the inline limit: scanned on the blocking pool.
     let text = format!("{} mail {EMAIL} now", "lorem ipsum ".repeat(20_000));
     let body = json!({"model": "rec", "messages": [{"role": "user", "content": text}]});
-    let response = env
-        .call(
-            Method::POST,
-            "/v1/chat/completions",
-            Who::VirtualKey,
-            Some(body),
-        )
-        .await;
+    let response = env.chat(body).await;
     assert_eq!(response.status, StatusCode::OK, "{}", response.body);
     let received = seen.lock().unwrap().last().cloned().unwrap().to_string();
     assert!(!received.contains(EMAIL));

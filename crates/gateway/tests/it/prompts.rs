@@ -27,14 +27,7 @@ fn version(text: &str) -> Value {
 /// What the echo model answers: the last message's text, so the test sends none of its own.
 async fn ask(env: &Env, prompt: Value) -> (StatusCode, Value) {
     let body = json!({"model": "echo", "messages": [], "prompt": prompt});
-    let response = env
-        .call(
-            Method::POST,
-            "/v1/chat/completions",
-            Who::VirtualKey,
-            Some(body),
-        )
-        .await;
+    let response = env.chat(body).await;
     (response.status, response.body)
 }
 

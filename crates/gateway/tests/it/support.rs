@@ -409,6 +409,17 @@ pub async fn prepare(
 }
 
 impl Env {
+    /// `POST /v1/chat/completions` with the harness's virtual key.
+    pub async fn chat(&self, body: Value) -> Response {
+        self.call(
+            Method::POST,
+            "/v1/chat/completions",
+            Who::VirtualKey,
+            Some(body),
+        )
+        .await
+    }
+
     /// Sends one chat request through a new route and waits for its log and ledger row: its
     /// request id.
     pub async fn logged_request(&self) -> String {
