@@ -15,5 +15,6 @@ mod sdk;
 mod serve;
 mod spend;
 mod support;
+mod timing;
 mod tls;
 mod walkthrough;

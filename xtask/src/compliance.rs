@@ -358,7 +358,7 @@ implemented_in = []
         let controls = read_registry(text).unwrap();
         let ids: Vec<&str> = controls.iter().map(|c| c.id.as_str()).collect();
         for family in [
-            ("AC", 5),
+            ("AC", 6),
             ("AU", 3),
             ("RM", 5),
             ("EN", 3),
@@ -374,7 +374,7 @@ implemented_in = []
                 );
             }
         }
-        assert_eq!(ids.len(), 24);
+        assert_eq!(ids.len(), 25);
         assert!(
             controls
                 .iter()

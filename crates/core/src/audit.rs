@@ -61,7 +61,7 @@ impl fmt::Display for ChainHash {
 pub struct InvalidChainHash;
 
 /// Who acted. Every audit entry names one (AU-2).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Actor {
     pub kind: ActorKind,
     /// The user id, key id, or for `System` the name of the job or command.

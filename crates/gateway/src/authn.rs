@@ -1,5 +1,7 @@
 //! `/auth/v1`: login (with a second step when MFA is on), logout, the caller's profile, TOTP
-//! enrolment, and accepting an invitation (AC-4, AC-5).
+//! enrolment, accepting an invitation, and signing out everywhere (AC-4, AC-5, AC-6).
+
+use std::net::IpAddr;
 
 use axum::Json;
 use axum::Router;
@@ -21,12 +23,15 @@ use crate::error::ApiError;
 use crate::json::JsonBody;
 use crate::router::AppState;
 use crate::source::ClientSource;
-use crate::throttle::{PER_ACCOUNT, PER_IP};
+use crate::throttle::{Attempt, Subject};
 
-const SESSION_HOURS: i64 = 12;
+/// The longest session any org allows; each org's `session_max_hours` may shorten it.
+const SESSION_MAX_HOURS: i64 = 720;
 const CHALLENGE_MINUTES: i64 = 5;
+/// The longest email address (RFC 5321's path limit); longer is refused before any work.
+pub const MAX_EMAIL_BYTES: usize = 320;
 
-fn table() -> [(&'static str, &'static str, MethodRouter<AppState>); 7] {
+fn table() -> [(&'static str, &'static str, MethodRouter<AppState>); 8] {
     [
         ("POST", "/auth/v1/login", post(login)),
         ("POST", "/auth/v1/login/mfa", post(login_mfa)),
@@ -35,6 +40,7 @@ fn table() -> [(&'static str, &'static str, MethodRouter<AppState>); 7] {
         ("POST", "/auth/v1/mfa/enroll", post(mfa_enroll)),
         ("POST", "/auth/v1/mfa/confirm", post(mfa_confirm)),
         ("POST", "/auth/v1/invites/accept", post(accept_invite)),
+        ("POST", "/auth/v1/sessions/revoke", post(revoke_sessions)),
     ]
 }
 
@@ -62,6 +68,7 @@ fn user_actor(user: UserId) -> Actor {
 }
 
 /// Records an event about a person in every org they belong to: a login concerns them all.
+/// An org where they are only invited is not one of them.
 async fn record_for_user(
     state: &AppState,
     user: UserId,
@@ -89,6 +96,19 @@ async fn record_for_user(
     Ok(())
 }
 
+/// Records a failure after the answer, off the request path: a known email must not answer
+/// later than an unknown one because its failure is written (the timing would tell which
+/// emails have accounts). Shutdown waits for these writes.
+fn record_failure_later(state: &AppState, user: UserId, source: Source, details: Value) {
+    let state_for_task = state.clone();
+    state.tasks.spawn(async move {
+        let state = state_for_task;
+        if let Err(error) = record_for_user(&state, user, &source, "login.failed", details).await {
+            tracing::warn!(error = %error, "could not record a failed login");
+        }
+    });
+}
+
 fn invalid_credentials() -> ApiError {
     ApiError::unauthenticated("invalid_credentials", "invalid email or password")
 }
@@ -102,17 +122,38 @@ async fn blocking<T: Send + 'static>(
         .map_err(ApiError::internal)
 }
 
-fn throttled(state: &AppState, keys: &[(&str, crate::throttle::Limit)]) -> Result<(), ApiError> {
-    for (key, limit) in keys {
-        state
-            .throttle
-            .check(key, *limit)
-            .map_err(|retry_after_secs| ApiError::RateLimited {
-                retry_after_secs,
-                message: "too many attempts; retry later".to_owned(),
-            })?;
-    }
-    Ok(())
+/// Counts one attempt in each of `subjects` before its work (AC-4): refused with 429 when any
+/// is used up.
+fn throttled<'a>(state: &'a AppState, subjects: &[Subject<'_>]) -> Result<Attempt<'a>, ApiError> {
+    state
+        .throttle
+        .acquire(subjects)
+        .map_err(|retry_after_secs| ApiError::RateLimited {
+            retry_after_secs,
+            message: "too many attempts; retry later".to_owned(),
+        })
+}
+
+/// The buckets a password attempt for `email` from `address` is counted in.
+fn password_subjects(email: &str, address: Option<IpAddr>) -> [Subject<'_>; 3] {
+    [
+        Subject::AccountAt {
+            what: "password",
+            name: email,
+            address,
+        },
+        Subject::Account {
+            what: "password",
+            name: email,
+        },
+        Subject::Address(address),
+    ]
+}
+
+/// The buckets of a second-factor attempt: a person's codes, from anywhere (whoever reaches
+/// this step has their password), and the client address.
+fn second_factor_subjects(user: &str, address: Option<IpAddr>) -> [Subject<'_>; 2] {
+    [Subject::SecondFactor(user), Subject::Address(address)]
 }
 
 #[derive(Debug, Deserialize)]
@@ -142,7 +183,14 @@ async fn new_session(
     mfa_verified: bool,
 ) -> Result<(Token, DateTime<Utc>), ApiError> {
     let (token_kind, ttl) = match kind {
-        SessionKind::Session => (TokenKind::Session, chrono::Duration::hours(SESSION_HOURS)),
+        SessionKind::Session => {
+            // The strictest org's lifetime; `auth_session` holds every use to it after.
+            let (_, max_hours) = auth::session_limits(&state.db, user).await?;
+            (
+                TokenKind::Session,
+                chrono::Duration::hours(i64::from(max_hours).min(SESSION_MAX_HOURS)),
+            )
+        }
         SessionKind::MfaChallenge => (
             TokenKind::MfaChallenge,
             chrono::Duration::minutes(CHALLENGE_MINUTES),
@@ -161,22 +209,22 @@ async fn new_session(
 }
 
 /// `POST /auth/v1/login`. An unknown email and a wrong password get the same answer after the
-/// same argon2 work; every login makes a new token.
+/// same work, in the same time (a known email's failure is recorded after the answer); every
+/// login makes a new token.
 async fn login(
     State(state): State<AppState>,
     ClientSource(source): ClientSource,
     JsonBody(body): JsonBody<Login>,
 ) -> Result<Json<Value>, ApiError> {
-    let account_key = format!("acct:{}", body.email.trim().to_lowercase());
-    let ip_key = format!(
-        "ip:{}",
-        source
-            .client_ip
-            .map_or_else(String::new, |ip| ip.to_string())
-    );
-    throttled(&state, &[(&account_key, PER_ACCOUNT), (&ip_key, PER_IP)])?;
+    let email = body.email.trim();
+    if email.is_empty() || email.len() > MAX_EMAIL_BYTES {
+        return Err(ApiError::invalid_request(format!(
+            "`email` is 1 to {MAX_EMAIL_BYTES} bytes"
+        )));
+    }
+    let attempt = throttled(&state, &password_subjects(email, source.client_ip))?;
 
-    let user = auth::user_by_email(&state.db, body.email.trim()).await?;
+    let user = auth::user_by_email(&state.db, email).await?;
     let stored = user.as_ref().and_then(|u| u.password_hash.clone());
     let password_ok = blocking(move || match stored {
         Some(hash) => password::verify(&body.password, &hash),
@@ -190,19 +238,23 @@ async fn login(
     let user = match user {
         Some(user) if password_ok => user,
         known => {
-            state.throttle.fail(&account_key);
-            state.throttle.fail(&ip_key);
+            // The attempt stays counted.
+            drop(attempt);
             match known {
                 Some(user) => {
-                    let details = json!({"reason": "password"});
-                    record_for_user(&state, user.user_id, &source, "login.failed", details).await?;
+                    record_failure_later(
+                        &state,
+                        user.user_id,
+                        source,
+                        json!({"reason": "password"}),
+                    );
                 }
                 None => tracing::info!("login failed for an unknown email"),
             }
             return Err(invalid_credentials());
         }
     };
-    state.throttle.clear(&account_key);
+    attempt.succeeded();
     if user.mfa_enabled {
         let (challenge, expires_at) =
             new_session(&state, user.user_id, SessionKind::MfaChallenge, false).await?;
@@ -303,19 +355,15 @@ async fn login_mfa(
         .ok_or_else(|| {
             ApiError::unauthenticated("invalid_session", "unknown or expired challenge")
         })?;
-    let user = pending.user_id;
-    let mfa_key = format!("mfa:{user}");
-    let ip_key = format!(
-        "ip:{}",
-        source
-            .client_ip
-            .map_or_else(String::new, |ip| ip.to_string())
-    );
-    throttled(&state, &[(&mfa_key, PER_ACCOUNT), (&ip_key, PER_IP)])?;
+    let user = pending.session.user_id;
+    let user_name = user.to_string();
+    let attempt = throttled(
+        &state,
+        &second_factor_subjects(&user_name, source.client_ip),
+    )?;
 
     let Some(factor) = check_second_factor(&state, user, &body.code).await? else {
-        state.throttle.fail(&mfa_key);
-        state.throttle.fail(&ip_key);
+        drop(attempt);
         record_for_user(
             &state,
             user,
@@ -329,8 +377,14 @@ async fn login_mfa(
             "invalid code",
         ));
     };
-    state.throttle.clear(&mfa_key);
-    auth::end_session(&state.db, &challenge.hash()).await?;
+    attempt.succeeded();
+    // A challenge is spent once: a second success with the same challenge loses here.
+    if !auth::end_session(&state.db, &challenge.hash()).await? {
+        return Err(ApiError::unauthenticated(
+            "invalid_session",
+            "unknown or expired challenge",
+        ));
+    }
     let method = match factor {
         SecondFactor::Totp => "totp",
         SecondFactor::RecoveryCode => "recovery_code",
@@ -372,7 +426,19 @@ struct MeView {
     email: String,
     mfa_enabled: bool,
     mfa_verified: bool,
+    /// The orgs the person belongs to.
     memberships: Vec<MembershipView>,
+    /// Open invitations addressed to the person's email: nothing until accepted.
+    invitations: Vec<InvitationView>,
+}
+
+#[derive(Debug, Serialize)]
+struct InvitationView {
+    invite_id: String,
+    org_id: String,
+    name: String,
+    role: &'static str,
+    expires_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Serialize)]
@@ -391,6 +457,7 @@ async fn session_user(
             user_id,
             session_id,
             mfa_verified,
+            ..
         } => Ok((user_id, session_id, mfa_verified)),
         Principal::MasterKey(_) => Err(ApiError::forbidden(
             "wrong_key_kind",
@@ -414,12 +481,24 @@ async fn me(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Me
             role: m.role.as_str(),
         })
         .collect();
+    let invitations = auth::invitations_for(&state.db, user)
+        .await?
+        .into_iter()
+        .map(|i| InvitationView {
+            invite_id: i.invite_id.to_string(),
+            org_id: i.org_id.to_string(),
+            name: i.org_name,
+            role: i.role.as_str(),
+            expires_at: i.expires_at,
+        })
+        .collect();
     Ok(Json(MeView {
         user_id: user.to_string(),
         email: profile.email,
         mfa_enabled: profile.mfa_enabled,
         mfa_verified,
         memberships,
+        invitations,
     }))
 }
 
@@ -476,8 +555,11 @@ async fn mfa_confirm(
     JsonBody(body): JsonBody<Confirm>,
 ) -> Result<Json<RecoveryCodes>, ApiError> {
     let (user, session_id, _) = session_user(&state, &headers).await?;
-    let throttle_key = format!("mfa:{user}");
-    throttled(&state, &[(&throttle_key, PER_ACCOUNT)])?;
+    let user_name = user.to_string();
+    let attempt = throttled(
+        &state,
+        &second_factor_subjects(&user_name, source.client_ip),
+    )?;
     let profile = auth::profile(&state.db, user)
         .await?
         .ok_or_else(invalid_credentials)?;
@@ -490,11 +572,12 @@ async fn mfa_confirm(
         .map_err(ApiError::internal)?;
     let totp = Totp::new(secret, &profile.email).map_err(ApiError::internal)?;
     let Some(step) = totp.matching_step(&body.code, unix_now()) else {
-        state.throttle.fail(&throttle_key);
+        drop(attempt);
         return Err(ApiError::invalid_request(
             "the code does not match; check the device clock",
         ));
     };
+    attempt.succeeded();
     let codes: Vec<RecoveryCode> = (0..RECOVERY_CODES)
         .map(|_| RecoveryCode::generate())
         .collect::<Result<_, _>>()?;
@@ -533,40 +616,114 @@ async fn mfa_confirm(
 #[serde(deny_unknown_fields)]
 struct AcceptInvite {
     invite_token: String,
-    password: String,
+    /// A new person's password; a person with an account signs in and sends none.
+    password: Option<String>,
 }
 
-/// `POST /auth/v1/invites/accept`: an invited person sets their password.
+/// `POST /auth/v1/invites/accept` (AC-6). A new person sends the token and a password, and
+/// their account is made; a person who has an account sends the token from their own
+/// session, which must be the invited email's. A token never sets or resets an existing
+/// account's password.
 async fn accept_invite(
     State(state): State<AppState>,
     ClientSource(source): ClientSource,
+    headers: HeaderMap,
     JsonBody(body): JsonBody<AcceptInvite>,
 ) -> Result<Json<Value>, ApiError> {
     let not_found = || ApiError::NotFound {
         code: "not_found",
-        message: "unknown, used or expired invitation".to_owned(),
+        message: "unknown, used, revoked or expired invitation".to_owned(),
+    };
+    let signed_in = headers.contains_key(axum::http::header::AUTHORIZATION);
+    let session = if signed_in {
+        Some(session_user(&state, &headers).await?.0)
+    } else {
+        None
     };
     let token = Token::parse(body.invite_token.trim())
         .ok()
         .filter(|t| t.kind() == TokenKind::Invite)
         .ok_or_else(not_found)?;
-    password::check_new_password(&body.password)
-        .map_err(|e| ApiError::invalid_request(e.to_string()))?;
+    let new_password = match (session, body.password) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid_request(
+                "signed in, accept without a password: a token never sets an account's password",
+            ));
+        }
+        (None, None) => {
+            return Err(ApiError::invalid_request(
+                "`password` is required to accept as a new person; if you have an account, \
+                 sign in and accept from that session",
+            ));
+        }
+        (None, Some(password)) => {
+            password::check_new_password(&password)
+                .map_err(|e| ApiError::invalid_request(e.to_string()))?;
+            Some(password)
+        }
+        (Some(_), None) => None,
+    };
     let invite = auth::invite(&state.db, &token.hash())
         .await?
         .ok_or_else(not_found)?;
-    let new_password = body.password;
-    let hash = blocking(move || password::hash(&new_password)).await??;
+    let offer = members::Offer {
+        invite_id: invite.invite_id,
+        email: &invite.email,
+        role: invite.role,
+    };
+    let user = match session {
+        Some(user) => {
+            // The invitation is for an email: another account holding the token gets nothing.
+            let profile = auth::profile(&state.db, user)
+                .await?
+                .ok_or_else(invalid_credentials)?;
+            if !profile.email.eq_ignore_ascii_case(&invite.email) {
+                return Err(not_found());
+            }
+            user
+        }
+        None => UserId::new(),
+    };
+    let hash = match new_password {
+        Some(password) => Some(blocking(move || password::hash(&password)).await??),
+        None => None,
+    };
     let mut tx = state
         .db
         .begin_write(
             invite.org_id,
-            &user_actor(invite.user_id),
+            &user_actor(user),
             &source,
-            AuditedChange::new("invite.accepted", "user", invite.user_id),
+            AuditedChange::new("invite.accepted", "user", user),
         )
         .await?;
-    members::accept_invite(&mut tx, invite.invite_id, invite.user_id, &hash).await?;
+    match &hash {
+        Some(hash) => members::accept_as_new_person(&mut tx, offer, user, hash).await?,
+        None => members::accept_as_existing_person(&mut tx, offer, user).await?,
+    }
     tx.commit().await?;
-    Ok(Json(json!({"user_id": invite.user_id.to_string()})))
+    Ok(Json(json!({
+        "user_id": user.to_string(),
+        "org_id": invite.org_id.to_string(),
+        "role": invite.role.as_str(),
+    })))
+}
+
+/// `POST /auth/v1/sessions/revoke`: the caller's own "sign out everywhere", this session too.
+async fn revoke_sessions(
+    State(state): State<AppState>,
+    ClientSource(source): ClientSource,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let (user, _, _) = session_user(&state, &headers).await?;
+    let ended = auth::end_user_sessions(&state.db, user).await?;
+    record_for_user(
+        &state,
+        user,
+        &source,
+        "sessions.revoked",
+        json!({"ended": ended}),
+    )
+    .await?;
+    Ok(Json(json!({"ended": ended})))
 }

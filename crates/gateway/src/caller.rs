@@ -3,6 +3,7 @@
 
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
+use chrono::{DateTime, Utc};
 use portcullis_core::audit::{Actor, ActorKind};
 use portcullis_core::token::{Token, TokenKind};
 use portcullis_core::{KeyId, SessionId, UserId};
@@ -21,6 +22,8 @@ pub enum Principal {
         user_id: UserId,
         session_id: SessionId,
         mfa_verified: bool,
+        /// When the session began: an org may have ended its person's sessions since.
+        started_at: DateTime<Utc>,
     },
 }
 
@@ -104,12 +107,13 @@ async fn master(state: &AppState, token: &Token) -> Result<Principal, ApiError> 
 }
 
 async fn session(state: &AppState, token: &Token) -> Result<Principal, ApiError> {
-    let session = auth::session(&state.db, SessionKind::Session, &token.hash())
+    let live = auth::session(&state.db, SessionKind::Session, &token.hash())
         .await?
         .ok_or_else(|| ApiError::unauthenticated("invalid_session", "session expired or ended"))?;
     Ok(Principal::User {
-        user_id: session.user_id,
-        session_id: session.session_id,
-        mfa_verified: session.mfa_verified,
+        user_id: live.session.user_id,
+        session_id: live.session.session_id,
+        mfa_verified: live.session.mfa_verified,
+        started_at: live.started_at,
     })
 }

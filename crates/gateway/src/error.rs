@@ -24,8 +24,13 @@ pub enum ApiError {
     #[error("{message}")]
     Unauthenticated { code: &'static str, message: String },
     /// Authenticated, but not allowed (`permission_denied`, `wrong_key_kind`, `mfa_required`).
+    /// `required` names what the caller lacked, for the `access.denied` audit entry.
     #[error("{message}")]
-    Forbidden { code: &'static str, message: String },
+    Forbidden {
+        code: &'static str,
+        message: String,
+        required: Option<&'static str>,
+    },
     #[error("payload too large")]
     PayloadTooLarge,
     /// Too many attempts (logins) or past a key's requests or tokens per minute.
@@ -53,6 +58,14 @@ pub enum ApiError {
     /// A bug or an unexpected failure. The cause is logged, the client sees a generic message.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// On a 403 answer: what was refused, for the guard's `access.denied` entry (a response
+/// extension, never sent).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Refused {
+    pub code: &'static str,
+    pub required: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -88,6 +101,16 @@ impl ApiError {
         Self::Forbidden {
             code,
             message: message.into(),
+            required: None,
+        }
+    }
+
+    /// A refusal naming what the caller lacked (a role, a second factor, owning the key).
+    pub fn denied(code: &'static str, message: impl Into<String>, required: &'static str) -> Self {
+        Self::Forbidden {
+            code,
+            message: message.into(),
+            required: Some(required),
         }
     }
 
@@ -230,6 +253,12 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (status, Json(envelope)).into_response();
+        if let Self::Forbidden { code, required, .. } = &self {
+            response.extensions_mut().insert(Refused {
+                code,
+                required: *required,
+            });
+        }
         if let Self::Unavailable { retry_after_secs }
         | Self::RateLimited {
             retry_after_secs, ..
@@ -252,10 +281,13 @@ impl IntoResponse for ApiError {
 impl From<portcullis_policy::rbac::Denial> for ApiError {
     fn from(denial: portcullis_policy::rbac::Denial) -> Self {
         use portcullis_policy::rbac::Denial;
-        match denial {
-            Denial::LastOwner => Self::Conflict(denial.to_string()),
-            _ => Self::forbidden("permission_denied", denial.to_string()),
-        }
+        let required = match denial {
+            Denial::LastOwner => return Self::Conflict(denial.to_string()),
+            Denial::RoleTooLow(role) => role.as_str(),
+            Denial::OwnerOnly => "owner",
+            Denial::NotOwnKey => "key owner",
+        };
+        Self::denied("permission_denied", denial.to_string(), required)
     }
 }
 

@@ -1,9 +1,11 @@
 //! The one guard of the admin plane (AC-1): every admin route is registered with its access
-//! rule and goes through here. It authenticates, resolves the caller's role in the org fresh
-//! from the database (no cached roles), applies `require_mfa` (AC-4) and the RBAC matrix, and
-//! hands the handler an [`OrgCaller`] or [`PlatformCaller`].
+//! rule and goes through here. It authenticates, resolves the caller's membership in the org
+//! fresh from the database (no cached roles; an org may have ended the session, AC-6), applies
+//! `require_mfa` (AC-4) and the RBAC matrix, hands the handler an [`OrgCaller`] or
+//! [`PlatformCaller`], and records a member's refusal, its own or the handler's, as
+//! `access.denied`.
 
-use axum::extract::Request;
+use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use portcullis_core::audit::{Actor, Source};
@@ -12,7 +14,8 @@ use portcullis_policy::rbac::{self, Action};
 use portcullis_storage::{AuditedChange, WriteTx, orgs};
 
 use crate::caller::{Principal, admin_principal};
-use crate::error::ApiError;
+use crate::denials::{self, Denial};
+use crate::error::{ApiError, Refused};
 use crate::router::AppState;
 use crate::source::source_of;
 
@@ -32,6 +35,8 @@ pub struct OrgCaller {
     pub role: Role,
     pub principal: Principal,
     pub source: Source,
+    /// The org's `require_mfa`, as read with the caller's role.
+    pub require_mfa: bool,
 }
 
 impl OrgCaller {
@@ -61,27 +66,69 @@ pub struct PlatformCaller {
 
 pub async fn guard(state: AppState, access: RouteAccess, request: Request, next: Next) -> Response {
     let (mut parts, body) = request.into_parts();
-    let outcome = match access {
-        RouteAccess::Platform { master_only } => platform(&state, &parts, master_only)
-            .await
-            .map(|caller| parts.extensions.insert(caller))
-            .map(drop),
-        RouteAccess::Org(action) => {
-            let org_param = org_segment(parts.uri.path());
-            match org(&state, &parts, org_param, action).await {
+    match access {
+        RouteAccess::Platform { master_only } => {
+            match platform(&state, &parts, master_only).await {
                 Ok(caller) => {
-                    tracing::Span::current().record("org_id", tracing::field::display(caller.org));
                     parts.extensions.insert(caller);
-                    Ok(())
+                    next.run(Request::from_parts(parts, body)).await
                 }
-                Err(error) => Err(error),
+                Err(error) => error.into_response(),
             }
         }
-    };
-    match outcome {
-        Ok(()) => next.run(Request::from_parts(parts, body)).await,
-        Err(error) => error.into_response(),
+        RouteAccess::Org(action) => {
+            let caller = match org_caller(&state, &parts).await {
+                Ok(caller) => caller,
+                Err(error) => return error.into_response(),
+            };
+            tracing::Span::current().record("org_id", tracing::field::display(caller.org));
+            let route = RouteOf {
+                method: parts.method.clone(),
+                path: parts.extensions.get::<MatchedPath>().cloned(),
+            };
+            if let Err(error) = permitted(&caller, action) {
+                let response = error.into_response();
+                refused(&state, &caller, &route, refusal_of(&response)).await;
+                return response;
+            }
+            parts.extensions.insert(caller.clone());
+            let response = next.run(Request::from_parts(parts, body)).await;
+            // A handler's own refusal (an owner rule, another person's key) is audited too.
+            refused(&state, &caller, &route, refusal_of(&response)).await;
+            response
+        }
     }
+}
+
+/// The matched route: what an `access.denied` entry names (the template, never the raw path).
+struct RouteOf {
+    method: axum::http::Method,
+    path: Option<MatchedPath>,
+}
+
+fn refusal_of(response: &Response) -> Option<Refused> {
+    response.extensions().get::<Refused>().copied()
+}
+
+/// Records a 403 of a member as `access.denied` in the org it was aimed at (bounded per actor).
+async fn refused(state: &AppState, caller: &OrgCaller, route: &RouteOf, refusal: Option<Refused>) {
+    let Some(refusal) = refusal else {
+        return;
+    };
+    let denial = Denial {
+        org: caller.org,
+        actor: caller.actor(),
+        source: caller.source.clone(),
+        route: format!(
+            "{} {}",
+            route.method,
+            route.path.as_ref().map_or("", MatchedPath::as_str)
+        ),
+        code: refusal.code,
+        required: refusal.required,
+        role: caller.role.as_str(),
+    };
+    denials::record(state, denial).await;
 }
 
 async fn platform(
@@ -102,15 +149,16 @@ async fn platform(
     })
 }
 
-async fn org(
+/// Who calls in the path's org: the master key (acting as an owner), or a member whose
+/// session the org has not ended. Anyone else finds no such org (404, never 403: CF-1); an
+/// invitation is not a membership.
+async fn org_caller(
     state: &AppState,
     parts: &axum::http::request::Parts,
-    org_param: Option<String>,
-    action: Action,
 ) -> Result<OrgCaller, ApiError> {
     let principal = admin_principal(state, &parts.headers).await?;
     // A malformed org id names no org: the same 404 as another org's id (CF-1).
-    let org: OrgId = org_param
+    let org: OrgId = org_segment(parts.uri.path())
         .and_then(|text| text.parse().ok())
         .ok_or_else(ApiError::not_found)?;
     let mut tx = state.db.begin_tenant(org).await?;
@@ -119,28 +167,46 @@ async fn org(
     let access = access.ok_or_else(ApiError::not_found)?;
     let role = match &principal {
         Principal::MasterKey(_) => Role::Owner,
-        // Not a member: the org does not exist for this person (never 403, CF-1).
-        Principal::User { .. } => access.role.ok_or_else(ApiError::not_found)?,
+        Principal::User { started_at, .. } => {
+            let membership = access.membership.ok_or_else(ApiError::not_found)?;
+            if membership
+                .sessions_valid_after
+                .is_some_and(|after| *started_at < after)
+            {
+                return Err(ApiError::unauthenticated(
+                    "invalid_session",
+                    "this organization ended the session: sign in again",
+                ));
+            }
+            membership.role
+        }
     };
-    if let Principal::User {
-        mfa_verified: false,
-        ..
-    } = principal
-        && access.require_mfa
-        && role.at_least(Role::Admin)
-    {
-        return Err(ApiError::forbidden(
-            "mfa_required",
-            "this organization requires owners and admins to sign in with a second factor",
-        ));
-    }
-    rbac::authorize(action, role)?;
     Ok(OrgCaller {
         org,
         role,
         principal,
         source: source_of(parts, &state.trusted_proxies),
+        require_mfa: access.require_mfa,
     })
+}
+
+/// The org's MFA rule (AC-4), then the RBAC matrix (AC-1).
+fn permitted(caller: &OrgCaller, action: Action) -> Result<(), ApiError> {
+    if let Principal::User {
+        mfa_verified: false,
+        ..
+    } = caller.principal
+        && caller.require_mfa
+        && caller.role.at_least(Role::Admin)
+    {
+        return Err(ApiError::denied(
+            "mfa_required",
+            "this organization requires owners and admins to sign in with a second factor",
+            "second factor",
+        ));
+    }
+    rbac::authorize(action, caller.role)?;
+    Ok(())
 }
 
 /// The `{org_id}` segment of `/admin/v1/orgs/{org_id}/...`: the path the router matched.

@@ -16,6 +16,7 @@ pub mod admin;
 pub mod authn;
 mod caller;
 pub mod dataplane;
+mod denials;
 mod error;
 pub mod guard;
 mod guardrail;
@@ -29,7 +30,7 @@ mod router;
 mod server;
 mod source;
 pub mod spend;
-mod throttle;
+pub mod throttle;
 pub mod tls;
 
 pub use error::ApiError;

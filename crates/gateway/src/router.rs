@@ -14,12 +14,13 @@ use portcullis_providers::{Breakers, ProviderError, Upstreams};
 use portcullis_storage::Db;
 
 use crate::dataplane::Caches;
+use crate::denials::Denials;
 use crate::error::ApiError;
 use crate::logs::{LogOptions, RequestLogs};
 use crate::metrics::Metrics;
 use crate::spend::{Spend, SpendOptions};
-use crate::throttle::Throttle;
-use crate::{admin, authn, dataplane, headers, health, metrics, request_id};
+use crate::throttle::{Throttle, ThrottleLimits};
+use crate::{admin, authn, dataplane, denials, headers, health, metrics, request_id};
 
 /// What every handler may reach. Cloned per request, so it holds only cheap handles.
 #[derive(Clone, Debug)]
@@ -30,6 +31,12 @@ pub struct AppState {
     /// Peers whose `X-Forwarded-For` is believed (AU-2).
     pub trusted_proxies: Arc<[IpNet]>,
     pub throttle: Arc<Throttle>,
+    /// Refused admin actions, bounded per actor before they reach the audit trail.
+    pub denials: Arc<Denials>,
+    /// Work that outlives its request (a failed login's audit entries): shutdown waits for it.
+    pub tasks: tokio_util::task::TaskTracker,
+    /// Stops the background loops at shutdown.
+    pub stop: tokio_util::sync::CancellationToken,
     /// Whether provider base URLs may point at link-local or metadata addresses (SSRF guard).
     pub allow_link_local_upstreams: bool,
     /// The pooled client and breakers of every upstream.
@@ -64,9 +71,6 @@ const ADMIN_MAX_BODY: usize = 64 * 1024;
 const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const BREAKER_COOLDOWN: Duration = Duration::from_secs(30);
 
-/// How long failed logins count against an account or address.
-const THROTTLE_WINDOW: Duration = Duration::from_secs(15 * 60);
-
 impl AppState {
     /// Starts the spend engine's and the log writer's background tasks (request logs with
     /// default options; see `with_log_options`): call within a Tokio runtime.
@@ -83,7 +87,18 @@ impl AppState {
         )?;
         let detector = Arc::new(Detector::new()?);
         let logs = RequestLogs::start(db.clone(), Arc::clone(&detector), LogOptions::default());
+        let denials = Arc::new(Denials::default());
+        let tasks = tokio_util::task::TaskTracker::new();
+        let stop = tokio_util::sync::CancellationToken::new();
+        tasks.spawn(denials::run_summaries(
+            db.clone(),
+            Arc::clone(&denials),
+            stop.clone(),
+        ));
         Ok(Self {
+            denials,
+            tasks,
+            stop,
             metrics: Arc::new(Metrics::new(logs.metrics())),
             serving_tls: false,
             metrics_elsewhere: false,
@@ -93,7 +108,7 @@ impl AppState {
             db,
             keyring: Arc::new(keyring),
             trusted_proxies: trusted_proxies.into(),
-            throttle: Arc::new(Throttle::new(THROTTLE_WINDOW)),
+            throttle: Arc::new(Throttle::new(ThrottleLimits::default())),
             allow_link_local_upstreams: false,
             upstreams: Arc::new(upstreams),
             caches: Arc::new(Caches::default()),
@@ -107,6 +122,32 @@ impl AppState {
         self.logs = RequestLogs::start(self.db.clone(), Arc::clone(&self.detector), options);
         self.metrics = Arc::new(Metrics::new(self.logs.metrics()));
         self
+    }
+
+    /// Replaces the login throttle's limits (`auth.*` settings).
+    pub fn with_throttle_limits(mut self, limits: ThrottleLimits) -> Self {
+        self.throttle = Arc::new(Throttle::new(limits));
+        self
+    }
+
+    /// Writes `per_window` refusals per actor and minute in full before counting the rest.
+    /// The summary task keeps the default state's table; a new one is built here.
+    pub fn with_denials_per_window(mut self, per_window: u32) -> Self {
+        self.denials = Arc::new(Denials::new(per_window));
+        self.tasks.spawn(denials::run_summaries(
+            self.db.clone(),
+            Arc::clone(&self.denials),
+            self.stop.clone(),
+        ));
+        self
+    }
+
+    /// Stops the background loops and waits (up to `grace`) for work that outlived its
+    /// request; false if some did not finish.
+    pub async fn finish_background(&self, grace: Duration) -> bool {
+        self.stop.cancel();
+        self.tasks.close();
+        tokio::time::timeout(grace, self.tasks.wait()).await.is_ok()
     }
 
     /// Lets provider base URLs and host names point at link-local addresses (an operator's

@@ -1,76 +1,229 @@
-//! Throttling of password and second-factor attempts (AC-4): a fixed window of failures per
-//! key (an account, a client IP). In process memory: with several replicas an attacker gets
-//! the limit once per replica, which still bounds guessing to a few hundred tries an hour.
+//! Throttling of password and second-factor attempts (AC-4). An attempt is counted before its
+//! work, under one lock across all of its buckets (an atomic acquire), so that any number of
+//! concurrent attempts evaluate at most each bucket's limit; a success gives its count back.
+//!
+//! Buckets are fixed-size digests of what they count (an account, an account from one client
+//! address, a client address), so an attacker cannot make them large. IPv6 clients are counted
+//! by their /64, which one host usually holds whole. In process memory: with several replicas an
+//! attacker gets each limit once per replica. docs/operations.md says why these buckets.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Entries beyond this are pruned of expired windows, bounding memory under a spray attack.
+use sha2::{Digest, Sha256};
+
+/// Buckets beyond this are pruned of expired windows, bounding memory under a spray attack;
+/// if none has expired, the oldest windows go.
 const MAX_ENTRIES: usize = 100_000;
+
+/// The limits of each kind of bucket within one window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThrottleLimits {
+    pub window: Duration,
+    /// Failures of one account from one client address: what a guesser at one address gets.
+    pub per_account_and_address: u32,
+    /// Failures of one account from anywhere: the ceiling on distributed guessing. A stranger
+    /// must spend this many attempts from `ceiling / per_account_and_address` addresses to
+    /// lock the account out, and its owner's own address bucket is never theirs to fill.
+    pub per_account: u32,
+    /// Failures from one client address over every account: password spraying.
+    pub per_address: u32,
+}
+
+impl Default for ThrottleLimits {
+    fn default() -> Self {
+        Self {
+            window: Duration::from_secs(15 * 60),
+            per_account_and_address: 5,
+            per_account: 50,
+            per_address: 100,
+        }
+    }
+}
+
+/// What a bucket counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject<'a> {
+    /// A login name (an email, whether or not it has an account) or a second-factor
+    /// challenge's person, namespaced by `what`.
+    Account {
+        what: &'static str,
+        name: &'a str,
+    },
+    /// That account from one client address.
+    AccountAt {
+        what: &'static str,
+        name: &'a str,
+        address: Option<IpAddr>,
+    },
+    Address(Option<IpAddr>),
+    /// One person's second-factor codes, from anywhere: whoever reaches that step has their
+    /// password, so it gets the small limit of one guesser.
+    SecondFactor(&'a str),
+}
+
+impl Subject<'_> {
+    fn digest(&self) -> [u8; 32] {
+        let mut hash = Sha256::new();
+        match self {
+            Subject::Account { what, name } => {
+                hash.update(b"account\0");
+                hash.update(what.as_bytes());
+                hash.update(b"\0");
+                hash.update(name.to_lowercase().as_bytes());
+            }
+            Subject::AccountAt {
+                what,
+                name,
+                address,
+            } => {
+                hash.update(b"account-at\0");
+                hash.update(what.as_bytes());
+                hash.update(b"\0");
+                hash.update(name.to_lowercase().as_bytes());
+                hash.update(b"\0");
+                hash.update(bucket_of(*address).as_bytes());
+            }
+            Subject::Address(address) => {
+                hash.update(b"address\0");
+                hash.update(bucket_of(*address).as_bytes());
+            }
+            Subject::SecondFactor(person) => {
+                hash.update(b"second-factor\0");
+                hash.update(person.as_bytes());
+            }
+        }
+        hash.finalize().into()
+    }
+
+    fn limit(&self, limits: &ThrottleLimits) -> u32 {
+        match self {
+            Subject::Account { .. } => limits.per_account,
+            Subject::AccountAt { .. } | Subject::SecondFactor(_) => limits.per_account_and_address,
+            Subject::Address(_) => limits.per_address,
+        }
+    }
+
+    /// A success clears the account-from-this-address bucket (its owner proved themselves
+    /// there) and gives back its one count to the others, so that strangers' failures stay
+    /// counted against the account and a busy address is not charged for its successes.
+    fn cleared_on_success(&self) -> bool {
+        matches!(self, Subject::AccountAt { .. } | Subject::SecondFactor(_))
+    }
+}
+
+/// A client address as throttling sees it: IPv4 as is (an IPv4-mapped IPv6 address too), IPv6
+/// by its /64.
+fn bucket_of(address: Option<IpAddr>) -> String {
+    match address.map(|ip| ip.to_canonical()) {
+        Some(IpAddr::V4(v4)) => v4.to_string(),
+        Some(IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        None => String::new(),
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    start: Instant,
+    count: u32,
+}
 
 #[derive(Debug)]
 pub struct Throttle {
-    window: Duration,
-    entries: Mutex<HashMap<String, (Instant, u32)>>,
+    limits: ThrottleLimits,
+    entries: Mutex<HashMap<[u8; 32], Window>>,
 }
 
-/// How many failures each kind of key may have per window.
-#[derive(Debug, Clone, Copy)]
-pub struct Limit(pub u32);
+/// An attempt counted in every bucket it touches. Dropped without [`Attempt::succeeded`], it
+/// stays counted: a failure, or any early return, is a spent attempt.
+#[must_use = "an attempt is counted as a failure unless it succeeds"]
+#[derive(Debug)]
+pub struct Attempt<'a> {
+    throttle: &'a Throttle,
+    buckets: Vec<([u8; 32], bool)>,
+}
 
-pub const PER_ACCOUNT: Limit = Limit(5);
-pub const PER_IP: Limit = Limit(50);
+impl Attempt<'_> {
+    /// The attempt proved the secret: the buckets give its count back.
+    pub fn succeeded(self) {
+        let mut entries = self.throttle.locked();
+        for (digest, clear) in &self.buckets {
+            if *clear {
+                entries.remove(digest);
+            } else if let Some(window) = entries.get_mut(digest) {
+                window.count = window.count.saturating_sub(1);
+            }
+        }
+    }
+}
 
 impl Throttle {
-    pub fn new(window: Duration) -> Self {
+    pub fn new(limits: ThrottleLimits) -> Self {
         Self {
-            window,
+            limits,
             entries: Mutex::new(HashMap::new()),
         }
     }
 
-    /// `Err(seconds to wait)` when the key has used up its failures.
-    pub fn check(&self, key: &str, limit: Limit) -> Result<(), u64> {
-        let now = Instant::now();
-        let entries = self
-            .entries
+    fn locked(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Window>> {
+        self.entries
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        match entries.get(key) {
-            Some((start, failures))
-                if now.duration_since(*start) < self.window && *failures >= limit.0 =>
-            {
-                let left = self.window.saturating_sub(now.duration_since(*start));
-                Err(left.as_secs().max(1))
-            }
-            _ => Ok(()),
-        }
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub fn fail(&self, key: &str) {
+    /// Counts one attempt in each bucket of `subjects`, all or none: `Err(seconds to wait)`
+    /// when any of them has used up its limit, and then none is counted.
+    pub fn acquire(&self, subjects: &[Subject<'_>]) -> Result<Attempt<'_>, u64> {
         let now = Instant::now();
-        let mut entries = self
-            .entries
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let window = self.limits.window;
+        let mut entries = self.locked();
         if entries.len() >= MAX_ENTRIES {
-            let window = self.window;
-            entries.retain(|_, (start, _)| now.duration_since(*start) < window);
+            entries.retain(|_, w| now.duration_since(w.start) < window);
+            if entries.len() >= MAX_ENTRIES {
+                // Still full of live windows: an attack on memory. Forgetting windows lets
+                // their attempts go again, but never more than the limit per window.
+                entries.clear();
+            }
         }
-        let entry = entries.entry(key.to_owned()).or_insert((now, 0));
-        if now.duration_since(entry.0) >= self.window {
-            *entry = (now, 0);
+        let buckets: Vec<([u8; 32], bool, u32)> = subjects
+            .iter()
+            .map(|s| (s.digest(), s.cleared_on_success(), s.limit(&self.limits)))
+            .collect();
+        let mut wait = None;
+        for (digest, _, limit) in &buckets {
+            if let Some(w) = entries.get(digest)
+                && now.duration_since(w.start) < window
+                && w.count >= *limit
+            {
+                let left = window.saturating_sub(now.duration_since(w.start));
+                wait = Some(wait.unwrap_or(0).max(left.as_secs().max(1)));
+            }
         }
-        entry.1 += 1;
-    }
-
-    pub fn clear(&self, key: &str) {
-        let mut entries = self
-            .entries
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        entries.remove(key);
+        if let Some(wait) = wait {
+            return Err(wait);
+        }
+        for (digest, _, _) in &buckets {
+            let entry = entries.entry(*digest).or_insert(Window {
+                start: now,
+                count: 0,
+            });
+            if now.duration_since(entry.start) >= window {
+                *entry = Window {
+                    start: now,
+                    count: 0,
+                };
+            }
+            entry.count += 1;
+        }
+        Ok(Attempt {
+            throttle: self,
+            buckets: buckets.into_iter().map(|(d, c, _)| (d, c)).collect(),
+        })
     }
 }
 
@@ -78,26 +231,126 @@ impl Throttle {
 mod tests {
     use super::*;
 
-    #[test]
-    fn ac_4_failures_past_the_limit_are_refused_until_cleared() {
-        let throttle = Throttle::new(Duration::from_secs(900));
-        for _ in 0..5 {
-            assert!(throttle.check("acct:a", PER_ACCOUNT).is_ok());
-            throttle.fail("acct:a");
+    fn limits() -> ThrottleLimits {
+        ThrottleLimits {
+            window: Duration::from_secs(900),
+            per_account_and_address: 5,
+            per_account: 12,
+            per_address: 100,
         }
-        let wait = throttle.check("acct:a", PER_ACCOUNT).unwrap_err();
+    }
+
+    fn ip(text: &str) -> Option<IpAddr> {
+        Some(text.parse().unwrap())
+    }
+
+    fn login<'a>(name: &'a str, address: &str) -> [Subject<'a>; 3] {
+        [
+            Subject::AccountAt {
+                what: "login",
+                name,
+                address: ip(address),
+            },
+            Subject::Account {
+                what: "login",
+                name,
+            },
+            Subject::Address(ip(address)),
+        ]
+    }
+
+    #[test]
+    fn ac_4_failures_past_the_limit_are_refused_and_a_success_clears_its_address() {
+        let throttle = Throttle::new(limits());
+        for _ in 0..5 {
+            drop(throttle.acquire(&login("a@x", "192.0.2.1")).unwrap());
+        }
+        let wait = throttle.acquire(&login("a@x", "192.0.2.1")).unwrap_err();
         assert!(wait > 0 && wait <= 900);
-        assert!(throttle.check("acct:b", PER_ACCOUNT).is_ok());
-        throttle.clear("acct:a");
-        assert!(throttle.check("acct:a", PER_ACCOUNT).is_ok());
+        // The same account from elsewhere, and another account from here, still go.
+        throttle
+            .acquire(&login("a@x", "192.0.2.2"))
+            .unwrap()
+            .succeeded();
+        assert!(throttle.acquire(&login("b@x", "192.0.2.1")).is_ok());
+        assert!(throttle.acquire(&login("A@X", "192.0.2.1")).is_err());
+    }
+
+    #[test]
+    fn ac_4_a_stranger_does_not_lock_the_owner_out_from_their_own_address() {
+        let throttle = Throttle::new(limits());
+        for _ in 0..5 {
+            drop(throttle.acquire(&login("owner@x", "198.51.100.9")).unwrap());
+        }
+        assert!(throttle.acquire(&login("owner@x", "198.51.100.9")).is_err());
+        throttle
+            .acquire(&login("owner@x", "192.0.2.50"))
+            .unwrap()
+            .succeeded();
+    }
+
+    #[test]
+    fn ac_4_the_per_account_ceiling_bounds_guessing_from_many_addresses() {
+        let throttle = Throttle::new(limits());
+        let mut spent = 0;
+        for n in 0..40 {
+            if let Ok(attempt) = throttle.acquire(&login("target@x", &format!("203.0.113.{n}"))) {
+                drop(attempt);
+                spent += 1;
+            }
+        }
+        assert_eq!(spent, 12);
+    }
+
+    #[test]
+    fn ac_4_a_refused_attempt_counts_nowhere() {
+        let throttle = Throttle::new(limits());
+        for _ in 0..5 {
+            drop(throttle.acquire(&login("a@x", "192.0.2.1")).unwrap());
+        }
+        for _ in 0..50 {
+            assert!(throttle.acquire(&login("a@x", "192.0.2.1")).is_err());
+        }
+        // The refused ones did not reach the account's ceiling (12).
+        for n in 0..7 {
+            drop(
+                throttle
+                    .acquire(&login("a@x", &format!("192.0.2.{}", 100 + n)))
+                    .unwrap(),
+            );
+        }
+    }
+
+    #[test]
+    fn ac_4_ipv6_clients_are_counted_by_their_64() {
+        let throttle = Throttle::new(limits());
+        for n in 0..5 {
+            drop(
+                throttle
+                    .acquire(&login("a@x", &format!("2001:db8:1:2::{n:x}")))
+                    .unwrap(),
+            );
+        }
+        assert!(
+            throttle
+                .acquire(&login("a@x", "2001:db8:1:2:ffff::1"))
+                .is_err()
+        );
+        assert!(throttle.acquire(&login("a@x", "2001:db8:1:3::1")).is_ok());
+        assert_eq!(
+            bucket_of(ip("::ffff:192.0.2.7")),
+            bucket_of(ip("192.0.2.7"))
+        );
     }
 
     #[test]
     fn ac_4_a_window_expires() {
-        let throttle = Throttle::new(Duration::from_millis(0));
+        let throttle = Throttle::new(ThrottleLimits {
+            window: Duration::ZERO,
+            ..limits()
+        });
         for _ in 0..10 {
-            throttle.fail("ip:x");
+            drop(throttle.acquire(&login("a@x", "192.0.2.1")).unwrap());
         }
-        assert!(throttle.check("ip:x", PER_ACCOUNT).is_ok());
     }
 }

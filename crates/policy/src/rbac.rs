@@ -13,6 +13,10 @@ pub enum Action {
     MembersAdd,
     MembersUpdate,
     MembersRemove,
+    /// End a member's sessions in the org.
+    MembersEndSessions,
+    /// Revoke an open invitation.
+    InvitesRevoke,
     TeamsRead,
     TeamsCreate,
     TeamsUpdate,
@@ -40,13 +44,15 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 26] = [
+    pub const ALL: [Action; 28] = [
         Action::OrgRead,
         Action::SettingsUpdate,
         Action::MembersRead,
         Action::MembersAdd,
         Action::MembersUpdate,
         Action::MembersRemove,
+        Action::MembersEndSessions,
+        Action::InvitesRevoke,
         Action::TeamsRead,
         Action::TeamsCreate,
         Action::TeamsUpdate,
@@ -87,6 +93,8 @@ impl Action {
             | Action::MembersAdd
             | Action::MembersUpdate
             | Action::MembersRemove
+            | Action::MembersEndSessions
+            | Action::InvitesRevoke
             | Action::TeamsCreate
             | Action::TeamsUpdate
             | Action::TeamsDelete

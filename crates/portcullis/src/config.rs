@@ -37,6 +37,33 @@ struct RawConfig {
     spend: RawSpend,
     #[serde(default)]
     logs: RawLogs,
+    #[serde(default)]
+    auth: RawAuth,
+}
+
+/// Login throttling (AC-4): failures counted per window, by bucket (docs/operations.md).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawAuth {
+    throttle_window_secs: u64,
+    /// Failures of one account from one client address (an IPv6 /64).
+    failures_per_account_and_address: u32,
+    /// Failures of one account from anywhere.
+    failures_per_account: u32,
+    /// Failures from one client address over all accounts.
+    failures_per_address: u32,
+}
+
+impl Default for RawAuth {
+    fn default() -> Self {
+        let limits = portcullis_gateway::throttle::ThrottleLimits::default();
+        Self {
+            throttle_window_secs: limits.window.as_secs(),
+            failures_per_account_and_address: limits.per_account_and_address,
+            failures_per_account: limits.per_account,
+            failures_per_address: limits.per_address,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -211,6 +238,7 @@ pub struct Config {
     pub providers: ProvidersConfig,
     pub spend: portcullis_gateway::spend::SpendOptions,
     pub logs: portcullis_gateway::logs::LogOptions,
+    pub throttle: portcullis_gateway::throttle::ThrottleLimits,
 }
 
 #[derive(Debug)]
@@ -404,6 +432,7 @@ impl Config {
             },
             spend: spend_options(&raw.spend)?,
             logs: log_options(&raw.logs)?,
+            throttle: throttle_limits(&raw.auth)?,
             database: DatabaseConfig {
                 url: secret("database.url", raw.database.url, raw.database.url_file)?,
                 admin_url: secret(
@@ -462,6 +491,30 @@ fn spend_options(raw: &RawSpend) -> anyhow::Result<portcullis_gateway::spend::Sp
     let mut options = portcullis_gateway::spend::SpendOptions::new(prices);
     options.lease_ttl = Duration::from_secs(raw.lease_ttl_secs);
     Ok(options)
+}
+
+fn throttle_limits(raw: &RawAuth) -> anyhow::Result<portcullis_gateway::throttle::ThrottleLimits> {
+    if !(1..=86_400).contains(&raw.throttle_window_secs) {
+        bail!("auth.throttle_window_secs must be between 1 and 86400");
+    }
+    for (name, value) in [
+        (
+            "auth.failures_per_account_and_address",
+            raw.failures_per_account_and_address,
+        ),
+        ("auth.failures_per_account", raw.failures_per_account),
+        ("auth.failures_per_address", raw.failures_per_address),
+    ] {
+        if !(1..=1_000_000).contains(&value) {
+            bail!("{name} must be between 1 and 1000000");
+        }
+    }
+    Ok(portcullis_gateway::throttle::ThrottleLimits {
+        window: Duration::from_secs(raw.throttle_window_secs),
+        per_account_and_address: raw.failures_per_account_and_address,
+        per_account: raw.failures_per_account,
+        per_address: raw.failures_per_address,
+    })
 }
 
 fn log_options(raw: &RawLogs) -> anyhow::Result<portcullis_gateway::logs::LogOptions> {

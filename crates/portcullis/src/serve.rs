@@ -70,7 +70,8 @@ pub async fn run_with(config: Config, on_listening: impl FnOnce(SocketAddr)) -> 
         config.spend.clone(),
     )
     .context("building the gateway's state")?
-    .with_log_options(config.logs.clone());
+    .with_log_options(config.logs.clone())
+    .with_throttle_limits(config.throttle);
     state.serving_tls = tls.is_some();
     let metrics_task = match config.server.metrics_listen {
         Some(addr) => {
@@ -101,6 +102,7 @@ pub async fn run_with(config: Config, on_listening: impl FnOnce(SocketAddr)) -> 
     portcullis_gateway::logs::spawn_retention(db.clone(), config.logs.retention_interval);
     let spend = std::sync::Arc::clone(&state.spend);
     let logs = state.logs.clone();
+    let background = state.clone();
     let serving = ServeOptions {
         grace: config.server.shutdown_grace,
         tls,
@@ -113,6 +115,13 @@ pub async fn run_with(config: Config, on_listening: impl FnOnce(SocketAddr)) -> 
     listener_task.abort();
     if let Some(task) = metrics_task {
         task.abort();
+    }
+    // Audit entries written after their answer (failed logins, refusal summaries).
+    if !background
+        .finish_background(config.server.shutdown_grace)
+        .await
+    {
+        tracing::error!("background audit writes did not finish within the shutdown grace period");
     }
     // Settled requests reach the ledger, and this process's leases go back, before it exits.
     if tokio::time::timeout(config.server.shutdown_grace, spend.close())

@@ -105,6 +105,13 @@ pub struct Session {
     pub expires_at: DateTime<Utc>,
 }
 
+/// A live session as found: what it was started as, and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiveSession {
+    pub session: Session,
+    pub started_at: DateTime<Utc>,
+}
+
 pub async fn start_session(
     db: &Db,
     kind: SessionKind,
@@ -123,27 +130,54 @@ pub async fn start_session(
     Ok(())
 }
 
-/// A live (not ended, not expired) session or challenge of this kind.
+/// (session id, user id, MFA verified, expires at, started at).
+type SessionRow = (Uuid, Uuid, bool, DateTime<Utc>, DateTime<Utc>);
+
+/// A live session or challenge of this kind: not ended, not expired, and (a session) within
+/// the idle and absolute limits of the strictest org its person belongs to, which
+/// `auth_session` checks on every use, ending a session found past them.
 pub async fn session(
     db: &Db,
     kind: SessionKind,
     token: &TokenHash,
-) -> Result<Option<Session>, StorageError> {
-    let row: Option<(Uuid, Uuid, bool, DateTime<Utc>)> = sqlx::query_as(
-        "select session_id, user_id, mfa_verified, expires_at from auth_session($1, $2)",
+) -> Result<Option<LiveSession>, StorageError> {
+    let row: Option<SessionRow> = sqlx::query_as(
+        "select session_id, user_id, mfa_verified, expires_at, created_at
+         from auth_session($1, $2)",
     )
     .bind(token.0.as_slice())
     .bind(kind.as_str())
     .fetch_optional(db.pool())
     .await?;
+    Ok(row.map(
+        |(session_id, user_id, mfa_verified, expires_at, started_at)| LiveSession {
+            session: Session {
+                session_id: SessionId::from_uuid(session_id),
+                user_id: UserId::from_uuid(user_id),
+                mfa_verified,
+                expires_at,
+            },
+            started_at,
+        },
+    ))
+}
+
+/// The strictest session limits over a person's orgs: (idle minutes, absolute hours).
+pub async fn session_limits(db: &Db, user: UserId) -> Result<(i32, i32), StorageError> {
     Ok(
-        row.map(|(session_id, user_id, mfa_verified, expires_at)| Session {
-            session_id: SessionId::from_uuid(session_id),
-            user_id: UserId::from_uuid(user_id),
-            mfa_verified,
-            expires_at,
-        }),
+        sqlx::query_as("select idle_minutes, max_hours from auth_session_limits($1)")
+            .bind(user.as_uuid())
+            .fetch_one(db.pool())
+            .await?,
     )
+}
+
+/// Ends every live session of a person; how many ended.
+pub async fn end_user_sessions(db: &Db, user: UserId) -> Result<i32, StorageError> {
+    Ok(sqlx::query_scalar("select auth_end_user_sessions($1)")
+        .bind(user.as_uuid())
+        .fetch_one(db.pool())
+        .await?)
 }
 
 /// Ends a session or challenge; false if it was not live.
@@ -237,25 +271,67 @@ pub async fn master_key(db: &Db, token: &TokenHash) -> Result<Option<KeyId>, Sto
     Ok(key.map(KeyId::from_uuid))
 }
 
-/// An open invitation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// An open invitation, found by its token before its org is known.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invite {
     pub invite_id: Uuid,
     pub org_id: OrgId,
-    pub user_id: UserId,
+    pub email: String,
+    pub role: Role,
 }
 
 pub async fn invite(db: &Db, token: &TokenHash) -> Result<Option<Invite>, StorageError> {
-    let row: Option<(Uuid, Uuid, Uuid)> =
-        sqlx::query_as("select invite_id, org_id, user_id from auth_invite($1)")
+    let row: Option<(Uuid, Uuid, String, String)> =
+        sqlx::query_as("select invite_id, org_id, email, role from auth_invite($1)")
             .bind(token.0.as_slice())
             .fetch_optional(db.pool())
             .await?;
-    Ok(row.map(|(invite_id, org_id, user_id)| Invite {
-        invite_id,
-        org_id: OrgId::from_uuid(org_id),
-        user_id: UserId::from_uuid(user_id),
-    }))
+    row.map(|(invite_id, org_id, email, role)| {
+        Ok(Invite {
+            invite_id,
+            org_id: OrgId::from_uuid(org_id),
+            email,
+            role: role
+                .parse()
+                .map_err(|_| StorageError::Invalid("role".into()))?,
+        })
+    })
+    .transpose()
+}
+
+/// An open invitation addressed to a person's email, as `/auth/v1/me` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressedInvitation {
+    pub invite_id: Uuid,
+    pub org_id: OrgId,
+    pub org_name: String,
+    pub role: Role,
+    pub expires_at: DateTime<Utc>,
+}
+
+pub async fn invitations_for(
+    db: &Db,
+    user: UserId,
+) -> Result<Vec<AddressedInvitation>, StorageError> {
+    let rows: Vec<(Uuid, Uuid, String, String, DateTime<Utc>)> = sqlx::query_as(
+        "select invite_id, org_id, name, role, expires_at from auth_user_invitations($1)",
+    )
+    .bind(user.as_uuid())
+    .fetch_all(db.pool())
+    .await?;
+    rows.into_iter()
+        .map(|(invite_id, org_id, org_name, role, expires_at)| {
+            Ok(AddressedInvitation {
+                invite_id,
+                org_id: OrgId::from_uuid(org_id),
+                org_name,
+                role: role
+                    .parse()
+                    .map_err(|_| StorageError::Invalid("role".into()))?,
+                expires_at,
+            })
+        })
+        .collect()
 }
 
 /// A person's sealed TOTP seeds: (user id, active, pending).

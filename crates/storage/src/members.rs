@@ -1,40 +1,53 @@
-//! People in an org: memberships, invitations and roles.
+//! People in an org: memberships, invitations and roles (AC-6). A membership exists only once a
+//! person accepted an invitation; until then the org holds the invitation alone, which names
+//! an email and nothing of any account.
 
 use chrono::{DateTime, Utc};
 use portcullis_core::token::TokenHash;
-use portcullis_core::{Role, UserId};
+use portcullis_core::{KeyId, Role, UserId};
+use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::error::{StorageError, expect_row};
-use crate::tenant::{TenantTx, WriteTx};
+use crate::tenant::{AuditedChange, TenantTx, WriteTx};
 
+/// An active member of the org.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
     pub user_id: UserId,
     pub email: String,
     pub role: Role,
     pub mfa_enabled: bool,
-    /// Invited and not yet accepted (no password set).
-    pub invited: bool,
     pub created_at: DateTime<Utc>,
 }
 
-type MemberRow = (Uuid, String, String, bool, bool, DateTime<Utc>);
+/// An open invitation: offered, not yet accepted, revoked or expired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invitation {
+    pub invite_id: Uuid,
+    pub email: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
 
-const MEMBER_SELECT: &str = "select m.user_id, u.email, m.role, u.mfa_enabled,
-        u.password_hash is null, m.created_at
+type MemberRow = (Uuid, String, String, bool, DateTime<Utc>);
+
+const MEMBER_SELECT: &str = "select m.user_id, u.email, m.role, u.mfa_enabled, m.created_at
     from memberships m join users u using (user_id)";
 
+fn parse_role(role: &str) -> Result<Role, StorageError> {
+    role.parse()
+        .map_err(|_| StorageError::Invalid("role".into()))
+}
+
 fn member(row: MemberRow) -> Result<Member, StorageError> {
-    let (user_id, email, role, mfa_enabled, invited, created_at) = row;
+    let (user_id, email, role, mfa_enabled, created_at) = row;
     Ok(Member {
         user_id: UserId::from_uuid(user_id),
         email,
-        role: role
-            .parse()
-            .map_err(|_| StorageError::Invalid("role".into()))?,
+        role: parse_role(&role)?,
         mfa_enabled,
-        invited,
         created_at,
     })
 }
@@ -60,6 +73,48 @@ pub async fn get(tx: &mut TenantTx, user: UserId) -> Result<Member, StorageError
     row.map(member).transpose()?.ok_or(StorageError::NotFound)
 }
 
+type InvitationRow = (Uuid, String, String, DateTime<Utc>, DateTime<Utc>);
+
+fn invitation_from(row: InvitationRow) -> Result<Invitation, StorageError> {
+    let (invite_id, email, role, created_at, expires_at) = row;
+    Ok(Invitation {
+        invite_id,
+        email,
+        role: parse_role(&role)?,
+        created_at,
+        expires_at,
+    })
+}
+
+/// The org's open invitations, oldest first.
+pub async fn invitations(tx: &mut TenantTx) -> Result<Vec<Invitation>, StorageError> {
+    let rows: Vec<InvitationRow> = sqlx::query_as(
+        "select invite_id, email, role, created_at, expires_at from invites
+         where org_id = $1 and accepted_at is null and revoked_at is null and expires_at > now()
+         order by created_at, invite_id",
+    )
+    .bind(tx.org().as_uuid())
+    .fetch_all(tx.conn())
+    .await?;
+    rows.into_iter().map(invitation_from).collect()
+}
+
+/// One open invitation of the org.
+pub async fn invitation(tx: &mut TenantTx, invite_id: Uuid) -> Result<Invitation, StorageError> {
+    let row: Option<InvitationRow> = sqlx::query_as(
+        "select invite_id, email, role, created_at, expires_at from invites
+         where org_id = $1 and invite_id = $2 and accepted_at is null and revoked_at is null
+           and expires_at > now()",
+    )
+    .bind(tx.org().as_uuid())
+    .bind(invite_id)
+    .fetch_optional(tx.conn())
+    .await?;
+    row.map(invitation_from)
+        .transpose()?
+        .ok_or(StorageError::NotFound)
+}
+
 /// The org's owners, locked until the write commits, so that two concurrent demotions cannot
 /// leave it without one.
 pub async fn lock_owners(tx: &mut WriteTx) -> Result<usize, StorageError> {
@@ -73,8 +128,107 @@ pub async fn lock_owners(tx: &mut WriteTx) -> Result<usize, StorageError> {
     Ok(owners.len())
 }
 
-/// Adds an existing person to the write's org.
-pub async fn add(tx: &mut WriteTx, user: UserId, role: Role) -> Result<(), StorageError> {
+/// Invites `email` to the write's org with `role`: an open invitation that grants nothing
+/// until accepted. An open invitation for the same email is revoked first (inviting again
+/// issues a new token); an active member's email is a conflict. Whether the email has an
+/// account anywhere is neither read nor told.
+pub async fn invite(
+    tx: &mut WriteTx,
+    invite_id: Uuid,
+    email: &str,
+    role: Role,
+    token: &TokenHash,
+    expires_at: DateTime<Utc>,
+) -> Result<Invitation, StorageError> {
+    let org = tx.org();
+    // Users are visible only through a membership of this org: this sees its members alone.
+    let member: Option<i32> = sqlx::query_scalar(
+        "select 1 from memberships m join users u using (user_id)
+         where m.org_id = $1 and lower(u.email) = lower($2)",
+    )
+    .bind(org.as_uuid())
+    .bind(email)
+    .fetch_optional(tx.conn())
+    .await?;
+    if member.is_some() {
+        return Err(StorageError::Conflict(
+            "already a member of this organization",
+        ));
+    }
+    let replaced: Vec<Uuid> = sqlx::query_scalar(
+        "update invites set revoked_at = now()
+         where org_id = $1 and lower(email) = lower($2) and accepted_at is null
+           and revoked_at is null
+         returning invite_id",
+    )
+    .bind(org.as_uuid())
+    .bind(email)
+    .fetch_all(tx.conn())
+    .await
+    .map_err(StorageError::from_write)?;
+    tx.detail("email", email);
+    tx.detail("role", role.as_str());
+    tx.detail("expires_at", expires_at.to_rfc3339());
+    if let Some(old) = replaced.first() {
+        tx.detail("replaces", old.to_string());
+    }
+    let row: InvitationRow = sqlx::query_as(
+        "insert into invites (invite_id, org_id, email, role, token_hash, expires_at)
+         values ($1, $2, $3, $4, $5, $6)
+         returning invite_id, email, role, created_at, expires_at",
+    )
+    .bind(invite_id)
+    .bind(org.as_uuid())
+    .bind(email)
+    .bind(role.as_str())
+    .bind(token.0.as_slice())
+    .bind(expires_at)
+    .fetch_one(tx.conn())
+    .await
+    .map_err(StorageError::on_constraint(
+        "uq_invites_open_email",
+        "an invitation for this email is being made",
+    ))?;
+    invitation_from(row)
+}
+
+/// Revokes an open invitation; an unknown, accepted or revoked one is `NotFound`.
+pub async fn revoke_invite(tx: &mut WriteTx, invite_id: Uuid) -> Result<(), StorageError> {
+    let org = tx.org();
+    let email: Option<String> = sqlx::query_scalar(
+        "update invites set revoked_at = now()
+         where org_id = $1 and invite_id = $2 and accepted_at is null and revoked_at is null
+         returning email",
+    )
+    .bind(org.as_uuid())
+    .bind(invite_id)
+    .fetch_optional(tx.conn())
+    .await
+    .map_err(StorageError::from_write)?;
+    let email = email.ok_or(StorageError::NotFound)?;
+    tx.detail("email", email);
+    Ok(())
+}
+
+/// Marks the open invitation accepted by `user`; `NotFound` if it was accepted, revoked or
+/// expired meanwhile (a second accept of the same token loses here).
+async fn claim_invite(tx: &mut WriteTx, invite_id: Uuid, user: UserId) -> Result<(), StorageError> {
+    let org = tx.org();
+    let done = sqlx::query(
+        "update invites set accepted_at = now(), accepted_user_id = $3
+         where org_id = $1 and invite_id = $2 and accepted_at is null and revoked_at is null
+           and expires_at > now()",
+    )
+    .bind(org.as_uuid())
+    .bind(invite_id)
+    .bind(user.as_uuid())
+    .execute(tx.conn())
+    .await
+    .map_err(StorageError::from_write)?;
+    expect_row(done)
+}
+
+async fn insert_membership(tx: &mut WriteTx, user: UserId, role: Role) -> Result<(), StorageError> {
     let org = tx.org();
     tx.detail("role", role.as_str());
     sqlx::query("insert into memberships (org_id, user_id, role) values ($1, $2, $3)")
@@ -85,47 +239,103 @@ pub async fn add(tx: &mut WriteTx, user: UserId, role: Role) -> Result<(), Stora
         .await
         .map_err(StorageError::on_constraint(
             "memberships_pkey",
-            "already a member",
+            "already a member of this organization",
         ))?;
     Ok(())
 }
 
-/// Creates an invited person (no password yet) with a membership and an invitation.
-pub async fn invite(
+/// What an accepted invitation offered.
+#[derive(Debug, Clone, Copy)]
+pub struct Offer<'a> {
+    pub invite_id: Uuid,
+    pub email: &'a str,
+    pub role: Role,
+}
+
+/// A new person accepts: their account is made with this password, then their membership.
+/// An email that already has an account is a conflict: its owner accepts from their own
+/// session, and a token never sets an existing account's password.
+pub async fn accept_as_new_person(
     tx: &mut WriteTx,
+    offer: Offer<'_>,
     user: UserId,
-    email: &str,
-    role: Role,
-    token: &TokenHash,
-    expires_at: DateTime<Utc>,
+    password_hash: &str,
 ) -> Result<(), StorageError> {
-    let org = tx.org();
-    sqlx::query("insert into users (user_id, email) values ($1, $2)")
+    sqlx::query("insert into users (user_id, email, password_hash) values ($1, $2, $3)")
         .bind(user.as_uuid())
-        .bind(email)
+        .bind(offer.email)
+        .bind(password_hash)
         .execute(tx.conn())
         .await
         .map_err(StorageError::on_constraint(
             "uq_users_email",
-            "a user with this email exists",
+            "this email has an account: sign in, then accept the invitation from that session",
         ))?;
-    add(tx, user, role).await?;
-    tx.detail("invited", true);
-    sqlx::query(
-        "insert into invites (invite_id, org_id, user_id, token_hash, expires_at)
-         values ($1, $2, $3, $4, $5)",
-    )
-    .bind(Uuid::now_v7())
-    .bind(org.as_uuid())
-    .bind(user.as_uuid())
-    .bind(token.0.as_slice())
-    .bind(expires_at)
-    .execute(tx.conn())
-    .await
-    .map_err(StorageError::from_write)?;
-    Ok(())
+    claim_invite(tx, offer.invite_id, user).await?;
+    tx.detail("invite_id", offer.invite_id.to_string());
+    tx.detail("new_account", true);
+    insert_membership(tx, user, offer.role).await
 }
 
+/// A person with an account accepts from their own session.
+pub async fn accept_as_existing_person(
+    tx: &mut WriteTx,
+    offer: Offer<'_>,
+    user: UserId,
+) -> Result<(), StorageError> {
+    claim_invite(tx, offer.invite_id, user).await?;
+    tx.detail("invite_id", offer.invite_id.to_string());
+    tx.detail("new_account", false);
+    insert_membership(tx, user, offer.role).await
+}
+
+/// Why a person's keys were revoked with a membership change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeysEnded {
+    MemberRemoved,
+    RoleLowered,
+}
+
+impl KeysEnded {
+    fn reason(self) -> &'static str {
+        match self {
+            KeysEnded::MemberRemoved => "member_removed",
+            KeysEnded::RoleLowered => "role_lowered",
+        }
+    }
+}
+
+/// Revokes every live key `user` owns in the write's org, each recorded as its own
+/// `key.revoked` entry with the reason, in the same transaction.
+async fn revoke_keys_of(
+    tx: &mut WriteTx,
+    user: UserId,
+    why: KeysEnded,
+) -> Result<Vec<KeyId>, StorageError> {
+    let org = tx.org();
+    let revoked: Vec<Uuid> = sqlx::query_scalar(
+        "update virtual_keys set revoked_at = now()
+         where org_id = $1 and owner_user_id = $2 and revoked_at is null
+         returning key_id",
+    )
+    .bind(org.as_uuid())
+    .bind(user.as_uuid())
+    .fetch_all(tx.conn())
+    .await
+    .map_err(StorageError::from_write)?;
+    for key in &revoked {
+        let mut details = Map::new();
+        details.insert("reason".into(), Value::from(why.reason()));
+        details.insert("owner_user_id".into(), Value::from(user.to_string()));
+        tx.record_also(AuditedChange::new("key.revoked", "key", key), details);
+    }
+    tx.detail("revoked_keys", revoked.len());
+    Ok(revoked.into_iter().map(KeyId::from_uuid).collect())
+}
+
+/// Changes a member's role. Lowered below what a key needs (a viewer holds none), their keys
+/// are revoked; lowered at all, their sessions end in this org: they sign in again to act
+/// with the new role.
 pub async fn set_role(
     tx: &mut WriteTx,
     user: UserId,
@@ -135,21 +345,36 @@ pub async fn set_role(
     let org = tx.org();
     tx.detail("from", from.as_str());
     tx.detail("to", to.as_str());
+    let lowered = to < from;
     let done = sqlx::query(
-        "update memberships set role = $3, updated_at = now() where org_id = $1 and user_id = $2",
+        "update memberships
+         set role = $3, updated_at = now(),
+             sessions_valid_after = case when $4 then now() else sessions_valid_after end
+         where org_id = $1 and user_id = $2",
     )
     .bind(org.as_uuid())
     .bind(user.as_uuid())
     .bind(to.as_str())
+    .bind(lowered)
     .execute(tx.conn())
     .await
     .map_err(StorageError::from_write)?;
-    expect_row(done)
+    expect_row(done)?;
+    if lowered {
+        tx.detail("sessions_ended", true);
+    }
+    if !to.at_least(Role::Member) {
+        revoke_keys_of(tx, user, KeysEnded::RoleLowered).await?;
+    }
+    Ok(())
 }
 
+/// Removes a member: their membership, the keys they own in the org (each revocation
+/// recorded with its reason) and so every session's access here.
 pub async fn remove(tx: &mut WriteTx, user: UserId, role: Role) -> Result<(), StorageError> {
     let org = tx.org();
     tx.detail("role", role.as_str());
+    revoke_keys_of(tx, user, KeysEnded::MemberRemoved).await?;
     let done = sqlx::query("delete from memberships where org_id = $1 and user_id = $2")
         .bind(org.as_uuid())
         .bind(user.as_uuid())
@@ -159,31 +384,18 @@ pub async fn remove(tx: &mut WriteTx, user: UserId, role: Role) -> Result<(), St
     expect_row(done)
 }
 
-/// Sets an invited person's first password and closes the invitation.
-pub async fn accept_invite(
-    tx: &mut WriteTx,
-    invite_id: Uuid,
-    user: UserId,
-    password_hash: &str,
-) -> Result<(), StorageError> {
-    let accepted = sqlx::query(
-        "update invites set accepted_at = now() where invite_id = $1 and accepted_at is null",
+/// Ends a member's sessions in this org: those begun before now are refused here (their other
+/// orgs are not this org's to end).
+pub async fn end_sessions(tx: &mut WriteTx, user: UserId) -> Result<(), StorageError> {
+    let org = tx.org();
+    let done = sqlx::query(
+        "update memberships set sessions_valid_after = now(), updated_at = now()
+         where org_id = $1 and user_id = $2",
     )
-    .bind(invite_id)
-    .execute(tx.conn())
-    .await
-    .map_err(StorageError::from_write)?;
-    let set = sqlx::query(
-        "update users set password_hash = $2, updated_at = now()
-         where user_id = $1 and password_hash is null",
-    )
+    .bind(org.as_uuid())
     .bind(user.as_uuid())
-    .bind(password_hash)
     .execute(tx.conn())
     .await
     .map_err(StorageError::from_write)?;
-    if accepted.rows_affected() == 0 || set.rows_affected() == 0 {
-        return Err(StorageError::NotFound);
-    }
-    Ok(())
+    expect_row(done)
 }

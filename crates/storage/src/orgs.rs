@@ -22,6 +22,12 @@ pub struct Org {
     pub content_retention_days: i32,
     pub ledger_retention_days: i32,
     pub require_mfa: bool,
+    /// A session unused this long is ended (AC-6).
+    pub session_idle_minutes: i32,
+    /// A session older than this is ended, however busy.
+    pub session_max_hours: i32,
+    /// How long an invitation stays open.
+    pub invite_ttl_days: i32,
     /// The org's budget in micro-dollars, for all time or per calendar month.
     pub budget_micro_usd: Option<i64>,
     pub budget_period: Option<String>,
@@ -72,6 +78,7 @@ pub async fn get_org(tx: &mut TenantTx) -> Result<Org, StorageError> {
     sqlx::query_as(
         "select o.org_id, o.name, o.created_at, s.logging_level, s.pii_redaction,
                 s.pii_guardrail, s.content_retention_days, s.ledger_retention_days, s.require_mfa,
+                s.session_idle_minutes, s.session_max_hours, s.invite_ttl_days,
                 s.budget_micro_usd, s.budget_period
          from organizations o join org_settings s using (org_id)
          where o.org_id = $1",
@@ -91,6 +98,9 @@ pub struct SettingsChange {
     pub content_retention_days: Option<i32>,
     pub ledger_retention_days: Option<i32>,
     pub require_mfa: Option<bool>,
+    pub session_idle_minutes: Option<i32>,
+    pub session_max_hours: Option<i32>,
+    pub invite_ttl_days: Option<i32>,
     /// `Some(None)` removes the budget.
     pub budget_micro_usd: Option<Option<i64>>,
     pub budget_period: Option<Option<String>>,
@@ -120,6 +130,15 @@ pub async fn update_settings(
     if let Some(v) = change.require_mfa {
         tx.detail("require_mfa", v);
     }
+    if let Some(v) = change.session_idle_minutes {
+        tx.detail("session_idle_minutes", v);
+    }
+    if let Some(v) = change.session_max_hours {
+        tx.detail("session_max_hours", v);
+    }
+    if let Some(v) = change.invite_ttl_days {
+        tx.detail("invite_ttl_days", v);
+    }
     if let Some(v) = change.budget_micro_usd {
         tx.detail("budget_micro_usd", v);
     }
@@ -136,6 +155,9 @@ pub async fn update_settings(
              require_mfa = coalesce($7, require_mfa),
              budget_micro_usd = case when $8 then $9 else budget_micro_usd end,
              budget_period = case when $10 then $11 else budget_period end,
+             session_idle_minutes = coalesce($12, session_idle_minutes),
+             session_max_hours = coalesce($13, session_max_hours),
+             invite_ttl_days = coalesce($14, invite_ttl_days),
              updated_at = now()
          where org_id = $1",
     )
@@ -150,6 +172,9 @@ pub async fn update_settings(
     .bind(change.budget_micro_usd.flatten())
     .bind(change.budget_period.is_some())
     .bind(change.budget_period.clone().flatten())
+    .bind(change.session_idle_minutes)
+    .bind(change.session_max_hours)
+    .bind(change.invite_ttl_days)
     .execute(tx.conn())
     .await
     .map_err(StorageError::from_write)?;
@@ -157,11 +182,21 @@ pub async fn update_settings(
 }
 
 /// What the admin guard needs of an org for one caller, read fresh on every request (no
-/// cached roles): whether the org exists here, its MFA rule, and the person's role.
+/// cached roles): whether the org exists here, its MFA rule, and the person's membership.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Access {
     pub require_mfa: bool,
-    pub role: Option<Role>,
+    /// `None`: not a member (an invitation is not a membership).
+    pub membership: Option<MembershipAccess>,
+}
+
+/// A person's membership as the guard checks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MembershipAccess {
+    pub role: Role,
+    /// Sessions begun before this are refused in this org (ended by an admin, or a lowered
+    /// role).
+    pub sessions_valid_after: Option<DateTime<Utc>>,
 }
 
 /// `None` when the org does not exist (or is not visible: the same thing).
@@ -169,8 +204,8 @@ pub async fn access(
     tx: &mut TenantTx,
     user: Option<UserId>,
 ) -> Result<Option<Access>, StorageError> {
-    let row: Option<(bool, Option<String>)> = sqlx::query_as(
-        "select s.require_mfa, m.role from org_settings s
+    let row: Option<(bool, Option<String>, Option<DateTime<Utc>>)> = sqlx::query_as(
+        "select s.require_mfa, m.role, m.sessions_valid_after from org_settings s
          left join memberships m on m.org_id = s.org_id and m.user_id = $2
          where s.org_id = $1",
     )
@@ -178,12 +213,19 @@ pub async fn access(
     .bind(user.map(uuid::Uuid::from))
     .fetch_optional(tx.conn())
     .await?;
-    row.map(|(require_mfa, role)| {
-        let role = role
+    row.map(|(require_mfa, role, sessions_valid_after)| {
+        let membership = role
             .map(|r| r.parse::<Role>())
             .transpose()
-            .map_err(|_| StorageError::Invalid("role".into()))?;
-        Ok(Access { require_mfa, role })
+            .map_err(|_| StorageError::Invalid("role".into()))?
+            .map(|role| MembershipAccess {
+                role,
+                sessions_valid_after,
+            });
+        Ok(Access {
+            require_mfa,
+            membership,
+        })
     })
     .transpose()
 }

@@ -102,6 +102,18 @@ impl TestDb {
         &self.admin_url
     }
 
+    /// Runs `sql` as a superuser: for tests that move time (a session's last use, an
+    /// invitation's expiry) or play a tampering DBA.
+    pub async fn as_superuser(&self, sql: &str) -> anyhow::Result<()> {
+        let mut conn = PgConnection::connect(&self.admin_url).await?;
+        sqlx::raw_sql(sql)
+            .execute(&mut conn)
+            .await
+            .with_context(|| format!("as superuser: {sql}"))?;
+        conn.close().await?;
+        Ok(())
+    }
+
     /// Every row of every table as text, read as a superuser: to prove that no secret is
     /// stored in clear anywhere.
     pub async fn dump(&self) -> anyhow::Result<String> {

@@ -1,4 +1,6 @@
-//! Members and invitations. The owner rules of API.md are asked of `policy::rbac`.
+//! Members and invitations (AC-6). Adding an email always makes an invitation: the answer is
+//! the same whether or not the email has an account, and the person joins only by accepting.
+//! The owner rules of API.md are asked of `policy::rbac`.
 
 use axum::Json;
 use axum::extract::{Extension, Path, State};
@@ -7,38 +9,66 @@ use chrono::{DateTime, Utc};
 use portcullis_core::token::{Token, TokenKind};
 use portcullis_core::{Role, UserId};
 use portcullis_policy::rbac;
-use portcullis_storage::members::{self as store, Member};
-use portcullis_storage::{AuditedChange, auth};
+use portcullis_storage::AuditedChange;
+use portcullis_storage::members::{self as store, Invitation, Member};
+use portcullis_storage::orgs;
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use super::parse_id;
+use crate::authn::MAX_EMAIL_BYTES;
 use crate::error::ApiError;
 use crate::guard::OrgCaller;
 use crate::json::JsonBody;
 use crate::router::AppState;
 
+/// An entry of `GET .../members`: an active member, or an open invitation.
 #[derive(Debug, Serialize)]
-pub struct MemberView {
-    user_id: String,
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum MemberView {
+    Active {
+        user_id: String,
+        email: String,
+        role: Role,
+        mfa_enabled: bool,
+        created_at: DateTime<Utc>,
+    },
+    Pending(InvitationView),
+}
+
+/// An invitation. Names the email it was sent to, never anything of an account.
+#[derive(Debug, Serialize)]
+pub struct InvitationView {
+    invite_id: String,
     email: String,
     role: Role,
-    mfa_enabled: bool,
-    invited: bool,
     created_at: DateTime<Utc>,
-    /// Shown once, when an unknown email is invited.
+    expires_at: DateTime<Utc>,
+    /// Shown once, in the answer that made it.
     #[serde(skip_serializing_if = "Option::is_none")]
     invite_token: Option<String>,
 }
 
 impl From<Member> for MemberView {
     fn from(member: Member) -> Self {
-        Self {
+        Self::Active {
             user_id: member.user_id.to_string(),
             email: member.email,
             role: member.role,
             mfa_enabled: member.mfa_enabled,
-            invited: member.invited,
             created_at: member.created_at,
+        }
+    }
+}
+
+impl From<Invitation> for InvitationView {
+    fn from(invitation: Invitation) -> Self {
+        Self {
+            invite_id: invitation.invite_id.to_string(),
+            email: invitation.email,
+            role: invitation.role,
+            created_at: invitation.created_at,
+            expires_at: invitation.expires_at,
             invite_token: None,
         }
     }
@@ -49,16 +79,25 @@ pub struct MemberList {
     data: Vec<MemberView>,
 }
 
+/// `GET .../members`: active members, then open invitations (`status` tells them apart).
 pub async fn list(
     State(state): State<AppState>,
     Extension(caller): Extension<OrgCaller>,
 ) -> Result<Json<MemberList>, ApiError> {
     let mut tx = state.db.begin_tenant(caller.org).await?;
     let members = store::list(&mut tx).await?;
+    let invitations = store::invitations(&mut tx).await?;
     tx.commit().await?;
-    Ok(Json(MemberList {
-        data: members.into_iter().map(MemberView::from).collect(),
-    }))
+    let data = members
+        .into_iter()
+        .map(MemberView::from)
+        .chain(
+            invitations
+                .into_iter()
+                .map(|i| MemberView::Pending(i.into())),
+        )
+        .collect();
+    Ok(Json(MemberList { data }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -68,10 +107,8 @@ pub struct AddMember {
     role: Role,
 }
 
-/// How long an invitation stays open.
-const INVITE_DAYS: i64 = 7;
-
-/// `POST .../members`: adds a known person, or invites an unknown email.
+/// `POST .../members`: invites the email. The invitation's token is shown once; whether the
+/// email has an account anywhere is neither read nor told.
 pub async fn add(
     State(state): State<AppState>,
     Extension(caller): Extension<OrgCaller>,
@@ -79,45 +116,57 @@ pub async fn add(
 ) -> Result<(StatusCode, Json<MemberView>), ApiError> {
     let email = body.email.trim();
     if email.len() < 3
-        || email.len() > 320
+        || email.len() > MAX_EMAIL_BYTES
         || !email.contains('@')
         || email.contains(char::is_whitespace)
     {
         return Err(ApiError::invalid_request("`email` is not an email address"));
     }
     rbac::may_grant(caller.role, body.role)?;
-    let existing = auth::user_by_email(&state.db, email).await?;
-    let user_id = existing
-        .as_ref()
-        .map_or_else(UserId::new, |user| user.user_id);
+    let invite_id = Uuid::now_v7();
+    let token = Token::generate(TokenKind::Invite)?;
     let mut tx = caller
-        .begin_write(&state, AuditedChange::new("member.added", "user", user_id))
+        .begin_write(
+            &state,
+            AuditedChange::new("member.invited", "invite", invite_id),
+        )
         .await?;
-    let invite = match existing {
-        Some(_) => {
-            store::add(&mut tx, user_id, body.role).await?;
-            None
-        }
-        None => {
-            let token = Token::generate(TokenKind::Invite)?;
-            let expires_at = Utc::now() + chrono::Duration::days(INVITE_DAYS);
-            store::invite(
-                &mut tx,
-                user_id,
-                email,
-                body.role,
-                &token.hash(),
-                expires_at,
-            )
-            .await?;
-            Some(token)
-        }
-    };
-    let member = store::get(tx.tenant(), user_id).await?;
+    let ttl_days = orgs::get_org(tx.tenant()).await?.invite_ttl_days;
+    let expires_at = Utc::now() + chrono::Duration::days(i64::from(ttl_days));
+    let invitation = store::invite(
+        &mut tx,
+        invite_id,
+        email,
+        body.role,
+        &token.hash(),
+        expires_at,
+    )
+    .await?;
     tx.commit().await?;
-    let mut view = MemberView::from(member);
-    view.invite_token = invite.map(|token| token.expose().to_owned());
-    Ok((StatusCode::CREATED, Json(view)))
+    let mut view = InvitationView::from(invitation);
+    view.invite_token = Some(token.expose().to_owned());
+    Ok((StatusCode::CREATED, Json(MemberView::Pending(view))))
+}
+
+/// `DELETE .../invites/{invite_id}`: the token stops opening anything. Only an owner revokes an
+/// invitation to owner or admin, as only an owner grants those.
+pub async fn revoke_invite(
+    State(state): State<AppState>,
+    Extension(caller): Extension<OrgCaller>,
+    Path((_, invite_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let invite_id: Uuid = parse_id(&invite_id)?;
+    let mut tx = caller
+        .begin_write(
+            &state,
+            AuditedChange::new("invite.revoked", "invite", invite_id),
+        )
+        .await?;
+    let invitation = store::invitation(tx.tenant(), invite_id).await?;
+    rbac::may_grant(caller.role, invitation.role)?;
+    store::revoke_invite(&mut tx, invite_id).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Debug, Deserialize)]
@@ -127,7 +176,8 @@ pub struct UpdateMember {
 }
 
 /// `PATCH .../members/{user_id}`: takes effect on the person's very next request, since the
-/// guard reads roles fresh.
+/// guard reads roles fresh. A lowered role ends the person's sessions here, and a role below
+/// member revokes the keys they own (AC-6).
 pub async fn update(
     State(state): State<AppState>,
     Extension(caller): Extension<OrgCaller>,
@@ -150,7 +200,8 @@ pub async fn update(
     Ok(Json(member.into()))
 }
 
-/// `DELETE .../members/{user_id}`.
+/// `DELETE .../members/{user_id}`: the membership, the keys the person owns here (each
+/// revocation audited with its reason), and with them every session's access to this org.
 pub async fn remove(
     State(state): State<AppState>,
     Extension(caller): Extension<OrgCaller>,
@@ -167,6 +218,28 @@ pub async fn remove(
     let current = store::get(tx.tenant(), user_id).await?;
     rbac::may_change_member(caller.role, current.role, None, owners)?;
     store::remove(&mut tx, user_id, current.role).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE .../members/{user_id}/sessions`: the person's sessions stop working in this org (they
+/// sign in again); their other orgs are not this org's to end. Owner rules as for a change.
+pub async fn end_sessions(
+    State(state): State<AppState>,
+    Extension(caller): Extension<OrgCaller>,
+    Path((_, user_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let user_id: UserId = parse_id(&user_id)?;
+    let mut tx = caller
+        .begin_write(
+            &state,
+            AuditedChange::new("member.sessions_ended", "user", user_id),
+        )
+        .await?;
+    let owners = store::lock_owners(&mut tx).await?;
+    let current = store::get(tx.tenant(), user_id).await?;
+    rbac::may_change_member(caller.role, current.role, Some(current.role), owners)?;
+    store::end_sessions(&mut tx, user_id).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -98,6 +98,18 @@ fn table() -> Vec<(AdminRoute, MethodRouter<AppState>)> {
             org(MembersRemove),
             members::remove
         ),
+        route!(
+            "DELETE",
+            org_path!("/members/{user_id}/sessions"),
+            org(MembersEndSessions),
+            members::end_sessions
+        ),
+        route!(
+            "DELETE",
+            org_path!("/invites/{invite_id}"),
+            org(InvitesRevoke),
+            members::revoke_invite
+        ),
         route!("GET", org_path!("/teams"), org(TeamsRead), teams::list),
         route!("POST", org_path!("/teams"), org(TeamsCreate), teams::create),
         route!(

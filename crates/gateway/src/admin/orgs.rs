@@ -32,6 +32,9 @@ struct SettingsView {
     content_retention_days: i32,
     ledger_retention_days: i32,
     require_mfa: bool,
+    session_idle_minutes: i32,
+    session_max_hours: i32,
+    invite_ttl_days: i32,
     budget_micro_usd: Option<i64>,
     budget_period: Option<String>,
 }
@@ -49,6 +52,9 @@ impl From<Org> for OrgView {
                 content_retention_days: org.content_retention_days,
                 ledger_retention_days: org.ledger_retention_days,
                 require_mfa: org.require_mfa,
+                session_idle_minutes: org.session_idle_minutes,
+                session_max_hours: org.session_max_hours,
+                invite_ttl_days: org.invite_ttl_days,
                 budget_micro_usd: org.budget_micro_usd,
                 budget_period: org.budget_period,
             },
@@ -140,6 +146,9 @@ pub struct SettingsPatch {
     content_retention_days: Option<i32>,
     ledger_retention_days: Option<i32>,
     require_mfa: Option<bool>,
+    session_idle_minutes: Option<i32>,
+    session_max_hours: Option<i32>,
+    invite_ttl_days: Option<i32>,
     #[serde(default, deserialize_with = "nullable")]
     budget_micro_usd: Option<Option<i64>>,
     #[serde(default, deserialize_with = "nullable")]
@@ -165,6 +174,9 @@ pub async fn update_settings(
             body.ledger_retention_days.is_some(),
         ),
         ("require_mfa", body.require_mfa.is_some()),
+        ("session_idle_minutes", body.session_idle_minutes.is_some()),
+        ("session_max_hours", body.session_max_hours.is_some()),
+        ("invite_ttl_days", body.invite_ttl_days.is_some()),
         ("budget_micro_usd", body.budget_micro_usd.is_some()),
         ("budget_period", body.budget_period.is_some()),
     ];
@@ -196,6 +208,9 @@ pub async fn update_settings(
         365,
         36500,
     )?;
+    in_range("session_idle_minutes", body.session_idle_minutes, 5, 1440)?;
+    in_range("session_max_hours", body.session_max_hours, 1, 720)?;
+    in_range("invite_ttl_days", body.invite_ttl_days, 1, 90)?;
     super::teams::check_budget(
         body.budget_micro_usd.flatten(),
         body.budget_period.clone().flatten().as_deref(),
@@ -207,6 +222,9 @@ pub async fn update_settings(
         content_retention_days: body.content_retention_days,
         ledger_retention_days: body.ledger_retention_days,
         require_mfa: body.require_mfa,
+        session_idle_minutes: body.session_idle_minutes,
+        session_max_hours: body.session_max_hours,
+        invite_ttl_days: body.invite_ttl_days,
         budget_micro_usd: body.budget_micro_usd,
         budget_period: body.budget_period,
     };

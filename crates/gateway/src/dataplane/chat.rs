@@ -49,6 +49,7 @@ async fn route(
     if let Some(route) = state.caches.route(key.org_id, alias) {
         return Ok(route);
     }
+    let fill = state.caches.fill_started();
     let mut tx = state.db.begin_tenant(key.org_id).await?;
     let resolved = dataplane::resolve_route(&mut tx, &state.keyring, alias).await?;
     tx.commit().await?;
@@ -56,7 +57,8 @@ async fn route(
         code: "model_not_found",
         message: format!("no model `{alias}` here"),
     })?);
-    state.caches.put_route(key.org_id, Arc::clone(&route));
+    state.caches.before_insert().await;
+    state.caches.put_route(key.org_id, Arc::clone(&route), fill);
     Ok(route)
 }
 

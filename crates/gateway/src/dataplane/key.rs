@@ -51,12 +51,14 @@ async fn find(state: &AppState, headers: &HeaderMap) -> Result<LiveKey, ApiError
     let key = match state.caches.key(&hash) {
         Some(key) => key,
         None => {
+            let fill = state.caches.fill_started();
             let key = dataplane::live_key(&state.db, &hash)
                 .await?
                 .ok_or_else(|| {
                     ApiError::unauthenticated("invalid_api_key", "unknown or revoked API key")
                 })?;
-            state.caches.put_key(&hash, key.clone());
+            state.caches.before_insert().await;
+            state.caches.put_key(&hash, key.clone(), fill);
             key
         }
     };

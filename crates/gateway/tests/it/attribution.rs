@@ -197,6 +197,11 @@ async fn au_1_admin_actions_are_recorded_under_their_names() {
         )
         .await;
     assert_eq!(bad.status, StatusCode::UNAUTHORIZED);
+    // A failed login is recorded after its answer.
+    crate::support::eventually(|| async {
+        (!env.audit("login.failed").await.is_empty()).then_some(())
+    })
+    .await;
     let entries = entries(&env, env.org).await;
     for expected in [
         "member.role_changed",

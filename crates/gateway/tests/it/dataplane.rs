@@ -534,3 +534,75 @@ async fn av_1_a_stream_broken_midway_ends_with_a_clean_error_event_and_no_retry(
         "no retry after the first byte: {text}"
     );
 }
+
+/// The fill race: a replica reads a key, the key is revoked and the change is heard, and only
+/// then does the fill insert. The change must win, or the revoked key works for the whole TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ac_2_a_key_revoked_while_a_replica_fills_its_cache_is_still_refused_within_a_second() {
+    let env = Env::new().await;
+    env.mock_route("chat", &["mock-1"]).await;
+    // Every fill of this replica waits 400 ms between its read and its insert.
+    let replica = crate::support::Replica::start(
+        &env,
+        portcullis_gateway::dataplane::Caches::with_fill_delay(Duration::from_millis(400)),
+    )
+    .await;
+    for change in ["revoke", "rotate"] {
+        let (key_id, secret) = env.virtual_key(None).await;
+        let filling = replica.models_status(&secret);
+        let revoking = async {
+            // Well inside the fill's pause: its read is done, its insert not yet.
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let path = env.org_path(&format!("/keys/{key_id}"));
+            let response = if change == "revoke" {
+                env.call(Method::DELETE, &path, Who::Owner, None).await
+            } else {
+                env.call(Method::POST, &format!("{path}/rotate"), Who::Owner, None)
+                    .await
+            };
+            assert!(response.status.is_success(), "{}", response.body);
+        };
+        let (first, ()) = tokio::join!(filling, revoking);
+        // The request that read the key before the change may be served.
+        assert_eq!(first, StatusCode::OK, "{change}");
+        crate::support::within(Duration::from_secs(1), StatusCode::UNAUTHORIZED, || {
+            replica.models_status(&secret)
+        })
+        .await;
+        // And it stays refused: nothing put it back.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            replica.models_status(&secret).await,
+            StatusCode::UNAUTHORIZED,
+            "{change}: the revoked key came back"
+        );
+    }
+}
+
+/// The same race for routes: a route removed while a replica resolves it stays removed there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ac_2_a_route_removed_while_a_replica_fills_its_cache_is_gone_there_within_a_second() {
+    let env = Env::new().await;
+    env.mock_route("doomed", &["mock-1"]).await;
+    let (_, secret) = env.virtual_key(None).await;
+    let replica = crate::support::Replica::start(
+        &env,
+        portcullis_gateway::dataplane::Caches::with_fill_delay(Duration::from_millis(400)),
+    )
+    .await;
+    // The key's own fill first, so that only the route's fill is in flight below.
+    assert_eq!(replica.models_status(&secret).await, StatusCode::OK);
+    let filling = replica.chat_status(&secret, "doomed");
+    let removing = async {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let path = env.org_path("/routes/doomed");
+        let response = env.call(Method::DELETE, &path, Who::Owner, None).await;
+        assert!(response.status.is_success(), "{}", response.body);
+    };
+    let (first, ()) = tokio::join!(filling, removing);
+    assert_eq!(first, StatusCode::OK);
+    crate::support::within(Duration::from_secs(1), StatusCode::NOT_FOUND, || {
+        replica.chat_status(&secret, "doomed")
+    })
+    .await;
+}

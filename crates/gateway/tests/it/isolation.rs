@@ -18,6 +18,7 @@ struct Tenant {
     keys: Vec<String>,
     credential: String,
     alias: String,
+    invite: String,
 }
 
 async fn tenant(env: &Env, teams: usize, keys: usize, people: usize) -> Tenant {
@@ -56,6 +57,15 @@ async fn tenant(env: &Env, teams: usize, keys: usize, people: usize) -> Tenant {
         )
         .await;
     assert_eq!(route.status, StatusCode::OK, "{}", route.body);
+    let invited = env
+        .call_as(
+            Method::POST,
+            &path("/members"),
+            &owner,
+            Some(json!({"email": unique("invited") + "@example.com", "role": "viewer"})),
+        )
+        .await;
+    assert_eq!(invited.status, StatusCode::CREATED, "{}", invited.body);
     let mut tenant = Tenant {
         org: org.to_string(),
         owner,
@@ -64,19 +74,13 @@ async fn tenant(env: &Env, teams: usize, keys: usize, people: usize) -> Tenant {
         keys: Vec::new(),
         credential,
         alias,
+        invite: invited.body["invite_id"].as_str().unwrap().to_owned(),
     };
     for _ in 0..people {
-        let added = env
-            .call(
-                Method::POST,
-                &path("/members"),
-                Who::Master,
-                Some(json!({"email": unique("p") + "@example.com", "role": "member"})),
-            )
+        let user_id = env
+            .add_member(org, &(unique("p") + "@example.com"), "member")
             .await;
-        tenant
-            .members
-            .push(added.body["user_id"].as_str().unwrap().to_owned());
+        tenant.members.push(user_id);
     }
     for _ in 0..teams {
         let team = env
@@ -125,7 +129,8 @@ async fn check_pair(env: &Env, a: &Tenant, b: &Tenant, stranger: &str) {
             .replace("{team_id}", b_team)
             .replace("{key_id}", b_key)
             .replace("{credential_id}", &b.credential)
-            .replace("{alias}", &b.alias);
+            .replace("{alias}", &b.alias)
+            .replace("{invite_id}", &b.invite);
         let response = env
             .call_as(method.clone(), &in_b, &a.owner, body.clone())
             .await;
@@ -142,6 +147,7 @@ async fn check_pair(env: &Env, a: &Tenant, b: &Tenant, stranger: &str) {
             ("{key_id}", b_key),
             ("{credential_id}", b.credential.as_str()),
             ("{alias}", b.alias.as_str()),
+            ("{invite_id}", b.invite.as_str()),
         ]
         .into_iter()
         .find(|(param, _)| route.path.contains(param));
@@ -190,7 +196,7 @@ async fn check_pair(env: &Env, a: &Tenant, b: &Tenant, stranger: &str) {
         .iter()
         .chain(&b.teams)
         .chain(&b.keys)
-        .chain([&b.org, &b.credential, &b.alias])
+        .chain([&b.org, &b.credential, &b.alias, &b.invite])
         .collect();
     for suffix in [
         "",

@@ -14,6 +14,7 @@ mod headers;
 mod isolation;
 mod log_writer;
 mod matrix;
+mod membership;
 mod mfa;
 mod observability;
 mod privacy;

@@ -7,7 +7,7 @@ use portcullis_core::Role;
 use portcullis_gateway::admin;
 use serde_json::json;
 
-use crate::support::{Env, Who, prepare, snapshot, unique};
+use crate::support::{Env, Who, prepare, snapshot, snapshot_except, unique};
 
 /// Who API.md lets call each route.
 #[derive(Debug, Clone, Copy)]
@@ -44,6 +44,7 @@ fn documented(method: &str, path: &str) -> Allowed {
         ("PATCH", Some("/settings"))
         | ("POST", Some("/members" | "/teams"))
         | ("PATCH" | "DELETE", Some("/members/{user_id}" | "/teams/{team_id}"))
+        | ("DELETE", Some("/members/{user_id}/sessions" | "/invites/{invite_id}"))
         | ("GET", Some("/audit" | "/audit/verify" | "/ledger" | "/logs" | "/logs/{request_id}"))
         | ("POST", Some("/data-subject-deletions"))
         | ("PUT", Some("/prompts/{name}/labels/{label}"))
@@ -76,9 +77,29 @@ fn key_creator(who: Who) -> Who {
     }
 }
 
+/// What a refused call may change: its `access.denied` entry, and its session's last use.
+const UNMOVED: &[&str] = &["audit_events", "sessions"];
+
+/// The org's `access.denied` entries so far.
+async fn denials(env: &Env) -> Vec<portcullis_core::audit::ChainedRecord> {
+    let mut tx = env.test.db.begin_tenant(env.org).await.unwrap();
+    let filter = portcullis_storage::audit::EventFilter {
+        action: Some("access.denied".to_owned()),
+        limit: 1000,
+        ..Default::default()
+    };
+    let entries = portcullis_storage::audit::list(&mut tx, &filter)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    entries
+}
+
+/// Every refusal of a member is audited (AC-1: a denied call changes nothing but the trail
+/// that records it, ASVS 16.3.2).
 #[tokio::test]
 async fn ac_1_every_admin_route_answers_each_role_as_documented() {
-    let env = Env::new().await;
+    let env = Env::new_with(|state| state.with_denials_per_window(10_000)).await;
     let routes = admin::routes();
     assert!(
         routes.len() >= 18,
@@ -89,7 +110,9 @@ async fn ac_1_every_admin_route_answers_each_role_as_documented() {
         let allowed = documented(route.method, route.path);
         for who in Who::ALL {
             let (path, body) = prepare(&env, route, key_creator(who)).await;
-            let before = snapshot(&env.test).await;
+            // The trail records the refusal, and the session its last use; nothing else moves.
+            let before = snapshot_except(&env.test, UNMOVED).await;
+            let denied_before = denials(&env).await.len();
             let method = Method::from_bytes(route.method.as_bytes()).unwrap();
             let response = env.call(method, &path, who, body).await;
             let context = format!(
@@ -108,10 +131,27 @@ async fn ac_1_every_admin_route_answers_each_role_as_documented() {
             assert_eq!(response.status, expected.0, "{context}");
             assert_eq!(response.body["error"]["code"], expected.1, "{context}");
             assert_eq!(
-                snapshot(&env.test).await,
+                snapshot_except(&env.test, UNMOVED).await,
                 before,
                 "a refused call changed the database: {context}"
             );
+            let denied = denials(&env).await;
+            let in_org = matches!(route.access, portcullis_gateway::guard::RouteAccess::Org(_));
+            if who.role().is_some() && in_org {
+                assert_eq!(denied.len(), denied_before + 1, "{context}");
+                let entry = &denied.last().unwrap().record;
+                assert_eq!(entry.actor.id, env.user_ids[&who], "{context}");
+                assert_eq!(
+                    entry.target_id,
+                    format!("{} {}", route.method, route.path),
+                    "{context}"
+                );
+                assert_eq!(entry.details["role"], who.role().unwrap().as_str());
+                assert!(entry.details["required"].is_string(), "{context}");
+                assert_eq!(entry.source.client_ip.unwrap().to_string(), "203.0.113.50");
+            } else {
+                assert_eq!(denied.len(), denied_before, "{context}");
+            }
         }
     }
 }
@@ -128,7 +168,7 @@ async fn ac_1_a_member_may_not_rotate_or_revoke_another_persons_key() {
         )
         .await;
     let key_id = key.body["key_id"].as_str().unwrap();
-    let before = snapshot(&env.test).await;
+    let before = snapshot_except(&env.test, UNMOVED).await;
     for (method, suffix) in [
         (Method::POST, format!("/keys/{key_id}/rotate")),
         (Method::DELETE, format!("/keys/{key_id}")),
@@ -139,7 +179,15 @@ async fn ac_1_a_member_may_not_rotate_or_revoke_another_persons_key() {
         assert_eq!(response.status, StatusCode::FORBIDDEN, "{}", response.body);
         assert_eq!(response.body["error"]["code"], "permission_denied");
     }
-    assert_eq!(snapshot(&env.test).await, before);
+    assert_eq!(snapshot_except(&env.test, UNMOVED).await, before);
+    // The handler's own refusals are in the trail, naming what the member lacked.
+    let denied = denials(&env).await;
+    assert_eq!(denied.len(), 2);
+    assert!(
+        denied
+            .iter()
+            .all(|d| d.record.details["required"] == "key owner")
+    );
 }
 
 #[tokio::test]
@@ -212,15 +260,21 @@ async fn ac_1_a_role_change_or_removal_applies_to_the_very_next_request() {
         env.user_ids[&Who::Member]
     );
     let keys = env.org_path("/keys");
-    let create_key = || {
-        env.call(
-            Method::POST,
-            &keys,
-            Who::Member,
-            Some(json!({"name": unique("k")})),
-        )
+    let env = &env;
+    let create_key = |session: String| {
+        let keys = keys.clone();
+        async move {
+            env.call_as(
+                Method::POST,
+                &keys,
+                &session,
+                Some(json!({"name": unique("k")})),
+            )
+            .await
+            .status
+        }
     };
-    assert_eq!(create_key().await.status, StatusCode::CREATED);
+    assert_eq!(create_key(env.member.clone()).await, StatusCode::CREATED);
     let demoted = env
         .call(
             Method::PATCH,
@@ -230,11 +284,17 @@ async fn ac_1_a_role_change_or_removal_applies_to_the_very_next_request() {
         )
         .await;
     assert_eq!(demoted.status, StatusCode::OK);
-    assert_eq!(create_key().await.status, StatusCode::FORBIDDEN);
+    // A lowered role ends the session here (AC-6); signed in again, the person is a viewer.
+    assert_eq!(
+        create_key(env.member.clone()).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let again = env.login("member@example.com").await;
+    assert_eq!(create_key(again.clone()).await, StatusCode::FORBIDDEN);
     let removed = env.call(Method::DELETE, &member, Who::Admin, None).await;
     assert_eq!(removed.status, StatusCode::NO_CONTENT);
     let after = env
-        .call(Method::GET, &env.org_path("/keys"), Who::Member, None)
+        .call_as(Method::GET, &env.org_path("/keys"), &again, None)
         .await;
     assert_eq!(
         after.status,
@@ -290,4 +350,36 @@ async fn ac_1_bodies_with_unknown_fields_are_refused() {
         response.body
     );
     assert_eq!(snapshot(&env.test).await, before);
+}
+
+/// A loop of refusals cannot flood the chain: past the bound, refusals are counted and one
+/// summary entry says how many.
+#[tokio::test]
+async fn ac_1_a_loop_of_refusals_writes_a_bounded_trail_with_a_counted_summary() {
+    let env = Env::new().await;
+    for _ in 0..35 {
+        let response = env
+            .call(
+                Method::POST,
+                &env.org_path("/teams"),
+                Who::Viewer,
+                Some(json!({"name": unique("t")})),
+            )
+            .await;
+        assert_eq!(response.status, StatusCode::FORBIDDEN);
+    }
+    let full = denials(&env).await;
+    assert_eq!(full.len(), 10, "the bound per actor and minute");
+    // The summary is written when the window closes, or at shutdown.
+    assert!(
+        env.state
+            .finish_background(std::time::Duration::from_secs(10))
+            .await
+    );
+    let all = denials(&env).await;
+    assert_eq!(all.len(), 11);
+    let summary = &all.last().unwrap().record;
+    assert_eq!(summary.details["summary"], true);
+    assert_eq!(summary.details["suppressed"], 25);
+    assert_eq!(summary.actor.id, env.user_ids[&Who::Viewer]);
 }

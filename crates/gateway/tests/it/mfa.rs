@@ -4,10 +4,11 @@
 
 use axum::http::{Method, StatusCode};
 use portcullis_core::mfa::Totp;
-use portcullis_storage::audit::{self, EventFilter};
 use serde_json::{Value, json};
 
-use crate::support::{Env, PASSWORD, Who};
+use std::time::Duration;
+
+use crate::support::{Call, Env, PASSWORD, TRUSTED_PEER, Who};
 
 fn now() -> u64 {
     u64::try_from(chrono::Utc::now().timestamp()).unwrap()
@@ -245,17 +246,12 @@ async fn ac_4_repeated_failures_are_throttled_and_audited() {
     assert_eq!(throttled.body["error"]["code"], "rate_limited");
     assert!(throttled.headers.contains_key("retry-after"));
 
-    let mut tx = env.test.db.begin_tenant(env.org).await.unwrap();
-    let failures = audit::list(
-        &mut tx,
-        &EventFilter {
-            limit: 1000,
-            action: Some("login.failed".into()),
-            ..EventFilter::default()
-        },
-    )
-    .await
-    .unwrap();
+    // Failures are recorded after their answers: wait for all five.
+    let failures = crate::support::eventually(|| async {
+        let failures = env.audit("login.failed").await;
+        (failures.len() >= 5).then_some(failures)
+    })
+    .await;
     assert_eq!(failures.len(), 5);
     assert!(
         failures
@@ -267,10 +263,9 @@ async fn ac_4_repeated_failures_are_throttled_and_audited() {
             .iter()
             .any(|f| f.record.details.to_string().contains("not the password"))
     );
-    tx.commit().await.unwrap();
 
-    // Second factors are throttled as well: enrolment's wrong code counted, so at most four
-    // more wrong codes are answered before the refusals start, and then even a right one is.
+    // Second factors are throttled as well: enrolment's right code cleared its wrong one, so
+    // five wrong codes are answered before the refusals start, and then even a right one is.
     let (totp, _) = enrol_owner(&env).await;
     let pending = challenge(&env, "owner@example.com").await;
     let mut answered = 0;
@@ -281,8 +276,9 @@ async fn ac_4_repeated_failures_are_throttled_and_audited() {
         }
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
         answered += 1;
-        assert!(answered <= 4, "wrong codes are not throttled");
+        assert!(answered <= 5, "wrong codes are not throttled");
     }
+    assert_eq!(answered, 5);
     let (status, _) = second_step(&env, &pending, &totp.code_at(now() + 30)).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
 }
@@ -324,4 +320,125 @@ async fn ac_1_login_answers_alike_for_an_unknown_email_and_a_wrong_password_and_
             StatusCode::OK
         );
     }
+}
+
+/// 200 attempts at once: only the throttle's limit of them reaches the check.
+async fn concurrently(env: &Env, path: &str, bodies: Vec<Value>) -> Vec<StatusCode> {
+    let calls = bodies.into_iter().map(|body| async move {
+        env.call(Method::POST, path, Who::Nobody, Some(body))
+            .await
+            .status
+    });
+    futures_util::future::join_all(calls).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ac_4_two_hundred_concurrent_wrong_codes_for_one_challenge_are_at_most_five_checks() {
+    let env = Env::new().await;
+    enrol_owner(&env).await;
+    let pending = challenge(&env, "owner@example.com").await;
+    let bodies = (0..200)
+        .map(|n| json!({"mfa_challenge": pending, "code": format!("{:06}", 100_000 + n)}))
+        .collect();
+    let statuses = concurrently(&env, "/auth/v1/login/mfa", bodies).await;
+    let checked = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert!(checked <= 5, "{checked} codes were checked");
+    assert_eq!(checked + refused, 200, "{statuses:?}");
+    // Each check is a `login.failed` entry: no more than five.
+    env.state.finish_background(Duration::from_secs(10)).await;
+    let failed = env.audit("login.failed").await;
+    assert_eq!(failed.len(), checked);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ac_4_two_hundred_concurrent_wrong_passwords_are_at_most_five_checks() {
+    let env = Env::new().await;
+    let bodies = (0..200)
+        .map(|n| json!({"email": "viewer@example.com", "password": format!("wrong guess {n}")}))
+        .collect();
+    let statuses = concurrently(&env, "/auth/v1/login", bodies).await;
+    let checked = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    assert!(checked <= 5, "{checked} passwords were checked");
+    assert_eq!(
+        checked
+            + statuses
+                .iter()
+                .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+                .count(),
+        200,
+        "{statuses:?}"
+    );
+    env.state.finish_background(Duration::from_secs(10)).await;
+    assert_eq!(env.audit("login.failed").await.len(), checked);
+}
+
+#[tokio::test]
+async fn ac_4_an_over_long_email_is_refused_before_any_work() {
+    let env = Env::new().await;
+    let email = format!("{}@example.com", "a".repeat(400));
+    let response = env
+        .call(
+            Method::POST,
+            "/auth/v1/login",
+            Who::Nobody,
+            Some(json!({"email": email, "password": "whatever pass"})),
+        )
+        .await;
+    assert_eq!(
+        response.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        response.body
+    );
+    assert_eq!(response.body["error"]["code"], "invalid_request");
+}
+
+#[tokio::test]
+async fn ac_4_a_stranger_cannot_lock_an_account_out_from_elsewhere() {
+    let env = Env::new().await;
+    // Five wrong passwords for the viewer from the attacker's address (behind the trusted
+    // proxy, so X-Forwarded-For names it).
+    for _ in 0..6 {
+        let mut call = Call::new(
+            Method::POST,
+            "/auth/v1/login",
+            None,
+            Some(json!({"email": "viewer@example.com", "password": "not the password"})),
+        );
+        call.peer = TRUSTED_PEER;
+        call.headers = vec![("x-forwarded-for", "198.51.100.66".to_owned())];
+        env.send(call).await;
+    }
+    let mut attacker = Call::new(
+        Method::POST,
+        "/auth/v1/login",
+        None,
+        Some(json!({"email": "viewer@example.com", "password": PASSWORD})),
+    );
+    attacker.peer = TRUSTED_PEER;
+    attacker.headers = vec![("x-forwarded-for", "198.51.100.66".to_owned())];
+    assert_eq!(
+        env.send(attacker).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // The owner of the account, from their own address, still signs in.
+    let owner = env
+        .call(
+            Method::POST,
+            "/auth/v1/login",
+            Who::Nobody,
+            Some(json!({"email": "viewer@example.com", "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(owner.status, StatusCode::OK, "{}", owner.body);
 }

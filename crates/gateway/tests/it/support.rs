@@ -83,14 +83,21 @@ pub fn spend_options() -> portcullis_gateway::spend::SpendOptions {
 
 impl Env {
     pub async fn new() -> Self {
+        Self::new_with(|state| state).await
+    }
+
+    /// The harness with its state adjusted by `adjust` before anything runs.
+    pub async fn new_with(adjust: impl FnOnce(AppState) -> AppState) -> Self {
         let test = TestDb::new().await.unwrap();
-        let state = AppState::new(
-            test.db.clone(),
-            Keyring::generate().unwrap(),
-            vec!["10.0.0.0/8".parse().unwrap()],
-            spend_options(),
-        )
-        .unwrap();
+        let state = adjust(
+            AppState::new(
+                test.db.clone(),
+                Keyring::generate().unwrap(),
+                vec!["10.0.0.0/8".parse().unwrap()],
+                spend_options(),
+            )
+            .unwrap(),
+        );
         let master_key =
             portcullis_core::token::Token::generate(portcullis_core::token::TokenKind::Master)
                 .unwrap();
@@ -152,6 +159,27 @@ impl Env {
 
     /// Invites a person as the master key, accepts, logs in: (user id, session token).
     pub async fn add_person(&self, org: OrgId, email: &str, role: &str) -> (String, String) {
+        let user_id = self.add_member(org, email, role).await;
+        (user_id, self.login(email).await)
+    }
+
+    /// Invites a new person as the master key; they accept with a password: their user id.
+    pub async fn add_member(&self, org: OrgId, email: &str, role: &str) -> String {
+        let invite = self.invite(org, email, role).await;
+        let accepted = self
+            .call(
+                Method::POST,
+                "/auth/v1/invites/accept",
+                Who::Nobody,
+                Some(json!({"invite_token": invite, "password": PASSWORD})),
+            )
+            .await;
+        assert_eq!(accepted.status, StatusCode::OK, "{}", accepted.body);
+        accepted.body["user_id"].as_str().unwrap().to_owned()
+    }
+
+    /// Invites `email` to `org` as the master key: the invitation's token.
+    pub async fn invite(&self, org: OrgId, email: &str, role: &str) -> String {
         let path = format!("/admin/v1/orgs/{org}/members");
         let added = self
             .call(
@@ -162,20 +190,7 @@ impl Env {
             )
             .await;
         assert_eq!(added.status, StatusCode::CREATED, "{}", added.body);
-        let invite = added.body["invite_token"].as_str().unwrap().to_owned();
-        let accepted = self
-            .call(
-                Method::POST,
-                "/auth/v1/invites/accept",
-                Who::Nobody,
-                Some(json!({"invite_token": invite, "password": PASSWORD})),
-            )
-            .await;
-        assert_eq!(accepted.status, StatusCode::OK, "{}", accepted.body);
-        (
-            added.body["user_id"].as_str().unwrap().to_owned(),
-            self.login(email).await,
-        )
+        added.body["invite_token"].as_str().unwrap().to_owned()
     }
 
     pub async fn login(&self, email: &str) -> String {
@@ -295,6 +310,11 @@ impl<'a> Call<'a> {
 
 /// A snapshot of every row of every table, to prove that a refused call changed nothing.
 pub async fn snapshot(test: &TestDb) -> Vec<(String, String)> {
+    snapshot_except(test, &[]).await
+}
+
+/// A snapshot of every row of every table but `skip`.
+pub async fn snapshot_except(test: &TestDb, skip: &[&str]) -> Vec<(String, String)> {
     let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(test.admin_url())
         .await
         .unwrap();
@@ -305,7 +325,7 @@ pub async fn snapshot(test: &TestDb) -> Vec<(String, String)> {
     .await
     .unwrap();
     let mut rows = Vec::new();
-    for table in tables {
+    for table in tables.into_iter().filter(|t| !skip.contains(&t.as_str())) {
         let digest: String = sqlx::query_scalar(&format!(
             "select md5(coalesce(string_agg(t::text, '|' order by t::text), '')) from {table} t"
         ))
@@ -331,6 +351,11 @@ pub async fn prepare(
     let mut path = route.path.replace("{org_id}", &env.org.to_string());
     if path.contains("{user_id}") {
         let email = format!("{}@example.com", unique("target"));
+        let user_id = env.add_member(env.org, &email, "viewer").await;
+        path = path.replace("{user_id}", &user_id);
+    }
+    if path.contains("{invite_id}") {
+        let email = format!("{}@example.com", unique("invited"));
         let added = env
             .call(
                 Method::POST,
@@ -339,7 +364,8 @@ pub async fn prepare(
                 Some(json!({"email": email, "role": "viewer"})),
             )
             .await;
-        path = path.replace("{user_id}", added.body["user_id"].as_str().unwrap());
+        assert_eq!(added.status, StatusCode::CREATED, "{}", added.body);
+        path = path.replace("{invite_id}", added.body["invite_id"].as_str().unwrap());
     }
     if path.contains("{team_id}") {
         let team = env
@@ -548,5 +574,137 @@ pub fn body_for(method: &str, path: &str) -> Option<Value> {
         ("PUT", "/prompts/{name}/labels/{label}") => Some(json!({"version": 1})),
         ("GET" | "DELETE", _) | ("POST", "/keys/{key_id}/rotate") => None,
         (method, _) => panic!("{method} {path}: add a valid body for this new route"),
+    }
+}
+
+/// Waits up to 10 s for `check` to give a value: a condition awaited, not a fixed sleep.
+pub async fn eventually<T, F, Fut>(mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the condition did not hold within 10 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+impl Env {
+    /// The harness org's audit entries with this action, in chain order.
+    pub async fn audit(&self, action: &str) -> Vec<portcullis_core::audit::ChainedRecord> {
+        self.audit_in(self.org, action).await
+    }
+
+    pub async fn audit_in(
+        &self,
+        org: OrgId,
+        action: &str,
+    ) -> Vec<portcullis_core::audit::ChainedRecord> {
+        let mut tx = self.test.db.begin_tenant(org).await.unwrap();
+        let filter = portcullis_storage::audit::EventFilter {
+            action: Some(action.to_owned()),
+            limit: 1000,
+            ..Default::default()
+        };
+        let entries = portcullis_storage::audit::list(&mut tx, &filter)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        entries
+    }
+}
+
+/// A second gateway process on the harness's database: its own caches, listening for changes.
+pub struct Replica {
+    pub state: AppState,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+impl Replica {
+    /// Answers once the replica's listener is up (a change it missed would be a false pass).
+    pub async fn start(env: &Env, caches: portcullis_gateway::dataplane::Caches) -> Self {
+        let mut state = AppState::new(
+            env.test.db.clone(),
+            Keyring::generate().unwrap(),
+            Vec::new(),
+            spend_options(),
+        )
+        .unwrap();
+        state.caches = std::sync::Arc::new(caches);
+        // The same key-encryption key: one deployment.
+        state.keyring = std::sync::Arc::clone(&env.state.keyring);
+        let before = state.caches.fill_started();
+        let listener = portcullis_gateway::dataplane::spawn_change_listener(state.clone());
+        // The listener drops everything once it listens, which moves the caches' generation.
+        let caches = std::sync::Arc::clone(&state.caches);
+        eventually(|| {
+            let moved = caches.fill_started() != before;
+            async move { moved.then_some(()) }
+        })
+        .await;
+        Self { state, listener }
+    }
+
+    /// The status of a `GET /v1/models` with `secret` on this replica.
+    pub async fn models_status(&self, secret: &str) -> StatusCode {
+        let request = Request::get("/v1/models")
+            .header("authorization", format!("Bearer {secret}"))
+            .body(Body::empty())
+            .unwrap();
+        self.status_of(request).await
+    }
+
+    /// The status of a chat completion on `alias` with `secret` on this replica.
+    pub async fn chat_status(&self, secret: &str, alias: &str) -> StatusCode {
+        let body = json!({"model": alias, "messages": [{"role": "user", "content": "hi"}]});
+        let request = Request::post("/v1/chat/completions")
+            .header("authorization", format!("Bearer {secret}"))
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        self.status_of(request).await
+    }
+
+    async fn status_of(&self, request: Request<Body>) -> StatusCode {
+        router(self.state.clone())
+            .layer(MockConnectInfo(SocketAddr::from((UNTRUSTED_PEER, 40000))))
+            .oneshot(request)
+            .await
+            .unwrap()
+            .status()
+    }
+}
+
+/// Polls until `status` answers `expected`, failing after `within`: how long a change takes
+/// to reach a replica.
+pub async fn within<F, Fut>(within: std::time::Duration, expected: StatusCode, mut status: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = StatusCode>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        let now = status().await;
+        if now == expected {
+            return;
+        }
+        assert!(
+            started.elapsed() < within,
+            "still {now} after {within:?}, expected {expected}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }

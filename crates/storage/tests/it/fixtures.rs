@@ -38,14 +38,14 @@ pub async fn populated_org(test: &TestDb, name: &str) -> Org {
     let team = add_team(&test.db, org.org_id, &format!("{name}-team")).await;
     add_member(&test.runtime, org.org_id, &format!("{name}@example.com")).await;
 
-    let invited = UserId::new();
+    let invited = uuid::Uuid::now_v7();
     let mut tx = test
         .db
         .begin_write(
             org.org_id,
             &actor(),
             &source(),
-            AuditedChange::new("member.added", "user", invited),
+            AuditedChange::new("member.invited", "invite", invited),
         )
         .await
         .unwrap();
