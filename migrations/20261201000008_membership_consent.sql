@@ -3,8 +3,10 @@
 -- An invitation offers an email a role in an org; a membership exists only once a person
 -- accepts it: a new person with a password, a person with an account from their own session.
 -- Until then nothing in the org knows of the person, and no event of theirs lands there.
--- Sessions carry their last use so that idle and absolute timeouts hold on every request, and
--- a membership can end its person's sessions in its org without touching their other orgs.
+-- Sessions carry their last use so that idle and absolute timeouts hold on every request: each
+-- org's limits in that org (the gateway's guard), the most permissive of them everywhere else
+-- (here), so that no org can end a person's sessions in another. A membership can end its
+-- person's sessions in its org alone.
 
 -- The data conversion below runs as the owner, which forced RLS would hold to its own
 -- policies; FORCE is restored at the end of this file (the catalog test checks it).
@@ -15,7 +17,10 @@ alter table users no force row level security;
 alter table invites
     add column email text check (length(email) between 3 and 320),
     add column role text check (role in ('owner', 'admin', 'member', 'viewer')),
-    add column revoked_at timestamptz;
+    add column revoked_at timestamptz,
+    -- The person who invited (NULL: the master key). An invitation is only as good as its
+    -- inviter's right to grant the role, checked again when it is accepted.
+    add column invited_by_user uuid references users (user_id);
 alter table invites rename column user_id to accepted_user_id;
 alter table invites alter column accepted_user_id drop not null;
 
@@ -29,6 +34,10 @@ update invites set role = 'viewer' where role is null;
 delete from memberships m using invites i, users u
     where i.accepted_at is null and m.org_id = i.org_id and m.user_id = i.accepted_user_id
       and u.user_id = i.accepted_user_id and u.password_hash is null;
+-- A person who never set a password never consented to any org: the old add put such people
+-- in other orgs at once. Those memberships go too (their orgs invite them again).
+delete from memberships m using users u
+    where u.user_id = m.user_id and u.password_hash is null;
 update invites set accepted_user_id = null where accepted_at is null;
 delete from users u
     where u.password_hash is null
@@ -74,16 +83,16 @@ $$;
 -- A membership removed or changed drops the org's cached keys on every process: a key whose
 -- owner left stops at once, even before its revocation (which the gateway writes too).
 create trigger memberships_changed
-    after update or delete on memberships
+    after update of role or delete on memberships
     for each row execute function notify_budget_change_old();
 
 -- An open invitation by its token: not accepted, revoked or expired.
 drop function auth_invite(bytea);
 create function auth_invite(p_token_hash bytea)
-    returns table (invite_id uuid, org_id uuid, email text, role text)
+    returns table (invite_id uuid, org_id uuid, email text, role text, invited_by_user uuid)
     language sql stable security definer
     set search_path = pg_catalog, public, pg_temp
-    as $$ select i.invite_id, i.org_id, i.email, i.role from invites i
+    as $$ select i.invite_id, i.org_id, i.email, i.role, i.invited_by_user from invites i
           where i.token_hash = p_token_hash and i.accepted_at is null
             and i.revoked_at is null and i.expires_at > now() $$;
 
@@ -100,23 +109,25 @@ create function auth_user_invitations(p_user_id uuid)
             and i.expires_at > now()
           order by i.created_at $$;
 
--- The strictest session limits over a person's orgs (defaults without any): a session lasts
--- as long as the strictest org it can act in allows.
+-- The most permissive session limits over a person's orgs (defaults without any): what holds
+-- a session outside any org. Each org holds the session to its own limits in that org.
 create function auth_session_limits(p_user_id uuid)
     returns table (idle_minutes integer, max_hours integer)
     language sql stable security definer
     set search_path = pg_catalog, public, pg_temp
-    as $$ select coalesce(min(s.session_idle_minutes), 30), coalesce(min(s.session_max_hours), 12)
+    as $$ select coalesce(max(s.session_idle_minutes), 30), coalesce(max(s.session_max_hours), 12)
           from memberships m join org_settings s on s.org_id = m.org_id
           where m.user_id = p_user_id $$;
 
--- A live session: not ended, not expired, and within its idle and absolute limits, which are
--- checked here on every use. A session found past them is ended, so that no later change of
--- settings revives it. Its last use is recorded (at most every ten seconds).
+-- A live session: not ended, not expired, and within the most permissive limits of its
+-- person's orgs. A session found past them is ended for good, so that no later change of
+-- settings revives it. Its last use is returned as it was: the caller checks an org's own
+-- limits against it, then records this use (`auth_touch_session`), so that a refused request
+-- does not count as use.
 drop function auth_session(bytea, text);
 create function auth_session(p_token_hash bytea, p_kind text)
     returns table (session_id uuid, user_id uuid, mfa_verified boolean, expires_at timestamptz,
-                   created_at timestamptz)
+                   created_at timestamptz, last_seen_at timestamptz)
     language plpgsql volatile security definer
     set search_path = pg_catalog, public, pg_temp
     as $$
@@ -139,12 +150,20 @@ begin
             update sessions x set revoked_at = now() where x.session_id = s.session_id;
             return;
         end if;
-        update sessions x set last_seen_at = now()
-            where x.session_id = s.session_id and x.last_seen_at < now() - interval '10 seconds';
     end if;
-    return query select s.session_id, s.user_id, s.mfa_verified, s.expires_at, s.created_at;
+    return query select s.session_id, s.user_id, s.mfa_verified, s.expires_at, s.created_at,
+                        s.last_seen_at;
 end
 $$;
+
+-- Records a use of a session that was let through (at most every ten seconds).
+create function auth_touch_session(p_session_id uuid)
+    returns void
+    language sql volatile security definer
+    set search_path = pg_catalog, public, pg_temp
+    as $$ update sessions set last_seen_at = now()
+          where session_id = p_session_id and revoked_at is null
+            and last_seen_at < now() - interval '10 seconds' $$;
 
 -- Ends every live session of a person (their own "sign out everywhere"); how many ended.
 create function auth_end_user_sessions(p_user_id uuid)
@@ -162,7 +181,7 @@ declare
 begin
     foreach f in array array[
         'auth_invite(bytea)', 'auth_user_invitations(uuid)', 'auth_session_limits(uuid)',
-        'auth_session(bytea, text)', 'auth_end_user_sessions(uuid)']
+        'auth_session(bytea, text)', 'auth_touch_session(uuid)', 'auth_end_user_sessions(uuid)']
     loop
         execute format('revoke execute on function %s from public', f);
         execute format('grant execute on function %s to portcullis_runtime', f);

@@ -13,6 +13,7 @@ use portcullis_core::audit::{Actor, ActorKind, Source};
 use portcullis_core::mfa::{RECOVERY_CODES, RecoveryCode, Totp};
 use portcullis_core::token::{Token, TokenKind};
 use portcullis_core::{SessionId, UserId, password};
+use portcullis_policy::rbac;
 use portcullis_storage::auth::{self, Session, SessionKind};
 use portcullis_storage::{AuditedChange, members};
 use serde::{Deserialize, Serialize};
@@ -135,7 +136,7 @@ fn throttled<'a>(state: &'a AppState, subjects: &[Subject<'_>]) -> Result<Attemp
 }
 
 /// The buckets a password attempt for `email` from `address` is counted in.
-fn password_subjects(email: &str, address: Option<IpAddr>) -> [Subject<'_>; 3] {
+fn password_subjects(email: &str, address: Option<IpAddr>) -> [Subject<'_>; 4] {
     [
         Subject::AccountAt {
             what: "password",
@@ -147,13 +148,18 @@ fn password_subjects(email: &str, address: Option<IpAddr>) -> [Subject<'_>; 3] {
             name: email,
         },
         Subject::Address(address),
+        Subject::Network(address),
     ]
 }
 
 /// The buckets of a second-factor attempt: a person's codes, from anywhere (whoever reaches
 /// this step has their password), and the client address.
-fn second_factor_subjects(user: &str, address: Option<IpAddr>) -> [Subject<'_>; 2] {
-    [Subject::SecondFactor(user), Subject::Address(address)]
+fn second_factor_subjects(user: &str, address: Option<IpAddr>) -> [Subject<'_>; 3] {
+    [
+        Subject::SecondFactor(user),
+        Subject::Address(address),
+        Subject::Network(address),
+    ]
 }
 
 #[derive(Debug, Deserialize)]
@@ -636,7 +642,19 @@ async fn accept_invite(
     };
     let signed_in = headers.contains_key(axum::http::header::AUTHORIZATION);
     let session = if signed_in {
-        Some(session_user(&state, &headers).await?.0)
+        match session_principal(&state, &headers).await? {
+            Principal::User {
+                user_id,
+                started_at,
+                ..
+            } => Some((user_id, started_at)),
+            Principal::MasterKey(_) => {
+                return Err(ApiError::forbidden(
+                    "wrong_key_kind",
+                    "this route takes a session token",
+                ));
+            }
+        }
     } else {
         None
     };
@@ -671,18 +689,18 @@ async fn accept_invite(
         email: &invite.email,
         role: invite.role,
     };
-    let user = match session {
-        Some(user) => {
+    let (user, session_start) = match session {
+        Some((user, started_at)) => {
             // The invitation is for an email: another account holding the token gets nothing.
             let profile = auth::profile(&state.db, user)
                 .await?
                 .ok_or_else(invalid_credentials)?;
-            if !profile.email.eq_ignore_ascii_case(&invite.email) {
+            if profile.email.to_lowercase() != invite.email.to_lowercase() {
                 return Err(not_found());
             }
-            user
+            (user, Some(started_at))
         }
-        None => UserId::new(),
+        None => (UserId::new(), None),
     };
     let hash = match new_password {
         Some(password) => Some(blocking(move || password::hash(&password)).await??),
@@ -697,9 +715,19 @@ async fn accept_invite(
             AuditedChange::new("invite.accepted", "user", user),
         )
         .await?;
-    match &hash {
-        Some(hash) => members::accept_as_new_person(&mut tx, offer, user, hash).await?,
-        None => members::accept_as_existing_person(&mut tx, offer, user).await?,
+    // An invitation is only as good as its inviter's right to grant the role, now.
+    if let Some(inviter) = invite.invited_by {
+        let still = members::role_of(tx.tenant(), inviter).await?;
+        if still.is_none_or(|role| rbac::may_grant(role, invite.role).is_err()) {
+            return Err(not_found());
+        }
+    }
+    match (&hash, session_start) {
+        (Some(hash), _) => members::accept_as_new_person(&mut tx, offer, user, hash).await?,
+        (None, Some(started_at)) => {
+            members::accept_as_existing_person(&mut tx, offer, user, started_at).await?;
+        }
+        (None, None) => return Err(ApiError::invalid_request("`password` is required")),
     }
     tx.commit().await?;
     Ok(Json(json!({

@@ -22,8 +22,11 @@ pub enum Principal {
         user_id: UserId,
         session_id: SessionId,
         mfa_verified: bool,
-        /// When the session began: an org may have ended its person's sessions since.
+        /// When the session began: an org may have ended its person's sessions since, or
+        /// hold it to a shorter lifetime.
         started_at: DateTime<Utc>,
+        /// When it was last let through, before this request: an org's idle limit.
+        last_seen_at: DateTime<Utc>,
     },
 }
 
@@ -85,16 +88,27 @@ pub async fn admin_principal(state: &AppState, headers: &HeaderMap) -> Result<Pr
     }
 }
 
-/// A live session only: what the auth routes of a person accept.
+/// A live session only: what the auth routes of a person accept. The use is recorded.
 pub async fn session_principal(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<Principal, ApiError> {
     let token = bearer(headers)?;
-    match token.kind() {
-        TokenKind::Session => session(state, &token).await,
-        other => Err(wrong_kind(other, "a session token")),
+    let principal = match token.kind() {
+        TokenKind::Session => session(state, &token).await?,
+        other => return Err(wrong_kind(other, "a session token")),
+    };
+    touch(state, &principal).await?;
+    Ok(principal)
+}
+
+/// Records that a session was let through: its idle time starts again. Called once every
+/// check of the request passed, so that a refused request is no use.
+pub async fn touch(state: &AppState, principal: &Principal) -> Result<(), ApiError> {
+    if let Principal::User { session_id, .. } = principal {
+        auth::touch_session(&state.db, *session_id).await?;
     }
+    Ok(())
 }
 
 async fn master(state: &AppState, token: &Token) -> Result<Principal, ApiError> {
@@ -115,5 +129,6 @@ async fn session(state: &AppState, token: &Token) -> Result<Principal, ApiError>
         session_id: live.session.session_id,
         mfa_verified: live.session.mfa_verified,
         started_at: live.started_at,
+        last_seen_at: live.last_seen_at,
     })
 }

@@ -8,12 +8,13 @@
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use chrono::Utc;
 use portcullis_core::audit::{Actor, Source};
 use portcullis_core::{OrgId, Role};
 use portcullis_policy::rbac::{self, Action};
-use portcullis_storage::{AuditedChange, WriteTx, orgs};
+use portcullis_storage::{AuditedChange, WriteTx, members, orgs};
 
-use crate::caller::{Principal, admin_principal};
+use crate::caller::{Principal, admin_principal, touch};
 use crate::denials::{self, Denial};
 use crate::error::{ApiError, Refused};
 use crate::router::AppState;
@@ -44,16 +45,30 @@ impl OrgCaller {
         self.principal.actor()
     }
 
-    /// Opens the audited write for this caller's change.
+    /// Opens the audited write for this caller's change. A person's membership is read
+    /// again inside it and held (`FOR SHARE`) until it commits: a member removed or changed
+    /// after the guard let them through cannot still write with the old role.
     pub async fn begin_write(
         &self,
         state: &AppState,
         change: AuditedChange,
     ) -> Result<WriteTx, ApiError> {
-        Ok(state
+        let mut tx = state
             .db
             .begin_write(self.org, &self.actor(), &self.source, change)
-            .await?)
+            .await?;
+        if let Some(user) = self.principal.user_id() {
+            match members::lock_role_of(&mut tx, user).await? {
+                Some(role) if role == self.role => {}
+                Some(_) => {
+                    return Err(ApiError::Conflict(
+                        "your role in this organization changed: retry".to_owned(),
+                    ));
+                }
+                None => return Err(ApiError::not_found()),
+            }
+        }
+        Ok(tx)
     }
 }
 
@@ -143,6 +158,7 @@ async fn platform(
             "only the master key may do this",
         ));
     }
+    touch(state, &principal).await?;
     Ok(PlatformCaller {
         principal,
         source: source_of(parts, &state.trusted_proxies),
@@ -167,20 +183,31 @@ async fn org_caller(
     let access = access.ok_or_else(ApiError::not_found)?;
     let role = match &principal {
         Principal::MasterKey(_) => Role::Owner,
-        Principal::User { started_at, .. } => {
+        Principal::User {
+            started_at,
+            last_seen_at,
+            ..
+        } => {
             let membership = access.membership.ok_or_else(ApiError::not_found)?;
-            if membership
+            let now = Utc::now();
+            let ended = membership
                 .sessions_valid_after
-                .is_some_and(|after| *started_at < after)
-            {
+                .is_some_and(|after| *started_at < after);
+            // The org's own limits, here only: its settings end no session elsewhere.
+            let idle = *last_seen_at
+                <= now - chrono::Duration::minutes(i64::from(access.session_idle_minutes));
+            let old =
+                *started_at <= now - chrono::Duration::hours(i64::from(access.session_max_hours));
+            if ended || idle || old {
                 return Err(ApiError::unauthenticated(
                     "invalid_session",
-                    "this organization ended the session: sign in again",
+                    "this organization ended the session, or it timed out here: sign in again",
                 ));
             }
             membership.role
         }
     };
+    touch(state, &principal).await?;
     Ok(OrgCaller {
         org,
         role,

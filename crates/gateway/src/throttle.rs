@@ -14,9 +14,15 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-/// Buckets beyond this are pruned of expired windows, bounding memory under a spray attack;
-/// if none has expired, the oldest windows go.
+/// Buckets beyond this are pruned, bounding memory under a spray attack: expired windows
+/// first, then those of a single attempt. A bucket near its limit is never forgotten, so
+/// filling the table does not wipe an account's count: keeping 100,000 buckets of two
+/// attempts alive needs 200,000 password checks within one window.
 const MAX_ENTRIES: usize = 100_000;
+
+/// An IPv6 /48 (one site's allocation, which hands out 65,536 /64s) may fail this many times
+/// more than one address.
+const NETWORK_FACTOR: u32 = 8;
 
 /// The limits of each kind of bucket within one window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +65,8 @@ pub enum Subject<'a> {
         address: Option<IpAddr>,
     },
     Address(Option<IpAddr>),
+    /// The IPv6 /48 of the client (none for IPv4): many /64s of one site.
+    Network(Option<IpAddr>),
     /// One person's second-factor codes, from anywhere: whoever reaches that step has their
     /// password, so it gets the small limit of one guesser.
     SecondFactor(&'a str),
@@ -90,6 +98,10 @@ impl Subject<'_> {
                 hash.update(b"address\0");
                 hash.update(bucket_of(*address).as_bytes());
             }
+            Subject::Network(address) => {
+                hash.update(b"network\0");
+                hash.update(network_of(*address).unwrap_or_default().as_bytes());
+            }
             Subject::SecondFactor(person) => {
                 hash.update(b"second-factor\0");
                 hash.update(person.as_bytes());
@@ -103,6 +115,7 @@ impl Subject<'_> {
             Subject::Account { .. } => limits.per_account,
             Subject::AccountAt { .. } | Subject::SecondFactor(_) => limits.per_account_and_address,
             Subject::Address(_) => limits.per_address,
+            Subject::Network(_) => limits.per_address.saturating_mul(NETWORK_FACTOR),
         }
     }
 
@@ -111,6 +124,17 @@ impl Subject<'_> {
     /// counted against the account and a busy address is not charged for its successes.
     fn cleared_on_success(&self) -> bool {
         matches!(self, Subject::AccountAt { .. } | Subject::SecondFactor(_))
+    }
+}
+
+/// The IPv6 /48 of a client; IPv4 has no wider bucket than its address.
+fn network_of(address: Option<IpAddr>) -> Option<String> {
+    match address.map(|ip| ip.to_canonical())? {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            Some(format!("{:x}:{:x}:{:x}::/48", s[0], s[1], s[2]))
+        }
+        IpAddr::V4(_) => None,
     }
 }
 
@@ -136,7 +160,15 @@ struct Window {
 #[derive(Debug)]
 pub struct Throttle {
     limits: ThrottleLimits,
-    entries: Mutex<HashMap<[u8; 32], Window>>,
+    entries: Mutex<Table>,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    buckets: HashMap<[u8; 32], Window>,
+    /// When the table was last pruned: a full table is pruned at most once a second, so that
+    /// a flood of new names cannot make every attempt walk it.
+    pruned: Option<Instant>,
 }
 
 /// An attempt counted in every bucket it touches. Dropped without [`Attempt::succeeded`], it
@@ -151,7 +183,8 @@ pub struct Attempt<'a> {
 impl Attempt<'_> {
     /// The attempt proved the secret: the buckets give its count back.
     pub fn succeeded(self) {
-        let mut entries = self.throttle.locked();
+        let mut table = self.throttle.locked();
+        let entries = &mut table.buckets;
         for (digest, clear) in &self.buckets {
             if *clear {
                 entries.remove(digest);
@@ -166,11 +199,11 @@ impl Throttle {
     pub fn new(limits: ThrottleLimits) -> Self {
         Self {
             limits,
-            entries: Mutex::new(HashMap::new()),
+            entries: Mutex::new(Table::default()),
         }
     }
 
-    fn locked(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Window>> {
+    fn locked(&self) -> std::sync::MutexGuard<'_, Table> {
         self.entries
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -181,19 +214,34 @@ impl Throttle {
     pub fn acquire(&self, subjects: &[Subject<'_>]) -> Result<Attempt<'_>, u64> {
         let now = Instant::now();
         let window = self.limits.window;
-        let mut entries = self.locked();
-        if entries.len() >= MAX_ENTRIES {
-            entries.retain(|_, w| now.duration_since(w.start) < window);
-            if entries.len() >= MAX_ENTRIES {
-                // Still full of live windows: an attack on memory. Forgetting windows lets
-                // their attempts go again, but never more than the limit per window.
-                entries.clear();
+        let mut table = self.locked();
+        let due = table
+            .pruned
+            .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1));
+        if table.buckets.len() >= MAX_ENTRIES && due {
+            table.pruned = Some(now);
+            table
+                .buckets
+                .retain(|_, w| now.duration_since(w.start) < window);
+            if table.buckets.len() >= MAX_ENTRIES {
+                // Full of live windows: forget those of one attempt, which protect least.
+                table.buckets.retain(|_, w| w.count > 1);
             }
         }
+        let entries = &mut table.buckets;
         let buckets: Vec<([u8; 32], bool, u32)> = subjects
             .iter()
+            .filter(|s| !matches!(s, Subject::Network(a) if network_of(*a).is_none()))
             .map(|s| (s.digest(), s.cleared_on_success(), s.limit(&self.limits)))
             .collect();
+        let new_buckets = buckets
+            .iter()
+            .filter(|(d, _, _)| !entries.contains_key(d))
+            .count();
+        if entries.len() + new_buckets > MAX_ENTRIES {
+            // Still full: no new bucket, and so no unchecked attempt, until windows expire.
+            return Err(window.as_secs().max(1));
+        }
         let mut wait = None;
         for (digest, _, limit) in &buckets {
             if let Some(w) = entries.get(digest)
@@ -244,7 +292,7 @@ mod tests {
         Some(text.parse().unwrap())
     }
 
-    fn login<'a>(name: &'a str, address: &str) -> [Subject<'a>; 3] {
+    fn login<'a>(name: &'a str, address: &str) -> [Subject<'a>; 4] {
         [
             Subject::AccountAt {
                 what: "login",
@@ -256,6 +304,7 @@ mod tests {
                 name,
             },
             Subject::Address(ip(address)),
+            Subject::Network(ip(address)),
         ]
     }
 
@@ -341,6 +390,44 @@ mod tests {
             bucket_of(ip("::ffff:192.0.2.7")),
             bucket_of(ip("192.0.2.7"))
         );
+    }
+
+    #[test]
+    fn ac_4_one_ipv6_site_is_bounded_over_its_many_64s() {
+        let throttle = Throttle::new(ThrottleLimits {
+            per_address: 10,
+            per_account: 1_000,
+            ..limits()
+        });
+        // 80 failures (8 x 10) over as many /64s of one /48, then the site is refused.
+        let mut spent = 0;
+        for n in 0..200u32 {
+            let name = format!("user{n}@x");
+            if let Ok(attempt) = throttle.acquire(&login(&name, &format!("2001:db8:7:{n:x}::1"))) {
+                drop(attempt);
+                spent += 1;
+            }
+        }
+        assert_eq!(spent, 80);
+        assert!(throttle.acquire(&login("a@x", "2001:db8:8::1")).is_ok());
+    }
+
+    #[test]
+    fn ac_4_filling_the_table_never_forgets_an_account_near_its_limit() {
+        let throttle = Throttle::new(limits());
+        for _ in 0..4 {
+            drop(throttle.acquire(&login("victim@x", "192.0.2.1")).unwrap());
+        }
+        // A spray of single attempts from many addresses fills the table.
+        for n in 0..(MAX_ENTRIES as u32) {
+            let name = format!("s{n}");
+            let address = std::net::Ipv4Addr::from(0x0A00_0000 + n).to_string();
+            let _ = throttle.acquire(&login(&name, &address));
+        }
+        // The victim's bucket (four attempts) survived: one more, then refused.
+        drop(throttle.acquire(&login("victim@x", "192.0.2.1")).unwrap());
+        assert!(throttle.acquire(&login("victim@x", "192.0.2.1")).is_err());
+        assert!(throttle.locked().buckets.len() <= MAX_ENTRIES);
     }
 
     #[test]

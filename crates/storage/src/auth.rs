@@ -105,11 +105,13 @@ pub struct Session {
     pub expires_at: DateTime<Utc>,
 }
 
-/// A live session as found: what it was started as, and when.
+/// A live session as found: what it was started as, when, and when it was last let through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LiveSession {
     pub session: Session,
     pub started_at: DateTime<Utc>,
+    /// Before this use: an org checks its own idle limit against it.
+    pub last_seen_at: DateTime<Utc>,
 }
 
 pub async fn start_session(
@@ -130,19 +132,27 @@ pub async fn start_session(
     Ok(())
 }
 
-/// (session id, user id, MFA verified, expires at, started at).
-type SessionRow = (Uuid, Uuid, bool, DateTime<Utc>, DateTime<Utc>);
+/// (session id, user id, MFA verified, expires at, started at, last seen at).
+type SessionRow = (
+    Uuid,
+    Uuid,
+    bool,
+    DateTime<Utc>,
+    DateTime<Utc>,
+    DateTime<Utc>,
+);
 
 /// A live session or challenge of this kind: not ended, not expired, and (a session) within
-/// the idle and absolute limits of the strictest org its person belongs to, which
-/// `auth_session` checks on every use, ending a session found past them.
+/// the most permissive idle and absolute limits of its person's orgs, which `auth_session`
+/// checks on every use, ending a session found past them. The use is not recorded here: see
+/// [`touch_session`].
 pub async fn session(
     db: &Db,
     kind: SessionKind,
     token: &TokenHash,
 ) -> Result<Option<LiveSession>, StorageError> {
     let row: Option<SessionRow> = sqlx::query_as(
-        "select session_id, user_id, mfa_verified, expires_at, created_at
+        "select session_id, user_id, mfa_verified, expires_at, created_at, last_seen_at
          from auth_session($1, $2)",
     )
     .bind(token.0.as_slice())
@@ -150,7 +160,7 @@ pub async fn session(
     .fetch_optional(db.pool())
     .await?;
     Ok(row.map(
-        |(session_id, user_id, mfa_verified, expires_at, started_at)| LiveSession {
+        |(session_id, user_id, mfa_verified, expires_at, started_at, last_seen_at)| LiveSession {
             session: Session {
                 session_id: SessionId::from_uuid(session_id),
                 user_id: UserId::from_uuid(user_id),
@@ -158,11 +168,21 @@ pub async fn session(
                 expires_at,
             },
             started_at,
+            last_seen_at,
         },
     ))
 }
 
-/// The strictest session limits over a person's orgs: (idle minutes, absolute hours).
+/// Records a use of a session that was let through.
+pub async fn touch_session(db: &Db, session: SessionId) -> Result<(), StorageError> {
+    sqlx::query("select auth_touch_session($1)")
+        .bind(session.as_uuid())
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+/// The most permissive session limits over a person's orgs: (idle minutes, absolute hours).
 pub async fn session_limits(db: &Db, user: UserId) -> Result<(i32, i32), StorageError> {
     Ok(
         sqlx::query_as("select idle_minutes, max_hours from auth_session_limits($1)")
@@ -278,15 +298,18 @@ pub struct Invite {
     pub org_id: OrgId,
     pub email: String,
     pub role: Role,
+    /// Who invited (`None`: the master key).
+    pub invited_by: Option<UserId>,
 }
 
 pub async fn invite(db: &Db, token: &TokenHash) -> Result<Option<Invite>, StorageError> {
-    let row: Option<(Uuid, Uuid, String, String)> =
-        sqlx::query_as("select invite_id, org_id, email, role from auth_invite($1)")
-            .bind(token.0.as_slice())
-            .fetch_optional(db.pool())
-            .await?;
-    row.map(|(invite_id, org_id, email, role)| {
+    let row: Option<(Uuid, Uuid, String, String, Option<Uuid>)> = sqlx::query_as(
+        "select invite_id, org_id, email, role, invited_by_user from auth_invite($1)",
+    )
+    .bind(token.0.as_slice())
+    .fetch_optional(db.pool())
+    .await?;
+    row.map(|(invite_id, org_id, email, role, invited_by)| {
         Ok(Invite {
             invite_id,
             org_id: OrgId::from_uuid(org_id),
@@ -294,6 +317,7 @@ pub async fn invite(db: &Db, token: &TokenHash) -> Result<Option<Invite>, Storag
             role: role
                 .parse()
                 .map_err(|_| StorageError::Invalid("role".into()))?,
+            invited_by: invited_by.map(UserId::from_uuid),
         })
     })
     .transpose()

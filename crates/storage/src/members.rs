@@ -128,18 +128,48 @@ pub async fn lock_owners(tx: &mut WriteTx) -> Result<usize, StorageError> {
     Ok(owners.len())
 }
 
-/// Invites `email` to the write's org with `role`: an open invitation that grants nothing
-/// until accepted. An open invitation for the same email is revoked first (inviting again
-/// issues a new token); an active member's email is a conflict. Whether the email has an
-/// account anywhere is neither read nor told.
-pub async fn invite(
-    tx: &mut WriteTx,
-    invite_id: Uuid,
+/// The org's open invitation for `email`, if any: what inviting it again would replace.
+pub async fn open_invitation_for(
+    tx: &mut TenantTx,
     email: &str,
-    role: Role,
-    token: &TokenHash,
-    expires_at: DateTime<Utc>,
-) -> Result<Invitation, StorageError> {
+) -> Result<Option<Invitation>, StorageError> {
+    let row: Option<InvitationRow> = sqlx::query_as(
+        "select invite_id, email, role, created_at, expires_at from invites
+         where org_id = $1 and lower(email) = lower($2) and accepted_at is null
+           and revoked_at is null",
+    )
+    .bind(tx.org().as_uuid())
+    .bind(email)
+    .fetch_optional(tx.conn())
+    .await?;
+    row.map(invitation_from).transpose()
+}
+
+/// What a new invitation offers, and who offers it.
+#[derive(Debug, Clone, Copy)]
+pub struct NewInvitation<'a> {
+    pub invite_id: Uuid,
+    pub email: &'a str,
+    pub role: Role,
+    /// `None`: the master key.
+    pub invited_by: Option<UserId>,
+    pub token: &'a TokenHash,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Invites an email to the write's org: an open invitation that grants nothing until
+/// accepted. An open invitation for the same email is revoked first (inviting again issues a
+/// new token); an active member's email is a conflict. Whether the email has an account
+/// anywhere is neither read nor told.
+pub async fn invite(tx: &mut WriteTx, new: NewInvitation<'_>) -> Result<Invitation, StorageError> {
+    let NewInvitation {
+        invite_id,
+        email,
+        role,
+        invited_by,
+        token,
+        expires_at,
+    } = new;
     let org = tx.org();
     // Users are visible only through a membership of this org: this sees its members alone.
     let member: Option<i32> = sqlx::query_scalar(
@@ -173,8 +203,9 @@ pub async fn invite(
         tx.detail("replaces", old.to_string());
     }
     let row: InvitationRow = sqlx::query_as(
-        "insert into invites (invite_id, org_id, email, role, token_hash, expires_at)
-         values ($1, $2, $3, $4, $5, $6)
+        "insert into invites (invite_id, org_id, email, role, token_hash, expires_at,
+                              invited_by_user)
+         values ($1, $2, $3, $4, $5, $6, $7)
          returning invite_id, email, role, created_at, expires_at",
     )
     .bind(invite_id)
@@ -183,6 +214,7 @@ pub async fn invite(
     .bind(role.as_str())
     .bind(token.0.as_slice())
     .bind(expires_at)
+    .bind(invited_by.map(Uuid::from))
     .fetch_one(tx.conn())
     .await
     .map_err(StorageError::on_constraint(
@@ -228,19 +260,30 @@ async fn claim_invite(tx: &mut WriteTx, invite_id: Uuid, user: UserId) -> Result
     expect_row(done)
 }
 
-async fn insert_membership(tx: &mut WriteTx, user: UserId, role: Role) -> Result<(), StorageError> {
+/// A new membership. Sessions of the person begun before `sessions_from` are refused in the
+/// org from the start: one an earlier membership ended does not come back with a new one.
+async fn insert_membership(
+    tx: &mut WriteTx,
+    user: UserId,
+    role: Role,
+    sessions_from: DateTime<Utc>,
+) -> Result<(), StorageError> {
     let org = tx.org();
     tx.detail("role", role.as_str());
-    sqlx::query("insert into memberships (org_id, user_id, role) values ($1, $2, $3)")
-        .bind(org.as_uuid())
-        .bind(user.as_uuid())
-        .bind(role.as_str())
-        .execute(tx.conn())
-        .await
-        .map_err(StorageError::on_constraint(
-            "memberships_pkey",
-            "already a member of this organization",
-        ))?;
+    sqlx::query(
+        "insert into memberships (org_id, user_id, role, sessions_valid_after)
+         values ($1, $2, $3, $4)",
+    )
+    .bind(org.as_uuid())
+    .bind(user.as_uuid())
+    .bind(role.as_str())
+    .bind(sessions_from)
+    .execute(tx.conn())
+    .await
+    .map_err(StorageError::on_constraint(
+        "memberships_pkey",
+        "already a member of this organization",
+    ))?;
     Ok(())
 }
 
@@ -274,19 +317,82 @@ pub async fn accept_as_new_person(
     claim_invite(tx, offer.invite_id, user).await?;
     tx.detail("invite_id", offer.invite_id.to_string());
     tx.detail("new_account", true);
-    insert_membership(tx, user, offer.role).await
+    insert_membership(tx, user, offer.role, Utc::now()).await
 }
 
-/// A person with an account accepts from their own session.
+/// A person with an account accepts from their own session, which began at `session_start`:
+/// that session and later ones act in the org, none from before.
 pub async fn accept_as_existing_person(
     tx: &mut WriteTx,
     offer: Offer<'_>,
     user: UserId,
+    session_start: DateTime<Utc>,
 ) -> Result<(), StorageError> {
     claim_invite(tx, offer.invite_id, user).await?;
     tx.detail("invite_id", offer.invite_id.to_string());
     tx.detail("new_account", false);
-    insert_membership(tx, user, offer.role).await
+    insert_membership(tx, user, offer.role, session_start).await
+}
+
+/// The role `user` holds in the transaction's org, if a member.
+pub async fn role_of(tx: &mut TenantTx, user: UserId) -> Result<Option<Role>, StorageError> {
+    let role: Option<String> =
+        sqlx::query_scalar("select role from memberships where org_id = $1 and user_id = $2")
+            .bind(tx.org().as_uuid())
+            .bind(user.as_uuid())
+            .fetch_optional(tx.conn())
+            .await?;
+    role.map(|r| parse_role(&r)).transpose()
+}
+
+/// The role `user` holds, locked against change until the write commits: a write by a member
+/// whose membership changes meanwhile waits for it, or finds it gone.
+pub async fn lock_role_of(tx: &mut WriteTx, user: UserId) -> Result<Option<Role>, StorageError> {
+    let org = tx.org();
+    let role: Option<String> = sqlx::query_scalar(
+        "select role from memberships where org_id = $1 and user_id = $2 for share",
+    )
+    .bind(org.as_uuid())
+    .bind(user.as_uuid())
+    .fetch_optional(tx.conn())
+    .await?;
+    role.map(|r| parse_role(&r)).transpose()
+}
+
+/// Revokes the open invitations `inviter` made that offer one of `roles` (each its own
+/// `invite.revoked` entry): an invitation is only as good as its inviter's right to grant it.
+pub async fn revoke_invitations_by(
+    tx: &mut WriteTx,
+    inviter: UserId,
+    roles: &[Role],
+) -> Result<(), StorageError> {
+    if roles.is_empty() {
+        return Ok(());
+    }
+    let org = tx.org();
+    let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+    let revoked: Vec<(Uuid, String)> = sqlx::query_as(
+        "update invites set revoked_at = now()
+         where org_id = $1 and invited_by_user = $2 and role = any($3)
+           and accepted_at is null and revoked_at is null
+         returning invite_id, email",
+    )
+    .bind(org.as_uuid())
+    .bind(inviter.as_uuid())
+    .bind(&names)
+    .fetch_all(tx.conn())
+    .await
+    .map_err(StorageError::from_write)?;
+    for (invite_id, email) in revoked {
+        let mut details = Map::new();
+        details.insert("email".into(), Value::from(email));
+        details.insert("reason".into(), Value::from("inviter_changed"));
+        tx.record_also(
+            AuditedChange::new("invite.revoked", "invite", invite_id),
+            details,
+        );
+    }
+    Ok(())
 }
 
 /// Why a person's keys were revoked with a membership change.

@@ -186,6 +186,9 @@ pub async fn update_settings(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Access {
     pub require_mfa: bool,
+    /// The org's session limits, in minutes idle and hours in all.
+    pub session_idle_minutes: i32,
+    pub session_max_hours: i32,
     /// `None`: not a member (an invitation is not a membership).
     pub membership: Option<MembershipAccess>,
 }
@@ -199,13 +202,17 @@ pub struct MembershipAccess {
     pub sessions_valid_after: Option<DateTime<Utc>>,
 }
 
+type AccessRow = (bool, i32, i32, Option<String>, Option<DateTime<Utc>>);
+
 /// `None` when the org does not exist (or is not visible: the same thing).
 pub async fn access(
     tx: &mut TenantTx,
     user: Option<UserId>,
 ) -> Result<Option<Access>, StorageError> {
-    let row: Option<(bool, Option<String>, Option<DateTime<Utc>>)> = sqlx::query_as(
-        "select s.require_mfa, m.role, m.sessions_valid_after from org_settings s
+    let row: Option<AccessRow> = sqlx::query_as(
+        "select s.require_mfa, s.session_idle_minutes, s.session_max_hours, m.role,
+                m.sessions_valid_after
+         from org_settings s
          left join memberships m on m.org_id = s.org_id and m.user_id = $2
          where s.org_id = $1",
     )
@@ -213,19 +220,23 @@ pub async fn access(
     .bind(user.map(uuid::Uuid::from))
     .fetch_optional(tx.conn())
     .await?;
-    row.map(|(require_mfa, role, sessions_valid_after)| {
-        let membership = role
-            .map(|r| r.parse::<Role>())
-            .transpose()
-            .map_err(|_| StorageError::Invalid("role".into()))?
-            .map(|role| MembershipAccess {
-                role,
-                sessions_valid_after,
-            });
-        Ok(Access {
-            require_mfa,
-            membership,
-        })
-    })
+    row.map(
+        |(require_mfa, idle, max_hours, role, sessions_valid_after)| {
+            let membership = role
+                .map(|r| r.parse::<Role>())
+                .transpose()
+                .map_err(|_| StorageError::Invalid("role".into()))?
+                .map(|role| MembershipAccess {
+                    role,
+                    sessions_valid_after,
+                });
+            Ok(Access {
+                require_mfa,
+                session_idle_minutes: idle,
+                session_max_hours: max_hours,
+                membership,
+            })
+        },
+    )
     .transpose()
 }

@@ -131,17 +131,21 @@ pub async fn add(
             AuditedChange::new("member.invited", "invite", invite_id),
         )
         .await?;
+    // Inviting again replaces the open invitation: only someone who may grant its role.
+    if let Some(open) = store::open_invitation_for(tx.tenant(), email).await? {
+        rbac::may_grant(caller.role, open.role)?;
+    }
     let ttl_days = orgs::get_org(tx.tenant()).await?.invite_ttl_days;
-    let expires_at = Utc::now() + chrono::Duration::days(i64::from(ttl_days));
-    let invitation = store::invite(
-        &mut tx,
+    let token_hash = token.hash();
+    let new = store::NewInvitation {
         invite_id,
         email,
-        body.role,
-        &token.hash(),
-        expires_at,
-    )
-    .await?;
+        role: body.role,
+        invited_by: caller.principal.user_id(),
+        token: &token_hash,
+        expires_at: Utc::now() + chrono::Duration::days(i64::from(ttl_days)),
+    };
+    let invitation = store::invite(&mut tx, new).await?;
     tx.commit().await?;
     let mut view = InvitationView::from(invitation);
     view.invite_token = Some(token.expose().to_owned());
@@ -195,6 +199,12 @@ pub async fn update(
     let current = store::get(tx.tenant(), user_id).await?;
     rbac::may_change_member(caller.role, current.role, Some(body.role), owners)?;
     store::set_role(&mut tx, user_id, current.role, body.role).await?;
+    // The invitations they made that their new role could not make end with it.
+    let beyond: Vec<Role> = Role::ALL
+        .into_iter()
+        .filter(|r| rbac::may_grant(body.role, *r).is_err())
+        .collect();
+    store::revoke_invitations_by(&mut tx, user_id, &beyond).await?;
     let member = store::get(tx.tenant(), user_id).await?;
     tx.commit().await?;
     Ok(Json(member.into()))
@@ -218,6 +228,7 @@ pub async fn remove(
     let current = store::get(tx.tenant(), user_id).await?;
     rbac::may_change_member(caller.role, current.role, None, owners)?;
     store::remove(&mut tx, user_id, current.role).await?;
+    store::revoke_invitations_by(&mut tx, user_id, &Role::ALL).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -4,11 +4,12 @@
 //! backstop if a notification is ever lost.
 //!
 //! A fill reads the database, then inserts. A change heard between the two must win, or a
-//! key revoked meanwhile would be put back for the whole TTL: every change bumps a generation,
-//! and a fill inserts only if the generation it started at is still current.
+//! key revoked meanwhile would be put back for the whole TTL. Every change takes the next
+//! epoch and records it where it applies (its org, its key's shard, or everything); a fill
+//! inserts only if nothing that applies to what it read changed since the epoch it started
+//! at. One tenant's changes therefore never drop another tenant's fills.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,11 +29,30 @@ type Timed<T> = (Instant, T);
 type RouteMap = HashMap<(OrgId, String), Timed<Arc<ResolvedRoute>>>;
 
 #[derive(Debug, Default)]
+struct Keys {
+    by_hash: HashMap<[u8; 32], Timed<LiveKey>>,
+    /// The hashes cached for each org: an org's change drops them without a walk of all.
+    by_org: HashMap<OrgId, Vec<[u8; 32]>>,
+}
+
+/// When each kind of change last happened, as epochs.
+#[derive(Debug, Default)]
+struct Epochs {
+    now: u64,
+    everything: u64,
+    /// Key changes by the first byte of the key's hash.
+    key_shard: HashMap<u8, u64>,
+    /// Settings, budgets and memberships: the org's keys.
+    org_keys: HashMap<OrgId, u64>,
+    /// Routes and credentials: the org's routes.
+    org_routes: HashMap<OrgId, u64>,
+}
+
+#[derive(Debug, Default)]
 pub struct Caches {
-    keys: Mutex<HashMap<[u8; 32], Timed<LiveKey>>>,
+    keys: Mutex<Keys>,
     routes: Mutex<RouteMap>,
-    /// Bumped by every change heard; see [`Caches::fill_started`].
-    generation: AtomicU64,
+    epochs: Mutex<Epochs>,
     /// A pause between a fill's read and its insert: the hook a test widens the race with.
     fill_delay: Option<Duration>,
 }
@@ -58,7 +78,12 @@ impl Caches {
 
     /// Call before reading what will be inserted.
     pub fn fill_started(&self) -> Fill {
-        Fill(self.generation.load(Ordering::SeqCst))
+        Fill(locked(&self.epochs).now)
+    }
+
+    /// How many changes this process has heard (the listener's first, on connecting, is one).
+    pub fn changes_heard(&self) -> u64 {
+        locked(&self.epochs).now
     }
 
     /// Waits the test hook's delay, if any (none in production).
@@ -68,28 +93,37 @@ impl Caches {
         }
     }
 
-    /// Checked under the map's lock, so that a change either bumped the generation before
-    /// (and the fill is dropped) or removes the entry after it was inserted.
-    fn still_current(&self, fill: Fill) -> bool {
-        self.generation.load(Ordering::SeqCst) == fill.0
-    }
-
     pub fn key(&self, hash: &TokenHash) -> Option<LiveKey> {
         let keys = locked(&self.keys);
-        keys.get(&hash.0)
+        keys.by_hash
+            .get(&hash.0)
             .filter(|(at, _)| at.elapsed() < TTL)
             .map(|(_, key)| key.clone())
     }
 
+    /// Inserts a key read since `fill`, unless a change to it, its org, or everything was heard
+    /// since. Checked under the map's lock, and changes are applied under it too: a change
+    /// either came first (the fill is dropped) or removes the entry after its insert.
     pub fn put_key(&self, hash: &TokenHash, key: LiveKey, fill: Fill) {
         let mut keys = locked(&self.keys);
-        if !self.still_current(fill) {
-            return;
+        {
+            let epochs = locked(&self.epochs);
+            let changed = [
+                Some(epochs.everything),
+                epochs.key_shard.get(&hash.0[0]).copied(),
+                epochs.org_keys.get(&key.org_id).copied(),
+            ];
+            if changed.into_iter().flatten().any(|at| at > fill.0) {
+                return;
+            }
         }
-        if keys.len() >= MAX_ENTRIES {
-            keys.clear();
+        if keys.by_hash.len() >= MAX_ENTRIES {
+            *keys = Keys::default();
         }
-        keys.insert(hash.0, (Instant::now(), key));
+        let org = key.org_id;
+        if keys.by_hash.insert(hash.0, (Instant::now(), key)).is_none() {
+            keys.by_org.entry(org).or_default().push(hash.0);
+        }
     }
 
     pub fn route(&self, org: OrgId, alias: &str) -> Option<Arc<ResolvedRoute>> {
@@ -100,10 +134,18 @@ impl Caches {
             .map(|(_, route)| Arc::clone(route))
     }
 
+    /// Inserts a route resolved since `fill`, unless the org's routes or everything changed.
     pub fn put_route(&self, org: OrgId, route: Arc<ResolvedRoute>, fill: Fill) {
         let mut routes = locked(&self.routes);
-        if !self.still_current(fill) {
-            return;
+        {
+            let epochs = locked(&self.epochs);
+            let changed = [
+                Some(epochs.everything),
+                epochs.org_routes.get(&org).copied(),
+            ];
+            if changed.into_iter().flatten().any(|at| at > fill.0) {
+                return;
+            }
         }
         if routes.len() >= MAX_ENTRIES {
             routes.clear();
@@ -112,16 +154,42 @@ impl Caches {
     }
 
     pub fn apply(&self, change: &Change) {
-        // Before the removal: a fill that checks after this sees the change and is dropped.
-        self.generation.fetch_add(1, Ordering::SeqCst);
+        // The epoch is recorded before the removal: a fill that checks after it is dropped.
+        {
+            let mut epochs = locked(&self.epochs);
+            epochs.now += 1;
+            let now = epochs.now;
+            match change {
+                Change::Key(hash) => {
+                    epochs.key_shard.insert(hash.0[0], now);
+                }
+                Change::Routes(org) => {
+                    epochs.org_routes.insert(*org, now);
+                }
+                Change::OrgSettings(org) => {
+                    epochs.org_keys.insert(*org, now);
+                }
+                Change::Unknown => epochs.everything = now,
+            }
+        }
         match change {
             Change::Key(hash) => {
-                locked(&self.keys).remove(&hash.0);
+                let mut keys = locked(&self.keys);
+                if let Some((_, key)) = keys.by_hash.remove(&hash.0)
+                    && let Some(hashes) = keys.by_org.get_mut(&key.org_id)
+                {
+                    hashes.retain(|h| *h != hash.0);
+                }
             }
             Change::Routes(org) => locked(&self.routes).retain(|(o, _), _| o != org),
-            Change::OrgSettings(org) => locked(&self.keys).retain(|_, (_, key)| key.org_id != *org),
+            Change::OrgSettings(org) => {
+                let mut keys = locked(&self.keys);
+                for hash in keys.by_org.remove(org).unwrap_or_default() {
+                    keys.by_hash.remove(&hash);
+                }
+            }
             Change::Unknown => {
-                locked(&self.keys).clear();
+                *locked(&self.keys) = Keys::default();
                 locked(&self.routes).clear();
             }
         }
@@ -152,4 +220,54 @@ pub fn spawn_change_listener(state: AppState) -> tokio::task::JoinHandle<()> {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portcullis_storage::dataplane::{Limits, Privacy};
+
+    fn key(org: OrgId) -> LiveKey {
+        LiveKey {
+            key_id: portcullis_core::KeyId::new(),
+            org_id: org,
+            team_id: None,
+            models: None,
+            expires_at: None,
+            limits: Limits::default(),
+            privacy: Privacy::default(),
+        }
+    }
+
+    #[test]
+    fn av_4_another_orgs_change_does_not_drop_a_fill_but_its_own_does() {
+        let caches = Caches::default();
+        let (mine, theirs) = (OrgId::new(), OrgId::new());
+        let (a, b) = (TokenHash([1; 32]), TokenHash([2; 32]));
+        let fill = caches.fill_started();
+        caches.apply(&Change::OrgSettings(theirs));
+        caches.apply(&Change::Routes(mine));
+        caches.apply(&Change::Key(TokenHash([9; 32])));
+        caches.put_key(&a, key(mine), fill);
+        assert!(
+            caches.key(&a).is_some(),
+            "unrelated changes dropped the fill"
+        );
+        let fill = caches.fill_started();
+        caches.apply(&Change::OrgSettings(mine));
+        caches.put_key(&b, key(mine), fill);
+        assert!(
+            caches.key(&b).is_none(),
+            "the org's own change lost to its fill"
+        );
+        // The org's change dropped its cached keys, found through the index.
+        assert!(caches.key(&a).is_none());
+        let fill = caches.fill_started();
+        caches.apply(&Change::Key(TokenHash([2; 32])));
+        caches.put_key(&b, key(mine), fill);
+        assert!(
+            caches.key(&b).is_none(),
+            "the key's own change lost to its fill"
+        );
+    }
 }

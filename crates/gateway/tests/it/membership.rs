@@ -540,3 +540,181 @@ async fn ac_6_sessions_end_by_an_admin_by_the_person_and_by_timeout() {
     let old = env.call_as(Method::GET, "/auth/v1/me", &busy, None).await;
     assert_eq!(old.status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn ac_6_an_invitation_ends_with_its_inviters_right_to_grant_it() {
+    let env = &Env::new().await;
+    // The admin invites a viewer and a member; only an owner may grant admin, so an admin's
+    // invitation can never be for more.
+    let invite = |role: &'static str| async move {
+        let added = env
+            .call(
+                Method::POST,
+                &env.org_path("/members"),
+                Who::Admin,
+                Some(json!({"email": unique(role) + "@example.com", "role": role})),
+            )
+            .await;
+        assert_eq!(added.status, StatusCode::CREATED, "{}", added.body);
+        added.body["invite_token"].as_str().unwrap().to_owned()
+    };
+    let kept = invite("viewer").await;
+    let lost = invite("member").await;
+    // An admin may not replace an owner's pending invitation to owner by inviting again.
+    let email = unique("future-owner") + "@example.com";
+    add(env, env.org, &email, "owner").await;
+    let replaced = env
+        .call(
+            Method::POST,
+            &env.org_path("/members"),
+            Who::Admin,
+            Some(json!({"email": email, "role": "viewer"})),
+        )
+        .await;
+    assert_eq!(replaced.status, StatusCode::FORBIDDEN, "{}", replaced.body);
+
+    // The admin is removed: their open invitations go with them.
+    let removed = env
+        .call(
+            Method::DELETE,
+            &env.org_path(&format!("/members/{}", env.user_ids[&Who::Admin])),
+            Who::Owner,
+            None,
+        )
+        .await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT, "{}", removed.body);
+    for token in [&kept, &lost] {
+        let accepted = env
+            .call(
+                Method::POST,
+                "/auth/v1/invites/accept",
+                Who::Nobody,
+                Some(json!({"invite_token": token, "password": PASSWORD})),
+            )
+            .await;
+        assert_eq!(accepted.status, StatusCode::NOT_FOUND, "{}", accepted.body);
+    }
+    let revoked = env.audit("invite.revoked").await;
+    assert_eq!(revoked.len(), 2);
+    assert!(
+        revoked
+            .iter()
+            .all(|e| e.record.details["reason"] == "inviter_changed")
+    );
+}
+
+#[tokio::test]
+async fn ac_6_one_orgs_session_limits_end_no_session_in_another() {
+    let env = Env::new().await;
+    let other = new_org(&env).await;
+    // The member of the harness org also joins another org, from their own session.
+    let token = add(&env, other, "member@example.com", "viewer").await["invite_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let joined = env
+        .call(
+            Method::POST,
+            "/auth/v1/invites/accept",
+            Who::Member,
+            Some(json!({"invite_token": token})),
+        )
+        .await;
+    assert_eq!(joined.status, StatusCode::OK, "{}", joined.body);
+    // The other org holds sessions to one hour; the session is older than that.
+    let strict = env
+        .call(
+            Method::PATCH,
+            &format!("/admin/v1/orgs/{other}/settings"),
+            Who::Master,
+            Some(json!({"session_max_hours": 1})),
+        )
+        .await;
+    assert_eq!(strict.status, StatusCode::OK, "{}", strict.body);
+    env.test
+        .as_superuser(&format!(
+            "update sessions set created_at = now() - interval '2 hours'
+             where user_id = '{0}' and revoked_at is null;
+             update memberships set sessions_valid_after = now() - interval '3 hours'
+             where user_id = '{0}'",
+            env.user_ids[&Who::Member]
+        ))
+        .await
+        .unwrap();
+    let there = env
+        .call(
+            Method::GET,
+            &format!("/admin/v1/orgs/{other}"),
+            Who::Member,
+            None,
+        )
+        .await;
+    assert_eq!(there.status, StatusCode::UNAUTHORIZED, "{}", there.body);
+    // In the harness org (12 hours) and outside any org, the session goes on.
+    let here = env
+        .call(Method::GET, &env.org_path(""), Who::Member, None)
+        .await;
+    assert_eq!(here.status, StatusCode::OK, "{}", here.body);
+    let me = env
+        .call(Method::GET, "/auth/v1/me", Who::Member, None)
+        .await;
+    assert_eq!(me.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn ac_6_a_session_an_org_ended_does_not_return_with_a_new_membership() {
+    let env = Env::new().await;
+    let member = env.user_ids[&Who::Member].clone();
+    let ended = env
+        .call(
+            Method::DELETE,
+            &env.org_path(&format!("/members/{member}/sessions")),
+            Who::Admin,
+            None,
+        )
+        .await;
+    assert_eq!(ended.status, StatusCode::NO_CONTENT);
+    // The old session (a thief's, say) is kept alive outside the org; the person is removed
+    // and invited again, and accepts from a fresh session.
+    assert_eq!(
+        env.call(Method::GET, "/auth/v1/me", Who::Member, None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let removed = env
+        .call(
+            Method::DELETE,
+            &env.org_path(&format!("/members/{member}")),
+            Who::Admin,
+            None,
+        )
+        .await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT);
+    let token = add(&env, env.org, "member@example.com", "member").await["invite_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let fresh = env.login("member@example.com").await;
+    let joined = env
+        .call_as(
+            Method::POST,
+            "/auth/v1/invites/accept",
+            &fresh,
+            Some(json!({"invite_token": token})),
+        )
+        .await;
+    assert_eq!(joined.status, StatusCode::OK, "{}", joined.body);
+    let old = env
+        .call(Method::GET, &env.org_path(""), Who::Member, None)
+        .await;
+    assert_eq!(
+        old.status,
+        StatusCode::UNAUTHORIZED,
+        "the ended session came back"
+    );
+    let new = env
+        .call_as(Method::GET, &env.org_path(""), &fresh, None)
+        .await;
+    assert_eq!(new.status, StatusCode::OK);
+}

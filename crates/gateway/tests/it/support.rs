@@ -646,13 +646,12 @@ impl Replica {
         state.caches = std::sync::Arc::new(caches);
         // The same key-encryption key: one deployment.
         state.keyring = std::sync::Arc::clone(&env.state.keyring);
-        let before = state.caches.fill_started();
         let listener = portcullis_gateway::dataplane::spawn_change_listener(state.clone());
-        // The listener drops everything once it listens, which moves the caches' generation.
+        // The listener drops everything once it listens: its first change heard.
         let caches = std::sync::Arc::clone(&state.caches);
         eventually(|| {
-            let moved = caches.fill_started() != before;
-            async move { moved.then_some(()) }
+            let listening = caches.changes_heard() > 0;
+            async move { listening.then_some(()) }
         })
         .await;
         Self { state, listener }

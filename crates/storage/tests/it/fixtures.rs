@@ -52,16 +52,16 @@ pub async fn populated_org(test: &TestDb, name: &str) -> Org {
     let token = Token::generate(TokenKind::Invite).unwrap();
     let expires = chrono::Utc::now() + chrono::Duration::days(1);
     let email = format!("{name}-invited@example.com");
-    members::invite(
-        &mut tx,
-        invited,
-        &email,
-        Role::Viewer,
-        &token.hash(),
-        expires,
-    )
-    .await
-    .unwrap();
+    let token_hash = token.hash();
+    let invitation = members::NewInvitation {
+        invite_id: invited,
+        email: &email,
+        role: Role::Viewer,
+        invited_by: None,
+        token: &token_hash,
+        expires_at: expires,
+    };
+    members::invite(&mut tx, invitation).await.unwrap();
     tx.commit().await.unwrap();
 
     let key_id = KeyId::new();
