@@ -160,7 +160,8 @@ async fn en_1_tls_end_to_end_plaintext_refused_certificate_reloaded_untrusted_pr
         &plain_server,
         reqwest::Method::PUT,
         "/routes/untrusted",
-        json!({"targets": [{"credential_id": credential["credential_id"], "model": "m"}]}),
+        json!({"targets": [{"credential_id": credential["credential_id"], "model": "m"}],
+               "unpriced": true}),
     )
     .await;
     let key = admin(

@@ -4,59 +4,214 @@
 
 use chrono::{DateTime, Datelike, TimeZone, Timelike, Utc};
 
-/// Micro-dollars per million tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+/// Micro-dollars per million tokens, by kind of token. A kind the provider does not bill apart
+/// is `None`, and billed at the plain input or output price.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Price {
     pub input: i64,
     pub output: i64,
-    /// Cached prompt tokens, where the provider bills them apart; else billed as `input`.
+    /// Prompt tokens read from the provider's cache.
     #[serde(default)]
     pub cached_input: Option<i64>,
+    /// Prompt tokens written to the provider's cache (Anthropic's cache creation, five
+    /// minutes).
+    #[serde(default)]
+    pub cache_write_input: Option<i64>,
+    /// Prompt tokens written to the cache for an hour, where dearer than five minutes.
+    #[serde(default)]
+    pub cache_write_long_input: Option<i64>,
+    /// Output tokens spent thinking, where billed apart from the answer.
+    #[serde(default)]
+    pub reasoning: Option<i64>,
+    #[serde(default)]
+    pub audio_input: Option<i64>,
+    #[serde(default)]
+    pub audio_output: Option<i64>,
 }
 
-/// Tokens of one request, as the provider reported them (or as bounded when it did not).
+/// Tokens of one request, as the provider reported them (or as bounded when it did not). The
+/// parts (cached, cache writes, reasoning, audio) are included in their totals.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {
+    /// Every prompt token: fresh, read from cache, written to cache, audio.
     pub input_tokens: i64,
-    pub output_tokens: i64,
     /// The part of `input_tokens` served from the provider's prompt cache.
     pub cached_input_tokens: i64,
+    /// The part of `input_tokens` written to the provider's prompt cache.
+    pub cache_write_tokens: i64,
+    /// The part of `cache_write_tokens` kept for an hour.
+    pub cache_write_long_tokens: i64,
+    /// The part of `input_tokens` that was audio.
+    pub audio_input_tokens: i64,
+    /// Every output token: the answer, reasoning, audio.
+    pub output_tokens: i64,
+    /// The part of `output_tokens` spent reasoning (thinking).
+    pub reasoning_tokens: i64,
+    /// The part of `output_tokens` that was audio.
+    pub audio_output_tokens: i64,
 }
 
 impl Usage {
+    /// Only totals: what a request reserves, or a provider that reports no detail.
+    pub fn totals(input_tokens: i64, output_tokens: i64) -> Self {
+        Self {
+            input_tokens,
+            output_tokens,
+            ..Self::default()
+        }
+    }
+
     pub fn total_tokens(&self) -> i64 {
         self.input_tokens.saturating_add(self.output_tokens)
     }
 }
 
-/// `tokens * per_mtok / 1e6`, rounded up: a fraction of a micro-dollar is charged, never lost.
-fn charge(tokens: i64, per_mtok: i64) -> i64 {
-    let exact = i128::from(tokens.max(0)) * i128::from(per_mtok.max(0));
-    let micro = (exact + 999_999) / 1_000_000;
-    i64::try_from(micro).unwrap_or(i64::MAX)
+/// `tokens * per_mtok`: millionths of a micro-dollar, exact.
+fn exact(tokens: i64, per_mtok: i64) -> i128 {
+    i128::from(tokens.max(0)) * i128::from(per_mtok.max(0))
+}
+
+/// Millionths of a micro-dollar in micro-dollars, rounded up once: a fraction of a
+/// micro-dollar is charged, never lost, and never charged twice.
+fn rounded_up(exact: i128) -> i64 {
+    i64::try_from((exact + 999_999) / 1_000_000).unwrap_or(i64::MAX)
+}
+
+/// Splits `total` into its priced parts, each clamped so that together they never exceed it:
+/// what is left is billed at the plain price.
+fn parts<const N: usize>(total: i64, parts: [i64; N]) -> ([i64; N], i64) {
+    let mut left = total.max(0);
+    let mut out = [0; N];
+    for (slot, part) in out.iter_mut().zip(parts) {
+        *slot = part.clamp(0, left);
+        left -= *slot;
+    }
+    (out, left)
 }
 
 impl Price {
     pub fn cost(&self, usage: &Usage) -> i64 {
-        let cached = usage
-            .cached_input_tokens
-            .clamp(0, usage.input_tokens.max(0));
-        let fresh = usage.input_tokens.max(0) - cached;
-        let cached_price = self.cached_input.unwrap_or(self.input);
-        charge(fresh, self.input)
-            .saturating_add(charge(cached, cached_price))
-            .saturating_add(charge(usage.output_tokens, self.output))
+        let ([cached, written, audio_in], fresh) = parts(
+            usage.input_tokens,
+            [
+                usage.cached_input_tokens,
+                usage.cache_write_tokens,
+                usage.audio_input_tokens,
+            ],
+        );
+        let ([written_long], written_short) = parts(written, [usage.cache_write_long_tokens]);
+        let ([reasoning, audio_out], answer) = parts(
+            usage.output_tokens,
+            [usage.reasoning_tokens, usage.audio_output_tokens],
+        );
+        rounded_up(
+            exact(fresh, self.input)
+                + exact(cached, self.cached_input.unwrap_or(self.input))
+                + exact(written_short, self.cache_write_input.unwrap_or(self.input))
+                + exact(
+                    written_long,
+                    self.cache_write_long_input
+                        .or(self.cache_write_input)
+                        .unwrap_or(self.input),
+                )
+                + exact(audio_in, self.audio_input.unwrap_or(self.input))
+                + exact(answer, self.output)
+                + exact(reasoning, self.reasoning.unwrap_or(self.output))
+                + exact(audio_out, self.audio_output.unwrap_or(self.output)),
+        )
     }
 
-    /// The dearer of two prices, side by side: what a request reserves when any of several
+    /// The dearest price any input or output token of a request may be billed at: the plain
+    /// price, cache writes and reasoning, and audio where the request carries or asks for it.
+    /// A reservation at this price is a ceiling whatever kinds the provider bills.
+    pub fn ceiling(&self, audio_in: bool, audio_out: bool) -> Self {
+        let input = [
+            self.cache_write_input,
+            self.cache_write_long_input,
+            self.cached_input,
+        ];
+        let mut input = input.into_iter().flatten().fold(self.input, i64::max);
+        if audio_in {
+            input = input.max(self.audio_input.unwrap_or(0));
+        }
+        let mut output = self.output.max(self.reasoning.unwrap_or(0));
+        if audio_out {
+            output = output.max(self.audio_output.unwrap_or(0));
+        }
+        Self {
+            input,
+            output,
+            ..Self::default()
+        }
+    }
+
+    /// The dearer of two prices, kind by kind: what a request reserves when any of several
     /// targets may serve it.
     pub fn max(self, other: Self) -> Self {
+        let most = |a: Option<i64>, b: Option<i64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
         Self {
             input: self.input.max(other.input),
             output: self.output.max(other.output),
-            cached_input: None,
+            cached_input: most(self.cached_input, other.cached_input),
+            cache_write_input: most(self.cache_write_input, other.cache_write_input),
+            cache_write_long_input: most(self.cache_write_long_input, other.cache_write_long_input),
+            reasoning: most(self.reasoning, other.reasoning),
+            audio_input: most(self.audio_input, other.audio_input),
+            audio_output: most(self.audio_output, other.audio_output),
         }
+    }
+}
+
+/// A model's prices, with the dearer rates some providers charge for every token of a request
+/// whose prompt is long (Gemini 2.5 Pro and Claude Sonnet above 200,000 input tokens).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pricing {
+    pub base: Price,
+    pub long_context: Option<LongContext>,
+}
+
+/// The rates of a request whose prompt has more than `above` input tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LongContext {
+    pub above: i64,
+    pub price: Price,
+}
+
+impl From<Price> for Pricing {
+    fn from(base: Price) -> Self {
+        Self {
+            base,
+            long_context: None,
+        }
+    }
+}
+
+impl Pricing {
+    /// The rates that apply to a request of `input_tokens`.
+    pub fn price_for(&self, input_tokens: i64) -> &Price {
+        match &self.long_context {
+            Some(long) if input_tokens > long.above => &long.price,
+            _ => &self.base,
+        }
+    }
+
+    pub fn cost(&self, usage: &Usage) -> i64 {
+        self.price_for(usage.input_tokens).cost(usage)
+    }
+
+    /// The ceiling price of a request whose prompt is at most `input_bound` tokens.
+    pub fn ceiling(&self, input_bound: i64, audio_in: bool, audio_out: bool) -> Price {
+        let mut ceiling = self.base.ceiling(audio_in, audio_out);
+        if let Some(long) = &self.long_context
+            && input_bound > long.above
+        {
+            ceiling = ceiling.max(long.price.ceiling(audio_in, audio_out));
+        }
+        ceiling
     }
 }
 
@@ -177,25 +332,54 @@ mod tests {
             input: 150_000,
             output: 600_000,
             cached_input: Some(75_000),
-        };
-        let usage = Usage {
-            input_tokens: 1_000,
-            output_tokens: 10,
-            cached_input_tokens: 0,
+            ..Price::default()
         };
         // 1000 * 0.15 = 150, 10 * 0.6 = 6.
-        assert_eq!(price.cost(&usage), 156);
-        let one = Usage {
-            input_tokens: 1,
-            ..Usage::default()
-        };
-        assert_eq!(price.cost(&one), 1);
+        assert_eq!(price.cost(&Usage::totals(1_000, 10)), 156);
+        assert_eq!(price.cost(&Usage::totals(1, 0)), 1);
         let cached = Usage {
-            input_tokens: 1_000,
-            output_tokens: 0,
             cached_input_tokens: 1_000,
+            ..Usage::totals(1_000, 0)
         };
         assert_eq!(price.cost(&cached), 75);
+    }
+
+    #[test]
+    fn av_2_each_kind_of_token_is_billed_at_its_own_price_and_parts_never_exceed_totals() {
+        // Anthropic-like: cache writes at 1.25x, reads at 0.1x; reasoning at its own price.
+        let price = Price {
+            input: 3_000_000,
+            output: 15_000_000,
+            cached_input: Some(300_000),
+            cache_write_input: Some(3_750_000),
+            reasoning: Some(20_000_000),
+            ..Price::default()
+        };
+        let usage = Usage {
+            input_tokens: 1_000_000,
+            cached_input_tokens: 500_000,
+            cache_write_tokens: 250_000,
+            output_tokens: 100_000,
+            reasoning_tokens: 40_000,
+            ..Usage::default()
+        };
+        // 250k fresh * 3 + 500k * 0.3 + 250k * 3.75 + 60k * 15 + 40k * 20 (micro-dollars / 1e6).
+        assert_eq!(
+            price.cost(&usage),
+            750_000 + 150_000 + 937_500 + 900_000 + 800_000
+        );
+        // Parts larger than their totals are clamped, never billed twice.
+        let inflated = Usage {
+            cached_input_tokens: 5_000_000,
+            cache_write_tokens: 5_000_000,
+            reasoning_tokens: 9_000_000,
+            ..Usage::totals(1_000, 10)
+        };
+        assert!(
+            price.cost(&inflated) <= price.ceiling(false, false).cost(&Usage::totals(1_000, 10))
+        );
+        let ceiling = price.ceiling(false, false);
+        assert_eq!((ceiling.input, ceiling.output), (3_750_000, 20_000_000));
     }
 
     #[test]

@@ -102,11 +102,46 @@ proptest! {
         price_in in 0i64..100_000_000,
         price_out in 0i64..100_000_000,
     ) {
-        let price = Price { input: price_in, output: price_out, cached_input: None };
-        let usage = Usage { input_tokens: input, output_tokens: output, cached_input_tokens: 0 };
-        let bigger = Usage { input_tokens: input + more, output_tokens: output + more, cached_input_tokens: 0 };
+        let price = Price { input: price_in, output: price_out, ..Price::default() };
+        let usage = Usage::totals(input, output);
+        let bigger = Usage::totals(input + more, output + more);
         prop_assert!(price.cost(&usage) >= 0);
         prop_assert!(price.cost(&bigger) >= price.cost(&usage));
+    }
+
+    /// Whatever kinds of token a provider reports within the totals it was reserved for, the
+    /// cost never exceeds the reservation at the ceiling price (AV-2).
+    #[test]
+    fn av_2_no_mix_of_token_kinds_costs_more_than_the_ceiling(
+        input in 0i64..1_000_000,
+        output in 0i64..1_000_000,
+        split in proptest::collection::vec(0i64..2_000_000, 6),
+        // Small prices too: rounding each kind up on its own would pass the ceiling there.
+        prices in proptest::collection::vec(prop_oneof![0i64..10, 0i64..100_000_000], 8),
+        audio in any::<(bool, bool)>(),
+    ) {
+        let price = Price {
+            input: prices[0],
+            output: prices[1],
+            cached_input: Some(prices[2]),
+            cache_write_input: Some(prices[3]),
+            cache_write_long_input: Some(prices[7]),
+            reasoning: Some(prices[4]),
+            audio_input: audio.0.then_some(prices[5]),
+            audio_output: audio.1.then_some(prices[6]),
+        };
+        let usage = Usage {
+            input_tokens: input,
+            cached_input_tokens: split[0],
+            cache_write_tokens: split[1],
+            cache_write_long_tokens: split[5],
+            audio_input_tokens: if audio.0 { split[2] } else { 0 },
+            output_tokens: output,
+            reasoning_tokens: split[3],
+            audio_output_tokens: if audio.1 { split[4] } else { 0 },
+        };
+        let reserved = price.ceiling(audio.0, audio.1).cost(&Usage::totals(input, output));
+        prop_assert!(price.cost(&usage) <= reserved);
     }
 }
 

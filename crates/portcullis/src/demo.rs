@@ -129,6 +129,11 @@ async fn mock_routes(db: &Db, keyring: &Keyring, org: OrgId) -> anyhow::Result<(
             output_micro_usd_per_mtok: Some(600_000),
             cached_input_micro_usd_per_mtok: None,
             max_output_tokens: None,
+            unpriced: false,
+            max_choices: None,
+            file_part_tokens: None,
+            stream_idle_ms: None,
+            stream_max_ms: None,
             updated_at: chrono::Utc::now(),
         };
         model_routes::put(&mut tx, &route).await?;

@@ -4,7 +4,11 @@
 //! reasons carry over.
 
 use bytes::Bytes;
+use portcullis_core::money::Usage;
 use serde_json::{Map, Value, json};
+
+use crate::error::ProviderError;
+use crate::sse::Decoder;
 
 /// Why a Messages request cannot be translated: the caller's mistake, a 400.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -178,8 +182,18 @@ fn message_id(openai_id: Option<&str>) -> String {
     )
 }
 
-/// An OpenAI chat completion as an Anthropic message; `alias` is the model the client asked for.
-pub fn response_from_openai(body: &[u8], alias: &str) -> Option<Bytes> {
+/// Anthropic's `usage` for what was used: `input_tokens` counts the prompt tokens neither read
+/// from nor written to the cache, as Anthropic writes it.
+fn anthropic_usage(usage: &Usage) -> Value {
+    let fresh = usage.input_tokens - usage.cached_input_tokens - usage.cache_write_tokens;
+    json!({"input_tokens": fresh.max(0), "output_tokens": usage.output_tokens,
+           "cache_creation_input_tokens": usage.cache_write_tokens,
+           "cache_read_input_tokens": usage.cached_input_tokens})
+}
+
+/// An OpenAI chat completion as an Anthropic message; `alias` is the model the client asked
+/// for, `usage` what the upstream reported (else the body's own figures are used).
+pub fn response_from_openai(body: &[u8], alias: &str, usage: Option<&Usage>) -> Option<Bytes> {
     let reply: Value = serde_json::from_slice(body).ok()?;
     let choice = &reply["choices"][0];
     let mut content = Vec::new();
@@ -203,25 +217,23 @@ pub fn response_from_openai(body: &[u8], alias: &str) -> Option<Bytes> {
     let message = json!({
         "id": message_id(reply["id"].as_str()), "type": "message", "role": "assistant", "model": alias,
         "content": content, "stop_reason": stop_reason(choice["finish_reason"].as_str()), "stop_sequence": null,
-        "usage": {"input_tokens": reply["usage"]["prompt_tokens"].as_u64().unwrap_or(0),
-                  "output_tokens": reply["usage"]["completion_tokens"].as_u64().unwrap_or(0)},
+        "usage": anthropic_usage(&usage.copied().or_else(|| crate::usage::openai(body)).unwrap_or_default()),
     });
     Some(Bytes::from(message.to_string()))
 }
 
 /// Turns an OpenAI chat stream into Anthropic's event stream, chunk by chunk. Upstream chunks
-/// may split events anywhere; the translator buffers up to each blank line.
+/// may split events anywhere; the shared decoder reassembles them.
 #[derive(Debug)]
 pub struct StreamTranslator {
     alias: String,
-    buffer: Vec<u8>,
+    decoder: Decoder,
     started: bool,
     /// The index and kind of the content block now open.
     open_block: Option<(usize, bool)>,
     next_index: usize,
     stop: Option<String>,
-    output_tokens: u64,
-    input_tokens: u64,
+    usage: Usage,
     finished: bool,
 }
 
@@ -233,31 +245,37 @@ impl StreamTranslator {
     pub fn new(alias: &str) -> Self {
         Self {
             alias: alias.to_owned(),
-            buffer: Vec::new(),
+            decoder: Decoder::default(),
             started: false,
             open_block: None,
             next_index: 0,
             stop: None,
-            output_tokens: 0,
-            input_tokens: 0,
+            usage: Usage::default(),
             finished: false,
         }
     }
 
-    /// Anthropic events for the next piece of the upstream stream.
-    pub fn push(&mut self, chunk: &[u8]) -> Vec<Bytes> {
-        self.buffer.extend_from_slice(chunk);
+    /// Anthropic events for the next piece of the upstream stream; an event past the
+    /// decoder's bound ends the stream.
+    pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<Bytes>, ProviderError> {
         let mut out = Vec::new();
-        while let Some(end) = find_blank_line(&self.buffer) {
-            let raw: Vec<u8> = self.buffer.drain(..end.1).collect();
-            let text = String::from_utf8_lossy(&raw[..end.0]).into_owned();
-            for line in text.lines() {
-                if let Some(data) = line.strip_prefix("data:").map(str::trim) {
-                    self.on_data(data, &mut out);
+        if let Some((_, events)) = self.decoder.push(chunk)? {
+            for event in events {
+                if let Some(data) = event
+                    .data
+                    .as_deref()
+                    .and_then(|d| std::str::from_utf8(d).ok())
+                {
+                    self.on_data(data.trim(), &mut out);
                 }
             }
         }
-        out
+        Ok(out)
+    }
+
+    /// What the upstream reported the answer used: it goes into the closing `message_delta`.
+    pub fn usage(&mut self, usage: &Usage) {
+        self.usage = *usage;
     }
 
     fn start(&mut self, id: Option<&str>, out: &mut Vec<Bytes>) {
@@ -291,12 +309,6 @@ impl StreamTranslator {
             return;
         };
         self.start(chunk["id"].as_str(), out);
-        if let Some(usage) = chunk.get("usage").filter(|u| u.is_object()) {
-            self.input_tokens = usage["prompt_tokens"].as_u64().unwrap_or(self.input_tokens);
-            self.output_tokens = usage["completion_tokens"]
-                .as_u64()
-                .unwrap_or(self.output_tokens);
-        }
         let Some(choice) = chunk["choices"].get(0) else {
             return;
         };
@@ -355,7 +367,7 @@ impl StreamTranslator {
         self.close_block(out);
         out.push(event("message_delta", &json!({"type": "message_delta",
             "delta": {"stop_reason": self.stop.clone().unwrap_or_else(|| "end_turn".to_owned()), "stop_sequence": null},
-            "usage": {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens}})));
+            "usage": anthropic_usage(&self.usage)})));
         out.push(event("message_stop", &json!({"type": "message_stop"})));
     }
 
@@ -364,22 +376,6 @@ impl StreamTranslator {
         let mut out = Vec::new();
         self.finish_into(&mut out);
         out
-    }
-}
-
-/// The end of the first event in `buffer`: (end of its text, end including the blank line).
-fn find_blank_line(buffer: &[u8]) -> Option<(usize, usize)> {
-    let lf = buffer
-        .windows(2)
-        .position(|w| w == b"\n\n")
-        .map(|at| (at, at + 2));
-    let crlf = buffer
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|at| (at, at + 4));
-    match (lf, crlf) {
-        (Some(a), Some(b)) => Some(if a.0 < b.0 { a } else { b }),
-        (a, b) => a.or(b),
     }
 }
 
@@ -435,7 +431,7 @@ mod tests {
             {"id": "call_1", "type": "function", "function": {"name": "weather", "arguments": "{\"city\":\"Oslo\"}"}}]},
             "finish_reason": "tool_calls"}], "usage": {"prompt_tokens": 5, "completion_tokens": 7}});
         let message: Value = serde_json::from_slice(
-            &response_from_openai(reply.to_string().as_bytes(), "claude").unwrap(),
+            &response_from_openai(reply.to_string().as_bytes(), "claude", None).unwrap(),
         )
         .unwrap();
         assert_eq!(message["type"], "message");
@@ -445,7 +441,8 @@ mod tests {
         assert_eq!(message["stop_reason"], "tool_use");
         assert_eq!(
             message["usage"],
-            json!({"input_tokens": 5, "output_tokens": 7})
+            json!({"input_tokens": 5, "output_tokens": 7,
+                   "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0})
         );
     }
 
@@ -460,9 +457,11 @@ mod tests {
         );
         for split in [1, 7, 50, upstream.len()] {
             let mut translator = StreamTranslator::new("claude");
+            // The adapter reports usage as its own chunk, before the end.
+            translator.usage(&Usage::totals(3, 2));
             let mut events = Vec::new();
             for piece in upstream.as_bytes().chunks(split) {
-                events.extend(translator.push(piece));
+                events.extend(translator.push(piece).unwrap());
             }
             events.extend(translator.finish());
             let text: String = events

@@ -1,16 +1,17 @@
 //! The Anthropic adapter: an OpenAI-shaped chat request sent to Anthropic's Messages API, its
 //! answer (and stream) turned back into OpenAI's shape.
 
-use std::time::Duration;
-
 use bytes::Bytes;
+use portcullis_core::money::Usage;
 use secrecy::ExposeSecret;
 use serde_json::{Map, Value, json};
 
-use crate::chain::{Operation, Reply};
+use crate::chain::{Chunk, Limits, Operation, Reply};
 use crate::error::ProviderError;
 use crate::exchange::{self, Translate};
+use crate::sse::Event;
 use crate::target::Target;
+use crate::usage::{self, AnthropicUsage};
 
 const ANTHROPIC_BASE: &str = "https://api.anthropic.com";
 const ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -148,8 +149,8 @@ fn finish_reason(stop: Option<&str>) -> &'static str {
     }
 }
 
-/// An Anthropic message as an OpenAI chat completion.
-pub(crate) fn response(body: &[u8], model: &str) -> Option<Bytes> {
+/// An Anthropic message as an OpenAI chat completion, with its usage.
+pub(crate) fn response(body: &[u8], model: &str) -> Option<(Bytes, Option<Usage>)> {
     let message: Value = serde_json::from_slice(body).ok()?;
     let blocks = message["content"].as_array()?;
     let text: String = blocks
@@ -166,101 +167,99 @@ pub(crate) fn response(body: &[u8], model: &str) -> Option<Bytes> {
     if !calls.is_empty() {
         reply_message["tool_calls"] = json!(calls);
     }
-    let (input, output) = (
-        message["usage"]["input_tokens"].as_u64().unwrap_or(0),
-        message["usage"]["output_tokens"].as_u64().unwrap_or(0),
-    );
+    let usage = serde_json::from_value::<AnthropicUsage>(message["usage"].clone())
+        .ok()
+        .map(|u| u.usage());
     let reply = json!({
         "id": format!("chatcmpl-{}", message["id"].as_str().unwrap_or("anthropic")), "object": "chat.completion",
         "created": 0, "model": model,
         "choices": [{"index": 0, "message": reply_message, "finish_reason": finish_reason(message["stop_reason"].as_str())}],
-        "usage": {"prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output},
+        "usage": usage::openai_json(&usage.unwrap_or_default()),
     });
-    Some(Bytes::from(reply.to_string()))
+    Some((Bytes::from(reply.to_string()), usage))
 }
 
 /// Anthropic's event stream as OpenAI chunks.
 struct ChunkTranslator {
     model: String,
-    buffer: Vec<u8>,
     id: String,
-    input_tokens: u64,
-    output_tokens: u64,
+    usage: AnthropicUsage,
     tool_index: i64,
-    include_usage: bool,
+    client_usage: bool,
 }
 
 impl ChunkTranslator {
-    fn chunk(&self, delta: Value, finish: Value) -> Bytes {
+    fn chunk(&self, delta: Value, finish: Value) -> Chunk {
         let chunk = json!({"id": self.id, "object": "chat.completion.chunk", "created": 0, "model": self.model,
                            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
-        Bytes::from(format!("data: {chunk}\n\n"))
-    }
-
-    fn translate(&mut self, bytes: &[u8]) -> Vec<Bytes> {
-        self.buffer.extend_from_slice(bytes);
-        let mut out = Vec::new();
-        while let Some(end) = self.buffer.windows(2).position(|w| w == b"\n\n") {
-            let raw: Vec<u8> = self.buffer.drain(..end + 2).collect();
-            let text = String::from_utf8_lossy(&raw).into_owned();
-            let Some(data) = text
-                .lines()
-                .find_map(|l| l.strip_prefix("data:"))
-                .map(str::trim)
-            else {
-                continue;
-            };
-            let Ok(event) = serde_json::from_str::<Value>(data) else {
-                continue;
-            };
-            match event["type"].as_str() {
-                Some("message_start") => {
-                    self.id = format!("chatcmpl-{}", event["message"]["id"].as_str().unwrap_or("anthropic"));
-                    self.input_tokens = event["message"]["usage"]["input_tokens"].as_u64().unwrap_or(0);
-                    out.push(self.chunk(json!({"role": "assistant", "content": ""}), Value::Null));
-                }
-                Some("content_block_start") if event["content_block"]["type"] == "tool_use" => {
-                    self.tool_index += 1;
-                    let block = &event["content_block"];
-                    out.push(self.chunk(json!({"tool_calls": [{"index": self.tool_index, "id": block["id"], "type": "function",
-                        "function": {"name": block["name"], "arguments": ""}}]}), Value::Null));
-                }
-                Some("content_block_delta") => match event["delta"]["type"].as_str() {
-                    Some("text_delta") => out.push(self.chunk(json!({"content": event["delta"]["text"]}), Value::Null)),
-                    Some("input_json_delta") => out.push(self.chunk(
-                        json!({"tool_calls": [{"index": self.tool_index, "function": {"arguments": event["delta"]["partial_json"]}}]}),
-                        Value::Null,
-                    )),
-                    _ => {}
-                },
-                Some("message_delta") => {
-                    self.output_tokens = event["usage"]["output_tokens"].as_u64().unwrap_or(self.output_tokens);
-                    out.push(self.chunk(json!({}), json!(finish_reason(event["delta"]["stop_reason"].as_str()))));
-                }
-                Some("message_stop") => {
-                    if self.include_usage {
-                        let total = self.input_tokens + self.output_tokens;
-                        let usage = json!({"id": self.id, "object": "chat.completion.chunk", "created": 0, "model": self.model,
-                            "choices": [], "usage": {"prompt_tokens": self.input_tokens, "completion_tokens": self.output_tokens, "total_tokens": total}});
-                        out.push(Bytes::from(format!("data: {usage}\n\n")));
-                    }
-                    out.push(Bytes::from_static(b"data: [DONE]\n\n"));
-                }
-                _ => {}
-            }
-        }
-        out
+        Chunk::Events(Bytes::from(format!("data: {chunk}\n\n")))
     }
 }
 
 impl Translate for ChunkTranslator {
-    fn push(&mut self, bytes: &[u8]) -> Vec<Bytes> {
-        self.translate(bytes)
+    fn event(&mut self, event: Event, out: &mut Vec<Chunk>) -> Result<(), ProviderError> {
+        let Some(data) = event.data else {
+            return Ok(());
+        };
+        let Ok(event) = serde_json::from_slice::<Value>(&data) else {
+            return Ok(());
+        };
+        match event["type"].as_str() {
+            Some("message_start") => {
+                self.id = format!("chatcmpl-{}", event["message"]["id"].as_str().unwrap_or("anthropic"));
+                if let Ok(usage) = serde_json::from_value(event["message"]["usage"].clone()) {
+                    self.usage.merge(usage);
+                }
+                out.push(self.chunk(json!({"role": "assistant", "content": ""}), Value::Null));
+            }
+            Some("content_block_start") if event["content_block"]["type"] == "tool_use" => {
+                self.tool_index += 1;
+                let block = &event["content_block"];
+                out.push(self.chunk(json!({"tool_calls": [{"index": self.tool_index, "id": block["id"], "type": "function",
+                    "function": {"name": block["name"], "arguments": ""}}]}), Value::Null));
+            }
+            Some("content_block_delta") => match event["delta"]["type"].as_str() {
+                Some("text_delta") => out.push(self.chunk(json!({"content": event["delta"]["text"]}), Value::Null)),
+                Some("thinking_delta") => out.push(self.chunk(json!({"reasoning_content": event["delta"]["thinking"]}), Value::Null)),
+                Some("input_json_delta") => out.push(self.chunk(
+                    json!({"tool_calls": [{"index": self.tool_index, "function": {"arguments": event["delta"]["partial_json"]}}]}),
+                    Value::Null,
+                )),
+                _ => {}
+            },
+            Some("message_delta") => {
+                if let Ok(usage) = serde_json::from_value(event["usage"].clone()) {
+                    self.usage.merge(usage);
+                }
+                out.push(self.chunk(json!({}), json!(finish_reason(event["delta"]["stop_reason"].as_str()))));
+            }
+            Some("message_stop") => {
+                let usage = self.usage.usage();
+                if self.client_usage {
+                    let chunk = json!({"id": self.id, "object": "chat.completion.chunk", "created": 0, "model": self.model,
+                        "choices": [], "usage": usage::openai_json(&usage)});
+                    out.push(Chunk::Events(Bytes::from(format!("data: {chunk}\n\n"))));
+                }
+                out.push(Chunk::Usage(usage));
+                out.push(Chunk::Done);
+            }
+            Some("error") => {
+                let status = match event["error"]["type"].as_str() {
+                    Some("overloaded_error") => 529,
+                    Some("rate_limit_error") => 429,
+                    _ => 500,
+                };
+                return Err(ProviderError::Status {
+                    status,
+                    message: "the upstream stream reported an error".to_owned(),
+                });
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
-    fn finish(&mut self) -> Vec<Bytes> {
-        Vec::new()
-    }
+    fn finish(&mut self, _out: &mut Vec<Chunk>) {}
 }
 
 pub(crate) async fn call(
@@ -268,10 +267,13 @@ pub(crate) async fn call(
     target: &Target,
     body: &Map<String, Value>,
     operation: Operation,
-    timeout: Duration,
+    limits: &Limits,
 ) -> Result<Reply, ProviderError> {
-    let stream = match operation {
-        Operation::Chat { stream } => stream,
+    let (stream, client_usage) = match operation {
+        Operation::Chat {
+            stream,
+            client_usage,
+        } => (stream, client_usage),
         Operation::Embeddings => {
             return Err(ProviderError::Unsupported(
                 "Anthropic has no embeddings".into(),
@@ -291,22 +293,19 @@ pub(crate) async fn call(
         .header("anthropic-version", ANTHROPIC_VERSION)
         .header("content-type", "application/json")
         .body(payload);
-    let response = exchange::send(sent, key, timeout).await?;
+    let response = exchange::send(sent, key, limits.attempt).await?;
     if !stream {
-        return exchange::translated_json(response, timeout, |bytes| {
+        return exchange::translated_json(response, limits, |bytes| {
             self::response(bytes, &target.model)
         })
         .await;
     }
-    let include_usage = exchange::wants_usage(body);
     let translator = ChunkTranslator {
         model: target.model.clone(),
-        buffer: Vec::new(),
         id: "chatcmpl-anthropic".to_owned(),
-        input_tokens: 0,
-        output_tokens: 0,
+        usage: AnthropicUsage::default(),
         tool_index: -1,
-        include_usage,
+        client_usage,
     };
-    exchange::translated_stream(response, timeout, translator).await
+    exchange::stream(response, limits, translator).await
 }

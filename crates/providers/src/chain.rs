@@ -7,12 +7,15 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
+use portcullis_core::money::Usage;
 use serde_json::{Map, Value};
 use tracing::Instrument;
 
 use crate::breaker::Breakers;
 use crate::error::ProviderError;
+use crate::exchange::wants_usage;
 use crate::target::{ProviderKind, Target};
 use crate::{anthropic_api, gemini, mock, openai};
 
@@ -80,20 +83,67 @@ fn usable(
 
 /// What an upstream answered.
 pub enum Reply {
-    /// A whole JSON body (non-streaming).
-    Json { status: u16, body: Bytes },
-    /// A server-sent event stream: the first chunk, already received, and the rest.
+    /// A whole JSON body (non-streaming), in OpenAI's shape, with the usage it reports.
+    Json {
+        status: u16,
+        body: Bytes,
+        usage: Option<Usage>,
+    },
+    /// A server-sent event stream: the first events of the answer, already received, and the
+    /// rest as [`Chunk`]s.
     Stream {
         first: Bytes,
-        rest: BoxStream<'static, Result<Bytes, ProviderError>>,
+        rest: BoxStream<'static, Result<Chunk, ProviderError>>,
     },
+}
+
+/// What a provider's stream yields after its first events, in OpenAI's chat chunk shape. The
+/// adapter never writes the end marker: the gateway does, after any usage chunk of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Chunk {
+    /// Whole server-sent events to forward as they are.
+    Events(Bytes),
+    /// What the upstream reported the answer used. When the client asked for the usage chunk,
+    /// its event came as `Events` before this.
+    Usage(Usage),
+    /// The upstream ended the answer as its provider ends a complete one (OpenAI's
+    /// `data: [DONE]`, Anthropic's `message_stop`, Gemini's last candidate).
+    Done,
 }
 
 impl std::fmt::Debug for Reply {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Reply::Json { status, body } => write!(f, "Json({status}, {} bytes)", body.len()),
+            Reply::Json { status, body, .. } => {
+                write!(f, "Json({status}, {} bytes)", body.len())
+            }
             Reply::Stream { first, .. } => write!(f, "Stream(first {} bytes)", first.len()),
+        }
+    }
+}
+
+/// How long and how much an attempt may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Until a whole body, or a stream's first chunk of the answer.
+    pub attempt: Duration,
+    /// Between two pieces of a stream after its first.
+    pub idle: Duration,
+    /// A stream from its start to its end.
+    pub total: Duration,
+    /// The largest whole body read.
+    pub max_body: usize,
+}
+
+impl Limits {
+    /// `attempt` as given; a stream may go quiet for a minute and last ten; bodies up to
+    /// 16 MiB.
+    pub fn new(attempt: Duration) -> Self {
+        Self {
+            attempt,
+            idle: Duration::from_secs(60),
+            total: Duration::from_secs(600),
+            max_body: 16 * 1024 * 1024,
         }
     }
 }
@@ -102,6 +152,8 @@ impl std::fmt::Debug for Reply {
 #[derive(Debug)]
 pub struct Served {
     pub target: String,
+    /// The target's place in the chain it was served from.
+    pub index: usize,
     pub attempts: u32,
     /// The kinds of the attempts that failed before this one (`ProviderError::kind`).
     pub failed: Vec<&'static str>,
@@ -117,6 +169,25 @@ pub struct ChainFailure {
     pub failures: Vec<(String, ProviderError)>,
 }
 
+/// Told by the chain of an attempt that may have been billed (it timed out after the upstream
+/// took the request): the caller records that attempt at its worst case and, when `more`
+/// targets may follow, says whether another attempt may be made. A budget holder reserves
+/// anew here and refuses when it cannot: a request then never spends past its cap, however
+/// many targets it tries.
+pub trait Attempts: Send {
+    fn billed(&mut self, index: usize, more: bool) -> BoxFuture<'_, bool>;
+}
+
+/// No budget to hold: every attempt may be made.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Unbudgeted;
+
+impl Attempts for Unbudgeted {
+    fn billed(&mut self, _index: usize, _more: bool) -> BoxFuture<'_, bool> {
+        Box::pin(std::future::ready(true))
+    }
+}
+
 const RETRY_BACKOFF_MS: u64 = 25;
 
 fn jitter_ms() -> u64 {
@@ -130,8 +201,19 @@ fn jitter_ms() -> u64 {
 /// What is asked of the upstream, in OpenAI's wire format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
-    Chat { stream: bool },
+    /// `client_usage`: the client asked for the stream's usage chunk, so it is passed on (the
+    /// adapter reports usage as [`Chunk::Usage`] either way).
+    Chat {
+        stream: bool,
+        client_usage: bool,
+    },
     Embeddings,
+}
+
+impl Operation {
+    pub fn streams(self) -> bool {
+        matches!(self, Operation::Chat { stream: true, .. })
+    }
 }
 
 async fn attempt(
@@ -139,23 +221,23 @@ async fn attempt(
     target: &Target,
     body: &Map<String, Value>,
     operation: Operation,
-    timeout: Duration,
+    limits: &Limits,
 ) -> Result<Reply, ProviderError> {
     match target.provider {
-        ProviderKind::Mock => mock::call(target, body, operation).await,
+        ProviderKind::Mock => mock::call(target, body, operation, limits).await,
         ProviderKind::OpenAi | ProviderKind::OpenAiCompatible | ProviderKind::Azure => {
-            openai::call(&upstreams.http, target, body, operation, timeout).await
+            openai::call(&upstreams.http, target, body, operation, limits).await
         }
         ProviderKind::Anthropic => {
-            anthropic_api::call(&upstreams.http, target, body, operation, timeout).await
+            anthropic_api::call(&upstreams.http, target, body, operation, limits).await
         }
         ProviderKind::Gemini => {
-            gemini::call(&upstreams.http, target, body, operation, timeout).await
+            gemini::call(&upstreams.http, target, body, operation, limits).await
         }
     }
 }
 
-/// Serves an OpenAI-shaped chat request through `targets` in order.
+/// Serves an OpenAI-shaped chat request through `targets` in order, with no budget to hold.
 pub async fn serve_chat(
     upstreams: &Upstreams,
     targets: &[Target],
@@ -163,27 +245,36 @@ pub async fn serve_chat(
     stream: bool,
     timeout: Duration,
 ) -> Result<Served, ChainFailure> {
+    let operation = Operation::Chat {
+        stream,
+        client_usage: wants_usage(body),
+    };
+    let limits = Limits::new(timeout);
+    let targets: Vec<&Target> = targets.iter().collect();
     serve(
         upstreams,
-        targets,
+        &targets,
         body,
-        Operation::Chat { stream },
-        timeout,
+        operation,
+        &limits,
+        &mut Unbudgeted,
     )
     .await
 }
 
-/// Serves an OpenAI-shaped request through `targets` in order.
+/// Serves an OpenAI-shaped request through `targets` in order. After an attempt that may have
+/// been billed, `budget` decides whether the chain goes on.
 pub async fn serve(
     upstreams: &Upstreams,
-    targets: &[Target],
+    targets: &[&Target],
     body: &Map<String, Value>,
     operation: Operation,
-    timeout: Duration,
+    limits: &Limits,
+    budget: &mut dyn Attempts,
 ) -> Result<Served, ChainFailure> {
     let mut failures = Vec::new();
     let mut attempts = 0u32;
-    for target in targets {
+    for (index, target) in targets.iter().enumerate() {
         if !upstreams.breakers.allow(&target.label) {
             tracing::debug!(target = %target.label, "circuit open: skipped");
             continue;
@@ -196,7 +287,7 @@ pub async fn serve(
                 attempt = attempts,
                 outcome = tracing::field::Empty,
             );
-            let outcome = attempt(upstreams, target, body, operation, timeout)
+            let outcome = attempt(upstreams, target, body, operation, limits)
                 .instrument(span.clone())
                 .await;
             span.record(
@@ -208,6 +299,7 @@ pub async fn serve(
                     upstreams.breakers.succeeded(&target.label);
                     return Ok(Served {
                         target: target.label.clone(),
+                        index,
                         attempts,
                         failed: failures
                             .iter()
@@ -230,7 +322,16 @@ pub async fn serve(
                     let retry = try_number == 0
                         && error.retry_same_target()
                         && upstreams.breakers.allow(&target.label);
-                    failures.push((target.label.clone(), error));
+                    let billed = error.may_have_been_billed();
+                    failures.push((target.label.clone(), error.clone()));
+                    let more = index + 1 < targets.len();
+                    if billed && !budget.billed(index, more).await && more {
+                        return Err(ChainFailure {
+                            last: ProviderError::BudgetSpent,
+                            attempts,
+                            failures,
+                        });
+                    }
                     if !retry {
                         break;
                     }
@@ -252,21 +353,28 @@ pub async fn serve(
 /// Orders a route's targets for one request: the first by weighted chance (`draw` is a
 /// uniform random number), the others after it in their declared order.
 pub fn weighted_first(targets: &mut [Target], draw: u32) {
-    let total: u64 = targets.iter().map(|t| u64::from(t.weight.max(1))).sum();
-    if targets.len() < 2 || total == 0 {
-        return;
+    let weights: Vec<u32> = targets.iter().map(|t| t.weight).collect();
+    if let Some(chosen) = weighted_index(&weights, draw) {
+        targets[..=chosen].rotate_right(1);
+    }
+}
+
+/// The index `draw` (a uniform random number) picks from `weights` (each at least 1), or
+/// `None` when there is nothing to choose between.
+pub fn weighted_index(weights: &[u32], draw: u32) -> Option<usize> {
+    let total: u64 = weights.iter().map(|w| u64::from((*w).max(1))).sum();
+    if weights.len() < 2 || total == 0 {
+        return None;
     }
     let mut point = u64::from(draw) % total;
-    let mut chosen = 0;
-    for (index, target) in targets.iter().enumerate() {
-        let weight = u64::from(target.weight.max(1));
+    for (index, weight) in weights.iter().enumerate() {
+        let weight = u64::from((*weight).max(1));
         if point < weight {
-            chosen = index;
-            break;
+            return Some(index);
         }
         point -= weight;
     }
-    targets[..=chosen].rotate_right(1);
+    None
 }
 
 #[cfg(test)]

@@ -13,9 +13,15 @@ pub enum ProviderError {
     Status { status: u16, message: String },
     #[error("the upstream sent a response that is not valid")]
     InvalidResponse,
+    /// A body or event past its bound: never read whole into memory.
+    #[error("the upstream's answer is larger than allowed")]
+    TooLarge,
     /// The request cannot be served by this provider at all (its shape is wrong for it).
     #[error("{0}")]
     Unsupported(String),
+    /// An attempt may have been billed and the caller's budget holds no other.
+    #[error("no budget is left for another attempt")]
+    BudgetSpent,
 }
 
 impl ProviderError {
@@ -23,11 +29,12 @@ impl ProviderError {
     /// Any other 4xx is the caller's request at fault and is not retried.
     pub fn should_fall_back(&self) -> bool {
         match self {
-            ProviderError::Connect | ProviderError::Timeout | ProviderError::InvalidResponse => {
-                true
-            }
+            ProviderError::Connect
+            | ProviderError::Timeout
+            | ProviderError::InvalidResponse
+            | ProviderError::TooLarge => true,
             ProviderError::Status { status, .. } => *status == 429 || *status >= 500,
-            ProviderError::Unsupported(_) => false,
+            ProviderError::Unsupported(_) | ProviderError::BudgetSpent => false,
         }
     }
 
@@ -39,7 +46,9 @@ impl ProviderError {
             ProviderError::Timeout => "timeout".to_owned(),
             ProviderError::Status { status, .. } => format!("status {status}"),
             ProviderError::InvalidResponse => "invalid response".to_owned(),
+            ProviderError::TooLarge => "too large".to_owned(),
             ProviderError::Unsupported(_) => "unsupported request".to_owned(),
+            ProviderError::BudgetSpent => "budget spent".to_owned(),
         }
     }
 
@@ -52,13 +61,22 @@ impl ProviderError {
             ProviderError::Status { status, .. } if *status >= 500 => "status_5xx",
             ProviderError::Status { .. } => "status_4xx",
             ProviderError::InvalidResponse => "invalid_response",
+            ProviderError::TooLarge => "too_large",
             ProviderError::Unsupported(_) => "unsupported",
+            ProviderError::BudgetSpent => "budget_spent",
         }
     }
 
     /// Whether retrying the same target soon may help (a refused connection often does).
     pub fn retry_same_target(&self) -> bool {
         matches!(self, ProviderError::Connect)
+    }
+
+    /// Whether the upstream may have done (and billed) the work before failing: it took the
+    /// request and did not answer in time. Statuses, refused connections and answers that
+    /// were cut short before any content are not billed by the providers.
+    pub fn may_have_been_billed(&self) -> bool {
+        matches!(self, ProviderError::Timeout)
     }
 
     pub(crate) fn from_reqwest(error: &reqwest::Error) -> Self {

@@ -1,21 +1,41 @@
-//! What every adapter does with an HTTP exchange: send within the attempt's timeout, turn an
-//! error status into a scrubbed `ProviderError`, read a whole body, or translate a stream into
-//! OpenAI chunks, committing only once the first translated chunk exists.
+//! What every adapter does with an HTTP exchange: send within the attempt's time, turn an
+//! error status into a scrubbed `ProviderError`, read a whole body within its bound, or turn a
+//! stream of server-sent events into [`Chunk`]s through one decoder, committing only once the
+//! first chunk of the answer exists, and holding the rest to an idle time and a total time.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use portcullis_core::money::Usage;
 use serde_json::Value;
+use tokio::time::Instant;
 
-use crate::chain::Reply;
+use crate::chain::{Chunk, Limits, Reply};
 use crate::error::{ProviderError, scrub};
+use crate::sse::{Decoder, Event};
 
-/// Turns a provider's stream, piece by piece, into OpenAI chunks.
+/// Turns a provider's events into OpenAI chunks, usage and the end.
 pub(crate) trait Translate: Send + 'static {
-    fn push(&mut self, bytes: &[u8]) -> Vec<Bytes>;
-    /// What to send when the upstream stream ends (closing chunks, `[DONE]`).
-    fn finish(&mut self) -> Vec<Bytes>;
+    /// What one upstream event becomes; an error event of the provider is its `Err`.
+    fn event(&mut self, event: Event, out: &mut Vec<Chunk>) -> Result<(), ProviderError>;
+
+    /// What a run of events that arrived together becomes: each in turn, unless an adapter
+    /// can pass the run on whole.
+    fn batch(
+        &mut self,
+        _batch: Bytes,
+        events: Vec<Event>,
+        out: &mut Vec<Chunk>,
+    ) -> Result<(), ProviderError> {
+        events.into_iter().try_for_each(|e| self.event(e, out))
+    }
+
+    /// The upstream's stream ended: whatever closes the answer, and [`Chunk::Done`] if it
+    /// ended as its provider ends a complete answer.
+    fn finish(&mut self, out: &mut Vec<Chunk>);
 }
 
 /// Sends the request; a non-success status becomes `ProviderError::Status` with the
@@ -79,64 +99,162 @@ pub fn wants_usage(body: &serde_json::Map<String, Value>) -> bool {
         .unwrap_or(false)
 }
 
-/// A whole successful body turned into OpenAI's shape by `translate`.
+/// A whole successful body turned into OpenAI's shape, with its usage, by `translate`.
 pub(crate) async fn translated_json(
     response: reqwest::Response,
-    timeout: Duration,
-    translate: impl FnOnce(&[u8]) -> Option<Bytes>,
+    limits: &Limits,
+    translate: impl FnOnce(&[u8]) -> Option<(Bytes, Option<Usage>)>,
 ) -> Result<Reply, ProviderError> {
-    let bytes = body(response, timeout).await?;
-    let body = translate(&bytes).ok_or(ProviderError::InvalidResponse)?;
-    Ok(Reply::Json { status: 200, body })
+    let bytes = body(response, limits).await?;
+    let (body, usage) = translate(&bytes).ok_or(ProviderError::InvalidResponse)?;
+    Ok(Reply::Json {
+        status: 200,
+        body,
+        usage,
+    })
 }
 
-/// The whole body of a successful response.
+/// The whole body of a successful response, within the attempt's time and the body bound.
 pub(crate) async fn body(
     response: reqwest::Response,
-    timeout: Duration,
+    limits: &Limits,
 ) -> Result<Bytes, ProviderError> {
-    tokio::time::timeout(timeout, response.bytes())
+    if response
+        .content_length()
+        .is_some_and(|n| n > limits.max_body as u64)
+    {
+        return Err(ProviderError::TooLarge);
+    }
+    let read = async {
+        let mut out = bytes::BytesMut::new();
+        let mut chunks = response.bytes_stream();
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(|e| ProviderError::from_reqwest(&e))?;
+            if out.len() + chunk.len() > limits.max_body {
+                return Err(ProviderError::TooLarge);
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out.freeze())
+    };
+    tokio::time::timeout(limits.attempt, read)
         .await
         .map_err(|_| ProviderError::Timeout)?
-        .map_err(|e| ProviderError::from_reqwest(&e))
 }
 
-/// A translated stream. The first translated chunk is awaited within `timeout`, so that a
-/// stream failing before it still falls back to the next target.
-pub(crate) async fn translated_stream(
+/// A stream of events turned into chunks by `translator`. The first chunk of the answer is
+/// awaited within the attempt's time, so that a stream failing before it still falls back to
+/// the next target; after it, each piece must come within the idle time and the whole within
+/// the total time, or the stream ends with a timeout.
+pub(crate) async fn stream(
     response: reqwest::Response,
-    timeout: Duration,
-    mut translator: impl Translate,
+    limits: &Limits,
+    translator: impl Translate,
 ) -> Result<Reply, ProviderError> {
-    let mut events = response
+    let pieces = response
         .bytes_stream()
-        .map_err(|e| ProviderError::from_reqwest(&e));
+        .map(|piece| piece.map_err(|e| ProviderError::from_reqwest(&e)))
+        .boxed();
+    stream_of(pieces, limits, translator).await
+}
+
+/// [`stream`] over any source of bytes (the mock provider's, tests').
+pub(crate) async fn stream_of(
+    pieces: BoxStream<'static, Result<Bytes, ProviderError>>,
+    limits: &Limits,
+    translator: impl Translate,
+) -> Result<Reply, ProviderError> {
+    let mut flow = Flow {
+        pieces,
+        decoder: Decoder::default(),
+        translator,
+        pending: VecDeque::new(),
+        deadline: Instant::now() + limits.total,
+        idle: limits.idle,
+        ended: false,
+    };
+    let first_by = Instant::now() + limits.attempt;
     let first = loop {
-        let chunk = tokio::time::timeout(timeout, events.next())
-            .await
-            .map_err(|_| ProviderError::Timeout)?
-            .ok_or(ProviderError::InvalidResponse)??;
-        let translated = translator.push(&chunk);
-        if !translated.is_empty() {
-            break Bytes::from(translated.concat());
+        if let Some(at) = flow
+            .pending
+            .iter()
+            .position(|c| matches!(c, Chunk::Events(_) | Chunk::Done))
+        {
+            match flow.pending.remove(at) {
+                Some(Chunk::Events(bytes)) => break bytes,
+                // Done before any answer: an empty one.
+                Some(done) => {
+                    flow.pending.push_front(done);
+                    break Bytes::new();
+                }
+                None => {}
+            }
+        }
+        if flow.ended {
+            return Err(ProviderError::InvalidResponse);
+        }
+        let wait = first_by.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(wait, flow.pieces.next()).await {
+            Err(_) => return Err(ProviderError::Timeout),
+            Ok(piece) => flow.take(piece)?,
         }
     };
-    let rest = futures_util::stream::unfold(
-        (Some(events), translator),
-        |(events, mut translator)| async move {
-            let mut events = events?;
-            match events.next().await {
-                Some(chunk) => {
-                    let translated = chunk.map(|c| Bytes::from(translator.push(&c).concat()));
-                    Some((translated, (Some(events), translator)))
-                }
-                None => Some((
-                    Ok(Bytes::from(translator.finish().concat())),
-                    (None, translator),
-                )),
+    let rest = futures_util::stream::unfold(flow, |mut flow| async move {
+        loop {
+            if let Some(chunk) = flow.pending.pop_front() {
+                return Some((Ok(chunk), flow));
             }
-        },
-    )
+            if flow.ended {
+                return None;
+            }
+            let left = flow.deadline.saturating_duration_since(Instant::now());
+            let piece = match tokio::time::timeout(flow.idle.min(left), flow.pieces.next()).await {
+                Ok(piece) => piece,
+                Err(_) => {
+                    flow.ended = true;
+                    return Some((Err(ProviderError::Timeout), flow));
+                }
+            };
+            if let Err(error) = flow.take(piece) {
+                flow.ended = true;
+                return Some((Err(error), flow));
+            }
+        }
+    })
     .boxed();
     Ok(Reply::Stream { first, rest })
+}
+
+/// A stream being read: the upstream's pieces, what they became and was not yet passed on.
+struct Flow<T> {
+    pieces: BoxStream<'static, Result<Bytes, ProviderError>>,
+    decoder: Decoder,
+    translator: T,
+    pending: VecDeque<Chunk>,
+    deadline: Instant,
+    idle: Duration,
+    ended: bool,
+}
+
+impl<T: Translate> Flow<T> {
+    /// Takes the next piece (or the end) into `pending`.
+    fn take(&mut self, piece: Option<Result<Bytes, ProviderError>>) -> Result<(), ProviderError> {
+        let mut out = Vec::new();
+        match piece {
+            None => {
+                self.ended = true;
+                // Bytes after the last complete event: the answer was cut short.
+                if !self.decoder.leftover() {
+                    self.translator.finish(&mut out);
+                }
+            }
+            Some(piece) => {
+                if let Some((batch, events)) = self.decoder.push(&piece?)? {
+                    self.translator.batch(batch, events, &mut out)?;
+                }
+            }
+        }
+        self.pending.extend(out);
+        Ok(())
+    }
 }

@@ -2,16 +2,17 @@
 //! `streamGenerateContent` as server-sent events), its answer turned back into OpenAI's shape.
 //! The key travels in the `x-goog-api-key` header, never in the URL.
 
-use std::time::Duration;
-
 use bytes::Bytes;
+use portcullis_core::money::Usage;
 use secrecy::ExposeSecret;
 use serde_json::{Map, Value, json};
 
-use crate::chain::{Operation, Reply};
+use crate::chain::{Chunk, Limits, Operation, Reply};
 use crate::error::ProviderError;
 use crate::exchange::{self, Translate};
+use crate::sse::Event;
 use crate::target::Target;
+use crate::usage::{self, GeminiUsage};
 
 const GEMINI_BASE: &str = "https://generativelanguage.googleapis.com/v1beta";
 
@@ -97,6 +98,9 @@ pub(crate) fn request(body: &Map<String, Value>) -> Value {
     {
         config.insert("maxOutputTokens".into(), max.clone());
     }
+    if let Some(n) = body.get("n") {
+        config.insert("candidateCount".into(), n.clone());
+    }
     for (from, to) in [("temperature", "temperature"), ("top_p", "topP")] {
         if let Some(value) = body.get(from) {
             config.insert(to.into(), value.clone());
@@ -158,15 +162,15 @@ fn delta_of(candidate: &Value) -> (String, Vec<Value>) {
     (text, calls)
 }
 
-fn usage(response: &Value) -> Value {
-    let meta = &response["usageMetadata"];
-    let prompt = meta["promptTokenCount"].as_u64().unwrap_or(0);
-    let completion = meta["candidatesTokenCount"].as_u64().unwrap_or(0);
-    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion})
+fn usage_of(response: &Value) -> Option<Usage> {
+    let meta = response.get("usageMetadata")?;
+    serde_json::from_value::<GeminiUsage>(meta.clone())
+        .ok()
+        .map(|u| u.usage())
 }
 
-/// A Gemini answer as an OpenAI chat completion.
-pub(crate) fn response(body: &[u8], model: &str) -> Option<Bytes> {
+/// A Gemini answer as an OpenAI chat completion, with its usage.
+pub(crate) fn response(body: &[u8], model: &str) -> Option<(Bytes, Option<Usage>)> {
     let reply: Value = serde_json::from_slice(body).ok()?;
     let candidate = reply["candidates"].get(0)?;
     let (text, calls) = delta_of(candidate);
@@ -185,99 +189,83 @@ pub(crate) fn response(body: &[u8], model: &str) -> Option<Bytes> {
         candidate["finishReason"].as_str(),
         message.get("tool_calls").is_some(),
     );
+    let usage = usage_of(&reply);
     let completion = json!({"id": "chatcmpl-gemini", "object": "chat.completion", "created": 0, "model": model,
-        "choices": [{"index": 0, "message": message, "finish_reason": finish}], "usage": usage(&reply)});
-    Some(Bytes::from(completion.to_string()))
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+        "usage": usage::openai_json(&usage.unwrap_or_default())});
+    Some((Bytes::from(completion.to_string()), usage))
 }
 
 struct ChunkTranslator {
     model: String,
-    buffer: Vec<u8>,
-    include_usage: bool,
-    last_usage: Value,
+    client_usage: bool,
+    /// Gemini sends its running usage with each chunk: the last is the answer's.
+    usage: Option<Usage>,
     started: bool,
+    finished: bool,
 }
 
 impl ChunkTranslator {
-    fn chunk(&self, delta: Value, finish: Value) -> Bytes {
+    fn chunk(&self, delta: Value, finish: Value) -> Chunk {
         let chunk = json!({"id": "chatcmpl-gemini", "object": "chat.completion.chunk", "created": 0, "model": self.model,
                            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
-        Bytes::from(format!("data: {chunk}\n\n"))
-    }
-
-    fn translate(&mut self, bytes: &[u8]) -> Vec<Bytes> {
-        self.buffer.extend_from_slice(bytes);
-        let mut out = Vec::new();
-        loop {
-            let lf = self
-                .buffer
-                .windows(2)
-                .position(|w| w == b"\n\n")
-                .map(|at| at + 2);
-            let crlf = self
-                .buffer
-                .windows(4)
-                .position(|w| w == b"\r\n\r\n")
-                .map(|at| at + 4);
-            let Some(end) = [lf, crlf].into_iter().flatten().min() else {
-                break;
-            };
-            let raw: Vec<u8> = self.buffer.drain(..end).collect();
-            let text = String::from_utf8_lossy(&raw).into_owned();
-            let Some(data) = text
-                .lines()
-                .find_map(|l| l.strip_prefix("data:"))
-                .map(str::trim)
-            else {
-                continue;
-            };
-            let Ok(response) = serde_json::from_str::<Value>(data) else {
-                continue;
-            };
-            if !self.started {
-                self.started = true;
-                out.push(self.chunk(json!({"role": "assistant", "content": ""}), Value::Null));
-            }
-            if response.get("usageMetadata").is_some() {
-                self.last_usage = usage(&response);
-            }
-            let Some(candidate) = response["candidates"].get(0) else {
-                continue;
-            };
-            let (text, calls) = delta_of(candidate);
-            if !text.is_empty() {
-                out.push(self.chunk(json!({"content": text}), Value::Null));
-            }
-            if !calls.is_empty() {
-                out.push(self.chunk(json!({"tool_calls": calls}), Value::Null));
-            }
-            let finish = finish_reason(candidate["finishReason"].as_str(), !calls.is_empty());
-            if !finish.is_null() {
-                out.push(self.chunk(json!({}), finish));
-            }
-        }
-        out
-    }
-
-    fn close(&mut self) -> Bytes {
-        let mut tail = String::new();
-        if self.include_usage {
-            let usage = json!({"id": "chatcmpl-gemini", "object": "chat.completion.chunk", "created": 0,
-                               "model": self.model, "choices": [], "usage": self.last_usage});
-            tail.push_str(&format!("data: {usage}\n\n"));
-        }
-        tail.push_str("data: [DONE]\n\n");
-        Bytes::from(tail)
+        Chunk::Events(Bytes::from(format!("data: {chunk}\n\n")))
     }
 }
 
 impl Translate for ChunkTranslator {
-    fn push(&mut self, bytes: &[u8]) -> Vec<Bytes> {
-        self.translate(bytes)
+    fn event(&mut self, event: Event, out: &mut Vec<Chunk>) -> Result<(), ProviderError> {
+        let Some(data) = event.data else {
+            return Ok(());
+        };
+        let Ok(response) = serde_json::from_slice::<Value>(&data) else {
+            return Ok(());
+        };
+        if response.get("error").is_some() {
+            return Err(ProviderError::Status {
+                status: 500,
+                message: "the upstream stream reported an error".to_owned(),
+            });
+        }
+        if !self.started {
+            self.started = true;
+            out.push(self.chunk(json!({"role": "assistant", "content": ""}), Value::Null));
+        }
+        if let Some(usage) = usage_of(&response) {
+            self.usage = Some(usage);
+        }
+        let Some(candidate) = response["candidates"].get(0) else {
+            return Ok(());
+        };
+        let (text, calls) = delta_of(candidate);
+        if !text.is_empty() {
+            out.push(self.chunk(json!({"content": text}), Value::Null));
+        }
+        if !calls.is_empty() {
+            out.push(self.chunk(json!({"tool_calls": calls}), Value::Null));
+        }
+        let finish = finish_reason(candidate["finishReason"].as_str(), !calls.is_empty());
+        if !finish.is_null() {
+            self.finished = true;
+            out.push(self.chunk(json!({}), finish));
+        }
+        Ok(())
     }
 
-    fn finish(&mut self) -> Vec<Bytes> {
-        vec![self.close()]
+    /// Gemini ends its stream by closing it: complete if a candidate said why it finished.
+    fn finish(&mut self, out: &mut Vec<Chunk>) {
+        if !self.finished {
+            return;
+        }
+        if let Some(usage) = self.usage {
+            if self.client_usage {
+                let chunk = json!({"id": "chatcmpl-gemini", "object": "chat.completion.chunk", "created": 0,
+                                   "model": self.model, "choices": [], "usage": usage::openai_json(&usage)});
+                out.push(Chunk::Events(Bytes::from(format!("data: {chunk}\n\n"))));
+            }
+            out.push(Chunk::Usage(usage));
+        }
+        out.push(Chunk::Done);
     }
 }
 
@@ -286,10 +274,13 @@ pub(crate) async fn call(
     target: &Target,
     body: &Map<String, Value>,
     operation: Operation,
-    timeout: Duration,
+    limits: &Limits,
 ) -> Result<Reply, ProviderError> {
-    let stream = match operation {
-        Operation::Chat { stream } => stream,
+    let (stream, client_usage) = match operation {
+        Operation::Chat {
+            stream,
+            client_usage,
+        } => (stream, client_usage),
         Operation::Embeddings => {
             return Err(ProviderError::Unsupported(
                 "Gemini embeddings are not served yet".into(),
@@ -315,20 +306,19 @@ pub(crate) async fn call(
         .header("x-goog-api-key", key)
         .header("content-type", "application/json")
         .body(request(body).to_string());
-    let response = exchange::send(sent, key, timeout).await?;
+    let response = exchange::send(sent, key, limits.attempt).await?;
     if !stream {
-        return exchange::translated_json(response, timeout, |bytes| {
+        return exchange::translated_json(response, limits, |bytes| {
             self::response(bytes, &target.model)
         })
         .await;
     }
-    let include_usage = exchange::wants_usage(body);
     let translator = ChunkTranslator {
         model: target.model.clone(),
-        buffer: Vec::new(),
-        include_usage,
-        last_usage: Value::Null,
+        client_usage,
+        usage: None,
         started: false,
+        finished: false,
     };
-    exchange::translated_stream(response, timeout, translator).await
+    exchange::stream(response, limits, translator).await
 }

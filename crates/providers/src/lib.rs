@@ -17,12 +17,16 @@ mod exchange;
 mod gemini;
 mod mock;
 mod openai;
+mod sse;
 mod target;
+pub mod usage;
 
 pub use breaker::Breakers;
 pub use chain::{
-    ChainFailure, Operation, Reply, Served, Upstreams, serve, serve_chat, weighted_first,
+    Attempts, ChainFailure, Chunk, Limits, Operation, Reply, Served, Unbudgeted, Upstreams, serve,
+    serve_chat, weighted_first, weighted_index,
 };
 pub use error::ProviderError;
 pub use exchange::wants_usage;
+pub use sse::EventSplitter;
 pub use target::{ProviderKind, Target};

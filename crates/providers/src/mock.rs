@@ -11,10 +11,11 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::{Map, Value, json};
 
-use crate::chain::{Operation, Reply};
+use crate::chain::{Chunk, Limits, Operation, Reply};
 use crate::error::ProviderError;
 use crate::target::Target;
 use base64::Engine;
+use portcullis_core::money::Usage;
 
 const REPLY_WORDS: [&str; 8] = [
     "This",
@@ -37,6 +38,7 @@ pub(crate) async fn call(
     target: &Target,
     body: &Map<String, Value>,
     operation: Operation,
+    limits: &Limits,
 ) -> Result<Reply, ProviderError> {
     let model = target.model.as_str();
     if model == "mock-refuse" {
@@ -55,10 +57,19 @@ pub(crate) async fn call(
         .strip_prefix("mock-slow-")
         .and_then(|m| m.parse::<u64>().ok())
     {
+        // As a real upstream that takes the request and answers late: a timeout past the
+        // attempt's time.
+        if Duration::from_millis(ms) >= limits.attempt {
+            tokio::time::sleep(limits.attempt).await;
+            return Err(ProviderError::Timeout);
+        }
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
-    let stream = match operation {
-        Operation::Chat { stream } => stream,
+    let (stream, client_usage) = match operation {
+        Operation::Chat {
+            stream,
+            client_usage,
+        } => (stream, client_usage),
         Operation::Embeddings => return Ok(embeddings(model, body)),
     };
     let prompt = prompt_tokens(body);
@@ -70,22 +81,24 @@ pub(crate) async fn call(
     } else {
         REPLY_WORDS.iter().map(|w| (*w).to_owned()).collect()
     };
-    let completion = words.len() as u64;
-    let usage = json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion});
+    let completion = i64::try_from(words.len()).unwrap_or(i64::MAX);
+    let prompt = i64::try_from(prompt).unwrap_or(i64::MAX);
+    let usage = Usage::totals(prompt, completion);
+    let usage_json = json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion});
     let id = "chatcmpl-mock";
     if !stream {
         let reply = json!({
             "id": id, "object": "chat.completion", "created": 0, "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": words.concat()},
                          "finish_reason": "stop"}],
-            "usage": usage,
+            "usage": usage_json,
         });
         return Ok(Reply::Json {
             status: 200,
             body: Bytes::from(reply.to_string()),
+            usage: Some(usage),
         });
     }
-    let include_usage = crate::exchange::wants_usage(body);
     let chunk = |delta: Value, finish: Value, usage: Value| {
         let choices = if delta.is_null() {
             json!([])
@@ -94,28 +107,40 @@ pub(crate) async fn call(
         };
         let event = json!({"id": id, "object": "chat.completion.chunk", "created": 0, "model": model,
                            "choices": choices, "usage": usage});
-        Ok(Bytes::from(format!("data: {event}\n\n")))
+        Bytes::from(format!("data: {event}\n\n"))
     };
-    let mut events = vec![chunk(
+    let first = chunk(
         json!({"role": "assistant", "content": ""}),
         Value::Null,
         Value::Null,
-    )];
-    events.extend(
-        words
-            .iter()
-            .map(|w| chunk(json!({"content": w}), Value::Null, Value::Null)),
     );
-    events.push(chunk(json!({}), json!("stop"), Value::Null));
-    if include_usage {
-        events.push(chunk(Value::Null, Value::Null, usage));
+    let mut rest: Vec<Result<Chunk, ProviderError>> = words
+        .iter()
+        .map(|w| {
+            Ok(Chunk::Events(chunk(
+                json!({"content": w}),
+                Value::Null,
+                Value::Null,
+            )))
+        })
+        .collect();
+    rest.push(Ok(Chunk::Events(chunk(
+        json!({}),
+        json!("stop"),
+        Value::Null,
+    ))));
+    if client_usage {
+        rest.push(Ok(Chunk::Events(chunk(
+            Value::Null,
+            Value::Null,
+            usage_json,
+        ))));
     }
-    events.push(Ok(Bytes::from_static(b"data: [DONE]\n\n")));
-    let mut events = events.into_iter();
-    let first = events.next().unwrap_or(Ok(Bytes::new()))?;
+    rest.push(Ok(Chunk::Usage(usage)));
+    rest.push(Ok(Chunk::Done));
     Ok(Reply::Stream {
         first,
-        rest: futures_util::stream::iter(events).boxed(),
+        rest: futures_util::stream::iter(rest).boxed(),
     })
 }
 
@@ -181,5 +206,6 @@ fn embeddings(model: &str, body: &Map<String, Value>) -> Reply {
     Reply::Json {
         status: 200,
         body: Bytes::from(reply.to_string()),
+        usage: Some(Usage::totals(i64::try_from(tokens).unwrap_or(i64::MAX), 0)),
     }
 }

@@ -3,16 +3,16 @@
 //! (deployment in the path, `api-key` header). The body passes through with `model` set to the
 //! target's; nothing else of the client's request chooses where it goes.
 
-use std::time::Duration;
-
-use futures_util::{StreamExt, TryStreamExt};
+use bytes::Bytes;
 use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 
-use crate::chain::{Operation, Reply};
+use crate::chain::{Chunk, Limits, Operation, Reply};
 use crate::error::ProviderError;
-use crate::exchange;
+use crate::exchange::{self, Translate};
+use crate::sse::Event;
 use crate::target::{ProviderKind, Target};
+use crate::usage;
 
 const OPENAI_BASE: &str = "https://api.openai.com/v1";
 const AZURE_API_VERSION: &str = "2024-10-21";
@@ -46,13 +46,14 @@ pub(crate) async fn call(
     target: &Target,
     body: &Map<String, Value>,
     operation: Operation,
-    timeout: Duration,
+    limits: &Limits,
 ) -> Result<Reply, ProviderError> {
-    let stream = operation == Operation::Chat { stream: true };
     let url = endpoint(target, operation)?;
     let payload = serde_json::to_vec(&WithModel {
         model: &target.model,
         body,
+        // Compatible servers (vLLM, llama.cpp, Ollama) read the older name of the bound.
+        bound_as_max_tokens: target.provider == ProviderKind::OpenAiCompatible,
     })
     .map_err(|_| ProviderError::InvalidResponse)?;
     let key = target.api_key.expose_secret();
@@ -64,29 +65,88 @@ pub(crate) async fn call(
         ProviderKind::Azure => request.header("api-key", key),
         _ => request.bearer_auth(key),
     };
-    let response = exchange::send(request, key, timeout).await?;
+    let response = exchange::send(request, key, limits.attempt).await?;
     let status = response.status();
-    if stream {
-        let mut chunks = response.bytes_stream();
-        let first = tokio::time::timeout(timeout, chunks.next())
-            .await
-            .map_err(|_| ProviderError::Timeout)?
-            .ok_or(ProviderError::InvalidResponse)?
-            .map_err(|e| ProviderError::from_reqwest(&e))?;
-        let rest = chunks.map_err(|e| ProviderError::from_reqwest(&e)).boxed();
-        return Ok(Reply::Stream { first, rest });
+    if let Operation::Chat {
+        stream: true,
+        client_usage,
+    } = operation
+    {
+        let passthrough = Passthrough { client_usage };
+        return exchange::stream(response, limits, passthrough).await;
     }
-    let body = exchange::body(response, timeout).await?;
+    let body = exchange::body(response, limits).await?;
+    let usage = usage::openai(&body);
     Ok(Reply::Json {
         status: status.as_u16(),
         body,
+        usage,
     })
 }
 
-/// The client's body with `model` replaced, serialised without copying the body.
+/// An OpenAI stream passed on as it comes: runs of ordinary events whole and untouched; the
+/// usage chunk read (and dropped when only the gateway asked for it); `[DONE]` kept for the
+/// gateway to write after its own closing chunks.
+struct Passthrough {
+    client_usage: bool,
+}
+
+/// Whether an event needs a look: the end marker, or a chunk that may carry usage.
+fn special(event: &Event) -> bool {
+    event
+        .data
+        .as_deref()
+        .is_some_and(|data| data.windows(5).any(|w| w == b"usage") || event.is_done())
+}
+
+impl Translate for Passthrough {
+    fn batch(
+        &mut self,
+        batch: Bytes,
+        events: Vec<Event>,
+        out: &mut Vec<Chunk>,
+    ) -> Result<(), ProviderError> {
+        if !events.iter().any(special) {
+            out.push(Chunk::Events(batch));
+            return Ok(());
+        }
+        events.into_iter().try_for_each(|e| self.event(e, out))
+    }
+
+    fn event(&mut self, event: Event, out: &mut Vec<Chunk>) -> Result<(), ProviderError> {
+        if event.is_done() {
+            out.push(Chunk::Done);
+            return Ok(());
+        }
+        if let Some(data) = event.data.as_deref().filter(|_| special(&event)) {
+            #[derive(serde::Deserialize)]
+            struct UsageChunk {
+                #[serde(default)]
+                choices: Vec<serde::de::IgnoredAny>,
+            }
+            if let Some(usage) = usage::openai(data) {
+                let shape: Option<UsageChunk> = serde_json::from_slice(data).ok();
+                let carries_answer = shape.is_some_and(|c| !c.choices.is_empty());
+                if carries_answer || self.client_usage {
+                    out.push(Chunk::Events(event.raw));
+                }
+                out.push(Chunk::Usage(usage));
+                return Ok(());
+            }
+        }
+        out.push(Chunk::Events(event.raw));
+        Ok(())
+    }
+
+    fn finish(&mut self, _out: &mut Vec<Chunk>) {}
+}
+
+/// The client's body with `model` replaced (and the output bound under the name the server
+/// reads), serialised without copying the body.
 struct WithModel<'a> {
     model: &'a str,
     body: &'a Map<String, Value>,
+    bound_as_max_tokens: bool,
 }
 
 impl serde::Serialize for WithModel<'_> {
@@ -95,7 +155,12 @@ impl serde::Serialize for WithModel<'_> {
         let mut map = serializer.serialize_map(Some(self.body.len() + 1))?;
         map.serialize_entry("model", self.model)?;
         for (key, value) in self.body.iter().filter(|(key, _)| key.as_str() != "model") {
-            map.serialize_entry(key, value)?;
+            match key.as_str() {
+                "max_completion_tokens" if self.bound_as_max_tokens => {
+                    map.serialize_entry("max_tokens", value)?;
+                }
+                _ => map.serialize_entry(key, value)?,
+            }
         }
         map.end()
     }

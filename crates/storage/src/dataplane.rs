@@ -134,6 +134,8 @@ pub struct ResolvedTarget {
     pub weight: Option<u32>,
     /// The target's own price, else its route's; `None` leaves it to the price table.
     pub price: Option<TargetPrice>,
+    /// Its route serves it without a price (`unpriced: true`).
+    pub unpriced: bool,
 }
 
 /// Micro-dollars per million tokens, as a route or target sets them.
@@ -150,6 +152,7 @@ struct TargetRef {
     model: String,
     weight: Option<u32>,
     price: Option<TargetPrice>,
+    unpriced: bool,
 }
 
 /// A price needs both sides; a half-set price is no price (the table or a refusal decides).
@@ -187,6 +190,7 @@ fn target_refs(route: &crate::model_routes::ModelRoute) -> Vec<TargetRef> {
                     field(t, "cached_input_micro_usd_per_mtok"),
                 )
                 .or(route_price),
+                unpriced: route.unpriced,
             })
         })
         .collect()
@@ -211,6 +215,10 @@ pub struct ResolvedRoute {
     pub fallback: Vec<ResolvedTarget>,
     pub timeout_ms: Option<i32>,
     pub max_output_tokens: Option<i32>,
+    pub max_choices: Option<i32>,
+    pub file_part_tokens: Option<i32>,
+    pub stream_idle_ms: Option<i32>,
+    pub stream_max_ms: Option<i32>,
 }
 
 /// Resolves `alias` in the transaction's org; `None` if there is no such route.
@@ -247,6 +255,10 @@ pub async fn resolve_route(
         fallback,
         timeout_ms: route.timeout_ms,
         max_output_tokens: route.max_output_tokens,
+        max_choices: route.max_choices,
+        file_part_tokens: route.file_part_tokens,
+        stream_idle_ms: route.stream_idle_ms,
+        stream_max_ms: route.stream_max_ms,
     }))
 }
 
@@ -273,6 +285,7 @@ async fn open_targets(
             model: target.model.clone(),
             weight: target.weight,
             price: target.price,
+            unpriced: target.unpriced,
         });
     }
     Ok(targets)

@@ -16,13 +16,23 @@ pub struct ModelRoute {
     pub input_micro_usd_per_mtok: Option<i64>,
     pub output_micro_usd_per_mtok: Option<i64>,
     pub cached_input_micro_usd_per_mtok: Option<i64>,
-    /// Output tokens a request reserves when it does not say `max_tokens`.
+    /// The most output tokens a request may ask for, and what it is sent when it asks none.
     pub max_output_tokens: Option<i32>,
+    /// A target without a price is served (recorded as unpriced) rather than refused.
+    pub unpriced: bool,
+    /// Most choices (`n`) a request may ask for.
+    pub max_choices: Option<i32>,
+    /// The worst case of one file part in tokens; file parts are refused without it.
+    pub file_part_tokens: Option<i32>,
+    /// A stream's longest quiet between pieces, and its longest life, in milliseconds.
+    pub stream_idle_ms: Option<i32>,
+    pub stream_max_ms: Option<i32>,
     pub updated_at: DateTime<Utc>,
 }
 
 const COLUMNS: &str = "alias, targets, fallback, timeout_ms, input_micro_usd_per_mtok,
-    output_micro_usd_per_mtok, cached_input_micro_usd_per_mtok, max_output_tokens, updated_at";
+    output_micro_usd_per_mtok, cached_input_micro_usd_per_mtok, max_output_tokens, unpriced,
+    max_choices, file_part_tokens, stream_idle_ms, stream_max_ms, updated_at";
 
 pub async fn list(tx: &mut TenantTx) -> Result<Vec<ModelRoute>, StorageError> {
     Ok(sqlx::query_as(&format!(
@@ -38,17 +48,32 @@ pub async fn put(tx: &mut WriteTx, route: &ModelRoute) -> Result<ModelRoute, Sto
     let org = tx.org();
     tx.detail("targets", route.targets.clone());
     tx.detail("fallback", route.fallback.clone());
+    // Every setting that changes what a request may cost is in the entry.
+    tx.detail("unpriced", route.unpriced);
+    tx.detail("max_output_tokens", route.max_output_tokens);
+    tx.detail("max_choices", route.max_choices);
+    tx.detail("file_part_tokens", route.file_part_tokens);
+    tx.detail("input_micro_usd_per_mtok", route.input_micro_usd_per_mtok);
+    tx.detail("output_micro_usd_per_mtok", route.output_micro_usd_per_mtok);
+    tx.detail(
+        "cached_input_micro_usd_per_mtok",
+        route.cached_input_micro_usd_per_mtok,
+    );
     sqlx::query_as(&format!(
         "insert into model_routes (org_id, alias, targets, fallback, timeout_ms,
              input_micro_usd_per_mtok, output_micro_usd_per_mtok,
-             cached_input_micro_usd_per_mtok, max_output_tokens)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             cached_input_micro_usd_per_mtok, max_output_tokens, unpriced, max_choices,
+             file_part_tokens, stream_idle_ms, stream_max_ms)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
          on conflict (org_id, alias) do update set targets = excluded.targets,
              fallback = excluded.fallback, timeout_ms = excluded.timeout_ms,
              input_micro_usd_per_mtok = excluded.input_micro_usd_per_mtok,
              output_micro_usd_per_mtok = excluded.output_micro_usd_per_mtok,
              cached_input_micro_usd_per_mtok = excluded.cached_input_micro_usd_per_mtok,
-             max_output_tokens = excluded.max_output_tokens, updated_at = now()
+             max_output_tokens = excluded.max_output_tokens, unpriced = excluded.unpriced,
+             max_choices = excluded.max_choices, file_part_tokens = excluded.file_part_tokens,
+             stream_idle_ms = excluded.stream_idle_ms, stream_max_ms = excluded.stream_max_ms,
+             updated_at = now()
          returning {COLUMNS}"
     ))
     .bind(org.as_uuid())
@@ -60,6 +85,11 @@ pub async fn put(tx: &mut WriteTx, route: &ModelRoute) -> Result<ModelRoute, Sto
     .bind(route.output_micro_usd_per_mtok)
     .bind(route.cached_input_micro_usd_per_mtok)
     .bind(route.max_output_tokens)
+    .bind(route.unpriced)
+    .bind(route.max_choices)
+    .bind(route.file_part_tokens)
+    .bind(route.stream_idle_ms)
+    .bind(route.stream_max_ms)
     .fetch_one(tx.conn())
     .await
     .map_err(StorageError::from_write)

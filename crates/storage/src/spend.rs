@@ -248,6 +248,8 @@ pub struct Settlement {
     pub input_tokens: i64,
     pub output_tokens: i64,
     pub cached_input_tokens: i64,
+    pub cache_write_tokens: i64,
+    pub reasoning_tokens: i64,
     pub cost_micro_usd: i64,
     pub priced: bool,
     pub estimated: bool,
@@ -317,17 +319,19 @@ async fn settle_org(conn: &mut PgConnection, rows: &[&Settlement]) -> Result<u64
         "with input as (
              select * from unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::uuid[],
                                   $5::uuid[], $6::text[], $7::text[], $8::bigint[], $9::bigint[],
-                                  $10::bigint[], $11::bigint[], $12::bool[], $13::bool[])
+                                  $10::bigint[], $11::bigint[], $12::bool[], $13::bool[],
+                                  $20::bigint[], $21::bigint[])
                as t(entry_id, occurred_at, request_id, team_id, key_id, model, target,
                     input_tokens, output_tokens, cached_input_tokens, cost_micro_usd, priced,
-                    estimated)
+                    estimated, cache_write_tokens, reasoning_tokens)
          ), inserted as (
              insert into ledger_entries (entry_id, org_id, occurred_at, request_id, team_id,
                                          key_id, model, target, input_tokens, output_tokens,
-                                         cached_input_tokens, cost_micro_usd, priced, estimated)
+                                         cached_input_tokens, cost_micro_usd, priced, estimated,
+                                         cache_write_tokens, reasoning_tokens)
              select entry_id, portcullis_current_org(), occurred_at, request_id, team_id, key_id,
                     model, target, input_tokens, output_tokens, cached_input_tokens,
-                    cost_micro_usd, priced, estimated
+                    cost_micro_usd, priced, estimated, cache_write_tokens, reasoning_tokens
              from input
              on conflict (entry_id) do nothing
              returning *
@@ -397,6 +401,8 @@ async fn settle_org(conn: &mut PgConnection, rows: &[&Settlement]) -> Result<u64
     )
     .bind(charges.iter().map(|(_, c)| c.lease_id).collect::<Vec<_>>())
     .bind(charges.iter().map(|(_, c)| c.amount).collect::<Vec<_>>())
+    .bind(column(|s| s.cache_write_tokens))
+    .bind(column(|s| s.reasoning_tokens))
     .fetch_all(&mut *conn)
     .await?;
     // After the counters, as `take` does: one lock order, no deadlock. Only the charges of
@@ -489,6 +495,8 @@ pub struct LedgerEntry {
     pub input_tokens: i64,
     pub output_tokens: i64,
     pub cached_input_tokens: i64,
+    pub cache_write_tokens: i64,
+    pub reasoning_tokens: i64,
     pub cost_micro_usd: i64,
     pub priced: bool,
     pub estimated: bool,
@@ -504,7 +512,8 @@ pub async fn ledger(
 ) -> Result<Vec<LedgerEntry>, StorageError> {
     Ok(sqlx::query_as(
         "select entry_id, occurred_at, request_id, team_id, key_id, model, target, input_tokens,
-                output_tokens, cached_input_tokens, cost_micro_usd, priced, estimated
+                output_tokens, cached_input_tokens, cache_write_tokens, reasoning_tokens,
+                cost_micro_usd, priced, estimated
          from ledger_entries
          where occurred_at >= $1 and occurred_at < $2
            and ($3::uuid is null or (occurred_at, entry_id) >

@@ -153,6 +153,7 @@ pub async fn replace(
         .await?;
     let replaced = store::replace(&mut tx, &state.keyring, credential_id, &body.as_new()).await?;
     tx.commit().await?;
+    super::routes_changed(&state, caller.org);
     Ok(Json(replaced.into()))
 }
 
@@ -170,5 +171,6 @@ pub async fn remove(
         .await?;
     store::delete(&mut tx, credential_id).await?;
     tx.commit().await?;
+    super::routes_changed(&state, caller.org);
     Ok(StatusCode::NO_CONTENT)
 }

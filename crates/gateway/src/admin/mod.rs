@@ -288,6 +288,14 @@ pub fn router(state: &AppState) -> Router<AppState> {
         })
 }
 
+/// This process drops its plans of the org's routes at once; the others hear of the change by
+/// notification.
+pub(crate) fn routes_changed(state: &AppState, org: portcullis_core::OrgId) {
+    state
+        .caches
+        .apply(&portcullis_storage::dataplane::Change::Routes(org));
+}
+
 /// Parses an id from a path segment; a malformed id is a 404 like an absent one.
 pub(crate) fn parse_id<T: std::str::FromStr>(text: &str) -> Result<T, ApiError> {
     text.parse().map_err(|_| ApiError::not_found())

@@ -32,6 +32,11 @@ pub struct RouteView {
     output_micro_usd_per_mtok: Option<i64>,
     cached_input_micro_usd_per_mtok: Option<i64>,
     max_output_tokens: Option<i32>,
+    unpriced: bool,
+    max_choices: Option<i32>,
+    file_part_tokens: Option<i32>,
+    stream_idle_ms: Option<i32>,
+    stream_max_ms: Option<i32>,
     updated_at: DateTime<Utc>,
 }
 
@@ -46,6 +51,11 @@ impl From<ModelRoute> for RouteView {
             output_micro_usd_per_mtok: r.output_micro_usd_per_mtok,
             cached_input_micro_usd_per_mtok: r.cached_input_micro_usd_per_mtok,
             max_output_tokens: r.max_output_tokens,
+            unpriced: r.unpriced,
+            max_choices: r.max_choices,
+            file_part_tokens: r.file_part_tokens,
+            stream_idle_ms: r.stream_idle_ms,
+            stream_max_ms: r.stream_max_ms,
             updated_at: r.updated_at,
         }
     }
@@ -84,7 +94,20 @@ pub struct RouteBody {
     input_micro_usd_per_mtok: Option<i64>,
     output_micro_usd_per_mtok: Option<i64>,
     cached_input_micro_usd_per_mtok: Option<i64>,
+    /// The most output tokens a request may ask for (a larger bound is lowered to it), and the
+    /// bound sent when it asks none.
     max_output_tokens: Option<i32>,
+    /// Serve targets that have no price, recording them as unpriced. Off, they are refused.
+    #[serde(default)]
+    unpriced: bool,
+    /// Most choices (`n`) a request may ask for (8 when unset).
+    max_choices: Option<i32>,
+    /// Accept file parts, each counted as this many prompt tokens at most.
+    file_part_tokens: Option<i32>,
+    /// A stream's longest quiet between pieces (60 s when unset), and its longest life (10
+    /// minutes when unset).
+    stream_idle_ms: Option<i32>,
+    stream_max_ms: Option<i32>,
 }
 
 /// A price is both sides or neither (a half price could not be charged); never negative.
@@ -157,6 +180,19 @@ impl RouteBody {
             return Err(ApiError::invalid_request(
                 "`max_output_tokens` is 1 to 10000000",
             ));
+        }
+        let ranges = [
+            ("max_choices", self.max_choices, 1, 128),
+            ("file_part_tokens", self.file_part_tokens, 1, 10_000_000),
+            ("stream_idle_ms", self.stream_idle_ms, 1_000, 3_600_000),
+            ("stream_max_ms", self.stream_max_ms, 1_000, 86_400_000),
+        ];
+        for (field, value, min, max) in ranges {
+            if value.is_some_and(|v| !(min..=max).contains(&v)) {
+                return Err(ApiError::invalid_request(format!(
+                    "`{field}` is {min} to {max}"
+                )));
+            }
         }
         check_price(
             self.input_micro_usd_per_mtok,
@@ -243,10 +279,16 @@ pub async fn put(
         output_micro_usd_per_mtok: body.output_micro_usd_per_mtok,
         cached_input_micro_usd_per_mtok: body.cached_input_micro_usd_per_mtok,
         max_output_tokens: body.max_output_tokens,
+        unpriced: body.unpriced,
+        max_choices: body.max_choices,
+        file_part_tokens: body.file_part_tokens,
+        stream_idle_ms: body.stream_idle_ms,
+        stream_max_ms: body.stream_max_ms,
         updated_at: Utc::now(),
     };
     let stored = store::put(&mut tx, &route).await?;
     tx.commit().await?;
+    super::routes_changed(&state, caller.org);
     Ok(Json(stored.into()))
 }
 
@@ -260,6 +302,7 @@ pub async fn remove(
         .await?;
     store::delete(&mut tx, &alias).await?;
     tx.commit().await?;
+    super::routes_changed(&state, caller.org);
     Ok(StatusCode::NO_CONTENT)
 }
 

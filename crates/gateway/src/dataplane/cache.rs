@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use portcullis_core::OrgId;
 use portcullis_core::token::TokenHash;
-use portcullis_storage::dataplane::{Change, Changes, LiveKey, ResolvedRoute};
+use portcullis_storage::dataplane::{Change, Changes, LiveKey};
+
+use super::plan::RoutePlan;
 
 use crate::router::AppState;
 
@@ -25,8 +27,8 @@ const MAX_ENTRIES: usize = 100_000;
 
 /// Entries carry the time they were fetched, for the TTL.
 type Timed<T> = (Instant, T);
-/// Resolved routes by org and alias.
-type RouteMap = HashMap<(OrgId, String), Timed<Arc<ResolvedRoute>>>;
+/// Route plans by org and alias.
+type RouteMap = HashMap<(OrgId, String), Timed<Arc<RoutePlan>>>;
 
 #[derive(Debug, Default)]
 struct Keys {
@@ -126,7 +128,7 @@ impl Caches {
         }
     }
 
-    pub fn route(&self, org: OrgId, alias: &str) -> Option<Arc<ResolvedRoute>> {
+    pub fn route(&self, org: OrgId, alias: &str) -> Option<Arc<RoutePlan>> {
         let routes = locked(&self.routes);
         routes
             .get(&(org, alias.to_owned()))
@@ -134,8 +136,8 @@ impl Caches {
             .map(|(_, route)| Arc::clone(route))
     }
 
-    /// Inserts a route resolved since `fill`, unless the org's routes or everything changed.
-    pub fn put_route(&self, org: OrgId, route: Arc<ResolvedRoute>, fill: Fill) {
+    /// Inserts a route planned since `fill`, unless the org's routes or everything changed.
+    pub fn put_route(&self, org: OrgId, route: Arc<RoutePlan>, fill: Fill) {
         let mut routes = locked(&self.routes);
         {
             let epochs = locked(&self.epochs);

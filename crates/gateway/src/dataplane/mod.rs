@@ -2,9 +2,14 @@
 //! not), `/v1/embeddings`, `/v1/messages` (Anthropic's format), `/v1/models`, and an envelope
 //! 404 for endpoints not served yet.
 
+mod answer;
 mod cache;
 mod chat;
+mod funnel;
+pub mod head;
 mod key;
+pub mod plan;
+mod prompt;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -26,7 +31,8 @@ const NOT_YET: [&str; 3] = [
 ];
 
 /// Every endpoint that carries a prompt to a provider. Each reaches the provider only through
-/// `chat::serve_alias`, past the guardrail and into the request log; tests iterate this list.
+/// `funnel::serve_alias`, past the guardrail, the bounds and the reservation, and into the
+/// request log; tests iterate this list.
 fn served() -> [(&'static str, MethodRouter<AppState>); 3] {
     [
         ("/v1/chat/completions", post(chat::completions)),

@@ -8,7 +8,6 @@
 //! are written by the batching writer (`writer.rs`). A lease lives while its process renews
 //! it; a dead process's leases expire, and with them its reservations.
 
-mod usage;
 mod writer;
 
 use std::collections::HashMap;
@@ -25,7 +24,6 @@ use portcullis_storage::spend::{self as store, Charge, Counter, Scope, Settlemen
 use uuid::Uuid;
 
 use crate::error::ApiError;
-pub use usage::{UsageTap, usage_from_json};
 pub use writer::WriterStats;
 
 /// How spend behaves in this process.
@@ -100,6 +98,8 @@ pub struct Reservation {
     holds: Vec<(Counter, Option<Uuid>, i64)>,
     /// The worst case reserved: the prompt bound and the output the request may ask for.
     pub estimate: Usage,
+    /// What the worst case costs at the ceiling price: what an unknown usage settles at.
+    pub reserved_cost: i64,
     settled: bool,
 }
 
@@ -110,8 +110,9 @@ pub struct Outcome {
     pub model: String,
     pub target: String,
     pub usage: Usage,
-    pub price: Option<Price>,
-    /// The provider reported no usage; `usage` is an upper bound.
+    /// What it cost; `None` for a target served unpriced.
+    pub cost: Option<i64>,
+    /// The provider reported no usage: `usage` and `cost` are the reservation's.
     pub estimated: bool,
 }
 
@@ -202,14 +203,15 @@ impl Spend {
         draws
     }
 
-    /// Reserves `estimate` at `price` against every limit of `key`, all or nothing.
+    /// Reserves `estimate` at the `ceiling` price against every limit of `key`, all or
+    /// nothing.
     pub async fn reserve(
         self: &Arc<Self>,
         key: &LiveKey,
         estimate: Usage,
-        price: Option<Price>,
+        ceiling: Price,
     ) -> Result<Reservation, ApiError> {
-        let cost = price.map_or(0, |p| p.cost(&estimate));
+        let cost = ceiling.cost(&estimate);
         let draws = Self::draws(key, cost, estimate.total_tokens(), Utc::now());
         let org = key.org_id;
         let mut holds = Vec::with_capacity(draws.len());
@@ -255,6 +257,7 @@ impl Spend {
                         key: key.clone(),
                         holds,
                         estimate,
+                        reserved_cost: cost,
                         settled: false,
                     });
                 }
@@ -357,11 +360,32 @@ fn refusal(counter: Counter) -> ApiError {
 }
 
 impl Reservation {
+    /// Settles at the worst case reserved, marked estimated: usage unknown (a stream the
+    /// client left, an upstream that reported none, an attempt that timed out after the
+    /// upstream took it) is never recorded below what the upstream may have billed.
+    pub fn settle_at_estimate(
+        self,
+        request_id: String,
+        model: String,
+        target: String,
+        priced: bool,
+    ) -> i64 {
+        let outcome = Outcome {
+            request_id,
+            model,
+            target,
+            usage: self.estimate,
+            cost: priced.then_some(self.reserved_cost),
+            estimated: true,
+        };
+        self.settle(outcome)
+    }
+
     /// Settles to what the request used: the difference comes back at once, and the ledger
     /// row is queued for the writer. Returns the cost recorded.
     pub fn settle(mut self, outcome: Outcome) -> i64 {
         self.settled = true;
-        let cost = outcome.price.map_or(0, |p| p.cost(&outcome.usage));
+        let cost = outcome.cost.unwrap_or(0);
         let tokens = outcome.usage.total_tokens();
         let charges = self.spend.release(&self, |scope| match scope {
             Scope::KeyRpm => 1,
@@ -380,8 +404,10 @@ impl Reservation {
             input_tokens: outcome.usage.input_tokens.max(0),
             output_tokens: outcome.usage.output_tokens.max(0),
             cached_input_tokens: outcome.usage.cached_input_tokens.max(0),
+            cache_write_tokens: outcome.usage.cache_write_tokens.max(0),
+            reasoning_tokens: outcome.usage.reasoning_tokens.max(0),
             cost_micro_usd: cost,
-            priced: outcome.price.is_some(),
+            priced: outcome.cost.is_some(),
             estimated: outcome.estimated,
             charges,
         };

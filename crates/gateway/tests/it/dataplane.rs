@@ -497,7 +497,8 @@ async fn av_1_a_stream_broken_midway_ends_with_a_clean_error_event_and_no_retry(
         .unwrap()
         .to_owned();
     let backup = env.add_credential().await;
-    let body = json!({"targets": [{"credential_id": credential_id, "model": "m"}, {"credential_id": backup, "model": "mock-1"}]});
+    let body = json!({"targets": [{"credential_id": credential_id, "model": "m"}, {"credential_id": backup, "model": "mock-1"}],
+                      "input_micro_usd_per_mtok": 1_000_000, "output_micro_usd_per_mtok": 2_000_000});
     let put = env
         .call(
             Method::PUT,

@@ -8,6 +8,7 @@
 )]
 
 mod attribution;
+mod billing;
 mod dataplane;
 mod envelope;
 mod headers;

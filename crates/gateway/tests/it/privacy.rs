@@ -95,8 +95,8 @@ async fn setup() -> (Env, Seen) {
         "{}",
         credential.body
     );
-    let route =
-        json!({"targets": [{"credential_id": credential.body["credential_id"], "model": "m"}]});
+    let route = json!({"targets": [{"credential_id": credential.body["credential_id"], "model": "m"}],
+                       "input_micro_usd_per_mtok": 1_000_000, "output_micro_usd_per_mtok": 2_000_000});
     let put = env
         .call(
             Method::PUT,

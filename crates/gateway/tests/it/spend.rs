@@ -1,6 +1,6 @@
-//! Spend on the data plane: budgets refuse with 402 naming the scope (AV-2), a route without a
-//! price is refused under a budget, rate limits answer 429 with Retry-After, and every served
-//! request lands in the ledger and the daily usage (RM-4).
+//! Spend on the data plane: budgets refuse with 402 naming the scope (AV-2), a target without a
+//! price is refused unless its route says unpriced, rate limits answer 429 with Retry-After,
+//! and every served request lands in the ledger and the daily usage (RM-4).
 
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -114,20 +114,39 @@ async fn av_2_a_key_budget_refuses_with_402_naming_the_scope_and_is_never_passed
 }
 
 #[tokio::test]
-async fn av_2_a_route_without_a_price_is_refused_under_a_budget_and_recorded_unpriced_without() {
+async fn av_2_a_target_without_a_price_is_refused_unless_its_route_says_unpriced() {
     let env = Env::new().await;
-    env.mock_route("unpriced", &["mock-1"]).await;
+    env.mock_route("unpriced", &["house-model"]).await;
+    // Refused with or without a budget: the ledger never records free use by accident.
     let (_, budgeted) = key_with(&env, json!({"budget_micro_usd": 1_000_000})).await;
-    let r = env
-        .call_as(
-            Method::POST,
-            "/v1/chat/completions",
-            &budgeted,
-            Some(chat("unpriced", false)),
+    for key in [budgeted.as_str(), env.virtual_key.as_str()] {
+        let r = env
+            .call_as(
+                Method::POST,
+                "/v1/chat/completions",
+                key,
+                Some(chat("unpriced", false)),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::PAYMENT_REQUIRED, "{}", r.body);
+        assert_eq!(r.body["error"]["code"], "price_unknown");
+    }
+    // The route says so explicitly, and that is in the trail.
+    let routes = env
+        .call(Method::GET, &env.org_path("/routes"), Who::Master, None)
+        .await;
+    let targets = routes.body["data"][0]["targets"].clone();
+    let put = env
+        .call(
+            Method::PUT,
+            &env.org_path("/routes/unpriced"),
+            Who::Admin,
+            Some(json!({"targets": targets, "unpriced": true})),
         )
         .await;
-    assert_eq!(r.status, StatusCode::PAYMENT_REQUIRED, "{}", r.body);
-    assert_eq!(r.body["error"]["code"], "price_unknown");
+    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+    let changed = env.audit("route.changed").await;
+    assert_eq!(changed.last().unwrap().record.details["unpriced"], true);
     let r = env
         .call(
             Method::POST,

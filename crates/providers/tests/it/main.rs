@@ -22,7 +22,7 @@ use axum::routing::post;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use portcullis_providers::{
-    Breakers, ProviderError, ProviderKind, Reply, Target, Upstreams, serve_chat,
+    Breakers, Chunk, ProviderError, ProviderKind, Reply, Target, Upstreams, serve_chat,
 };
 use serde_json::{Map, Value, json};
 
@@ -126,6 +126,23 @@ fn upstreams() -> Upstreams {
     .unwrap()
 }
 
+/// A stream's events as text, the usage it reported, and whether it ended as it should.
+async fn collected(reply: Reply) -> (String, Option<portcullis_core::money::Usage>, bool) {
+    let Reply::Stream { first, rest } = reply else {
+        panic!("expected a stream")
+    };
+    let mut text = String::from_utf8(first.to_vec()).unwrap();
+    let (mut usage, mut done) = (None, false);
+    for chunk in rest.collect::<Vec<_>>().await {
+        match chunk.unwrap() {
+            Chunk::Events(bytes) => text.push_str(std::str::from_utf8(&bytes).unwrap()),
+            Chunk::Usage(u) => usage = Some(u),
+            Chunk::Done => done = true,
+        }
+    }
+    (text, usage, done)
+}
+
 async fn json_of(reply: Reply) -> Value {
     match reply {
         Reply::Json { body, .. } => serde_json::from_slice(&body).unwrap(),
@@ -202,15 +219,10 @@ async fn streams_arrive_chunk_by_chunk() {
     )
     .await
     .unwrap();
-    let Reply::Stream { first, rest } = served.reply else {
-        panic!("expected a stream")
-    };
-    let mut text = String::from_utf8(first.to_vec()).unwrap();
-    let rest: Vec<_> = rest.collect().await;
-    for chunk in rest {
-        text.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
-    }
-    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    let (text, _, done) = collected(served.reply).await;
+    assert!(text.contains("\"content\":\"hi\""), "{text}");
+    assert!(done, "the end marker is reported, not forwarded: {text}");
+    assert!(!text.contains("[DONE]"), "{text}");
 }
 
 #[tokio::test]
@@ -385,19 +397,9 @@ async fn the_mock_provider_answers_fails_and_streams_on_demand() {
     )
     .await
     .unwrap();
-    let Reply::Stream { first, rest } = served.reply else {
-        panic!("expected a stream")
-    };
-    let rest: Vec<Bytes> = rest.map(Result::unwrap).collect().await;
-    let text = rest
-        .iter()
-        .fold(String::from_utf8(first.to_vec()).unwrap(), |acc, b| {
-            acc + std::str::from_utf8(b).unwrap()
-        });
-    assert!(
-        text.contains("\"usage\":{\"completion_tokens\"") && text.ends_with("data: [DONE]\n\n"),
-        "{text}"
-    );
+    let (text, usage, done) = collected(served.reply).await;
+    assert!(text.contains("\"usage\":{\"completion_tokens\""), "{text}");
+    assert!(usage.is_some_and(|u| u.output_tokens == 8) && done);
 }
 
 #[tokio::test]
@@ -410,10 +412,11 @@ async fn embeddings_go_to_the_embeddings_endpoint() {
         .clone();
     let served = portcullis_providers::serve(
         &up,
-        &[target("e", ProviderKind::OpenAiCompatible, addr, "/v1")],
+        &[&target("e", ProviderKind::OpenAiCompatible, addr, "/v1")],
         &body,
         portcullis_providers::Operation::Embeddings,
-        Duration::from_secs(2),
+        &portcullis_providers::Limits::new(Duration::from_secs(2)),
+        &mut portcullis_providers::Unbudgeted,
     )
     .await
     .unwrap();
@@ -512,19 +515,15 @@ async fn anthropic_is_called_in_its_own_format_and_answers_in_openais() {
     let served = serve_chat(&up, &[claude], &streaming, true, Duration::from_secs(2))
         .await
         .unwrap();
-    let Reply::Stream { first, rest } = served.reply else {
-        panic!("expected a stream")
-    };
-    let rest: Vec<Bytes> = rest.map(Result::unwrap).collect().await;
-    let text = rest
-        .iter()
-        .fold(String::from_utf8(first.to_vec()).unwrap(), |acc, b| {
-            acc + std::str::from_utf8(b).unwrap()
-        });
+    let (text, usage, done) = collected(served.reply).await;
     assert!(text.contains("\"content\":\"Hi there\""), "{text}");
     assert!(text.contains("\"finish_reason\":\"stop\""), "{text}");
     assert!(text.contains("\"completion_tokens\":4"), "{text}");
-    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    assert_eq!(
+        usage.map(|u| (u.input_tokens, u.output_tokens)),
+        Some((11, 4))
+    );
+    assert!(done);
 }
 
 async fn fake_gemini(
@@ -607,15 +606,7 @@ async fn gemini_is_called_in_its_own_format_with_the_key_in_a_header() {
     let served = serve_chat(&up, &[gemini], &streaming, true, Duration::from_secs(2))
         .await
         .unwrap();
-    let Reply::Stream { first, rest } = served.reply else {
-        panic!("expected a stream")
-    };
-    let rest: Vec<Bytes> = rest.map(Result::unwrap).collect().await;
-    let text = rest
-        .iter()
-        .fold(String::from_utf8(first.to_vec()).unwrap(), |acc, b| {
-            acc + std::str::from_utf8(b).unwrap()
-        });
+    let (text, usage, done) = collected(served.reply).await;
     assert!(
         text.contains("\"content\":\"Hel\"") && text.contains("\"content\":\"lo\""),
         "{text}"
@@ -624,5 +615,6 @@ async fn gemini_is_called_in_its_own_format_with_the_key_in_a_header() {
         text.contains("\"finish_reason\":\"stop\"") && text.contains("\"completion_tokens\":2"),
         "{text}"
     );
-    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    assert_eq!(usage.map(|u| u.output_tokens), Some(2));
+    assert!(done);
 }

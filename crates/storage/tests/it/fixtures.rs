@@ -115,6 +115,11 @@ pub async fn populated_org(test: &TestDb, name: &str) -> Org {
         output_micro_usd_per_mtok: None,
         cached_input_micro_usd_per_mtok: None,
         max_output_tokens: None,
+        unpriced: false,
+        max_choices: None,
+        file_part_tokens: None,
+        stream_idle_ms: None,
+        stream_max_ms: None,
         updated_at: chrono::Utc::now(),
     };
     model_routes::put(&mut tx, &route).await.unwrap();
@@ -241,6 +246,8 @@ pub async fn settle_one(
         input_tokens: 10,
         output_tokens: 5,
         cached_input_tokens: 0,
+        cache_write_tokens: 0,
+        reasoning_tokens: 0,
         cost_micro_usd: cost,
         priced: true,
         estimated: false,

@@ -1,0 +1,404 @@
+//! The one funnel every prompt-carrying request passes (CF-3, AV-2, RM-1): the key's
+//! allowlist, the org's guardrail, the route's plan, the request's bounds and their
+//! reservation, the chain of targets, and the settle. A request is logged from here on: a
+//! refusal at once, an answer when it settles.
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use portcullis_core::money::{Price, Usage};
+use portcullis_providers::{Attempts, ChainFailure, Operation, ProviderError, Reply, serve};
+use portcullis_storage::dataplane::{self, LiveKey};
+use serde_json::{Map, Value, json};
+use tracing::Instrument;
+
+use super::answer::{self, Settle, Wire};
+use super::head::RequestHead;
+use super::plan::{self, Bounds, RoutePlan};
+use crate::error::ApiError;
+use crate::guardrail;
+use crate::logs::{Draft, End, Endpoint};
+use crate::router::AppState;
+use crate::spend::Reservation;
+
+/// Bodies up to this size are scanned by the guardrail inline (tens of microseconds).
+const INLINE_SCAN_BYTES: usize = 64 * 1024;
+
+/// One data-plane call, as the funnel takes it.
+pub(super) struct Call<'a> {
+    pub key: &'a LiveKey,
+    pub head: RequestHead,
+    /// In OpenAI's shape (a `/v1/messages` body is translated first).
+    pub request: Map<String, Value>,
+    pub endpoint: Endpoint,
+    /// Bytes of the client's body and of anything added to it (a stored prompt): the bound on
+    /// its prompt tokens.
+    pub prompt_bytes: usize,
+}
+
+/// What a served request became: the upstream's answer in OpenAI's shape, ready to be written
+/// by the endpoint (a stream settles when it ends).
+pub(super) enum Answer {
+    Json {
+        status: u16,
+        body: bytes::Bytes,
+        usage: Option<Usage>,
+    },
+    Stream {
+        first: bytes::Bytes,
+        rest: futures_util::stream::BoxStream<
+            'static,
+            Result<portcullis_providers::Chunk, ProviderError>,
+        >,
+        settle: Box<Settle>,
+    },
+}
+
+/// A served request: its answer and who served it.
+pub(super) struct Served {
+    pub answer: Answer,
+    pub target: String,
+    pub attempts: u32,
+}
+
+/// Whether the key may use the alias (its allowlist, if any).
+pub(super) fn allowed(key: &LiveKey, alias: &str) -> bool {
+    key.models
+        .as_ref()
+        .is_none_or(|models| models.iter().any(|m| m == alias))
+}
+
+/// The alias's plan: cached, or resolved and built once for every request until it changes.
+async fn plan(state: &AppState, key: &LiveKey, alias: &str) -> Result<Arc<RoutePlan>, ApiError> {
+    if let Some(plan) = state.caches.route(key.org_id, alias) {
+        return Ok(plan);
+    }
+    let fill = state.caches.fill_started();
+    let mut tx = state.db.begin_tenant(key.org_id).await?;
+    let resolved = dataplane::resolve_route(&mut tx, &state.keyring, alias).await?;
+    tx.commit().await?;
+    let resolved = resolved.ok_or_else(|| ApiError::NotFound {
+        code: "model_not_found",
+        message: format!("no model `{alias}` here"),
+    })?;
+    let plan = Arc::new(RoutePlan::build(&resolved, state.spend.prices()));
+    state.caches.before_insert().await;
+    state.caches.put_route(key.org_id, Arc::clone(&plan), fill);
+    Ok(plan)
+}
+
+/// All targets failed: the client learns which way, never the upstream's address or key.
+fn failure_to_error(failure: &ChainFailure) -> ApiError {
+    use axum::http::StatusCode;
+    match &failure.last {
+        ProviderError::Status { status, message }
+            if !failure.last.should_fall_back()
+                && (400..500).contains(status)
+                && *status != 401
+                && *status != 403 =>
+        {
+            ApiError::invalid_request(format!("the upstream refused the request: {message}"))
+        }
+        ProviderError::Unsupported(message) => ApiError::invalid_request(message.clone()),
+        ProviderError::BudgetSpent => ApiError::PaymentRequired {
+            code: "budget_exceeded",
+            message: "an upstream took the request and did not answer in time; the budget \
+                      holds no second attempt"
+                .to_owned(),
+        },
+        ProviderError::Timeout => ApiError::Upstream {
+            status: StatusCode::GATEWAY_TIMEOUT,
+            code: "upstream_timeout",
+        },
+        ProviderError::Connect | ProviderError::Status { status: 429, .. } => ApiError::Upstream {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "upstream_unavailable",
+        },
+        _ => ApiError::Upstream {
+            status: StatusCode::BAD_GATEWAY,
+            code: "upstream_error",
+        },
+    }
+}
+
+/// What a request holds before it leaves.
+struct Ready {
+    plan: Arc<RoutePlan>,
+    bounds: Bounds,
+    reservation: Reservation,
+}
+
+/// Checks the key's allowlist, applies the org's guardrail, plans the route, bounds and
+/// reserves the request, serves it through the chain and settles it. Every data-plane request
+/// passes here.
+pub(super) async fn serve_alias(state: &AppState, mut call: Call<'_>) -> Result<Served, ApiError> {
+    let stream = call.head.stream;
+    let mut draft = Draft::open(
+        call.key,
+        call.endpoint,
+        &call.head.alias,
+        stream,
+        &call.request,
+    );
+    let ready = match prepare(state, &mut call, &mut draft).await {
+        Ok(ready) => ready,
+        Err(error) => {
+            if matches!(
+                error.code(),
+                "budget_exceeded" | "price_unknown" | "rate_limited"
+            ) {
+                state.metrics.rejected(error.code());
+            }
+            draft.finish(&state.logs, End::refused(&error));
+            return Err(error);
+        }
+    };
+    let Ready {
+        plan,
+        bounds,
+        reservation,
+    } = ready;
+    let order = plan.order();
+    let targets: Vec<&portcullis_providers::Target> =
+        order.iter().map(|i| &plan.targets[*i].target).collect();
+    let operation = match call.endpoint {
+        Endpoint::Embeddings => Operation::Embeddings,
+        Endpoint::Chat | Endpoint::Messages => Operation::Chat {
+            stream,
+            client_usage: call.head.client_usage,
+        },
+    };
+    let request_id = crate::request_id::current().unwrap_or_default();
+    let mut budget = Budgeted {
+        state,
+        key: call.key,
+        bounds,
+        current: Some(reservation),
+        billed: Vec::new(),
+    };
+    let org = tracing::field::display(call.key.org_id);
+    let served = serve(
+        &state.upstreams,
+        &targets,
+        &call.request,
+        operation,
+        &plan.limits,
+        &mut budget,
+    )
+    .instrument(tracing::info_span!("upstream", org_id = org))
+    .await;
+    // Attempts that may have been billed are recorded at their worst case, whatever followed.
+    for (index, held) in budget.billed.drain(..) {
+        let planned = &plan.targets[order[index]];
+        held.settle_at_estimate(
+            request_id.clone(),
+            call.head.alias.clone(),
+            planned.target.label.clone(),
+            planned.pricing.is_some(),
+        );
+    }
+    draft.sent(call.request, call.prompt_bytes);
+    let served = match served {
+        Ok(served) => served,
+        Err(failure) => {
+            let kinds: Vec<&'static str> = failure.failures.iter().map(|(_, e)| e.kind()).collect();
+            state.metrics.upstream(failure.attempts, &kinds, false);
+            let error = failure_to_error(&failure);
+            draft.finish(&state.logs, End::refused(&error));
+            return Err(error);
+        }
+    };
+    state
+        .metrics
+        .upstream(served.attempts, &served.failed, true);
+    let planned = &plan.targets[order[served.index]];
+    let reservation = budget
+        .current
+        .take()
+        .ok_or_else(|| ApiError::internal(ProviderError::BudgetSpent))?;
+    let settle = Settle {
+        reservation,
+        request_id,
+        alias: call.head.alias.clone(),
+        target: served.target.clone(),
+        pricing: plan::pricing_for(&call.head, planned)?,
+        draft,
+        logs: state.logs.clone(),
+        span: tracing::Span::current(),
+    };
+    let answer = match served.reply {
+        Reply::Json {
+            status,
+            body,
+            usage,
+        } => {
+            let response = settle
+                .draft
+                .logs_content()
+                .then(|| crate::logs::Response::Body(body.clone()));
+            settle.finish(usage, status, None, response);
+            Answer::Json {
+                status,
+                body,
+                usage,
+            }
+        }
+        Reply::Stream { first, rest } => Answer::Stream {
+            first,
+            rest,
+            settle: Box::new(settle),
+        },
+    };
+    Ok(Served {
+        answer,
+        target: served.target,
+        attempts: served.attempts,
+    })
+}
+
+/// Everything before the request leaves: a refusal here is logged as one.
+async fn prepare(
+    state: &AppState,
+    call: &mut Call<'_>,
+    draft: &mut Draft,
+) -> Result<Ready, ApiError> {
+    let (key, alias) = (call.key, call.head.alias.clone());
+    match call.request.get("user") {
+        Some(Value::String(user)) if user.len() > crate::logs::MAX_END_USER => {
+            return Err(ApiError::invalid_request(format!(
+                "`user` is at most {} bytes",
+                crate::logs::MAX_END_USER
+            )));
+        }
+        Some(Value::String(_)) | None => {}
+        Some(_) => return Err(ApiError::invalid_request("`user` is a string")),
+    }
+    if !allowed(key, &alias) {
+        return Err(ApiError::forbidden(
+            "model_not_allowed",
+            format!("this key may not use `{alias}`"),
+        ));
+    }
+    let span = tracing::info_span!("guardrail", org_id = %key.org_id);
+    let checked = if call.prompt_bytes <= INLINE_SCAN_BYTES {
+        span.in_scope(|| {
+            guardrail::check(
+                &state.detector,
+                &key.privacy.pii_guardrail,
+                &mut call.request,
+            )
+        })
+    } else {
+        // A large body is scanned on the blocking pool: milliseconds of CPU must not hold up
+        // the async workers that serve everyone else.
+        let detector = Arc::clone(&state.detector);
+        let mode = key.privacy.pii_guardrail.clone();
+        let mut request = std::mem::take(&mut call.request);
+        let (request, checked) = tokio::task::spawn_blocking(move || {
+            let checked = span.in_scope(|| guardrail::check(&detector, &mode, &mut request));
+            (request, checked)
+        })
+        .await
+        .map_err(ApiError::internal)?;
+        call.request = request;
+        checked
+    };
+    state.metrics.guardrail(checked.record.action);
+    let refusal = (checked.record.action == "blocked").then(|| guardrail::blocked(&checked.record));
+    draft.guardrail(checked.record);
+    if let Some(refusal) = refusal {
+        return Err(refusal);
+    }
+    // Placeholders may be longer than what they replace: the prompt bound grows with them.
+    call.prompt_bytes += checked.grown;
+    let plan = plan(state, key, &alias).await?;
+    let prompt_bytes = i64::try_from(call.prompt_bytes).unwrap_or(i64::MAX);
+    let bounds = plan::bounds(&call.head, &plan, prompt_bytes)?;
+    bound_the_request(&mut call.request, &call.head, &bounds, call.endpoint);
+    let reservation = state
+        .spend
+        .reserve(key, bounds.estimate, bounds.ceiling)
+        .instrument(tracing::info_span!("budget.reserve", org_id = %key.org_id))
+        .await?;
+    Ok(Ready {
+        plan,
+        bounds,
+        reservation,
+    })
+}
+
+/// Writes the reserved output bound into the request, in the field the adapters read for
+/// every provider (`max_completion_tokens`), and asks a stream for its usage.
+fn bound_the_request(
+    request: &mut Map<String, Value>,
+    head: &RequestHead,
+    bounds: &Bounds,
+    endpoint: Endpoint,
+) {
+    if endpoint == Endpoint::Embeddings {
+        return;
+    }
+    request.remove("max_tokens");
+    request.insert(
+        "max_completion_tokens".into(),
+        Value::from(bounds.output_bound),
+    );
+    if head.stream {
+        // Settling reads the usage chunk; whether the client sees it is the adapters' to keep.
+        request.insert("stream_options".into(), json!({"include_usage": true}));
+    }
+}
+
+/// Holds a request's budget through the chain: an attempt that may have been billed keeps its
+/// reservation (to be recorded at its worst case), and the next attempt needs a new one.
+struct Budgeted<'a> {
+    state: &'a AppState,
+    key: &'a LiveKey,
+    bounds: Bounds,
+    current: Option<Reservation>,
+    billed: Vec<(usize, Reservation)>,
+}
+
+impl Attempts for Budgeted<'_> {
+    fn billed(&mut self, index: usize, more: bool) -> BoxFuture<'_, bool> {
+        Box::pin(async move {
+            if let Some(held) = self.current.take() {
+                self.billed.push((index, held));
+            }
+            if !more {
+                return true;
+            }
+            let ceiling: Price = self.bounds.ceiling;
+            match self
+                .state
+                .spend
+                .reserve(self.key, self.bounds.estimate, ceiling)
+                .await
+            {
+                Ok(next) => {
+                    self.current = Some(next);
+                    true
+                }
+                Err(_) => false,
+            }
+        })
+    }
+}
+
+/// Writes a served request's answer for an OpenAI client.
+pub(super) fn respond(
+    served: Served,
+    wire: Wire,
+    client_usage: bool,
+) -> Result<axum::response::Response, ApiError> {
+    let mut response = match served.answer {
+        Answer::Json { status, body, .. } => answer::json(status, body)?,
+        Answer::Stream {
+            first,
+            rest,
+            settle,
+        } => answer::stream(first, rest, wire, *settle, client_usage)?,
+    };
+    answer::served_by(&mut response, &served.target, served.attempts);
+    Ok(response)
+}

@@ -1,0 +1,390 @@
+//! AV-2 and RM-4 on the request path, against fake upstreams speaking each provider's format:
+//! usage is parsed whatever its spacing, read in full (cache writes and reads, thinking), and
+//! when it is unknown (an upstream that sent none, a client that left, an attempt that timed
+//! out after the upstream took it) the request settles at its reservation, never below what
+//! the upstream may have billed.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::http::{Method, StatusCode};
+use axum::routing::post;
+use serde_json::{Value, json};
+
+use crate::support::{Env, Who, eventually, unique};
+
+/// Serves `body` (a whole answer) or `events` (a stream) at `path`, whatever was asked.
+async fn fake(path: &'static str, answer: Answer) -> SocketAddr {
+    let app = axum::Router::new().route(
+        path,
+        post(move || {
+            let answer = answer.clone();
+            async move {
+                match answer {
+                    Answer::Json(body) => axum::http::Response::builder()
+                        .header("content-type", "application/json")
+                        .body(axum::body::Body::from(body.to_string()))
+                        .unwrap(),
+                    Answer::Events(text) => axum::http::Response::builder()
+                        .header("content-type", "text/event-stream")
+                        .body(axum::body::Body::from(text))
+                        .unwrap(),
+                    Answer::Slow => {
+                        tokio::time::sleep(Duration::from_secs(10)).await;
+                        axum::http::Response::new(axum::body::Body::empty())
+                    }
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+#[derive(Clone)]
+enum Answer {
+    Json(Value),
+    Events(String),
+    Slow,
+}
+
+/// A route `alias` to `provider` at `addr` with `model`, and a key: its secret.
+async fn route_to(
+    env: &Env,
+    alias: &str,
+    provider: &str,
+    addr: SocketAddr,
+    model: &str,
+    extra: Value,
+) {
+    let base = match provider {
+        "anthropic" => format!("http://{addr}"),
+        "gemini" => format!("http://{addr}/v1beta"),
+        _ => format!("http://{addr}/v1"),
+    };
+    let credential = env
+        .call(
+            Method::POST,
+            &env.org_path("/credentials"),
+            Who::Master,
+            Some(
+                json!({"name": unique("up"), "provider": provider, "api_key": "sk-fake-0123456789",
+                        "base_url": base}),
+            ),
+        )
+        .await;
+    assert_eq!(
+        credential.status,
+        StatusCode::CREATED,
+        "{}",
+        credential.body
+    );
+    let mut body =
+        json!({"targets": [{"credential_id": credential.body["credential_id"], "model": model}]});
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    let put = env
+        .call(
+            Method::PUT,
+            &env.org_path(&format!("/routes/{alias}")),
+            Who::Master,
+            Some(body),
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+}
+
+async fn ledger(env: &Env) -> Vec<Value> {
+    env.state.spend.flush().await;
+    let page = env
+        .call(Method::GET, &env.org_path("/ledger"), Who::Admin, None)
+        .await;
+    page.body["entries"].as_array().unwrap().clone()
+}
+
+fn chat(alias: &str, stream: bool) -> Value {
+    json!({"model": alias, "messages": [{"role": "user", "content": "hi"}], "stream": stream,
+           "max_tokens": 100})
+}
+
+#[tokio::test]
+async fn av_2_a_spaced_and_reordered_usage_chunk_is_the_usage_recorded() {
+    let env = Env::new().await;
+    let events = concat!(
+        "data: {\"choices\": [{\"index\": 0, \"delta\": {\"content\": \"Hi\"}}]}\n\n",
+        "data: { \"usage\" : { \"completion_tokens\" : 42 , \"prompt_tokens\" : 9,",
+        " \"prompt_tokens_details\": {\"cached_tokens\": 4} }, \"choices\": [] }\n\n",
+        "data: [DONE]\n\n"
+    );
+    let addr = fake("/v1/chat/completions", Answer::Events(events.to_owned())).await;
+    route_to(
+        &env,
+        "spaced",
+        "openai_compatible",
+        addr,
+        "gpt-4o-mini",
+        json!({}),
+    )
+    .await;
+    let r = env.chat(chat("spaced", true)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let text = r.body.as_str().unwrap();
+    assert!(
+        !text.contains("usage"),
+        "the client did not ask for the usage chunk: {text}"
+    );
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    let entries = ledger(&env).await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0]["estimated"], false);
+    assert_eq!(
+        (
+            &entries[0]["input_tokens"],
+            &entries[0]["output_tokens"],
+            &entries[0]["cached_input_tokens"]
+        ),
+        (&json!(9), &json!(42), &json!(4))
+    );
+}
+
+#[tokio::test]
+async fn av_2_a_stream_with_no_usage_settles_at_its_reservation_and_the_client_gets_a_count() {
+    let env = Env::new().await;
+    // llama.cpp-like: spaced JSON, and no usage chunk although one was asked for.
+    let events = concat!(
+        "data: {\"choices\": [{\"index\": 0, \"delta\": {\"content\": \"Hello \"}}]}\n\n",
+        "data: {\"choices\": [{\"index\": 0, \"delta\": {\"content\": \"there\"}, \"finish_reason\": \"stop\"}]}\n\n",
+        "data: [DONE]\n\n"
+    );
+    let addr = fake("/v1/chat/completions", Answer::Events(events.to_owned())).await;
+    route_to(
+        &env,
+        "llama",
+        "openai_compatible",
+        addr,
+        "gpt-4o-mini",
+        json!({}),
+    )
+    .await;
+    let mut body = chat("llama", true);
+    body["stream_options"] = json!({"include_usage": true});
+    let r = env.chat(body).await;
+    let text = r.body.as_str().unwrap();
+    let usage_line = text
+        .lines()
+        .find(|l| l.contains("\"usage\""))
+        .unwrap_or_else(|| panic!("no usage chunk for a client that asked: {text}"));
+    let usage: Value = serde_json::from_str(usage_line.strip_prefix("data: ").unwrap()).unwrap();
+    assert_eq!(
+        usage["usage"]["completion_tokens"], 11,
+        "the bytes of content"
+    );
+    assert!(
+        usage["portcullis_usage"]
+            .as_str()
+            .unwrap()
+            .contains("estimated")
+    );
+    assert!(text.ends_with("data: [DONE]\n\n"));
+    let entries = ledger(&env).await;
+    assert_eq!(entries[0]["estimated"], true);
+    // At the reservation: the body's bytes in, the full bound out.
+    assert_eq!(entries[0]["output_tokens"], 100);
+    assert!(entries[0]["cost_micro_usd"].as_i64().unwrap() >= 100 * 600_000 / 1_000_000);
+}
+
+#[tokio::test]
+async fn av_2_a_client_that_leaves_a_stream_is_settled_at_the_reservation_and_logged_so() {
+    let env = Env::new().await;
+    let mut events = String::new();
+    for _ in 0..200 {
+        events
+            .push_str("data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"word \"}}]}\n\n");
+    }
+    events.push_str("data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":200}}\n\ndata: [DONE]\n\n");
+    let addr = fake("/v1/chat/completions", Answer::Events(events)).await;
+    route_to(
+        &env,
+        "long",
+        "openai_compatible",
+        addr,
+        "gpt-4o-mini",
+        json!({}),
+    )
+    .await;
+    let request = axum::http::Request::post("/v1/chat/completions")
+        .header("authorization", format!("Bearer {}", env.virtual_key))
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(chat("long", true).to_string()))
+        .unwrap();
+    let response = tower::ServiceExt::oneshot(env.app(crate::support::UNTRUSTED_PEER), request)
+        .await
+        .unwrap();
+    let mut body = response.into_body().into_data_stream();
+    let _first = futures_util::StreamExt::next(&mut body).await;
+    drop(body);
+    let entries = eventually(|| async {
+        let entries = ledger(&env).await;
+        (!entries.is_empty()).then_some(entries)
+    })
+    .await;
+    assert_eq!(entries[0]["estimated"], true);
+    assert_eq!(entries[0]["output_tokens"], 100);
+    assert!(env.state.logs.flush(Duration::from_secs(10)).await);
+    let logs = env
+        .call(Method::GET, &env.org_path("/logs"), Who::Admin, None)
+        .await;
+    assert_eq!(
+        logs.body["logs"][0]["error_code"], "client_disconnected",
+        "{}",
+        logs.body
+    );
+}
+
+#[tokio::test]
+async fn av_2_an_attempt_that_timed_out_is_recorded_and_the_next_needs_budget_of_its_own() {
+    let env = Env::new().await;
+    let slow = fake("/v1/chat/completions", Answer::Slow).await;
+    let good = fake(
+        "/v1/chat/completions",
+        Answer::Json(
+            json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}}],
+                           "usage": {"prompt_tokens": 5, "completion_tokens": 5}}),
+        ),
+    )
+    .await;
+    let slow_credential = env
+        .call(
+            Method::POST,
+            &env.org_path("/credentials"),
+            Who::Master,
+            Some(
+                json!({"name": "slow", "provider": "openai_compatible", "api_key": "sk-slow-0123",
+                        "base_url": format!("http://{slow}/v1")}),
+            ),
+        )
+        .await;
+    let good_credential = env
+        .call(
+            Method::POST,
+            &env.org_path("/credentials"),
+            Who::Master,
+            Some(
+                json!({"name": "good", "provider": "openai_compatible", "api_key": "sk-good-0123",
+                        "base_url": format!("http://{good}/v1")}),
+            ),
+        )
+        .await;
+    let body = json!({"targets": [
+        {"credential_id": slow_credential.body["credential_id"], "model": "gpt-4o-mini"},
+        {"credential_id": good_credential.body["credential_id"], "model": "gpt-4o-mini"}],
+        "timeout_ms": 300});
+    let put = env
+        .call(
+            Method::PUT,
+            &env.org_path("/routes/flaky"),
+            Who::Master,
+            Some(body),
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+    // Budget for many attempts: the slow one is recorded at its worst case, the next serves.
+    let r = env.chat(chat("flaky", false)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let entries = ledger(&env).await;
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    let timed_out = entries
+        .iter()
+        .find(|e| e["target"].as_str().unwrap().starts_with("slow"))
+        .unwrap();
+    assert_eq!(timed_out["estimated"], true);
+    assert_eq!(timed_out["output_tokens"], 100);
+    // A key whose budget holds one reservation only: no second attempt after the timeout.
+    let key = env
+        .call(
+            Method::POST,
+            &env.org_path("/keys"),
+            Who::Master,
+            Some(json!({"name": "tight", "budget_micro_usd": 100})),
+        )
+        .await;
+    let secret = key.body["secret"].as_str().unwrap();
+    let r = env
+        .call_as(
+            Method::POST,
+            "/v1/chat/completions",
+            secret,
+            Some(chat("flaky", false)),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PAYMENT_REQUIRED, "{}", r.body);
+    let spent: i64 = ledger(&env)
+        .await
+        .iter()
+        .filter(|e| e["key_id"] == key.body["key_id"])
+        .map(|e| e["cost_micro_usd"].as_i64().unwrap())
+        .sum();
+    assert!(spent <= 100, "a tight key spent {spent} past its cap");
+}
+
+#[tokio::test]
+async fn rm_4_anthropic_cache_tokens_and_gemini_thinking_are_billed_at_their_rates() {
+    let env = Env::new().await;
+    let anthropic = fake(
+        "/v1/messages",
+        Answer::Json(
+            json!({"id": "msg_1", "type": "message", "role": "assistant",
+            "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn",
+            "usage": {"input_tokens": 100, "cache_creation_input_tokens": 1000,
+                      "cache_read_input_tokens": 10000, "output_tokens": 50}}),
+        ),
+    )
+    .await;
+    route_to(
+        &env,
+        "claude",
+        "anthropic",
+        anthropic,
+        "claude-sonnet-4",
+        json!({}),
+    )
+    .await;
+    let r = env.chat(chat("claude", false)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let gemini = fake(
+        "/v1beta/models/{spec}",
+        Answer::Json(
+            json!({"candidates": [{"content": {"role": "model", "parts": [{"text": "ok"}]},
+            "finishReason": "STOP"}],
+            "usageMetadata": {"promptTokenCount": 20, "candidatesTokenCount": 10,
+                              "thoughtsTokenCount": 60, "totalTokenCount": 90}}),
+        ),
+    )
+    .await;
+    route_to(
+        &env,
+        "thinker",
+        "gemini",
+        gemini,
+        "gemini-2.5-flash",
+        json!({}),
+    )
+    .await;
+    let r = env.chat(chat("thinker", false)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let entries = ledger(&env).await;
+    let claude = entries.iter().find(|e| e["model"] == "claude").unwrap();
+    assert_eq!(claude["input_tokens"], 11_100);
+    assert_eq!(claude["cached_input_tokens"], 10_000);
+    assert_eq!(claude["cache_write_tokens"], 1_000);
+    // 100 x 3 + 10,000 x 0.30 + 1,000 x 3.75 + 50 x 15 micro-dollars (per million: / 1e6).
+    let expected = (100 * 3_000_000 + 10_000 * 300_000 + 1_000 * 3_750_000 + 50 * 15_000_000_i64)
+        .div_euclid(1_000_000);
+    assert_eq!(claude["cost_micro_usd"], expected);
+    let thinker = entries.iter().find(|e| e["model"] == "thinker").unwrap();
+    assert_eq!(thinker["output_tokens"], 70, "thinking is output");
+    assert_eq!(thinker["reasoning_tokens"], 60);
+}
