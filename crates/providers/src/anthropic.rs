@@ -259,8 +259,8 @@ impl StreamTranslator {
     /// decoder's bound ends the stream.
     pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<Bytes>, ProviderError> {
         let mut out = Vec::new();
-        if let Some((_, events)) = self.decoder.push(chunk)? {
-            for event in events {
+        if let Some(batch) = self.decoder.push(chunk)? {
+            for event in batch.events() {
                 if let Some(data) = event
                     .data
                     .as_deref()

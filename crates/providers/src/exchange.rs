@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use crate::chain::{Chunk, Limits, Reply};
 use crate::error::{ProviderError, scrub};
-use crate::sse::{Decoder, Event};
+use crate::sse::{Batch, Decoder, Event};
 
 /// Turns a provider's events into OpenAI chunks, usage and the end.
 pub(crate) trait Translate: Send + 'static {
@@ -24,13 +24,8 @@ pub(crate) trait Translate: Send + 'static {
 
     /// What a run of events that arrived together becomes: each in turn, unless an adapter
     /// can pass the run on whole.
-    fn batch(
-        &mut self,
-        _batch: Bytes,
-        events: Vec<Event>,
-        out: &mut Vec<Chunk>,
-    ) -> Result<(), ProviderError> {
-        events.into_iter().try_for_each(|e| self.event(e, out))
+    fn batch(&mut self, batch: Batch, out: &mut Vec<Chunk>) -> Result<(), ProviderError> {
+        batch.events().try_for_each(|e| self.event(e, out))
     }
 
     /// The upstream's stream ended: whatever closes the answer, and [`Chunk::Done`] if it
@@ -249,8 +244,8 @@ impl<T: Translate> Flow<T> {
                 }
             }
             Some(piece) => {
-                if let Some((batch, events)) = self.decoder.push(&piece?)? {
-                    self.translator.batch(batch, events, &mut out)?;
+                if let Some(batch) = self.decoder.push(&piece?)? {
+                    self.translator.batch(batch, &mut out)?;
                 }
             }
         }

@@ -3,14 +3,13 @@
 //! (deployment in the path, `api-key` header). The body passes through with `model` set to the
 //! target's; nothing else of the client's request chooses where it goes.
 
-use bytes::Bytes;
 use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 
 use crate::chain::{Chunk, Limits, Operation, Reply};
 use crate::error::ProviderError;
 use crate::exchange::{self, Translate};
-use crate::sse::Event;
+use crate::sse::{self, Batch, Event};
 use crate::target::{ProviderKind, Target};
 use crate::usage;
 
@@ -93,24 +92,17 @@ struct Passthrough {
 
 /// Whether an event needs a look: the end marker, or a chunk that may carry usage.
 fn special(event: &Event) -> bool {
-    event
-        .data
-        .as_deref()
-        .is_some_and(|data| data.windows(5).any(|w| w == b"usage") || event.is_done())
+    event.is_done() || event.data.as_deref().is_some_and(sse::may_carry_usage)
 }
 
 impl Translate for Passthrough {
-    fn batch(
-        &mut self,
-        batch: Bytes,
-        events: Vec<Event>,
-        out: &mut Vec<Chunk>,
-    ) -> Result<(), ProviderError> {
-        if !events.iter().any(special) {
-            out.push(Chunk::Events(batch));
+    fn batch(&mut self, batch: Batch, out: &mut Vec<Chunk>) -> Result<(), ProviderError> {
+        // The common case, looked at once for the whole run: content, passed on untouched.
+        if !sse::may_be_done(&batch.bytes) && !sse::may_carry_usage(&batch.bytes) {
+            out.push(Chunk::Events(batch.bytes));
             return Ok(());
         }
-        events.into_iter().try_for_each(|e| self.event(e, out))
+        batch.events().try_for_each(|e| self.event(e, out))
     }
 
     fn event(&mut self, event: Event, out: &mut Vec<Chunk>) -> Result<(), ProviderError> {

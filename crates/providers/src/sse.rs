@@ -19,6 +19,28 @@ pub(crate) struct Event {
     pub data: Option<Bytes>,
 }
 
+/// Whether `json` may hold a `usage` object: a `"usage"` key followed, past any whitespace, by
+/// a colon and an opening brace. A cheap look before a parse, so that the `"usage": null` of
+/// every chunk of an OpenAI stream is not parsed; the parse decides. A key spelled with escapes
+/// goes unseen, and its request then settles at its reservation (never below it).
+pub(crate) fn may_carry_usage(json: &[u8]) -> bool {
+    let skip = |bytes: &[u8], mut at: usize| {
+        while bytes.get(at).is_some_and(u8::is_ascii_whitespace) {
+            at += 1;
+        }
+        at
+    };
+    memchr::memmem::find_iter(json, b"\"usage\"").any(|at| {
+        let colon = skip(json, at + 7);
+        json.get(colon) == Some(&b':') && json.get(skip(json, colon + 1)) == Some(&b'{')
+    })
+}
+
+/// Whether a run of events may hold OpenAI's end marker.
+pub(crate) fn may_be_done(events: &[u8]) -> bool {
+    memchr::memmem::find(events, b"[DONE]").is_some()
+}
+
 impl Event {
     /// Whether the data is OpenAI's end marker.
     pub fn is_done(&self) -> bool {
@@ -64,6 +86,24 @@ impl Event {
     }
 }
 
+/// Whole events that arrived together.
+#[derive(Debug, Clone)]
+pub(crate) struct Batch {
+    pub bytes: Bytes,
+    /// Where each event ends in `bytes`.
+    ends: Vec<usize>,
+}
+
+impl Batch {
+    /// Each event, read now.
+    pub fn events(&self) -> impl Iterator<Item = Event> + '_ {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(self.ends.iter().copied())
+            .map(|(from, to)| Event::parse(self.bytes.slice(from..to)))
+    }
+}
+
 /// Splits a stream of bytes into whole events.
 #[derive(Debug, Default)]
 pub(crate) struct Decoder {
@@ -74,12 +114,12 @@ pub(crate) struct Decoder {
 }
 
 impl Decoder {
-    /// The whole events completed by `bytes`, as one run of bytes (`batch`, to forward at
-    /// once) and each event within it.
-    pub fn push(&mut self, bytes: &[u8]) -> Result<Option<(Bytes, Vec<Event>)>, ProviderError> {
+    /// The whole events completed by `bytes`, as one run of bytes to forward at once, whose
+    /// events are read only if asked for.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<Option<Batch>, ProviderError> {
         self.buffer.extend_from_slice(bytes);
         let mut ends = Vec::new();
-        while let Some(at) = self.buffer[self.scanned..].iter().position(|b| *b == b'\n') {
+        while let Some(at) = memchr::memchr(b'\n', &self.buffer[self.scanned..]) {
             let newline = self.scanned + at;
             let line = &self.buffer[self.line_start..newline];
             let blank = line.is_empty() || line == b"\r";
@@ -97,16 +137,10 @@ impl Decoder {
         let Some(&end) = ends.last() else {
             return Ok(None);
         };
-        let batch = self.buffer.split_to(end).freeze();
+        let bytes = self.buffer.split_to(end).freeze();
         self.line_start -= end;
         self.scanned -= end;
-        let mut events = Vec::with_capacity(ends.len());
-        let mut from = 0;
-        for to in ends {
-            events.push(Event::parse(batch.slice(from..to)));
-            from = to;
-        }
-        Ok(Some((batch, events)))
+        Ok(Some(Batch { bytes, ends }))
     }
 
     /// Bytes left without the blank line that would end their event.
@@ -124,7 +158,7 @@ impl EventSplitter {
     /// The `data` of every event completed by `bytes` (an event past the bound yields none).
     pub fn data_of(&mut self, bytes: &[u8]) -> Vec<Bytes> {
         match self.0.push(bytes) {
-            Ok(Some((_, events))) => events.into_iter().filter_map(|e| e.data).collect(),
+            Ok(Some(batch)) => batch.events().filter_map(|e| e.data).collect(),
             _ => Vec::new(),
         }
     }
@@ -137,7 +171,13 @@ mod tests {
     fn all(decoder: &mut Decoder, input: &[u8], piece: usize) -> Vec<Event> {
         input
             .chunks(piece)
-            .flat_map(|c| decoder.push(c).unwrap().map(|(_, e)| e).unwrap_or_default())
+            .flat_map(|c| {
+                decoder
+                    .push(c)
+                    .unwrap()
+                    .map(|b| b.events().collect::<Vec<_>>())
+                    .unwrap_or_default()
+            })
             .collect()
     }
 
@@ -156,6 +196,22 @@ mod tests {
             assert_eq!(raw, input, "forwarded untouched");
             assert!(!decoder.leftover());
         }
+    }
+
+    #[test]
+    fn av_2_a_usage_object_is_noticed_whatever_the_spacing_and_null_is_not() {
+        assert!(may_carry_usage(
+            br#"{"choices":[],"usage":{"prompt_tokens":1}}"#
+        ));
+        assert!(may_carry_usage(
+            b"{ \"usage\" \n :\t { \"total_tokens\": 1 } }"
+        ));
+        assert!(!may_carry_usage(
+            br#"{"choices":[{"delta":{}}],"usage":null}"#
+        ));
+        assert!(!may_carry_usage(
+            br#"{"choices":[{"delta":{"content":"usage"}}]}"#
+        ));
     }
 
     #[test]
