@@ -1,6 +1,6 @@
 //! The inline PII guardrail (CF-3): per org `off`, `redact` (each value replaced by a typed
 //! placeholder before the request leaves for the provider) or `block` (400 `pii_detected`,
-//! naming kinds, never values). Every data-plane request passes here in `chat::serve_alias`,
+//! naming kinds, never values). Every data-plane request passes here in `funnel::serve_alias`,
 //! after translation to OpenAI's shape, so that no route or mode skips it.
 //!
 //! What is looked at: every string of the request but its `model` alias.
