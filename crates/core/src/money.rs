@@ -147,21 +147,27 @@ impl Price {
     }
 
     /// The dearer of two prices, kind by kind: what a request reserves when any of several
-    /// targets may serve it.
+    /// targets may serve it. A kind one side leaves out is billed there at its plain rate,
+    /// which counts too.
     pub fn max(self, other: Self) -> Self {
-        let most = |a: Option<i64>, b: Option<i64>| match (a, b) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
+        let (a_in, b_in, a_out, b_out) = (self.input, other.input, self.output, other.output);
+        let most = |a: Option<i64>, b: Option<i64>, plain_a: i64, plain_b: i64| {
+            (a.is_some() || b.is_some()).then(|| a.unwrap_or(plain_a).max(b.unwrap_or(plain_b)))
         };
         Self {
-            input: self.input.max(other.input),
-            output: self.output.max(other.output),
-            cached_input: most(self.cached_input, other.cached_input),
-            cache_write_input: most(self.cache_write_input, other.cache_write_input),
-            cache_write_long_input: most(self.cache_write_long_input, other.cache_write_long_input),
-            reasoning: most(self.reasoning, other.reasoning),
-            audio_input: most(self.audio_input, other.audio_input),
-            audio_output: most(self.audio_output, other.audio_output),
+            input: a_in.max(b_in),
+            output: a_out.max(b_out),
+            cached_input: most(self.cached_input, other.cached_input, a_in, b_in),
+            cache_write_input: most(self.cache_write_input, other.cache_write_input, a_in, b_in),
+            cache_write_long_input: most(
+                self.cache_write_long_input,
+                other.cache_write_long_input,
+                a_in,
+                b_in,
+            ),
+            reasoning: most(self.reasoning, other.reasoning, a_out, b_out),
+            audio_input: most(self.audio_input, other.audio_input, a_in, b_in),
+            audio_output: most(self.audio_output, other.audio_output, a_out, b_out),
         }
     }
 }

@@ -33,6 +33,8 @@ pub struct ModelEntry {
     pub image_tokens: Option<i64>,
     /// The same at `detail: "low"`.
     pub image_low_tokens: Option<i64>,
+    /// The entry covers every `-` suffix of its key, not only dated snapshots.
+    pub variants: bool,
 }
 
 impl ModelEntry {
@@ -105,11 +107,13 @@ struct RawEntry {
     image_tokens: Option<i64>,
     image_low_tokens: Option<i64>,
     priority: Option<RawTier>,
+    #[serde(default)]
+    variants: bool,
 }
 
 impl RawEntry {
     /// The standard tier and the entry's other facts.
-    fn split(self) -> (RawTier, [Option<i64>; 3], Option<RawTier>) {
+    fn split(self) -> (RawTier, [Option<i64>; 3], Option<RawTier>, bool) {
         let tier = RawTier {
             input: self.input,
             output: self.output,
@@ -122,7 +126,7 @@ impl RawEntry {
             long_context: self.long_context,
         };
         let facts = [self.max_output, self.image_tokens, self.image_low_tokens];
-        (tier, facts, self.priority)
+        (tier, facts, self.priority, self.variants)
     }
 }
 
@@ -208,13 +212,15 @@ impl PriceTable {
                 ))),
                 _ => Ok(value),
             };
-            let (tier, [max_output, image_tokens, image_low_tokens], priority) = raw.split();
+            let (tier, [max_output, image_tokens, image_low_tokens], priority, variants) =
+                raw.split();
             let entry = ModelEntry {
                 pricing: tier.pricing(&model)?,
                 priority: priority.map(|p| p.pricing(&model)).transpose()?,
                 max_output: positive("max_output", max_output)?,
                 image_tokens: positive("image_tokens", image_tokens)?,
                 image_low_tokens: positive("image_low_tokens", image_low_tokens)?,
+                variants,
             };
             table.set(model, entry);
         }
@@ -235,19 +241,39 @@ impl PriceTable {
         Ok(self)
     }
 
-    /// What the table knows of `model`: an exact entry, else the longest entry that is a
-    /// prefix followed by `-` (a dated snapshot of the model).
+    /// What the table knows of `model`: an exact entry, else the entry it is a dated snapshot
+    /// of (`-2024-07-18`, `-20250514`). A variant (`o3-pro`, `gpt-4o-search-preview`) is not
+    /// its base model: it bills otherwise, so it has no price until the table names it. An
+    /// entry with `variants = true` (the mock provider's) covers every `-` suffix.
     pub fn lookup(&self, model: &str) -> Option<&ModelEntry> {
         self.models
             .iter()
-            .filter(|(key, _)| {
+            .filter(|(key, entry)| {
                 model == key
                     || model
                         .strip_prefix(key.as_str())
-                        .is_some_and(|rest| rest.starts_with('-'))
+                        .and_then(|rest| rest.strip_prefix('-'))
+                        .is_some_and(|rest| entry.variants || is_snapshot_date(rest))
             })
             .max_by_key(|(key, _)| key.len())
             .map(|(_, entry)| entry)
+    }
+}
+
+/// `2024-07-18` or `20250514`: the date of a model's snapshot.
+fn is_snapshot_date(suffix: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    match suffix.split('-').collect::<Vec<_>>().as_slice() {
+        [date] => date.len() == 8 && digits(date),
+        [year, month, day] => {
+            year.len() == 4
+                && month.len() == 2
+                && day.len() == 2
+                && digits(year)
+                && digits(month)
+                && digits(day)
+        }
+        _ => false,
     }
 }
 
@@ -264,6 +290,14 @@ mod tests {
         assert_ne!(table.lookup("gpt-4o"), Some(&mini));
         assert_eq!(table.lookup("gpt-4oz"), None);
         assert_eq!(table.lookup("unknown-model"), None);
+        // A variant is not its base model; a dated snapshot is.
+        assert_eq!(table.lookup("o3-pro"), None);
+        assert_eq!(table.lookup("gpt-4o-search-preview"), None);
+        assert!(table.lookup("claude-sonnet-4-20250514").is_some());
+        assert!(
+            table.lookup("mock-echo").is_some(),
+            "the mock covers its variants"
+        );
         let local = PriceTable::parse(
             "version = \"local-1\"\n[models.\"gpt-4o-mini\"]\ninput = 1\noutput = 2\n",
         )

@@ -217,7 +217,7 @@ pub fn response_from_openai(body: &[u8], alias: &str, usage: Option<&Usage>) -> 
     let message = json!({
         "id": message_id(reply["id"].as_str()), "type": "message", "role": "assistant", "model": alias,
         "content": content, "stop_reason": stop_reason(choice["finish_reason"].as_str()), "stop_sequence": null,
-        "usage": anthropic_usage(&usage.copied().or_else(|| crate::usage::openai(body)).unwrap_or_default()),
+        "usage": anthropic_usage(&usage.copied().or_else(|| crate::usage::openai_chat(body)).unwrap_or_default()),
     });
     Some(Bytes::from(message.to_string()))
 }

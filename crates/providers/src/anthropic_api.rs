@@ -169,7 +169,7 @@ pub(crate) fn response(body: &[u8], model: &str) -> Option<(Bytes, Option<Usage>
     }
     let usage = serde_json::from_value::<AnthropicUsage>(message["usage"].clone())
         .ok()
-        .map(|u| u.usage());
+        .and_then(|u| u.counted());
     let reply = json!({
         "id": format!("chatcmpl-{}", message["id"].as_str().unwrap_or("anthropic")), "object": "chat.completion",
         "created": 0, "model": model,
@@ -234,13 +234,14 @@ impl Translate for ChunkTranslator {
                 out.push(self.chunk(json!({}), json!(finish_reason(event["delta"]["stop_reason"].as_str()))));
             }
             Some("message_stop") => {
-                let usage = self.usage.usage();
-                if self.client_usage {
-                    let chunk = json!({"id": self.id, "object": "chat.completion.chunk", "created": 0, "model": self.model,
-                        "choices": [], "usage": usage::openai_json(&usage)});
-                    out.push(Chunk::Events(Bytes::from(format!("data: {chunk}\n\n"))));
+                if let Some(usage) = self.usage.counted() {
+                    if self.client_usage {
+                        let chunk = json!({"id": self.id, "object": "chat.completion.chunk", "created": 0, "model": self.model,
+                            "choices": [], "usage": usage::openai_json(&usage)});
+                        out.push(Chunk::Events(Bytes::from(format!("data: {chunk}\n\n"))));
+                    }
+                    out.push(Chunk::Usage(usage));
                 }
-                out.push(Chunk::Usage(usage));
                 out.push(Chunk::Done);
             }
             Some("error") => {

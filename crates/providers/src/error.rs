@@ -73,10 +73,13 @@ impl ProviderError {
     }
 
     /// Whether the upstream may have done (and billed) the work before failing: it took the
-    /// request and did not answer in time. Statuses, refused connections and answers that
-    /// were cut short before any content are not billed by the providers.
+    /// request and did not answer in time, or answered 2xx with something too large or not
+    /// what was asked. Error statuses and refused connections are not billed.
     pub fn may_have_been_billed(&self) -> bool {
-        matches!(self, ProviderError::Timeout)
+        matches!(
+            self,
+            ProviderError::Timeout | ProviderError::TooLarge | ProviderError::InvalidResponse
+        )
     }
 
     pub(crate) fn from_reqwest(error: &reqwest::Error) -> Self {

@@ -166,7 +166,7 @@ fn usage_of(response: &Value) -> Option<Usage> {
     let meta = response.get("usageMetadata")?;
     serde_json::from_value::<GeminiUsage>(meta.clone())
         .ok()
-        .map(|u| u.usage())
+        .and_then(|u| u.counted())
 }
 
 /// A Gemini answer as an OpenAI chat completion, with its usage.

@@ -75,7 +75,10 @@ pub(crate) async fn call(
         return exchange::stream(response, limits, passthrough).await;
     }
     let body = exchange::body(response, limits).await?;
-    let usage = usage::openai(&body);
+    let usage = match operation {
+        Operation::Chat { .. } => usage::openai_chat(&body),
+        Operation::Embeddings => usage::openai(&body),
+    };
     Ok(Reply::Json {
         status: status.as_u16(),
         body,
@@ -116,7 +119,7 @@ impl Translate for Passthrough {
                 #[serde(default)]
                 choices: Vec<serde::de::IgnoredAny>,
             }
-            if let Some(usage) = usage::openai(data) {
+            if let Some(usage) = usage::openai_chat(data) {
                 let shape: Option<UsageChunk> = serde_json::from_slice(data).ok();
                 let carries_answer = shape.is_some_and(|c| !c.choices.is_empty());
                 if carries_answer || self.client_usage {

@@ -60,17 +60,28 @@ impl From<OpenAiUsage> for Usage {
     }
 }
 
-/// The `usage` of an OpenAI-shaped JSON document (a whole body, or one stream chunk); `None`
-/// when it has none (or `usage` is null, as in every chunk but the last).
+#[derive(Deserialize)]
+struct WithUsage {
+    usage: Option<OpenAiUsage>,
+}
+
+/// The `usage` of an OpenAI-shaped embeddings body: `None` when it has none, or says nothing
+/// of the prompt.
 pub fn openai(document: &[u8]) -> Option<Usage> {
-    #[derive(Deserialize)]
-    struct WithUsage {
-        usage: Option<OpenAiUsage>,
-    }
-    serde_json::from_slice::<WithUsage>(document)
-        .ok()?
-        .usage
-        .map(Usage::from)
+    let usage = serde_json::from_slice::<WithUsage>(document).ok()?.usage?;
+    usage.prompt_tokens.or(usage.input_tokens)?;
+    Some(usage.into())
+}
+
+/// The `usage` of an OpenAI-shaped chat answer (a whole body, or one stream chunk): `None`
+/// when it has none (or `usage` is null, as in every chunk but the last), or leaves out either
+/// count. A usage without its counts is unknown, never zero: the request then settles at its
+/// reservation.
+pub fn openai_chat(document: &[u8]) -> Option<Usage> {
+    let usage = serde_json::from_slice::<WithUsage>(document).ok()?.usage?;
+    let counted = usage.prompt_tokens.or(usage.input_tokens).is_some()
+        && usage.completion_tokens.or(usage.output_tokens).is_some();
+    counted.then(|| usage.into())
 }
 
 /// Anthropic's `usage`: `input_tokens` counts only the prompt tokens neither read from nor
@@ -96,6 +107,11 @@ struct CacheCreation {
 }
 
 impl AnthropicUsage {
+    /// The usage, if it gives both counts; without them it is unknown, never zero.
+    pub(crate) fn counted(&self) -> Option<Usage> {
+        (self.input_tokens.is_some() && self.output_tokens.is_some()).then(|| self.usage())
+    }
+
     pub(crate) fn usage(&self) -> Usage {
         let written = count(self.cache_creation_input_tokens);
         let read = count(self.cache_read_input_tokens);
@@ -168,6 +184,11 @@ struct ModalityCount {
 }
 
 impl GeminiUsage {
+    /// The usage, if it counts the prompt; without it it is unknown, never zero.
+    pub(crate) fn counted(&self) -> Option<Usage> {
+        self.prompt_token_count.is_some().then(|| self.usage())
+    }
+
     pub(crate) fn usage(&self) -> Usage {
         let thoughts = count(self.thoughts_token_count);
         Usage {
@@ -219,14 +240,19 @@ mod tests {
             reasoning_tokens: 192,
             ..Usage::default()
         };
-        assert_eq!(openai(compact), Some(expected));
-        assert_eq!(openai(spaced), Some(expected));
-        assert_eq!(openai(br#"{"usage": null, "choices": []}"#), None);
-        assert_eq!(openai(b"not json"), None);
+        assert_eq!(openai_chat(compact), Some(expected));
+        assert_eq!(openai_chat(spaced), Some(expected));
+        assert_eq!(openai_chat(br#"{"usage": null, "choices": []}"#), None);
+        assert_eq!(openai_chat(b"not json"), None);
+        // Counts left out are unknown, not zero.
+        assert_eq!(openai_chat(br#"{"usage": {}}"#), None);
+        assert_eq!(openai_chat(br#"{"usage": {"total_tokens": 9}}"#), None);
+        assert_eq!(openai_chat(br#"{"usage": {"prompt_tokens": 9}}"#), None);
+        assert!(openai(br#"{"usage": {"prompt_tokens": 9, "total_tokens": 9}}"#).is_some());
         // The Responses API's names.
         let responses = br#"{"usage":{"input_tokens":10,"input_tokens_details":{"cached_tokens":4},"output_tokens":20,"output_tokens_details":{"reasoning_tokens":5},"total_tokens":30}}"#;
         assert_eq!(
-            openai(responses),
+            openai_chat(responses),
             Some(Usage {
                 input_tokens: 10,
                 cached_input_tokens: 4,

@@ -169,10 +169,14 @@ pub(super) async fn serve_alias(state: &AppState, mut call: Call<'_>) -> Result<
         },
     };
     let request_id = crate::request_id::current().unwrap_or_default();
+    let mut reservation = reservation;
+    reservation.mark_sent(&request_id, &call.head.alias, bounds.priced);
     let mut budget = Budgeted {
         state,
         key: call.key,
         bounds,
+        request_id: request_id.clone(),
+        alias: call.head.alias.clone(),
         current: Some(reservation),
         billed: Vec::new(),
     };
@@ -201,6 +205,11 @@ pub(super) async fn serve_alias(state: &AppState, mut call: Call<'_>) -> Result<
     let served = match served {
         Ok(served) => served,
         Err(failure) => {
+            // The last attempt failed unbilled (a refused connection, an error status): its
+            // reservation goes back. A billed one was handed to `billed` by the chain.
+            if let Some(unbilled) = budget.current.take() {
+                unbilled.release();
+            }
             let kinds: Vec<&'static str> = failure.failures.iter().map(|(_, e)| e.kind()).collect();
             state.metrics.upstream(failure.attempts, &kinds, false);
             let error = failure_to_error(&failure);
@@ -355,6 +364,8 @@ struct Budgeted<'a> {
     state: &'a AppState,
     key: &'a LiveKey,
     bounds: Bounds,
+    request_id: String,
+    alias: String,
     current: Option<Reservation>,
     billed: Vec<(usize, Reservation)>,
 }
@@ -375,7 +386,8 @@ impl Attempts for Budgeted<'_> {
                 .reserve(self.key, self.bounds.estimate, ceiling)
                 .await
             {
-                Ok(next) => {
+                Ok(mut next) => {
+                    next.mark_sent(&self.request_id, &self.alias, self.bounds.priced);
                     self.current = Some(next);
                     true
                 }

@@ -12,6 +12,20 @@ use crate::error::ApiError;
 /// Most choices one request may ask for anywhere (OpenAI's own limit).
 pub const MAX_CHOICES: i64 = 128;
 
+/// Fields that make a provider bill what no reservation can bound: another model chosen by the
+/// upstream (OpenRouter's `models`, `route`, `provider`), per-call fees (`plugins`,
+/// `web_search_options`), documents fetched into the prompt (Azure's `data_sources`), billed
+/// predictions. Refused, naming the field.
+const UNBOUNDED_FIELDS: [&str; 7] = [
+    "models",
+    "route",
+    "provider",
+    "plugins",
+    "web_search_options",
+    "data_sources",
+    "prediction",
+];
+
 /// What the gateway reads of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestHead {
@@ -28,6 +42,10 @@ pub struct RequestHead {
     /// The client asked for audio out (`modalities`), billed at audio rates.
     pub audio_out: bool,
     pub media: Media,
+    /// The request carries tools, which providers wrap in a prompt of their own.
+    pub tools: bool,
+    /// The answer is written output (chat), not only read input (embeddings).
+    pub writes_output: bool,
 }
 
 /// The processing tier, as it bears on price.
@@ -103,34 +121,57 @@ fn tier(request: &Map<String, Value>) -> Result<Tier, ApiError> {
     }
 }
 
-/// Counts the parts of every message's content that are priced above their bytes.
-fn media(request: &Map<String, Value>) -> Media {
+/// Counts the parts of every message's content that are priced above their bytes. A part of
+/// a kind not known here is refused: what it costs cannot be bounded.
+fn media(request: &Map<String, Value>) -> Result<Media, ApiError> {
     let mut media = Media::default();
-    let parts = request
+    let messages = request
         .get("messages")
         .and_then(Value::as_array)
         .into_iter()
-        .flatten()
-        .filter_map(|m| m.get("content").and_then(Value::as_array))
         .flatten();
-    for part in parts {
-        match part.get("type").and_then(Value::as_str) {
-            Some("image_url" | "image" | "input_image") => {
-                media.images += 1;
-                let detail = part
-                    .pointer("/image_url/detail")
-                    .or_else(|| part.get("detail"))
-                    .and_then(Value::as_str);
-                if detail == Some("low") {
-                    media.low_detail_images += 1;
+    for message in messages {
+        // An assistant's earlier audio (`audio: {id}`) comes back as audio input.
+        if message.get("audio").is_some_and(|a| !a.is_null()) {
+            media.audio += 1;
+        }
+        let parts = message.get("content").and_then(Value::as_array);
+        for part in parts.into_iter().flatten() {
+            match part.get("type").and_then(Value::as_str) {
+                Some("text" | "input_text" | "output_text" | "refusal") => {}
+                Some("image_url" | "image" | "input_image") => {
+                    media.images += 1;
+                    let detail = part
+                        .pointer("/image_url/detail")
+                        .or_else(|| part.get("detail"))
+                        .and_then(Value::as_str);
+                    if detail == Some("low") {
+                        media.low_detail_images += 1;
+                    }
+                }
+                Some("input_audio") => media.audio += 1,
+                Some("file" | "input_file" | "document") => media.files += 1,
+                other => {
+                    return Err(ApiError::invalid_request(format!(
+                        "content parts of type `{}` are not accepted: what they cost cannot be \
+                         bounded",
+                        other.unwrap_or("(none)")
+                    )));
                 }
             }
-            Some("input_audio") => media.audio += 1,
-            Some("file" | "input_file" | "document") => media.files += 1,
-            _ => {}
         }
     }
-    media
+    Ok(media)
+}
+
+/// Refuses the fields whose cost no reservation can bound.
+fn boundable(request: &Map<String, Value>) -> Result<(), ApiError> {
+    match UNBOUNDED_FIELDS.iter().find(|f| request.contains_key(**f)) {
+        Some(field) => Err(ApiError::invalid_request(format!(
+            "`{field}` is not accepted: what it makes the provider bill cannot be bounded"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// The head of a chat request (`/v1/chat/completions`, or a translated `/v1/messages`).
@@ -139,6 +180,7 @@ pub fn chat(request: &Map<String, Value>) -> Result<RequestHead, ApiError> {
     if !request.get("messages").is_some_and(Value::is_array) {
         return Err(ApiError::invalid_request("`messages` must be an array"));
     }
+    boundable(request)?;
     let bounds = [
         positive_integer(request, "max_tokens", MAX_OUTPUT_BOUND)?,
         positive_integer(request, "max_completion_tokens", MAX_OUTPUT_BOUND)?,
@@ -156,13 +198,21 @@ pub fn chat(request: &Map<String, Value>) -> Result<RequestHead, ApiError> {
         client_usage: portcullis_providers::wants_usage(request),
         tier: tier(request)?,
         audio_out,
-        media: media(request),
+        media: media(request)?,
+        tools: ["tools", "functions"].iter().any(|f| {
+            request
+                .get(*f)
+                .and_then(Value::as_array)
+                .is_some_and(|t| !t.is_empty())
+        }),
+        writes_output: true,
     })
 }
 
 /// The head of an embeddings request: no output, one answer.
 pub fn embeddings(request: &Map<String, Value>) -> Result<RequestHead, ApiError> {
     let alias = alias(request)?;
+    boundable(request)?;
     if !request
         .get("input")
         .is_some_and(|i| i.is_string() || i.is_array())
@@ -188,6 +238,8 @@ pub fn embeddings(request: &Map<String, Value>) -> Result<RequestHead, ApiError>
         tier: Tier::Standard,
         audio_out: false,
         media: Media::default(),
+        tools: false,
+        writes_output: false,
     })
 }
 
@@ -252,6 +304,20 @@ mod tests {
         assert_eq!(parsed.tier, Tier::Priority);
         assert!(parsed.audio_out);
         assert!(head(json!({"model": "m", "messages": [], "service_tier": "gold"})).is_err());
+        // What cannot be bounded is refused, naming it.
+        for body in [
+            json!({"model": "m", "messages": [], "models": ["a", "b"]}),
+            json!({"model": "m", "messages": [], "web_search_options": {}}),
+            json!({"model": "m", "messages": [{"role": "user", "content": [
+                {"type": "video_url", "video_url": {"url": "https://x/v.mp4"}}]}]}),
+        ] {
+            let error = head(body.clone()).unwrap_err();
+            assert_eq!(error.status().as_u16(), 400, "{body}");
+        }
+        let replayed = head(json!({"model": "m", "messages": [
+            {"role": "assistant", "audio": {"id": "audio_1"}}]}))
+        .unwrap();
+        assert_eq!(replayed.media.audio, 1, "earlier audio is audio input");
     }
 
     proptest! {
@@ -260,9 +326,12 @@ mod tests {
         fn av_2_every_bound_shape_is_refused_or_a_positive_integer(
             shape in prop_oneof![
                 Just(Value::Null),
+                (-10i64..300).prop_map(Value::from),
+                (0i64..3_000_000).prop_map(Value::from),
                 any::<i64>().prop_map(Value::from),
                 any::<u64>().prop_map(Value::from),
                 any::<f64>().prop_map(|f| json!(f)),
+                (0u32..300).prop_map(|n| json!(f64::from(n))),
                 "[0-9]{1,12}".prop_map(Value::from),
                 Just(json!(true)),
                 Just(json!([1])),
@@ -270,12 +339,21 @@ mod tests {
             field in prop_oneof![Just("max_tokens"), Just("max_completion_tokens"), Just("n")],
         ) {
             let mut body = json!({"model": "m", "messages": []});
-            body[field] = shape;
-            if let Ok(parsed) = head(body) {
-                let value = if field == "n" { Some(parsed.choices) } else { parsed.output_bound };
-                if let Some(value) = value {
-                    prop_assert!(value >= 1);
-                    prop_assert!(value <= MAX_OUTPUT_BOUND);
+            body[field] = shape.clone();
+            let limit = if field == "n" { MAX_CHOICES } else { MAX_OUTPUT_BOUND };
+            let accepted = shape.is_null()
+                || shape.as_u64().is_some_and(|n| n >= 1 && n <= limit as u64);
+            match head(body) {
+                Ok(parsed) => {
+                    prop_assert!(accepted, "{field} = {shape} was accepted");
+                    let value = if field == "n" { Some(parsed.choices) } else { parsed.output_bound };
+                    if let Some(n) = shape.as_i64() {
+                        prop_assert_eq!(value, Some(n));
+                    }
+                }
+                Err(error) => {
+                    prop_assert!(!accepted, "{field} = {shape} was refused");
+                    prop_assert_eq!(error.status().as_u16(), 400);
                 }
             }
         }

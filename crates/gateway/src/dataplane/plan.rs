@@ -18,6 +18,8 @@ use crate::error::ApiError;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Choices a request may ask for when its route sets no cap.
 pub const DEFAULT_MAX_CHOICES: i64 = 8;
+/// Prompt tokens reserved beyond the body when a request carries tools.
+const TOOLS_OVERHEAD: i64 = 1_000;
 
 /// One target of a plan.
 #[derive(Debug)]
@@ -58,21 +60,32 @@ fn planned(resolved: &ResolvedTarget, prices: &PriceTable) -> Option<PlannedTarg
         model: resolved.model.clone(),
         weight: resolved.weight.unwrap_or(1),
     };
-    let model = prices.lookup(&resolved.model).copied().unwrap_or_default();
-    let own = resolved.price.map(|p| {
-        Pricing::from(Price {
-            input: p.input,
-            output: p.output,
-            cached_input: p.cached_input,
+    let entry = prices.lookup(&resolved.model).copied();
+    // A route's own price sets the plain rates; what the table knows of the model's other
+    // kinds of token (cache writes, reasoning, audio, long context) still applies.
+    let pricing = match (resolved.price, entry.map(|e| e.pricing)) {
+        (Some(own), Some(table)) => Some(Pricing {
+            base: Price {
+                input: own.input,
+                output: own.output,
+                cached_input: own.cached_input.or(table.base.cached_input),
+                ..table.base
+            },
+            long_context: table.long_context,
+        }),
+        (Some(own), None) => Some(Pricing::from(Price {
+            input: own.input,
+            output: own.output,
+            cached_input: own.cached_input,
             ..Price::default()
-        })
-    });
-    let table = prices.lookup(&resolved.model).map(|e| e.pricing);
+        })),
+        (None, table) => table,
+    };
     Some(PlannedTarget {
         target,
-        pricing: own.or(table),
+        pricing,
         unpriced: resolved.unpriced,
-        model,
+        model: entry.unwrap_or_default(),
     })
 }
 
@@ -183,8 +196,17 @@ pub fn bounds(head: &RequestHead, plan: &RoutePlan, prompt_bytes: i64) -> Result
         .max()
         .unwrap_or(0)
         + plan.file_part_tokens.unwrap_or(0) * media.files;
-    let input = prompt_bytes.saturating_add(dear_parts);
-    let output = output_bound.saturating_mul(head.choices);
+    // Tools are wrapped by the provider in a prompt of its own (Anthropic adds hundreds of
+    // tokens): a margin above any published overhead.
+    let tools = if head.tools { TOOLS_OVERHEAD } else { 0 };
+    let input = prompt_bytes
+        .saturating_add(dear_parts)
+        .saturating_add(tools);
+    let output = if head.writes_output {
+        output_bound.saturating_mul(head.choices)
+    } else {
+        0
+    };
     let mut ceiling: Option<Price> = None;
     let mut priced = true;
     for planned in &plan.targets {

@@ -100,7 +100,18 @@ pub struct Reservation {
     pub estimate: Usage,
     /// What the worst case costs at the ceiling price: what an unknown usage settles at.
     pub reserved_cost: i64,
+    /// Set once the request may have reached an upstream: dropped unsettled from then on (the
+    /// client left, the process stopped), it settles at its estimate instead of giving back.
+    sent: Option<Sent>,
     settled: bool,
+}
+
+/// What a reservation's ledger row says if it must settle at its estimate on its own.
+#[derive(Debug, Clone)]
+struct Sent {
+    request_id: String,
+    model: String,
+    priced: bool,
 }
 
 /// What the request actually used, for its settle.
@@ -258,6 +269,7 @@ impl Spend {
                         holds,
                         estimate,
                         reserved_cost: cost,
+                        sent: None,
                         settled: false,
                     });
                 }
@@ -360,6 +372,22 @@ fn refusal(counter: Counter) -> ApiError {
 }
 
 impl Reservation {
+    /// The request is about to reach an upstream: from now on it may be billed whatever
+    /// follows, so a drop without a settle records the estimate (target unknown).
+    pub fn mark_sent(&mut self, request_id: &str, model: &str, priced: bool) {
+        self.sent = Some(Sent {
+            request_id: request_id.to_owned(),
+            model: model.to_owned(),
+            priced,
+        });
+    }
+
+    /// Gives everything back: nothing was billed (a refused connection, an error status).
+    pub fn release(mut self) {
+        self.settled = true;
+        let _returned = self.spend.release(&self, |_| 0);
+    }
+
     /// Settles at the worst case reserved, marked estimated: usage unknown (a stream the
     /// client left, an upstream that reported none, an attempt that timed out after the
     /// upstream took it) is never recorded below what the upstream may have billed.
@@ -418,8 +446,36 @@ impl Reservation {
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        if !self.settled {
-            self.spend.release(self, |_| 0);
+        if self.settled {
+            return;
+        }
+        match self.sent.take() {
+            // Dropped before anything left (a refusal before the upstream): nothing spent.
+            None => {
+                self.spend.release(self, |_| 0);
+            }
+            // Dropped after the request may have reached an upstream (the client left before
+            // the answer): never recorded below what may have been billed.
+            Some(sent) => {
+                let taken = Reservation {
+                    spend: Arc::clone(&self.spend),
+                    entry_id: self.entry_id,
+                    org: self.org,
+                    key: self.key.clone(),
+                    holds: std::mem::take(&mut self.holds),
+                    estimate: self.estimate,
+                    reserved_cost: self.reserved_cost,
+                    sent: None,
+                    settled: false,
+                };
+                self.settled = true;
+                taken.settle_at_estimate(
+                    sent.request_id,
+                    sent.model,
+                    "(the client left before an answer)".to_owned(),
+                    sent.priced,
+                );
+            }
         }
     }
 }

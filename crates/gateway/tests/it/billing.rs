@@ -388,3 +388,62 @@ async fn rm_4_anthropic_cache_tokens_and_gemini_thinking_are_billed_at_their_rat
     assert_eq!(thinker["output_tokens"], 70, "thinking is output");
     assert_eq!(thinker["reasoning_tokens"], 60);
 }
+
+#[tokio::test]
+async fn av_2_a_client_that_leaves_before_the_answer_is_still_charged_what_may_be_billed() {
+    let env = Env::new().await;
+    let slow = fake("/v1/chat/completions", Answer::Slow).await;
+    route_to(
+        &env,
+        "slow",
+        "openai_compatible",
+        slow,
+        "gpt-4o-mini",
+        json!({"timeout_ms": 5000}),
+    )
+    .await;
+    // The client gives up while the upstream works: the request future is dropped.
+    let call = env.chat(chat("slow", false));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), call)
+            .await
+            .is_err()
+    );
+    let entries = eventually(|| async {
+        let entries = ledger(&env).await;
+        (!entries.is_empty()).then_some(entries)
+    })
+    .await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0]["estimated"], true);
+    assert_eq!(entries[0]["output_tokens"], 100);
+    assert!(entries[0]["cost_micro_usd"].as_i64().unwrap() > 0);
+}
+
+#[tokio::test]
+async fn av_2_an_answer_too_large_to_read_is_charged_as_billed() {
+    let env = Env::new().await;
+    let huge = "x".repeat(17 * 1024 * 1024);
+    let big = fake(
+        "/v1/chat/completions",
+        Answer::Json(
+            json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": huge}}],
+                           "usage": {"prompt_tokens": 5, "completion_tokens": 5}}),
+        ),
+    )
+    .await;
+    route_to(
+        &env,
+        "big",
+        "openai_compatible",
+        big,
+        "gpt-4o-mini",
+        json!({}),
+    )
+    .await;
+    let r = env.chat(chat("big", false)).await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{}", r.body);
+    let entries = ledger(&env).await;
+    assert_eq!(entries.len(), 1, "the upstream did the work: {entries:?}");
+    assert_eq!(entries[0]["estimated"], true);
+}
