@@ -158,7 +158,12 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
         .get::<MatchedPath>()
         .map_or("unmatched", |path| path.as_str())
         .to_owned();
-    let method = request.method().as_str().to_owned();
+    // A method a client makes up is `other`: no label takes a value a client chooses freely.
+    let method = match request.method().as_str() {
+        known @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS") => known,
+        _ => "other",
+    }
+    .to_owned();
     let started = Instant::now();
     let response = next.run(request).await;
     let metrics = &state.metrics;

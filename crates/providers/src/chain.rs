@@ -275,7 +275,7 @@ pub async fn serve(
     let mut failures = Vec::new();
     let mut attempts = 0u32;
     for (index, target) in targets.iter().enumerate() {
-        if !upstreams.breakers.allow(&target.label) {
+        if !upstreams.breakers.allow(&target.circuit) {
             tracing::debug!(target = %target.label, "circuit open: skipped");
             continue;
         }
@@ -296,7 +296,7 @@ pub async fn serve(
             );
             match outcome {
                 Ok(reply) => {
-                    upstreams.breakers.succeeded(&target.label);
+                    upstreams.breakers.succeeded(&target.circuit);
                     return Ok(Served {
                         target: target.label.clone(),
                         index,
@@ -318,10 +318,10 @@ pub async fn serve(
                             failures,
                         });
                     }
-                    upstreams.breakers.failed(&target.label);
+                    upstreams.breakers.failed(&target.circuit);
                     let retry = try_number == 0
                         && error.retry_same_target()
-                        && upstreams.breakers.allow(&target.label);
+                        && upstreams.breakers.allow(&target.circuit);
                     let billed = error.may_have_been_billed();
                     failures.push((target.label.clone(), error.clone()));
                     let more = index + 1 < targets.len();
@@ -384,6 +384,7 @@ mod tests {
     fn target(label: &str, weight: u32) -> Target {
         Target {
             label: label.to_owned(),
+            circuit: label.to_owned(),
             provider: ProviderKind::Mock,
             base_url: None,
             api_key: String::new().into(),

@@ -30,8 +30,12 @@ impl ProviderKind {
 /// One upstream to try.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// A stable label for logs, metrics, breakers and `x-portcullis-target`: no secret in it.
+    /// A stable label for logs, metrics and `x-portcullis-target`: no secret in it.
     pub label: String,
+    /// Its circuit breaker's key. Labels repeat across tenants (two orgs may name a credential
+    /// alike); this names the tenant, credential and model, so that one tenant's failures
+    /// never open another's circuit.
+    pub circuit: String,
     pub provider: ProviderKind,
     pub base_url: Option<Url>,
     pub api_key: SecretString,

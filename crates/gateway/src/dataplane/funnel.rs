@@ -81,7 +81,11 @@ async fn plan(state: &AppState, key: &LiveKey, alias: &str) -> Result<Arc<RouteP
         code: "model_not_found",
         message: format!("no model `{alias}` here"),
     })?;
-    let plan = Arc::new(RoutePlan::build(&resolved, state.spend.prices()));
+    let plan = Arc::new(RoutePlan::build(
+        key.org_id,
+        &resolved,
+        state.spend.prices(),
+    ));
     state.caches.before_insert().await;
     state.caches.put_route(key.org_id, Arc::clone(&plan), fill);
     Ok(plan)

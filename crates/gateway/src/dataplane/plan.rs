@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use portcullis_core::OrgId;
 use portcullis_core::money::{Price, Pricing, Usage};
 use portcullis_policy::spend::{DEFAULT_MAX_OUTPUT_TOKENS, ModelEntry, PriceTable};
 use portcullis_providers::{Limits, ProviderKind, Target, weighted_index};
@@ -51,9 +52,10 @@ pub struct RoutePlan {
     pub file_part_tokens: Option<i64>,
 }
 
-fn planned(resolved: &ResolvedTarget, prices: &PriceTable) -> Option<PlannedTarget> {
+fn planned(org: OrgId, resolved: &ResolvedTarget, prices: &PriceTable) -> Option<PlannedTarget> {
     let target = Target {
         label: format!("{}:{}", resolved.credential_name, resolved.model),
+        circuit: format!("{org}:{}:{}", resolved.credential_id, resolved.model),
         provider: ProviderKind::parse(&resolved.provider)?,
         base_url: resolved.base_url.as_deref().and_then(|u| u.parse().ok()),
         api_key: resolved.api_key.clone().into(),
@@ -90,16 +92,22 @@ fn planned(resolved: &ResolvedTarget, prices: &PriceTable) -> Option<PlannedTarg
 }
 
 impl RoutePlan {
-    pub fn build(route: &ResolvedRoute, prices: &PriceTable) -> Self {
+    /// The plan of `org`'s route.
+    pub fn build(org: OrgId, route: &ResolvedRoute, prices: &PriceTable) -> Self {
         let primary: Vec<PlannedTarget> = route
             .primary
             .iter()
-            .filter_map(|t| planned(t, prices))
+            .filter_map(|t| planned(org, t, prices))
             .collect();
         let primary_count = primary.len();
         let targets: Vec<PlannedTarget> = primary
             .into_iter()
-            .chain(route.fallback.iter().filter_map(|t| planned(t, prices)))
+            .chain(
+                route
+                    .fallback
+                    .iter()
+                    .filter_map(|t| planned(org, t, prices)),
+            )
             .collect();
         let output_cap = route.max_output_tokens.map_or_else(
             || {
@@ -296,7 +304,7 @@ mod tests {
             stream_idle_ms: None,
             stream_max_ms: None,
         };
-        RoutePlan::build(&route, &PriceTable::builtin().unwrap())
+        RoutePlan::build(OrgId::new(), &route, &PriceTable::builtin().unwrap())
     }
 
     fn bounds_of(body: serde_json::Value, plan: &RoutePlan) -> Result<Bounds, ApiError> {

@@ -163,3 +163,17 @@ async fn av_3_request_spans_reach_an_exporter_with_the_org_id() {
     // No span holds the prompt.
     assert!(!format!("{spans:?}").contains("a@example.com"));
 }
+
+/// AV-4: a method a client makes up adds no series: it counts as `other`.
+#[tokio::test]
+async fn av_4_made_up_methods_add_no_metrics_series() {
+    let env = Env::new().await;
+    for n in 0..50 {
+        let method = Method::from_bytes(format!("JUNK{n}").as_bytes()).unwrap();
+        env.call(method, "/v1/chat/completions", Who::Nobody, None)
+            .await;
+    }
+    let text = scrape(&env).await;
+    assert!(!text.contains("JUNK"), "a client's method became a label");
+    assert!(text.contains("method=\"other\""), "{text}");
+}

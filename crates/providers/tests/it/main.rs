@@ -102,6 +102,7 @@ async fn closed_port() -> SocketAddr {
 fn target(label: &str, provider: ProviderKind, addr: SocketAddr, base_suffix: &str) -> Target {
     Target {
         label: label.to_owned(),
+        circuit: label.to_owned(),
         provider,
         base_url: Some(format!("http://{addr}{base_suffix}").parse().unwrap()),
         api_key: KEY.to_owned().into(),
@@ -368,6 +369,7 @@ async fn the_mock_provider_answers_fails_and_streams_on_demand() {
     let up = upstreams();
     let mock = |model: &str| Target {
         label: model.to_owned(),
+        circuit: model.to_owned(),
         provider: ProviderKind::Mock,
         base_url: None,
         api_key: String::new().into(),
@@ -617,4 +619,33 @@ async fn gemini_is_called_in_its_own_format_with_the_key_in_a_header() {
     );
     assert_eq!(usage.map(|u| u.output_tokens), Some(2));
     assert!(done);
+}
+
+/// Two tenants' targets may carry the same label (a credential named alike, the same model):
+/// one tenant's failures open its circuit only.
+#[tokio::test]
+async fn av_4_one_tenants_failures_leave_another_tenants_target_served_first() {
+    let (good, seen) = upstream("ok").await;
+    let down = closed_port().await;
+    let up = upstreams();
+    let mut theirs = target("shared-name:m", ProviderKind::OpenAiCompatible, down, "/v1");
+    theirs.circuit = "org-a:credential-a:m".to_owned();
+    let mut mine = target("shared-name:m", ProviderKind::OpenAiCompatible, good, "/v1");
+    mine.circuit = "org-b:credential-b:m".to_owned();
+    for _ in 0..10 {
+        let _ = serve_chat(
+            &up,
+            std::slice::from_ref(&theirs),
+            &body(false),
+            false,
+            Duration::from_secs(2),
+        )
+        .await;
+    }
+    assert!(up.breakers.is_open("org-a:credential-a:m"));
+    let served = serve_chat(&up, &[mine], &body(false), false, Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(served.attempts, 1, "served on its first attempt");
+    assert_eq!(seen.hits.load(Ordering::SeqCst), 1);
 }
