@@ -10,6 +10,7 @@
 mod billing;
 mod cli;
 mod hardening;
+mod isolation;
 mod privacy;
 mod restart;
 mod sdk;

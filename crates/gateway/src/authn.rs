@@ -114,13 +114,12 @@ fn invalid_credentials() -> ApiError {
     ApiError::unauthenticated("invalid_credentials", "invalid email or password")
 }
 
-/// Runs argon2 off the async threads.
-async fn blocking<T: Send + 'static>(
+/// Runs argon2 on the hashers (AV-4): a few at once whatever the number of logins.
+async fn hashing<T: Send + 'static>(
+    state: &AppState,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(ApiError::internal)
+    state.hashers.run(work).await
 }
 
 /// Counts one attempt in each of `subjects` before its work (AC-4): refused with 429 when any
@@ -232,7 +231,7 @@ async fn login(
 
     let user = auth::user_by_email(&state.db, email).await?;
     let stored = user.as_ref().and_then(|u| u.password_hash.clone());
-    let password_ok = blocking(move || match stored {
+    let password_ok = hashing(&state, move || match stored {
         Some(hash) => password::verify(&body.password, &hash),
         None => {
             password::verify_nothing(&body.password);
@@ -328,7 +327,7 @@ async fn check_second_factor(
         return Ok(None);
     };
     let secret = recovery.secret.clone();
-    if !blocking(move || password::verify(&secret, &hash)).await? {
+    if !hashing(state, move || password::verify(&secret, &hash)).await? {
         return Ok(None);
     }
     Ok(auth::spend_recovery_code(&state.db, user, &recovery.lookup)
@@ -591,7 +590,7 @@ async fn mfa_confirm(
         .iter()
         .map(|c| (c.lookup.clone(), c.secret.clone()))
         .collect();
-    let hashed = blocking(move || {
+    let hashed = hashing(&state, move || {
         secrets
             .into_iter()
             .map(|(lookup, secret)| password::hash(&secret).map(|hash| (lookup, hash)))
@@ -703,7 +702,7 @@ async fn accept_invite(
         None => (UserId::new(), None),
     };
     let hash = match new_password {
-        Some(password) => Some(blocking(move || password::hash(&password)).await??),
+        Some(password) => Some(hashing(&state, move || password::hash(&password)).await??),
         None => None,
     };
     let mut tx = state

@@ -33,6 +33,9 @@ pub enum ApiError {
     },
     #[error("payload too large")]
     PayloadTooLarge,
+    /// The body did not arrive within its time.
+    #[error("request timeout")]
+    RequestTimeout,
     /// Too many attempts (logins) or past a key's requests or tokens per minute.
     #[error("{message}")]
     RateLimited {
@@ -133,6 +136,7 @@ impl ApiError {
             Self::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::PaymentRequired { .. } => StatusCode::PAYMENT_REQUIRED,
             Self::Upstream { status, .. } => *status,
@@ -151,6 +155,7 @@ impl ApiError {
             Self::Unauthenticated { .. } => "unauthenticated",
             Self::Forbidden { .. } => "forbidden",
             Self::PayloadTooLarge => "payload_too_large",
+            Self::RequestTimeout => "request_timeout",
             Self::RateLimited { .. } => "rate_limited",
             Self::PaymentRequired { .. } => "payment_required",
             Self::Upstream { .. } => "upstream",
@@ -170,6 +175,7 @@ impl ApiError {
             | Self::PaymentRequired { code, .. } => code,
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge => "payload_too_large",
+            Self::RequestTimeout => "request_timeout",
             Self::RateLimited { .. } => "rate_limited",
             Self::Upstream { code, .. } => code,
             Self::Conflict(_) => "conflict",
@@ -181,9 +187,10 @@ impl ApiError {
     /// The OpenAI `type` for this status.
     fn envelope_type(&self) -> &'static str {
         match self {
-            Self::InvalidRequest { .. } | Self::MethodNotAllowed | Self::PayloadTooLarge => {
-                "invalid_request_error"
-            }
+            Self::InvalidRequest { .. }
+            | Self::MethodNotAllowed
+            | Self::PayloadTooLarge
+            | Self::RequestTimeout => "invalid_request_error",
             Self::Unauthenticated { .. } => "authentication_error",
             Self::Forbidden { .. } => "permission_error",
             Self::RateLimited { .. } => "rate_limit_error",
@@ -203,6 +210,7 @@ impl ApiError {
             | Self::RateLimited { message, .. }
             | Self::PaymentRequired { message, .. } => message.clone(),
             Self::PayloadTooLarge => "the request body is too large".to_owned(),
+            Self::RequestTimeout => "the request body did not arrive in time".to_owned(),
             Self::Upstream { code, .. } => match *code {
                 "upstream_timeout" => "no upstream answered in time".to_owned(),
                 "upstream_unavailable" => "no upstream is available; retry later".to_owned(),

@@ -20,6 +20,7 @@ mod denials;
 mod error;
 pub mod guard;
 mod guardrail;
+mod hashers;
 mod headers;
 mod health;
 mod json;

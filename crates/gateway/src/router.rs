@@ -31,6 +31,9 @@ pub struct AppState {
     /// Peers whose `X-Forwarded-For` is believed (AU-2).
     pub trusted_proxies: Arc<[IpNet]>,
     pub throttle: Arc<Throttle>,
+    /// Password and recovery-code checks that may run at once: each holds 19 MiB of argon2
+    /// memory, so this bounds what any number of logins can take (AV-4).
+    pub hashers: crate::hashers::Hashers,
     /// Refused admin actions, bounded per actor before they reach the audit trail.
     pub denials: Arc<Denials>,
     /// Work that outlives its request (a failed login's audit entries): shutdown waits for it.
@@ -52,6 +55,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Whether clients reach this process over TLS (HSTS is sent only then).
     pub serving_tls: bool,
+    /// A data-plane body must arrive within this once its head did, or the answer is 408.
+    pub body_read_timeout: Duration,
     /// `/metrics` is served on a listener of its own (`metrics_router`), not on the main one.
     pub metrics_elsewhere: bool,
 }
@@ -63,6 +68,11 @@ pub enum StartError {
     Upstreams(#[from] ProviderError),
     #[error(transparent)]
     Pii(#[from] DetectorError),
+}
+
+/// One argon2 check per core: they are all CPU, and each hasher keeps 19 MiB.
+fn hashers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 /// Admin and auth bodies are small documents; prompts go to the data plane.
@@ -101,6 +111,7 @@ impl AppState {
             stop,
             metrics: Arc::new(Metrics::new(logs.metrics())),
             serving_tls: false,
+            body_read_timeout: Duration::from_secs(30),
             metrics_elsewhere: false,
             logs,
             detector,
@@ -109,6 +120,7 @@ impl AppState {
             keyring: Arc::new(keyring),
             trusted_proxies: trusted_proxies.into(),
             throttle: Arc::new(Throttle::new(ThrottleLimits::default())),
+            hashers: crate::hashers::Hashers::start(hashers()),
             allow_link_local_upstreams: false,
             upstreams: Arc::new(upstreams),
             caches: Arc::new(Caches::default()),

@@ -143,6 +143,8 @@ struct RawServer {
     plaintext: bool,
     /// A client must send a whole request head within this.
     header_read_timeout_secs: u64,
+    /// A data-plane body must arrive within this once its head did (408 otherwise).
+    body_read_timeout_secs: u64,
     /// The largest request head accepted.
     max_header_bytes: usize,
     /// Serve `/metrics` here (plaintext, for a scraper on a private network) instead of on
@@ -161,6 +163,7 @@ impl Default for RawServer {
             tls_reload_secs: 30,
             plaintext: false,
             header_read_timeout_secs: 10,
+            body_read_timeout_secs: 30,
             max_header_bytes: 64 * 1024,
             metrics_listen: None,
         }
@@ -258,6 +261,7 @@ pub struct ServerConfig {
     /// Said explicitly: serve without TLS (behind a TLS-terminating proxy).
     pub plaintext: bool,
     pub header_read_timeout: Duration,
+    pub body_read_timeout: Duration,
     pub max_header_bytes: usize,
     pub metrics_listen: Option<SocketAddr>,
 }
@@ -406,6 +410,9 @@ impl Config {
                 plaintext: raw.server.plaintext,
                 header_read_timeout: Duration::from_secs(
                     raw.server.header_read_timeout_secs.clamp(1, 300),
+                ),
+                body_read_timeout: Duration::from_secs(
+                    raw.server.body_read_timeout_secs.clamp(1, 3600),
                 ),
                 max_header_bytes: raw.server.max_header_bytes.clamp(8 * 1024, 1024 * 1024),
                 metrics_listen: raw

@@ -73,6 +73,7 @@ pub async fn run_with(config: Config, on_listening: impl FnOnce(SocketAddr)) -> 
     .with_log_options(config.logs.clone())
     .with_throttle_limits(config.throttle);
     state.serving_tls = tls.is_some();
+    state.body_read_timeout = config.server.body_read_timeout;
     let metrics_task = match config.server.metrics_listen {
         Some(addr) => {
             state.metrics_elsewhere = true;

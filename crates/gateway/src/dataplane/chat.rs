@@ -4,12 +4,11 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use portcullis_providers::anthropic;
-use portcullis_storage::dataplane;
+use portcullis_storage::dataplane::{self, LiveKey};
 use serde_json::{Map, Value, json};
 
 use super::answer::{self, Wire};
@@ -21,13 +20,33 @@ use crate::error::ApiError;
 use crate::logs::Endpoint;
 use crate::router::AppState;
 
-/// A body over the limit is 413; any other failure to read it is the client's 400.
-fn body_error(rejection: BytesRejection) -> ApiError {
-    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::PayloadTooLarge
-    } else {
-        ApiError::invalid_request("the body could not be read")
-    }
+/// Chat requests carry whole conversations, images included.
+const MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// The request's key, checked from its headers, then its body: a request without a valid key
+/// is refused before one byte of its body is read (AV-4). A body over the limit is 413, one
+/// that does not arrive within the state's time 408, any other failure to read it 400.
+async fn keyed_body(
+    state: &AppState,
+    request: Request,
+) -> Result<(LiveKey, HeaderMap, Bytes), ApiError> {
+    let (parts, body) = request.into_parts();
+    let key = authenticate(state, &parts.headers).await?;
+    let read = axum::body::to_bytes(body, MAX_BODY);
+    let body = match tokio::time::timeout(state.body_read_timeout, read).await {
+        Err(_) => return Err(ApiError::RequestTimeout),
+        Ok(Ok(body)) => body,
+        Ok(Err(error)) => {
+            let too_large = std::error::Error::source(&error)
+                .is_some_and(|cause| cause.is::<http_body_util::LengthLimitError>());
+            return Err(if too_large {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::invalid_request("the body could not be read")
+            });
+        }
+    };
+    Ok((key, parts.headers, body))
 }
 
 /// The end user (RM-5): the body's `user`, else the `x-portcullis-end-user` header, which then
@@ -49,11 +68,9 @@ fn end_user_from_header(headers: &HeaderMap, request: &mut Map<String, Value>) {
 /// `POST /v1/chat/completions`: streaming is decided by the body, not by `Accept`.
 pub async fn completions(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    let body = body.map_err(body_error)?;
-    let key = authenticate(&state, &headers).await?;
+    let (key, headers, body) = keyed_body(&state, request).await?;
     let mut request = crate::json::object(&body)?;
     end_user_from_header(&headers, &mut request);
     // A stored prompt's rendered messages count toward the prompt bound like the body.
@@ -79,11 +96,9 @@ pub async fn completions(
 /// `POST /v1/embeddings`: `encoding_format` (`float` or `base64`) passes through.
 pub async fn embeddings(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    let body = body.map_err(body_error)?;
-    let key = authenticate(&state, &headers).await?;
+    let (key, headers, body) = keyed_body(&state, request).await?;
     let mut request = crate::json::object(&body)?;
     end_user_from_header(&headers, &mut request);
     let head = head::embeddings(&request)?;
@@ -101,11 +116,9 @@ pub async fn embeddings(
 /// `POST /v1/messages`: Anthropic's format in and out, over the same routes and chains.
 pub async fn messages(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    let body = body.map_err(body_error)?;
-    let key = authenticate(&state, &headers).await?;
+    let (key, headers, body) = keyed_body(&state, request).await?;
     let request = crate::json::object(&body)?;
     let mut chat =
         anthropic::request_to_openai(&request).map_err(|e| ApiError::invalid_request(e.0))?;

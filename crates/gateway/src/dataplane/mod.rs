@@ -12,16 +12,12 @@ pub mod plan;
 mod prompt;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::routing::{MethodRouter, get, post};
 
 pub use cache::{Caches, spawn_change_listener};
 
 use crate::error::ApiError;
 use crate::router::AppState;
-
-/// Chat requests carry whole conversations, images included.
-const MAX_BODY: usize = 16 * 1024 * 1024;
 
 /// Endpoints that OpenAI and Anthropic clients call which this gateway does not serve yet.
 const NOT_YET: [&str; 3] = [
@@ -54,7 +50,8 @@ pub fn router() -> Router<AppState> {
     for path in NOT_YET {
         router = router.route(path, axum::routing::any(unsupported));
     }
-    router.layer(DefaultBodyLimit::max(MAX_BODY))
+    // The handlers read their bodies themselves, after the key (`chat::keyed_body`).
+    router
 }
 
 async fn unsupported() -> ApiError {
