@@ -104,3 +104,86 @@ async fn av_4_a_keyless_body_is_refused_before_it_is_sent_and_a_stalled_one_is_c
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(took < Duration::from_secs(3), "cut after {took:?}");
 }
+
+/// An OpenAI-compatible upstream that answers every chat with "ok".
+async fn plain_upstream() -> std::net::SocketAddr {
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(|| async {
+            axum::Json(json!({"id": "x", "object": "chat.completion", "created": 0,
+                "model": "gpt-4o-mini",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"},
+                             "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn av_4_proxy_variables_in_the_environment_do_not_decide_where_provider_keys_go() {
+    let setup = setup().await;
+    let upstream = plain_upstream().await;
+    // Whoever can set the process's environment points every proxy variable at a listener
+    // that would see the provider key; it must never be reached.
+    let trap = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    trap.set_nonblocking(true).unwrap();
+    let proxy = format!("http://{}", trap.local_addr().unwrap());
+    let mut command = command(&setup.test);
+    for name in [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
+        command.env(name, &proxy);
+    }
+    command.env_remove("NO_PROXY").env_remove("no_proxy");
+    let server = Server::start(command);
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let credential = crate::support::admin(
+        &client,
+        &setup,
+        &server,
+        reqwest::Method::POST,
+        "/credentials",
+        json!({"name": "plain", "provider": "openai_compatible", "api_key": "sk-plain-0123",
+               "base_url": format!("http://{upstream}/v1")}),
+    )
+    .await;
+    crate::support::admin(
+        &client,
+        &setup,
+        &server,
+        reqwest::Method::PUT,
+        "/routes/gpt-4o-mini",
+        json!({"targets": [{"credential_id": credential["credential_id"], "model": "gpt-4o-mini"}]}),
+    )
+    .await;
+    let key = crate::support::admin(
+        &client,
+        &setup,
+        &server,
+        reqwest::Method::POST,
+        "/keys",
+        json!({"name": "plain"}),
+    )
+    .await;
+    let answer = client
+        .post(server.url("/v1/chat/completions"))
+        .bearer_auth(key["secret"].as_str().unwrap())
+        .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200, "{}", answer.text().await.unwrap());
+    assert!(
+        trap.accept().is_err(),
+        "the proxy from the environment was reached"
+    );
+}

@@ -35,6 +35,7 @@ pub mod throttle;
 pub mod tls;
 
 pub use error::ApiError;
+pub use portcullis_providers::Egress;
 pub use request_id::RequestId;
 pub use router::{AppState, StartError, router};
 pub use server::{ServeOptions, serve, serve_metrics};

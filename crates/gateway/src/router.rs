@@ -10,7 +10,7 @@ use axum::routing::get;
 use ipnet::IpNet;
 use portcullis_core::crypto::Keyring;
 use portcullis_policy::pii::{Detector, DetectorError};
-use portcullis_providers::{Breakers, ProviderError, Upstreams};
+use portcullis_providers::{Breakers, Egress, ProviderError, Upstreams};
 use portcullis_storage::Db;
 
 use crate::dataplane::Caches;
@@ -93,7 +93,7 @@ impl AppState {
         let upstreams = Upstreams::new(
             UPSTREAM_CONNECT_TIMEOUT,
             Breakers::new(5, BREAKER_COOLDOWN),
-            false,
+            &Egress::default(),
         )?;
         let detector = Arc::new(Detector::new()?);
         let logs = RequestLogs::start(db.clone(), Arc::clone(&detector), LogOptions::default());
@@ -162,12 +162,12 @@ impl AppState {
         tokio::time::timeout(grace, self.tasks.wait()).await.is_ok()
     }
 
-    /// Lets provider base URLs and host names point at link-local addresses (an operator's
-    /// explicit choice, `providers.allow_link_local`).
-    pub fn allowing_link_local_upstreams(mut self) -> Result<Self, ProviderError> {
-        self.allow_link_local_upstreams = true;
+    /// The operator's egress choices (`providers.*`): link-local base URLs and host names,
+    /// and the proxy upstream requests go through.
+    pub fn with_egress(mut self, egress: &Egress) -> Result<Self, ProviderError> {
+        self.allow_link_local_upstreams = egress.allow_link_local;
         let breakers = Breakers::new(5, BREAKER_COOLDOWN);
-        self.upstreams = Arc::new(Upstreams::new(UPSTREAM_CONNECT_TIMEOUT, breakers, true)?);
+        self.upstreams = Arc::new(Upstreams::new(UPSTREAM_CONNECT_TIMEOUT, breakers, egress)?);
         Ok(self)
     }
 }

@@ -126,6 +126,7 @@ struct RawSecrets {
 #[serde(deny_unknown_fields, default)]
 struct RawProviders {
     allow_link_local: bool,
+    proxy: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -246,8 +247,8 @@ pub struct Config {
 
 #[derive(Debug)]
 pub struct ProvidersConfig {
-    /// Whether provider base URLs may name link-local or cloud metadata addresses.
-    pub allow_link_local: bool,
+    /// Link-local base URLs, and the one proxy upstream requests may go through.
+    pub egress: portcullis_gateway::Egress,
 }
 
 #[derive(Debug)]
@@ -435,7 +436,10 @@ impl Config {
                 )?,
             },
             providers: ProvidersConfig {
-                allow_link_local: raw.providers.allow_link_local,
+                egress: portcullis_gateway::Egress {
+                    allow_link_local: raw.providers.allow_link_local,
+                    proxy: raw.providers.proxy,
+                },
             },
             spend: spend_options(&raw.spend)?,
             logs: log_options(&raw.logs)?,

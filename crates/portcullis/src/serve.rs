@@ -91,14 +91,14 @@ pub async fn run_with(config: Config, on_listening: impl FnOnce(SocketAddr)) -> 
         }
         None => None,
     };
-    if config.providers.allow_link_local {
+    if config.providers.egress.allow_link_local {
         tracing::warn!(
             "providers.allow_link_local: provider keys may be sent to link-local addresses"
         );
-        state = state
-            .allowing_link_local_upstreams()
-            .context("building the upstream HTTP client")?;
     }
+    state = state
+        .with_egress(&config.providers.egress)
+        .context("building the upstream HTTP client")?;
     let listener_task = portcullis_gateway::dataplane::spawn_change_listener(state.clone());
     portcullis_gateway::logs::spawn_retention(db.clone(), config.logs.retention_interval);
     let spend = std::sync::Arc::clone(&state.spend);

@@ -29,13 +29,24 @@ pub struct Upstreams {
 impl Upstreams {
     /// One client for every upstream: rustls with certificate verification, no redirects (a
     /// provider key must not follow one), TCP_NODELAY, bounded connect time, and host names
-    /// that resolve to link-local (cloud metadata) addresses refused unless allowed.
+    /// that resolve to link-local (cloud metadata) addresses refused unless allowed. Proxy
+    /// environment variables are ignored (AV-4): a process environment is not where an operator
+    /// decides where provider keys go; `Egress::proxy` is.
     pub fn new(
         connect_timeout: Duration,
         breakers: Breakers,
-        allow_link_local: bool,
+        egress: &Egress,
     ) -> Result<Self, ProviderError> {
-        let http = reqwest::Client::builder()
+        let allow_link_local = egress.allow_link_local;
+        let builder = match &egress.proxy {
+            None => reqwest::Client::builder().no_proxy(),
+            Some(url) => {
+                reqwest::Client::builder().proxy(reqwest::Proxy::all(url.as_str()).map_err(
+                    |_| ProviderError::Unsupported("`providers.proxy` is not a proxy URL".into()),
+                )?)
+            }
+        };
+        let http = builder
             .dns_resolver(std::sync::Arc::new(GuardedResolver { allow_link_local }))
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(connect_timeout)
@@ -47,6 +58,16 @@ impl Upstreams {
             .map_err(|_| ProviderError::Unsupported("cannot build the HTTP client".into()))?;
         Ok(Self { http, breakers })
     }
+}
+
+/// Where the outbound client may send provider requests: the operator's choices.
+#[derive(Debug, Clone, Default)]
+pub struct Egress {
+    /// Whether host names may resolve to link-local (cloud metadata) addresses.
+    pub allow_link_local: bool,
+    /// The one proxy every upstream request goes through, if any (`http://`, `https://` or
+    /// `socks5://`); none by default, whatever the environment says.
+    pub proxy: Option<String>,
 }
 
 /// Resolves host names, dropping link-local addresses (DNS rebinding towards a metadata

@@ -23,8 +23,8 @@ pub mod usage;
 
 pub use breaker::Breakers;
 pub use chain::{
-    Attempts, ChainFailure, Chunk, Limits, Operation, Reply, Served, Unbudgeted, Upstreams, serve,
-    serve_chat, weighted_first, weighted_index,
+    Attempts, ChainFailure, Chunk, Egress, Limits, Operation, Reply, Served, Unbudgeted, Upstreams,
+    serve, serve_chat, weighted_first, weighted_index,
 };
 pub use error::ProviderError;
 pub use exchange::wants_usage;

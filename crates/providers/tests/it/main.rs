@@ -8,6 +8,7 @@
     reason = "test code fails by panicking"
 )]
 
+use portcullis_providers::Egress;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -122,7 +123,7 @@ fn upstreams() -> Upstreams {
     Upstreams::new(
         Duration::from_secs(2),
         Breakers::new(2, Duration::from_millis(200)),
-        false,
+        &Egress::default(),
     )
     .unwrap()
 }
