@@ -187,3 +187,53 @@ async fn av_4_proxy_variables_in_the_environment_do_not_decide_where_provider_ke
         "the proxy from the environment was reached"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn av_4_a_base_url_pointing_back_at_the_gateway_ends_within_a_second() {
+    let setup = setup().await;
+    let server = Server::start(command(&setup.test));
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let admin = |method, path: &'static str, body| {
+        crate::support::admin(&client, &setup, &server, method, path, body)
+    };
+    let key = admin(reqwest::Method::POST, "/keys", json!({"name": "looped"})).await;
+    let secret = key["secret"].as_str().unwrap().to_owned();
+    // An admin's mistake or attack: the org's own key, sent back to the gateway itself.
+    let credential = admin(
+        reqwest::Method::POST,
+        "/credentials",
+        json!({"name": "self", "provider": "openai_compatible", "api_key": secret,
+               "base_url": server.url("/v1")}),
+    )
+    .await;
+    admin(
+        reqwest::Method::PUT,
+        "/routes/gpt-4o-mini",
+        json!({"targets": [{"credential_id": credential["credential_id"], "model": "gpt-4o-mini"}]}),
+    )
+    .await;
+    let started = Instant::now();
+    let answer = client
+        .post(server.url("/v1/chat/completions"))
+        .bearer_auth(&secret)
+        .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    let status = answer.status().as_u16();
+    assert!(status == 502 || status == 508, "the loop answered {status}");
+    assert!(took < Duration::from_secs(1), "the loop ran for {took:?}");
+    // A request that says it went through too many gateways is refused at once, keyless too.
+    let refused = client
+        .post(server.url("/v1/chat/completions"))
+        .header("x-portcullis-hops", "3")
+        .json(&json!({"model": "gpt-4o-mini", "messages": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 508);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "loop_detected");
+}

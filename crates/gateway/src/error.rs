@@ -214,6 +214,11 @@ impl ApiError {
             Self::Upstream { code, .. } => match *code {
                 "upstream_timeout" => "no upstream answered in time".to_owned(),
                 "upstream_unavailable" => "no upstream is available; retry later".to_owned(),
+                "loop_detected" => {
+                    "the request came back through gateways too many times: a provider base URL \
+                     points at a gateway"
+                        .to_owned()
+                }
                 _ => "every upstream failed".to_owned(),
             },
             Self::MethodNotAllowed => "this route does not accept that method".to_owned(),

@@ -294,7 +294,7 @@ pub(crate) async fn call(
         .header("anthropic-version", ANTHROPIC_VERSION)
         .header("content-type", "application/json")
         .body(payload);
-    let response = exchange::send(sent, key, limits.attempt).await?;
+    let response = exchange::send(sent, key, limits).await?;
     if !stream {
         return exchange::translated_json(response, limits, |bytes| {
             self::response(bytes, &target.model)

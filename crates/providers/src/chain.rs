@@ -154,7 +154,16 @@ pub struct Limits {
     pub total: Duration,
     /// The largest whole body read.
     pub max_body: usize,
+    /// Gateways the client's request already went through ([`HOPS_HEADER`]); an upstream
+    /// request says one more.
+    pub hops: u32,
 }
+
+/// How many Portcullis gateways a request went through: set on every upstream request, so a
+/// base URL that points back at a gateway ends after [`MAX_HOPS`] instead of looping (AV-4).
+pub const HOPS_HEADER: &str = "x-portcullis-hops";
+/// Most gateways a request may pass through; one more is refused with 508.
+pub const MAX_HOPS: u32 = 3;
 
 impl Limits {
     /// `attempt` as given; a stream may go quiet for a minute and last ten; bodies up to
@@ -165,6 +174,7 @@ impl Limits {
             idle: Duration::from_secs(60),
             total: Duration::from_secs(600),
             max_body: 16 * 1024 * 1024,
+            hops: 0,
         }
     }
 }

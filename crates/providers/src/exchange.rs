@@ -38,8 +38,10 @@ pub(crate) trait Translate: Send + 'static {
 pub(crate) async fn send(
     request: reqwest::RequestBuilder,
     key: &str,
-    timeout: Duration,
+    limits: &Limits,
 ) -> Result<reqwest::Response, ProviderError> {
+    let timeout = limits.attempt;
+    let request = request.header(crate::chain::HOPS_HEADER, limits.hops.saturating_add(1));
     let response = tokio::time::timeout(timeout, request.send())
         .await
         .map_err(|_| ProviderError::Timeout)?

@@ -306,7 +306,7 @@ pub(crate) async fn call(
         .header("x-goog-api-key", key)
         .header("content-type", "application/json")
         .body(request(body).to_string());
-    let response = exchange::send(sent, key, limits.attempt).await?;
+    let response = exchange::send(sent, key, limits).await?;
     if !stream {
         return exchange::translated_json(response, limits, |bytes| {
             self::response(bytes, &target.model)

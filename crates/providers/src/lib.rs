@@ -23,8 +23,8 @@ pub mod usage;
 
 pub use breaker::Breakers;
 pub use chain::{
-    Attempts, ChainFailure, Chunk, Egress, Limits, Operation, Reply, Served, Unbudgeted, Upstreams,
-    serve, serve_chat, weighted_first, weighted_index,
+    Attempts, ChainFailure, Chunk, Egress, HOPS_HEADER, Limits, MAX_HOPS, Operation, Reply, Served,
+    Unbudgeted, Upstreams, serve, serve_chat, weighted_first, weighted_index,
 };
 pub use error::ProviderError;
 pub use exchange::wants_usage;

@@ -64,7 +64,7 @@ pub(crate) async fn call(
         ProviderKind::Azure => request.header("api-key", key),
         _ => request.bearer_auth(key),
     };
-    let response = exchange::send(request, key, limits.attempt).await?;
+    let response = exchange::send(request, key, limits).await?;
     let status = response.status();
     if let Operation::Chat {
         stream: true,

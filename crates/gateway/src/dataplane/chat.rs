@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use portcullis_providers::anthropic;
+use portcullis_providers::{HOPS_HEADER, MAX_HOPS, anthropic};
 use portcullis_storage::dataplane::{self, LiveKey};
 use serde_json::{Map, Value, json};
 
@@ -25,12 +25,19 @@ const MAX_BODY: usize = 16 * 1024 * 1024;
 
 /// The request's key, checked from its headers, then its body: a request without a valid key
 /// is refused before one byte of its body is read (AV-4). A body over the limit is 413, one
-/// that does not arrive within the state's time 408, any other failure to read it 400.
+/// that does not arrive within the state's time 408, any other failure to read it 400. A request
+/// that already went through `MAX_HOPS` gateways is 508 before anything else.
 async fn keyed_body(
     state: &AppState,
     request: Request,
 ) -> Result<(LiveKey, HeaderMap, Bytes), ApiError> {
     let (parts, body) = request.into_parts();
+    if hops(&parts.headers) >= MAX_HOPS {
+        return Err(ApiError::Upstream {
+            status: StatusCode::LOOP_DETECTED,
+            code: "loop_detected",
+        });
+    }
     let key = authenticate(state, &parts.headers).await?;
     let read = axum::body::to_bytes(body, MAX_BODY);
     let body = match tokio::time::timeout(state.body_read_timeout, read).await {
@@ -47,6 +54,15 @@ async fn keyed_body(
         }
     };
     Ok((key, parts.headers, body))
+}
+
+/// Gateways the request went through, by their header; a value that is not a count is none.
+pub(super) fn hops(headers: &HeaderMap) -> u32 {
+    headers
+        .get(HOPS_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// The end user (RM-5): the body's `user`, else the `x-portcullis-end-user` header, which then
@@ -88,6 +104,7 @@ pub async fn completions(
         request,
         endpoint: Endpoint::Chat,
         prompt_bytes: body.len() + prompt_bytes,
+        hops: hops(&headers),
     };
     let served = serve_alias(&state, call).await?;
     funnel::respond(served, Wire::OpenAi, client_usage)
@@ -108,6 +125,7 @@ pub async fn embeddings(
         request,
         endpoint: Endpoint::Embeddings,
         prompt_bytes: body.len(),
+        hops: hops(&headers),
     };
     let served = serve_alias(&state, call).await?;
     funnel::respond(served, Wire::OpenAi, false)
@@ -131,6 +149,7 @@ pub async fn messages(
         request: chat,
         endpoint: Endpoint::Messages,
         prompt_bytes: body.len(),
+        hops: hops(&headers),
     };
     let served = serve_alias(&state, call).await?;
     let mut response = match served.answer {

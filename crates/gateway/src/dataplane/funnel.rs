@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use portcullis_core::money::{Price, Usage};
-use portcullis_providers::{Attempts, ChainFailure, Operation, ProviderError, Reply, serve};
+use portcullis_providers::{
+    Attempts, ChainFailure, Limits, Operation, ProviderError, Reply, serve,
+};
 use portcullis_storage::dataplane::{self, LiveKey};
 use serde_json::{Map, Value, json};
 use tracing::Instrument;
@@ -34,6 +36,8 @@ pub(super) struct Call<'a> {
     /// Bytes of the client's body and of anything added to it (a stored prompt): the bound on
     /// its prompt tokens.
     pub prompt_bytes: usize,
+    /// Gateways the request already went through (AV-4: a loop ends).
+    pub hops: u32,
 }
 
 /// What a served request became: the upstream's answer in OpenAI's shape, ready to be written
@@ -185,12 +189,16 @@ pub(super) async fn serve_alias(state: &AppState, mut call: Call<'_>) -> Result<
         billed: Vec::new(),
     };
     let org = tracing::field::display(call.key.org_id);
+    let limits = Limits {
+        hops: call.hops,
+        ..plan.limits
+    };
     let served = serve(
         &state.upstreams,
         &targets,
         &call.request,
         operation,
-        &plan.limits,
+        &limits,
         &mut budget,
     )
     .instrument(tracing::info_span!("upstream", org_id = org))
