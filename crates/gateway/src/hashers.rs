@@ -46,7 +46,10 @@ impl Hashers {
     ) -> Result<T, ApiError> {
         let (done, answer) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {
-            let _ = done.send(work());
+            // A client that already had its 503 costs no hashing.
+            if !done.is_closed() {
+                let _ = done.send(work());
+            }
         });
         match self.jobs.try_send(job) {
             Ok(()) => {}
