@@ -146,34 +146,23 @@ async fn av_4_proxy_variables_in_the_environment_do_not_decide_where_provider_ke
     command.env_remove("NO_PROXY").env_remove("no_proxy");
     let server = Server::start(command);
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let credential = crate::support::admin(
-        &client,
-        &setup,
-        &server,
+    let admin = |method, path: &'static str, body| {
+        crate::support::admin(&client, &setup, &server, method, path, body)
+    };
+    let credential = admin(
         reqwest::Method::POST,
         "/credentials",
         json!({"name": "plain", "provider": "openai_compatible", "api_key": "sk-plain-0123",
                "base_url": format!("http://{upstream}/v1")}),
     )
     .await;
-    crate::support::admin(
-        &client,
-        &setup,
-        &server,
+    admin(
         reqwest::Method::PUT,
         "/routes/gpt-4o-mini",
         json!({"targets": [{"credential_id": credential["credential_id"], "model": "gpt-4o-mini"}]}),
     )
     .await;
-    let key = crate::support::admin(
-        &client,
-        &setup,
-        &server,
-        reqwest::Method::POST,
-        "/keys",
-        json!({"name": "plain"}),
-    )
-    .await;
+    let key = admin(reqwest::Method::POST, "/keys", json!({"name": "plain"})).await;
     let answer = client
         .post(server.url("/v1/chat/completions"))
         .bearer_auth(key["secret"].as_str().unwrap())

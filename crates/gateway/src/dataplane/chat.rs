@@ -27,12 +27,10 @@ const MAX_BODY: usize = 16 * 1024 * 1024;
 /// is refused before one byte of its body is read (AV-4). A body over the limit is 413, one
 /// that does not arrive within the state's time 408, any other failure to read it 400. A request
 /// that already went through `MAX_HOPS` gateways is 508 before anything else.
-async fn keyed_body(
-    state: &AppState,
-    request: Request,
-) -> Result<(LiveKey, HeaderMap, Bytes), ApiError> {
+async fn keyed_body(state: &AppState, request: Request) -> Result<Keyed, ApiError> {
     let (parts, body) = request.into_parts();
-    if hops(&parts.headers) >= MAX_HOPS {
+    let hops = hops(&parts.headers);
+    if hops >= MAX_HOPS {
         return Err(ApiError::Upstream {
             status: StatusCode::LOOP_DETECTED,
             code: "loop_detected",
@@ -53,11 +51,25 @@ async fn keyed_body(
             });
         }
     };
-    Ok((key, parts.headers, body))
+    Ok(Keyed {
+        key,
+        headers: parts.headers,
+        body,
+        hops,
+    })
+}
+
+/// A data-plane request whose key is known and whose body has arrived.
+struct Keyed {
+    key: LiveKey,
+    headers: HeaderMap,
+    body: Bytes,
+    /// Gateways it already went through.
+    hops: u32,
 }
 
 /// Gateways the request went through, by their header; a value that is not a count is none.
-pub(super) fn hops(headers: &HeaderMap) -> u32 {
+fn hops(headers: &HeaderMap) -> u32 {
     headers
         .get(HOPS_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -86,7 +98,12 @@ pub async fn completions(
     State(state): State<AppState>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let (key, headers, body) = keyed_body(&state, request).await?;
+    let Keyed {
+        key,
+        headers,
+        body,
+        hops,
+    } = keyed_body(&state, request).await?;
     let mut request = crate::json::object(&body)?;
     end_user_from_header(&headers, &mut request);
     // A stored prompt's rendered messages count toward the prompt bound like the body.
@@ -104,7 +121,7 @@ pub async fn completions(
         request,
         endpoint: Endpoint::Chat,
         prompt_bytes: body.len() + prompt_bytes,
-        hops: hops(&headers),
+        hops,
     };
     let served = serve_alias(&state, call).await?;
     funnel::respond(served, Wire::OpenAi, client_usage)
@@ -115,7 +132,12 @@ pub async fn embeddings(
     State(state): State<AppState>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let (key, headers, body) = keyed_body(&state, request).await?;
+    let Keyed {
+        key,
+        headers,
+        body,
+        hops,
+    } = keyed_body(&state, request).await?;
     let mut request = crate::json::object(&body)?;
     end_user_from_header(&headers, &mut request);
     let head = head::embeddings(&request)?;
@@ -125,7 +147,7 @@ pub async fn embeddings(
         request,
         endpoint: Endpoint::Embeddings,
         prompt_bytes: body.len(),
-        hops: hops(&headers),
+        hops,
     };
     let served = serve_alias(&state, call).await?;
     funnel::respond(served, Wire::OpenAi, false)
@@ -136,7 +158,12 @@ pub async fn messages(
     State(state): State<AppState>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let (key, headers, body) = keyed_body(&state, request).await?;
+    let Keyed {
+        key,
+        headers,
+        body,
+        hops,
+    } = keyed_body(&state, request).await?;
     let request = crate::json::object(&body)?;
     let mut chat =
         anthropic::request_to_openai(&request).map_err(|e| ApiError::invalid_request(e.0))?;
@@ -149,7 +176,7 @@ pub async fn messages(
         request: chat,
         endpoint: Endpoint::Messages,
         prompt_bytes: body.len(),
-        hops: hops(&headers),
+        hops,
     };
     let served = serve_alias(&state, call).await?;
     let mut response = match served.answer {
