@@ -226,3 +226,65 @@ async fn av_4_a_base_url_pointing_back_at_the_gateway_ends_within_a_second() {
     let body: serde_json::Value = refused.json().await.unwrap();
     assert_eq!(body["error"]["code"], "loop_detected");
 }
+
+/// The template that took the process to 1,454 MiB: refused when it is written, and refused
+/// when a version written before the rule is rendered, with the process under 128 MiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn av_4_a_template_that_grows_a_string_without_bound_is_refused_and_costs_no_memory() {
+    const ATTACK: &str =
+        "{% set a = 'x' * 100000000 %}{% set b = a ~ a ~ a ~ a ~ a %}{{ b | length }}";
+    let setup = setup().await;
+    let server = Server::start(command(&setup.test));
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let (_, secret) =
+        mock_routes_and_key(&client, &setup, &server, &[("gpt-4o-mini", "gpt-4o-mini")]).await;
+    let prompts = server.url(&format!("/admin/v1/orgs/{}/prompts", setup.org));
+    let refused = client
+        .post(&prompts)
+        .bearer_auth(&setup.master)
+        .json(&json!({"name": "grow", "messages": [{"role": "system", "content": ATTACK}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("not allowed in a prompt"), "{message}");
+
+    // A version stored before the rule (versions are never rewritten) is refused at render.
+    // Written as the database's administrator would have: the gateway cannot write it now.
+    crate::support::admin(
+        &client,
+        &setup,
+        &server,
+        reqwest::Method::POST,
+        "/prompts",
+        json!({"name": "old", "messages": [{"role": "system", "content": "hello"}]}),
+    )
+    .await;
+    sqlx::query(
+        "insert into prompt_versions (org_id, prompt_id, version, messages) \
+         select org_id, prompt_id, 2, $1 from prompts where name = 'old'",
+    )
+    .bind(json!([{"role": "system", "content": ATTACK}]))
+    .execute(
+        &mut <sqlx::PgConnection as sqlx::Connection>::connect(setup.test.admin_url())
+            .await
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let answer = client
+        .post(server.url("/v1/chat/completions"))
+        .bearer_auth(&secret)
+        .json(
+            &json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}],
+                      "prompt": {"name": "old", "version": 2}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 400, "{}", answer.text().await.unwrap());
+    let peak = peak_mib(&server);
+    assert!(peak < 128, "peak {peak} MiB");
+}

@@ -20,7 +20,6 @@ mod denials;
 mod error;
 pub mod guard;
 mod guardrail;
-mod hashers;
 mod headers;
 mod health;
 mod json;
@@ -33,6 +32,7 @@ mod source;
 pub mod spend;
 pub mod throttle;
 pub mod tls;
+mod workers;
 
 pub use error::ApiError;
 pub use portcullis_providers::Egress;

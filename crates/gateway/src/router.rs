@@ -33,7 +33,9 @@ pub struct AppState {
     pub throttle: Arc<Throttle>,
     /// Password and recovery-code checks that may run at once: each holds 19 MiB of argon2
     /// memory, so this bounds what any number of logins can take (AV-4).
-    pub hashers: crate::hashers::Hashers,
+    pub hashers: crate::workers::Workers,
+    /// Prompt renders (CM-2), each bounded in work and memory, a few at once (AV-4).
+    pub renderers: crate::workers::Workers,
     /// Refused admin actions, bounded per actor before they reach the audit trail.
     pub denials: Arc<Denials>,
     /// Work that outlives its request (a failed login's audit entries): shutdown waits for it.
@@ -70,8 +72,8 @@ pub enum StartError {
     Pii(#[from] DetectorError),
 }
 
-/// One argon2 check per core: they are all CPU, and each hasher keeps 19 MiB.
-fn hashers() -> usize {
+/// One job per core: argon2 and renders are all CPU, and each hasher keeps 19 MiB.
+fn cores() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
@@ -120,7 +122,8 @@ impl AppState {
             keyring: Arc::new(keyring),
             trusted_proxies: trusted_proxies.into(),
             throttle: Arc::new(Throttle::new(ThrottleLimits::default())),
-            hashers: crate::hashers::Hashers::start(hashers()),
+            hashers: crate::workers::Workers::start("hasher", cores()),
+            renderers: crate::workers::Workers::start("renderer", cores()),
             allow_link_local_upstreams: false,
             upstreams: Arc::new(upstreams),
             caches: Arc::new(Caches::default()),

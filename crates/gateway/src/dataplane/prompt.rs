@@ -54,8 +54,13 @@ pub(super) async fn apply_prompt(
     })?;
     let messages: Vec<PromptMessage> =
         serde_json::from_value(messages).map_err(ApiError::internal)?;
-    let rendered =
-        prompt::render(&messages, &ask.variables).map_err(|e| ApiError::InvalidRequest {
+    // Off the async workers, a few at once (AV-4): a render is bounded, but not free.
+    let variables = ask.variables;
+    let rendered = state
+        .renderers
+        .run(move || prompt::render(&messages, &variables))
+        .await?
+        .map_err(|e| ApiError::InvalidRequest {
             code: "invalid_request",
             message: format!("prompt `{}` version {version}: {e}", ask.name),
         })?;
