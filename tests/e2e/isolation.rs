@@ -288,3 +288,158 @@ async fn av_4_a_template_that_grows_a_string_without_bound_is_refused_and_costs_
     let peak = peak_mib(&server);
     assert!(peak < 128, "peak {peak} MiB");
 }
+
+/// An upstream that answers 1 GiB, without a length: as JSON, and as one endless event.
+async fn flooding_upstream() -> std::net::SocketAddr {
+    async fn flood(body: bytes::Bytes) -> axum::response::Response {
+        let streamed =
+            serde_json::from_slice::<serde_json::Value>(&body).is_ok_and(|b| b["stream"] == true);
+        let (head, content_type) = if streamed {
+            (
+                "data: {\"choices\":[{\"delta\":{\"content\":\"",
+                "text/event-stream",
+            )
+        } else {
+            (
+                "{\"choices\":[{\"message\":{\"content\":\"",
+                "application/json",
+            )
+        };
+        let piece = bytes::Bytes::from(vec![b'x'; 1 << 20]);
+        let pieces = futures_util::stream::iter(
+            std::iter::once(bytes::Bytes::from_static(head.as_bytes()))
+                .chain(std::iter::repeat_n(piece, 1024))
+                .map(Ok::<_, std::io::Error>),
+        );
+        axum::response::Response::builder()
+            .header("content-type", content_type)
+            .body(axum::body::Body::from_stream(pieces))
+            .unwrap()
+    }
+    let app = axum::Router::new().route("/v1/chat/completions", axum::routing::post(flood));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+/// 1 GiB from the upstream, streamed or not, is 502 and the process stays under 128 MiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn av_4_a_one_gib_upstream_answer_is_502_and_the_process_stays_under_128_mib() {
+    let setup = setup().await;
+    let upstream = flooding_upstream().await;
+    let server = Server::start(command(&setup.test));
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let admin = |method, path: &'static str, body| {
+        crate::support::admin(&client, &setup, &server, method, path, body)
+    };
+    let credential = admin(
+        reqwest::Method::POST,
+        "/credentials",
+        json!({"name": "flood", "provider": "openai_compatible", "api_key": "sk-flood-0123",
+               "base_url": format!("http://{upstream}/v1")}),
+    )
+    .await;
+    admin(
+        reqwest::Method::PUT,
+        "/routes/gpt-4o-mini",
+        json!({"targets": [{"credential_id": credential["credential_id"], "model": "gpt-4o-mini"}]}),
+    )
+    .await;
+    let key = admin(reqwest::Method::POST, "/keys", json!({"name": "flood"})).await;
+    let secret = key["secret"].as_str().unwrap();
+    for stream in [false, true] {
+        let answer = client
+            .post(server.url("/v1/chat/completions"))
+            .bearer_auth(secret)
+            .json(&json!({"model": "gpt-4o-mini", "stream": stream,
+                          "messages": [{"role": "user", "content": "hi"}]}))
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 502, "stream {stream}");
+        let body: serde_json::Value = answer.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "upstream_error", "stream {stream}");
+    }
+    let peak = peak_mib(&server);
+    assert!(peak < 128, "peak {peak} MiB");
+}
+
+/// `serve` with `command`, which must exit by itself within 20 s: its status and stderr.
+fn serve_exits(mut command: std::process::Command) -> (std::process::ExitStatus, String) {
+    let mut child = command
+        .arg("serve")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(20) {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut stderr = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut stderr)
+                .unwrap();
+            return (status, stderr);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("serve kept running with a keyring that does not open the canary");
+}
+
+/// A replica started with the wrong key-encryption key answered `/readyz` 200 and wrapped new
+/// orgs' data keys that no correct replica could open: now it does not start. After `kek
+/// rotate`, the retired key is no longer needed to start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn av_4_serve_refuses_to_start_with_a_keyring_that_does_not_open_the_canary() {
+    const WRONG: &str = "d3Jvbmcgd3Jvbmcgd3Jvbmcgd3Jvbmcgd3Jvbmc0MjE=";
+    const NEXT: &str = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
+    // The harness's key, which bootstrapped the database and so sealed its canary.
+    const FIRST: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+    let setup = setup().await;
+    let mut wrong = command(&setup.test);
+    wrong.env("PORTCULLIS_SECRETS__KEK", WRONG);
+    let (status, stderr) = serve_exits(wrong);
+    assert!(!status.success());
+    assert!(
+        stderr.contains("does not open this database's canary"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("\"listening\""), "{stderr}");
+    assert!(
+        !stderr.contains(WRONG) && !stderr.contains(FIRST),
+        "a key reached the log"
+    );
+
+    let rotated = crate::support::run(
+        command(&setup.test)
+            .env("PORTCULLIS_SECRETS__KEK", NEXT)
+            .env("PORTCULLIS_SECRETS__KEK_VERSION", "2")
+            .env("PORTCULLIS_SECRETS__PREVIOUS_KEKS", format!("1:{FIRST}"))
+            .args(["kek", "rotate"]),
+    );
+    assert!(
+        rotated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rotated.stderr)
+    );
+    let mut next = command(&setup.test);
+    next.env("PORTCULLIS_SECRETS__KEK", NEXT)
+        .env("PORTCULLIS_SECRETS__KEK_VERSION", "2");
+    let server = Server::start(next);
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let ready = client.get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    drop(server);
+    // The first key alone is now the wrong one.
+    let (status, stderr) = serve_exits(command(&setup.test));
+    assert!(!status.success());
+    assert!(stderr.contains("sealed with key version 2"), "{stderr}");
+}

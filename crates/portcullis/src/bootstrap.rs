@@ -22,6 +22,14 @@ pub struct Outcome {
 pub async fn run(config: &Config, org_name: &str, email: &str) -> anyhow::Result<()> {
     let password = owner_password()?;
     let db = Db::connect_lazy(&DbOptions::new(config.database.url()?.clone()))?;
+    // With a keyring configured, the canary is written (or proved) before anything else.
+    if config.secrets.kek.is_some() {
+        let ring = config.secrets.keyring()?;
+        if let Err(error) = crate::canary::check(&db, &ring).await {
+            db.close().await;
+            return Err(error);
+        }
+    }
     let outcome = bootstrap(&db, org_name, email, &password).await;
     db.close().await;
     let outcome = outcome?;

@@ -35,6 +35,7 @@ pub async fn run_with(config: Config, on_listening: impl FnOnce(SocketAddr)) -> 
     };
     let db = Db::connect_lazy(&options)?;
     check_role(&db, config.database.startup_timeout).await?;
+    crate::canary::check(&db, &keyring).await?;
     match db.uses_tls().await {
         Ok(true) => tracing::info!("database connections are encrypted"),
         Ok(false) => tracing::warn!(

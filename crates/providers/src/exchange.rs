@@ -111,11 +111,21 @@ pub(crate) async fn translated_json(
     })
 }
 
+/// A body in an encoding the gateway did not ask for (it asks for none) cannot be read as
+/// the endpoint's answer, whatever its status says.
+fn plain(response: &reqwest::Response) -> Result<(), ProviderError> {
+    match response.headers().get(reqwest::header::CONTENT_ENCODING) {
+        Some(encoding) if encoding != "identity" => Err(ProviderError::InvalidResponse),
+        _ => Ok(()),
+    }
+}
+
 /// The whole body of a successful response, within the attempt's time and the body bound.
 pub(crate) async fn body(
     response: reqwest::Response,
     limits: &Limits,
 ) -> Result<Bytes, ProviderError> {
+    plain(&response)?;
     if response
         .content_length()
         .is_some_and(|n| n > limits.max_body as u64)
@@ -148,6 +158,16 @@ pub(crate) async fn stream(
     limits: &Limits,
     translator: impl Translate,
 ) -> Result<Reply, ProviderError> {
+    plain(&response)?;
+    // A JSON error or an HTML page under 200 is not a stream of events.
+    let events = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
+    if !events {
+        return Err(ProviderError::InvalidResponse);
+    }
     let pieces = response
         .bytes_stream()
         .map(|piece| piece.map_err(|e| ProviderError::from_reqwest(&e)))

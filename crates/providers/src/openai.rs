@@ -75,10 +75,8 @@ pub(crate) async fn call(
         return exchange::stream(response, limits, passthrough).await;
     }
     let body = exchange::body(response, limits).await?;
-    let usage = match operation {
-        Operation::Chat { .. } => usage::openai_chat(&body),
-        Operation::Embeddings => usage::openai(&body),
-    };
+    let embeddings = matches!(operation, Operation::Embeddings);
+    let usage = usage::openai_answer(&body, embeddings).ok_or(ProviderError::InvalidResponse)?;
     Ok(Reply::Json {
         status: status.as_u16(),
         body,

@@ -65,12 +65,36 @@ struct WithUsage {
     usage: Option<OpenAiUsage>,
 }
 
-/// The `usage` of an OpenAI-shaped embeddings body: `None` when it has none, or says nothing
-/// of the prompt.
-pub fn openai(document: &[u8]) -> Option<Usage> {
-    let usage = serde_json::from_slice::<WithUsage>(document).ok()?.usage?;
-    usage.prompt_tokens.or(usage.input_tokens)?;
-    Some(usage.into())
+/// A whole OpenAI-shaped body, read once for its shape and its usage.
+#[derive(Deserialize)]
+struct OpenAiAnswer {
+    usage: Option<OpenAiUsage>,
+    choices: Option<serde::de::IgnoredAny>,
+    data: Option<serde::de::IgnoredAny>,
+}
+
+/// A whole OpenAI-shaped body as its endpoint promises it: complete JSON holding `choices`
+/// (chat) or `data` (embeddings), with its usage as [`openai_chat`] and [`openai`] read it.
+/// `None` when it is not such an answer (an HTML page, cut short, an error object under 200).
+pub fn openai_answer(document: &[u8], embeddings: bool) -> Option<Option<Usage>> {
+    let answer = serde_json::from_slice::<OpenAiAnswer>(document).ok()?;
+    let counted = if embeddings {
+        answer.data?;
+        prompt_counted
+    } else {
+        answer.choices?;
+        chat_counted
+    };
+    Some(answer.usage.filter(counted).map(Usage::from))
+}
+
+/// Embeddings count only the prompt.
+fn prompt_counted(usage: &OpenAiUsage) -> bool {
+    usage.prompt_tokens.or(usage.input_tokens).is_some()
+}
+
+fn chat_counted(usage: &OpenAiUsage) -> bool {
+    prompt_counted(usage) && usage.completion_tokens.or(usage.output_tokens).is_some()
 }
 
 /// The `usage` of an OpenAI-shaped chat answer (a whole body, or one stream chunk): `None`
@@ -79,9 +103,7 @@ pub fn openai(document: &[u8]) -> Option<Usage> {
 /// reservation.
 pub fn openai_chat(document: &[u8]) -> Option<Usage> {
     let usage = serde_json::from_slice::<WithUsage>(document).ok()?.usage?;
-    let counted = usage.prompt_tokens.or(usage.input_tokens).is_some()
-        && usage.completion_tokens.or(usage.output_tokens).is_some();
-    counted.then(|| usage.into())
+    chat_counted(&usage).then(|| usage.into())
 }
 
 /// Anthropic's `usage`: `input_tokens` counts only the prompt tokens neither read from nor
@@ -248,7 +270,8 @@ mod tests {
         assert_eq!(openai_chat(br#"{"usage": {}}"#), None);
         assert_eq!(openai_chat(br#"{"usage": {"total_tokens": 9}}"#), None);
         assert_eq!(openai_chat(br#"{"usage": {"prompt_tokens": 9}}"#), None);
-        assert!(openai(br#"{"usage": {"prompt_tokens": 9, "total_tokens": 9}}"#).is_some());
+        let embeddings = br#"{"data": [], "usage": {"prompt_tokens": 9, "total_tokens": 9}}"#;
+        assert!(openai_answer(embeddings, true).unwrap().is_some());
         // The Responses API's names.
         let responses = br#"{"usage":{"input_tokens":10,"input_tokens_details":{"cached_tokens":4},"output_tokens":20,"output_tokens_details":{"reasoning_tokens":5},"total_tokens":30}}"#;
         assert_eq!(

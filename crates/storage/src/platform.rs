@@ -1,5 +1,5 @@
-//! Platform operations, across orgs: the org listing of the master key, and the one-time
-//! bootstrap of the first org, its owner and the master key.
+//! Platform operations, across orgs: the org listing of the master key, the one-time
+//! bootstrap of the first org, its owner and the master key, and the keyring's canary.
 
 use chrono::{DateTime, Utc};
 use portcullis_core::audit::{Actor, Source};
@@ -155,4 +155,28 @@ pub async fn rotate_master_key(
     }
     tx.commit().await?;
     Ok(revoked)
+}
+
+/// The keyring's canary (through `platform_keyring_canary`): `sealed` is stored when there is
+/// none yet; the canary stored is returned, for the caller to open.
+pub async fn keyring_canary(db: &Db, sealed: &[u8]) -> Result<Vec<u8>, StorageError> {
+    Ok(sqlx::query_scalar("select platform_keyring_canary($1)")
+        .bind(sealed)
+        .fetch_one(db.pool())
+        .await?)
+}
+
+/// Replaces the canary `opened` (as read) with `sealed`; false when it had changed meanwhile.
+pub async fn reseal_keyring_canary(
+    db: &Db,
+    opened: &[u8],
+    sealed: &[u8],
+) -> Result<bool, StorageError> {
+    Ok(
+        sqlx::query_scalar("select platform_reseal_keyring_canary($1, $2)")
+            .bind(opened)
+            .bind(sealed)
+            .fetch_one(db.pool())
+            .await?,
+    )
 }

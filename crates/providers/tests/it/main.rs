@@ -51,6 +51,9 @@ async fn fake(
             let stream = futures_util::stream::iter(events.map(|e| Ok::<_, std::io::Error>(Bytes::from(e))));
             Response::builder().header("content-type", "text/event-stream").body(Body::from_stream(stream)).unwrap()
         }
+        "ok" if body.get("input").is_some() => axum::Json(json!({"object": "list",
+            "data": [{"object": "embedding", "index": 0, "embedding": [0.5]}],
+            "usage": {"prompt_tokens": 1, "total_tokens": 1}})).into_response(),
         "ok" => axum::Json(json!({"object": "chat.completion", "model": body["model"], "choices": [],
                                  "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}))
         .into_response(),
@@ -74,6 +77,14 @@ async fn fake(
             });
             Response::builder().header("content-type", "text/event-stream").body(Body::from_stream(stream)).unwrap()
         }
+        // Answers under 200 that are not what the endpoint promises.
+        "html" => Response::builder().header("content-type", "text/html")
+            .body(Body::from("<html><body>Sign in to the captive portal</body></html>")).unwrap(),
+        "truncated" => Response::builder().header("content-type", "application/json")
+            .body(Body::from(r#"{"object": "chat.completion", "choices": [{"message": {"content": "par"#)).unwrap(),
+        "gzip" => Response::builder().header("content-type", "application/json").header("content-encoding", "gzip")
+            .body(Body::from(&b"\x1f\x8b\x08\x00\x00\x00\x00\x00"[..])).unwrap(),
+        "error200" => axum::Json(json!({"error": {"message": "quota exceeded", "type": "insufficient_quota"}})).into_response(),
         _ => StatusCode::NOT_FOUND.into_response(),
     }
 }
@@ -649,4 +660,36 @@ async fn av_4_one_tenants_failures_leave_another_tenants_target_served_first() {
         .unwrap();
     assert_eq!(served.attempts, 1, "served on its first attempt");
     assert_eq!(seen.hits.load(Ordering::SeqCst), 1);
+}
+
+/// An answer under 200 that is not what the endpoint promises is the upstream's failure: the
+/// next target serves the request, and with none left it is an invalid response (502).
+#[tokio::test]
+async fn av_4_html_truncated_unasked_encodings_and_error_objects_under_200_fall_back() {
+    let (good, _) = upstream("ok").await;
+    for mode in ["html", "truncated", "gzip", "error200"] {
+        let (bad, _) = upstream(mode).await;
+        for stream in [false, true] {
+            let up = upstreams();
+            let alone = [target(mode, ProviderKind::OpenAiCompatible, bad, "/v1")];
+            let failure = serve_chat(&up, &alone, &body(stream), stream, Duration::from_secs(2))
+                .await
+                .err()
+                .unwrap_or_else(|| panic!("{mode} (stream {stream}) was served"));
+            assert!(
+                matches!(failure.last, ProviderError::InvalidResponse),
+                "{mode}: {:?}",
+                failure.last
+            );
+            let chain = [
+                alone[0].clone(),
+                target("good", ProviderKind::OpenAiCompatible, good, "/v1"),
+            ];
+            let served = serve_chat(&up, &chain, &body(stream), stream, Duration::from_secs(2))
+                .await
+                .unwrap_or_else(|f| panic!("{mode}: {f:?}"));
+            assert_eq!(served.target, "good", "{mode} (stream {stream})");
+            assert_eq!(served.attempts, 2);
+        }
+    }
 }

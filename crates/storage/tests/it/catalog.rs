@@ -33,6 +33,8 @@ const SECURITY_DEFINER_ALLOWED: &[&str] = &[
     "auth_touch_session",
     "platform_orgs",
     "platform_create_first_master_key",
+    "platform_keyring_canary",
+    "platform_reseal_keyring_canary",
     "platform_sealed_totp_seeds",
     "platform_reseal_totp",
     "auth_virtual_key",
