@@ -34,6 +34,7 @@ if ! curl -fsS -o /dev/null http://127.0.0.1:28090/health 2>/dev/null; then
 fi
 
 PORTCULLIS_DATABASE__URL="$APP" PORTCULLIS_LOG__LEVEL=warn PORTCULLIS_SERVER__LISTEN=127.0.0.1:8080 \
+  PORTCULLIS_PROVIDERS__ALLOW_PRIVATE_NETWORKS='["127.0.0.0/8"]' \
   PORTCULLIS_SERVER__PLAINTEXT=true taskset -c 1 "$BIN" serve & echo $! > "$PIDFILE"
 trap 'kill "$(cat $PIDFILE)" 2>/dev/null || true' EXIT
 for _ in $(seq 50); do curl -fsS -o /dev/null http://127.0.0.1:8080/readyz && break; sleep 0.2; done

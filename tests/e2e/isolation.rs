@@ -177,6 +177,22 @@ async fn av_4_proxy_variables_in_the_environment_do_not_decide_where_provider_ke
     );
 }
 
+/// A TCP forwarder on loopback in front of `to`, as a load balancer in front of a gateway.
+async fn forwarder(to: std::net::SocketAddr) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn av_4_a_base_url_pointing_back_at_the_gateway_ends_within_a_second() {
     let setup = setup().await;
@@ -187,12 +203,40 @@ async fn av_4_a_base_url_pointing_back_at_the_gateway_ends_within_a_second() {
     };
     let key = admin(reqwest::Method::POST, "/keys", json!({"name": "looped"})).await;
     let secret = key["secret"].as_str().unwrap().to_owned();
-    // An admin's mistake or attack: the org's own key, sent back to the gateway itself.
+    let credentials = server.url(&format!("/admin/v1/orgs/{}/credentials", setup.org));
+    // The gateway's own listener is never an upstream, however it is written, even with
+    // loopback allowed.
+    for base_url in [
+        server.url("/v1"),
+        format!("http://localhost:{}/v1", server.addr.port()),
+        format!("http://0.0.0.0:{}/v1", server.addr.port()),
+    ] {
+        let refused = client
+            .post(&credentials)
+            .bearer_auth(&setup.master)
+            .json(
+                &json!({"name": "self", "provider": "openai_compatible", "api_key": secret,
+                          "base_url": base_url}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 400, "{base_url}");
+        let body: serde_json::Value = refused.json().await.unwrap();
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("points at this gateway"),
+            "{base_url}: {message}"
+        );
+    }
+    // Through something in front of it (a load balancer), the org's own key sent back to the
+    // gateway itself: the hop header ends the loop.
+    let front = forwarder(server.addr).await;
     let credential = admin(
         reqwest::Method::POST,
         "/credentials",
         json!({"name": "self", "provider": "openai_compatible", "api_key": secret,
-               "base_url": server.url("/v1")}),
+               "base_url": format!("http://{front}/v1")}),
     )
     .await;
     admin(
@@ -225,6 +269,88 @@ async fn av_4_a_base_url_pointing_back_at_the_gateway_ends_within_a_second() {
     assert_eq!(refused.status(), 508);
     let body: serde_json::Value = refused.json().await.unwrap();
     assert_eq!(body["error"]["code"], "loop_detected");
+}
+
+/// Provider keys go to loopback and private networks only where the operator said so: refused
+/// when the credential is saved, and again when it is called.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn av_4_a_loopback_base_url_is_refused_without_the_allowlist_and_accepted_with_it() {
+    let setup = setup().await;
+    let upstream = plain_upstream().await;
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let mut closed = command(&setup.test);
+    closed.env_remove("PORTCULLIS_PROVIDERS__ALLOW_PRIVATE_NETWORKS");
+    let server = Server::start(closed);
+    let credentials = server.url(&format!("/admin/v1/orgs/{}/credentials", setup.org));
+    for base_url in [
+        format!("http://{upstream}/v1"),
+        format!("http://localhost:{}/v1", upstream.port()),
+        "http://10.1.2.3/v1".to_owned(),
+        "http://[fd00::1]/v1".to_owned(),
+        "http://100.64.0.1/v1".to_owned(),
+    ] {
+        let refused = client
+            .post(&credentials)
+            .bearer_auth(&setup.master)
+            .json(&json!({"name": "local", "provider": "openai_compatible",
+                          "api_key": "sk-local-0123", "base_url": base_url}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 400, "{base_url}");
+        let body: serde_json::Value = refused.json().await.unwrap();
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("providers.allow_private_networks"),
+            "{message}"
+        );
+    }
+    drop(server);
+
+    // Allowed: saved and served.
+    let server = Server::start(command(&setup.test));
+    let admin = |method, path: &'static str, body| {
+        crate::support::admin(&client, &setup, &server, method, path, body)
+    };
+    let credential = admin(
+        reqwest::Method::POST,
+        "/credentials",
+        json!({"name": "local", "provider": "openai_compatible", "api_key": "sk-local-0123",
+               "base_url": format!("http://{upstream}/v1")}),
+    )
+    .await;
+    admin(
+        reqwest::Method::PUT,
+        "/routes/gpt-4o-mini",
+        json!({"targets": [{"credential_id": credential["credential_id"], "model": "gpt-4o-mini"}]}),
+    )
+    .await;
+    let key = admin(reqwest::Method::POST, "/keys", json!({"name": "local"})).await;
+    let secret = key["secret"].as_str().unwrap().to_owned();
+    let chat = |client: reqwest::Client, url: String, secret: String| async move {
+        client
+            .post(url)
+            .bearer_auth(secret)
+            .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap()
+    };
+    let served = chat(
+        client.clone(),
+        server.url("/v1/chat/completions"),
+        secret.clone(),
+    )
+    .await;
+    assert_eq!(served.status(), 200);
+    drop(server);
+
+    // The allowlist taken away: the stored credential is refused when it is called.
+    let mut closed = command(&setup.test);
+    closed.env_remove("PORTCULLIS_PROVIDERS__ALLOW_PRIVATE_NETWORKS");
+    let server = Server::start(closed);
+    let refused = chat(client.clone(), server.url("/v1/chat/completions"), secret).await;
+    assert_eq!(refused.status(), 502);
 }
 
 /// The template that took the process to 1,454 MiB: refused when it is written, and refused

@@ -38,6 +38,11 @@ pub fn command(test: &TestDb) -> Command {
             "PORTCULLIS_SECRETS__KEK",
             "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
         )
+        // The tests' upstreams listen on loopback, which an operator allows by name (AV-4).
+        .env(
+            "PORTCULLIS_PROVIDERS__ALLOW_PRIVATE_NETWORKS",
+            "[\"127.0.0.0/8\"]",
+        )
         .env("PORTCULLIS_SERVER__LISTEN", "127.0.0.1:0")
         .env("PORTCULLIS_SERVER__PLAINTEXT", "true");
     command

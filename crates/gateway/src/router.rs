@@ -42,8 +42,8 @@ pub struct AppState {
     pub tasks: tokio_util::task::TaskTracker,
     /// Stops the background loops at shutdown.
     pub stop: tokio_util::sync::CancellationToken,
-    /// Whether provider base URLs may point at link-local or metadata addresses (SSRF guard).
-    pub allow_link_local_upstreams: bool,
+    /// Where provider base URLs may point (SSRF guard, AV-4): checked when a credential is saved.
+    pub destinations: Arc<portcullis_core::net::Destinations>,
     /// The pooled client and breakers of every upstream.
     pub upstreams: Arc<Upstreams>,
     /// Virtual keys and resolved routes, kept fresh by `dataplane::spawn_change_listener`.
@@ -124,7 +124,7 @@ impl AppState {
             throttle: Arc::new(Throttle::new(ThrottleLimits::default())),
             hashers: crate::workers::Workers::start("hasher", cores()),
             renderers: crate::workers::Workers::start("renderer", cores()),
-            allow_link_local_upstreams: false,
+            destinations: Arc::default(),
             upstreams: Arc::new(upstreams),
             caches: Arc::new(Caches::default()),
         })
@@ -165,10 +165,11 @@ impl AppState {
         tokio::time::timeout(grace, self.tasks.wait()).await.is_ok()
     }
 
-    /// The operator's egress choices (`providers.*`): link-local base URLs and host names,
-    /// and the proxy upstream requests go through.
+    /// The operator's egress choices (`providers.*`): where base URLs and host names may lead
+    /// (link-local, private networks, never the gateway itself), and the proxy upstream
+    /// requests go through.
     pub fn with_egress(mut self, egress: &Egress) -> Result<Self, ProviderError> {
-        self.allow_link_local_upstreams = egress.allow_link_local;
+        self.destinations = Arc::new(egress.destinations.clone());
         let breakers = Breakers::new(5, BREAKER_COOLDOWN);
         self.upstreams = Arc::new(Upstreams::new(UPSTREAM_CONNECT_TIMEOUT, breakers, egress)?);
         Ok(self)

@@ -1,11 +1,12 @@
-//! Where a provider key may be sent (SSRF): a credential's base URL is `http` or `https`, has
-//! no user information, and does not point at link-local or cloud metadata addresses unless
-//! the operator allows it. Host names are checked again when they resolve, at connect time
-//! (`portcullis_providers`), so that DNS cannot point a key at a metadata service later.
+//! Where a provider key may be sent (SSRF, AV-4): a credential's base URL is `http` or
+//! `https`, has no user information, and does not point at link-local or cloud metadata
+//! addresses, at loopback or private networks outside `providers.allow_private_networks`, or at
+//! the gateway's own listener. Host names are checked again when they resolve, at connect time
+//! (`portcullis_providers`), so that DNS cannot point a key elsewhere later.
 
-use std::net::IpAddr;
+use std::net::SocketAddr;
 
-use portcullis_core::net::is_link_local;
+use portcullis_core::net::{Destinations, Refused, named_address};
 use url::{Host, Url};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -18,6 +19,23 @@ pub enum RefusedUrl {
     Credentials,
     #[error("base_url points at a link-local or cloud metadata address")]
     Metadata,
+    #[error(
+        "base_url points at loopback or a private network: the operator allows such ranges \
+         with providers.allow_private_networks"
+    )]
+    Private,
+    #[error("base_url points at this gateway")]
+    Gateway,
+}
+
+impl From<Refused> for RefusedUrl {
+    fn from(refused: Refused) -> Self {
+        match refused {
+            Refused::LinkLocal => RefusedUrl::Metadata,
+            Refused::Private => RefusedUrl::Private,
+            Refused::Gateway => RefusedUrl::Gateway,
+        }
+    }
 }
 
 /// Host names that cloud providers answer with instance metadata (and so credentials).
@@ -28,8 +46,9 @@ const METADATA_HOSTS: &[&str] = &[
     "instance-data",
 ];
 
-/// Checks a base URL for provider traffic.
-pub fn check_base_url(text: &str, allow_link_local: bool) -> Result<Url, RefusedUrl> {
+/// Checks a base URL for provider traffic. An address in the URL is checked here; a host
+/// name is checked where it resolves.
+pub fn check_base_url(text: &str, to: &Destinations) -> Result<Url, RefusedUrl> {
     let url = Url::parse(text).map_err(|_| RefusedUrl::Invalid)?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(RefusedUrl::Scheme);
@@ -37,19 +56,22 @@ pub fn check_base_url(text: &str, allow_link_local: bool) -> Result<Url, Refused
     if !url.username().is_empty() || url.password().is_some() {
         return Err(RefusedUrl::Credentials);
     }
-    let metadata = match url.host() {
-        None => return Err(RefusedUrl::Invalid),
-        Some(Host::Domain(name)) => {
-            let name = name.trim_end_matches('.').to_ascii_lowercase();
-            METADATA_HOSTS.contains(&name.as_str())
+    if let Some(addr) = literal_address(&url)? {
+        to.check(addr)?;
+    } else if let Some(Host::Domain(name)) = url.host() {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        if METADATA_HOSTS.contains(&name.as_str()) && !to.allow_link_local {
+            return Err(RefusedUrl::Metadata);
         }
-        Some(Host::Ipv4(ip)) => is_link_local(IpAddr::V4(ip)),
-        Some(Host::Ipv6(ip)) => is_link_local(IpAddr::V6(ip)),
-    };
-    if metadata && !allow_link_local {
-        return Err(RefusedUrl::Metadata);
     }
     Ok(url)
+}
+
+/// The address a URL names without a resolver (an IP literal or `localhost`), with its port.
+pub fn literal_address(url: &Url) -> Result<Option<SocketAddr>, RefusedUrl> {
+    let port = url.port_or_known_default().ok_or(RefusedUrl::Invalid)?;
+    let host = url.host_str().ok_or(RefusedUrl::Invalid)?;
+    Ok(named_address(host, port))
 }
 
 #[cfg(test)]
@@ -58,8 +80,8 @@ mod tests {
 
     #[test]
     fn provider_urls_are_checked_for_metadata_and_credentials() {
-        assert!(check_base_url("https://api.openai.com/v1", false).is_ok());
-        assert!(check_base_url("http://127.0.0.1:11434/v1", false).is_ok());
+        let none = Destinations::default();
+        assert!(check_base_url("https://api.openai.com/v1", &none).is_ok());
         for (url, refusal) in [
             (
                 "http://169.254.169.254/latest/meta-data",
@@ -77,8 +99,49 @@ mod tests {
             ("https://user:pw@example.com", RefusedUrl::Credentials),
             ("not a url", RefusedUrl::Invalid),
         ] {
-            assert_eq!(check_base_url(url, false).err(), Some(refusal), "{url}");
+            assert_eq!(check_base_url(url, &none).err(), Some(refusal), "{url}");
         }
-        assert!(check_base_url("http://169.254.169.254/", true).is_ok());
+        let link_local = Destinations {
+            allow_link_local: true,
+            ..Destinations::default()
+        };
+        assert!(check_base_url("http://169.254.169.254/", &link_local).is_ok());
+    }
+
+    #[test]
+    fn av_4_a_loopback_base_url_needs_the_allowlist_and_the_gateway_is_refused() {
+        let none = Destinations::default();
+        for url in [
+            "http://127.0.0.1:11434/v1",
+            "http://localhost:8000/v1",
+            "http://api.localhost./v1",
+            "http://[::1]:8000/v1",
+            "http://10.0.0.7/v1",
+            "http://[::ffff:192.168.1.1]/v1",
+            "http://100.64.1.1/v1",
+            "http://[fd00::1]/v1",
+            "http://0.0.0.0:8000/v1",
+        ] {
+            assert_eq!(
+                check_base_url(url, &none).err(),
+                Some(RefusedUrl::Private),
+                "{url}"
+            );
+        }
+        let lab = Destinations {
+            allow_private: vec!["127.0.0.0/8".parse().unwrap()],
+            own: vec!["127.0.0.1:8080".parse().unwrap()],
+            ..Destinations::default()
+        };
+        assert!(check_base_url("http://127.0.0.1:11434/v1", &lab).is_ok());
+        assert!(check_base_url("http://localhost:11434/v1", &lab).is_ok());
+        assert_eq!(
+            check_base_url("http://localhost:8080/v1", &lab).err(),
+            Some(RefusedUrl::Gateway)
+        );
+        assert_eq!(
+            check_base_url("http://10.0.0.7/v1", &lab).err(),
+            Some(RefusedUrl::Private)
+        );
     }
 }

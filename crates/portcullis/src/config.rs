@@ -126,6 +126,7 @@ struct RawSecrets {
 #[serde(deny_unknown_fields, default)]
 struct RawProviders {
     allow_link_local: bool,
+    allow_private_networks: Vec<String>,
     proxy: Option<String>,
 }
 
@@ -247,7 +248,8 @@ pub struct Config {
 
 #[derive(Debug)]
 pub struct ProvidersConfig {
-    /// Link-local base URLs, and the one proxy upstream requests may go through.
+    /// Where base URLs may lead (link-local, private networks), and the one proxy upstream
+    /// requests may go through.
     pub egress: portcullis_gateway::Egress,
 }
 
@@ -373,18 +375,7 @@ impl Config {
     }
 
     fn validate(raw: RawConfig) -> anyhow::Result<Self> {
-        let trusted_proxies = raw
-            .server
-            .trusted_proxies
-            .iter()
-            .map(|text| {
-                text.parse::<IpNet>()
-                    .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
-                    .with_context(|| {
-                        format!("server.trusted_proxies: `{text}` is not an address or CIDR range")
-                    })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let trusted_proxies = networks("server.trusted_proxies", &raw.server.trusted_proxies)?;
         let listen = raw.server.listen.parse().with_context(|| {
             format!(
                 "server.listen `{}` is not an address such as 127.0.0.1:8080",
@@ -437,7 +428,14 @@ impl Config {
             },
             providers: ProvidersConfig {
                 egress: portcullis_gateway::Egress {
-                    allow_link_local: raw.providers.allow_link_local,
+                    destinations: portcullis_core::net::Destinations {
+                        allow_link_local: raw.providers.allow_link_local,
+                        allow_private: networks(
+                            "providers.allow_private_networks",
+                            &raw.providers.allow_private_networks,
+                        )?,
+                        own: Vec::new(),
+                    },
                     proxy: raw.providers.proxy,
                 },
             },
@@ -617,6 +615,18 @@ fn refuse_inline_secrets(text: &str, path: &Path) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A list of addresses or CIDR ranges, named by its setting in an error.
+fn networks(setting: &str, texts: &[String]) -> anyhow::Result<Vec<IpNet>> {
+    texts
+        .iter()
+        .map(|text| {
+            text.parse::<IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
+                .with_context(|| format!("{setting}: `{text}` is not an address or CIDR range"))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -92,13 +92,29 @@ pub async fn run_with(config: Config, on_listening: impl FnOnce(SocketAddr)) -> 
         }
         None => None,
     };
-    if config.providers.egress.allow_link_local {
+    let mut egress = config.providers.egress.clone();
+    if egress.destinations.allow_link_local {
         tracing::warn!(
             "providers.allow_link_local: provider keys may be sent to link-local addresses"
         );
     }
+    if !egress.destinations.allow_private.is_empty() {
+        let ranges: Vec<String> = egress
+            .destinations
+            .allow_private
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        tracing::info!(
+            ranges = %ranges.join(", "),
+            "providers.allow_private_networks: provider base URLs may name these ranges"
+        );
+    }
+    // The gateway is never its own upstream.
+    egress.destinations.own.push(addr);
+    egress.destinations.own.extend(config.server.metrics_listen);
     state = state
-        .with_egress(&config.providers.egress)
+        .with_egress(&egress)
         .context("building the upstream HTTP client")?;
     let listener_task = portcullis_gateway::dataplane::spawn_change_listener(state.clone());
     portcullis_gateway::logs::spawn_retention(db.clone(), config.logs.retention_interval);

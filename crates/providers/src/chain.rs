@@ -13,6 +13,8 @@ use portcullis_core::money::Usage;
 use serde_json::{Map, Value};
 use tracing::Instrument;
 
+use portcullis_core::net::Destinations;
+
 use crate::breaker::Breakers;
 use crate::error::ProviderError;
 use crate::exchange::wants_usage;
@@ -24,12 +26,15 @@ use crate::{anthropic_api, gemini, mock, openai};
 pub struct Upstreams {
     pub(crate) http: reqwest::Client,
     pub breakers: Breakers,
+    /// Checked again for every base URL that names an address, before it is called.
+    destinations: std::sync::Arc<Destinations>,
 }
 
 impl Upstreams {
     /// One client for every upstream: rustls with certificate verification, no redirects (a
     /// provider key must not follow one), TCP_NODELAY, bounded connect time, and host names
-    /// that resolve to link-local (cloud metadata) addresses refused unless allowed. Proxy
+    /// resolved only to the addresses `egress.destinations` allows (no link-local or cloud
+    /// metadata, no loopback or private network outside the operator's list). Proxy
     /// environment variables are ignored (AV-4): a process environment is not where an operator
     /// decides where provider keys go; `Egress::proxy` is.
     pub fn new(
@@ -37,7 +42,7 @@ impl Upstreams {
         breakers: Breakers,
         egress: &Egress,
     ) -> Result<Self, ProviderError> {
-        let allow_link_local = egress.allow_link_local;
+        let destinations = std::sync::Arc::new(egress.destinations.clone());
         let builder = match &egress.proxy {
             None => reqwest::Client::builder().no_proxy(),
             Some(url) => {
@@ -47,7 +52,9 @@ impl Upstreams {
             }
         };
         let http = builder
-            .dns_resolver(std::sync::Arc::new(GuardedResolver { allow_link_local }))
+            .dns_resolver(std::sync::Arc::new(GuardedResolver {
+                destinations: std::sync::Arc::clone(&destinations),
+            }))
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(connect_timeout)
             .tcp_nodelay(true)
@@ -56,32 +63,57 @@ impl Upstreams {
             .user_agent(concat!("portcullis/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|_| ProviderError::Unsupported("cannot build the HTTP client".into()))?;
-        Ok(Self { http, breakers })
+        Ok(Self {
+            http,
+            breakers,
+            destinations,
+        })
+    }
+
+    /// A base URL that names an address (or `localhost`) is checked before each call: the
+    /// resolver sees only host names.
+    fn check(&self, target: &Target) -> Result<(), ProviderError> {
+        let Some(url) = &target.base_url else {
+            return Ok(());
+        };
+        let named = url
+            .host_str()
+            .zip(url.port_or_known_default())
+            .and_then(|(host, port)| portcullis_core::net::named_address(host, port));
+        match named {
+            Some(addr) => self
+                .destinations
+                .check(addr)
+                .map_err(|_| ProviderError::Refused),
+            None => Ok(()),
+        }
     }
 }
 
 /// Where the outbound client may send provider requests: the operator's choices.
 #[derive(Debug, Clone, Default)]
 pub struct Egress {
-    /// Whether host names may resolve to link-local (cloud metadata) addresses.
-    pub allow_link_local: bool,
+    /// The addresses provider requests may reach.
+    pub destinations: Destinations,
     /// The one proxy every upstream request goes through, if any (`http://`, `https://` or
     /// `socks5://`); none by default, whatever the environment says.
     pub proxy: Option<String>,
 }
 
-/// Resolves host names, dropping link-local addresses (DNS rebinding towards a metadata
-/// service) unless the operator allows them.
+/// Resolves host names, dropping the addresses the operator does not allow (DNS rebinding
+/// towards a metadata service or a private network). The port is not known here: the
+/// gateway's own listener is refused only where a URL names it (`Upstreams::check`), and a
+/// host name that leads back to the gateway meets the hop header.
 struct GuardedResolver {
-    allow_link_local: bool,
+    destinations: std::sync::Arc<Destinations>,
 }
 
 impl reqwest::dns::Resolve for GuardedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let allow = self.allow_link_local;
+        let destinations = std::sync::Arc::clone(&self.destinations);
         Box::pin(async move {
             let found = tokio::net::lookup_host((name.as_str(), 0)).await?;
-            let addrs: reqwest::dns::Addrs = Box::new(usable(found, allow)?.into_iter());
+            let addrs: reqwest::dns::Addrs = Box::new(usable(found, &destinations)?.into_iter());
             Ok(addrs)
         })
     }
@@ -90,13 +122,13 @@ impl reqwest::dns::Resolve for GuardedResolver {
 /// The resolved addresses a provider key may go to.
 fn usable(
     found: impl Iterator<Item = std::net::SocketAddr>,
-    allow_link_local: bool,
+    destinations: &Destinations,
 ) -> Result<Vec<std::net::SocketAddr>, &'static str> {
     let kept: Vec<_> = found
-        .filter(|addr| allow_link_local || !portcullis_core::net::is_link_local(addr.ip()))
+        .filter(|addr| destinations.check_ip(addr.ip()).is_ok())
         .collect();
     if kept.is_empty() {
-        Err("the host resolves only to link-local addresses")
+        Err("the host resolves only to addresses provider requests may not reach")
     } else {
         Ok(kept)
     }
@@ -254,6 +286,9 @@ async fn attempt(
     operation: Operation,
     limits: &Limits,
 ) -> Result<Reply, ProviderError> {
+    if target.provider != ProviderKind::Mock {
+        upstreams.check(target)?;
+    }
     match target.provider {
         ProviderKind::Mock => mock::call(target, body, operation, limits).await,
         ProviderKind::OpenAi | ProviderKind::OpenAiCompatible | ProviderKind::Azure => {
@@ -425,15 +460,25 @@ mod tests {
     }
 
     #[test]
-    fn names_resolving_to_metadata_addresses_are_refused() {
+    fn av_4_names_resolving_to_metadata_or_private_addresses_are_refused() {
         let metadata: std::net::SocketAddr = "169.254.169.254:0".parse().unwrap();
+        let private: std::net::SocketAddr = "10.0.0.8:0".parse().unwrap();
         let public: std::net::SocketAddr = "203.0.113.4:0".parse().unwrap();
+        let none = Destinations::default();
         assert_eq!(
-            usable([metadata, public].into_iter(), false),
+            usable([metadata, private, public].into_iter(), &none),
             Ok(vec![public])
         );
-        assert!(usable([metadata].into_iter(), false).is_err());
-        assert_eq!(usable([metadata].into_iter(), true), Ok(vec![metadata]));
+        assert!(usable([metadata, private].into_iter(), &none).is_err());
+        let allowed = Destinations {
+            allow_link_local: true,
+            allow_private: vec!["10.0.0.0/8".parse().unwrap()],
+            ..Destinations::default()
+        };
+        assert_eq!(
+            usable([metadata, private].into_iter(), &allowed),
+            Ok(vec![metadata, private])
+        );
     }
 
     #[test]

@@ -19,6 +19,10 @@ pub enum ProviderError {
     /// The request cannot be served by this provider at all (its shape is wrong for it).
     #[error("{0}")]
     Unsupported(String),
+    /// The base URL names an address provider requests may not reach (AV-4): loopback or a
+    /// private network the operator did not allow, link-local, or the gateway itself.
+    #[error("the upstream's address is not one provider requests may reach")]
+    Refused,
     /// An attempt may have been billed and the caller's budget holds no other.
     #[error("no budget is left for another attempt")]
     BudgetSpent,
@@ -32,7 +36,8 @@ impl ProviderError {
             ProviderError::Connect
             | ProviderError::Timeout
             | ProviderError::InvalidResponse
-            | ProviderError::TooLarge => true,
+            | ProviderError::TooLarge
+            | ProviderError::Refused => true,
             ProviderError::Status { status, .. } => *status == 429 || *status >= 500,
             ProviderError::Unsupported(_) | ProviderError::BudgetSpent => false,
         }
@@ -47,6 +52,7 @@ impl ProviderError {
             ProviderError::Status { status, .. } => format!("status {status}"),
             ProviderError::InvalidResponse => "invalid response".to_owned(),
             ProviderError::TooLarge => "too large".to_owned(),
+            ProviderError::Refused => "address refused".to_owned(),
             ProviderError::Unsupported(_) => "unsupported request".to_owned(),
             ProviderError::BudgetSpent => "budget spent".to_owned(),
         }
@@ -62,6 +68,7 @@ impl ProviderError {
             ProviderError::Status { .. } => "status_4xx",
             ProviderError::InvalidResponse => "invalid_response",
             ProviderError::TooLarge => "too_large",
+            ProviderError::Refused => "address_refused",
             ProviderError::Unsupported(_) => "unsupported",
             ProviderError::BudgetSpent => "budget_spent",
         }

@@ -5,6 +5,7 @@ use axum::Json;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
+use portcullis_core::net::Destinations;
 use portcullis_policy::egress;
 use portcullis_storage::AuditedChange;
 use portcullis_storage::credentials::{self as store, Credential, NewCredential};
@@ -67,7 +68,7 @@ pub struct CredentialBody {
 
 impl CredentialBody {
     /// Validates the body; the provider key itself is never echoed in an error.
-    fn check(&self, state: &AppState) -> Result<(), ApiError> {
+    async fn check(&self, state: &AppState) -> Result<(), ApiError> {
         check_name(&self.name)?;
         if !PROVIDERS.contains(&self.provider.as_str()) {
             return Err(ApiError::invalid_request(format!(
@@ -82,8 +83,9 @@ impl CredentialBody {
         }
         match &self.base_url {
             Some(url) => {
-                egress::check_base_url(url, state.allow_link_local_upstreams)
+                let url = egress::check_base_url(url, &state.destinations)
                     .map_err(|refusal| ApiError::invalid_request(refusal.to_string()))?;
+                resolves_somewhere_allowed(&url, &state.destinations).await?;
             }
             None if matches!(self.provider.as_str(), "openai_compatible" | "azure") => {
                 return Err(ApiError::invalid_request(format!(
@@ -106,6 +108,35 @@ impl CredentialBody {
     }
 }
 
+/// A host name that resolves now only to addresses provider requests may not reach is refused
+/// when it is saved, not at its first request. One that does not resolve (yet) is kept: the
+/// resolver checks it again at every connection.
+async fn resolves_somewhere_allowed(url: &url::Url, to: &Destinations) -> Result<(), ApiError> {
+    let (Some(url::Host::Domain(name)), Some(port)) = (url.host(), url.port_or_known_default())
+    else {
+        return Ok(());
+    };
+    let lookup = tokio::net::lookup_host((name, port));
+    let Ok(Ok(found)) = tokio::time::timeout(std::time::Duration::from_secs(2), lookup).await
+    else {
+        return Ok(());
+    };
+    let mut refusal = None;
+    for addr in found {
+        match to.check(addr) {
+            Ok(()) => return Ok(()),
+            Err(refused) => refusal = Some(refused),
+        }
+    }
+    match refusal {
+        Some(refused) => Err(ApiError::invalid_request(format!(
+            "{} (as `{name}` resolves now)",
+            egress::RefusedUrl::from(refused)
+        ))),
+        None => Ok(()),
+    }
+}
+
 pub async fn list(
     State(state): State<AppState>,
     Extension(caller): Extension<OrgCaller>,
@@ -123,7 +154,7 @@ pub async fn create(
     Extension(caller): Extension<OrgCaller>,
     JsonBody(body): JsonBody<CredentialBody>,
 ) -> Result<(StatusCode, Json<CredentialView>), ApiError> {
-    body.check(&state)?;
+    body.check(&state).await?;
     let credential_id = Uuid::now_v7();
     let mut tx = caller
         .begin_write(
@@ -144,7 +175,7 @@ pub async fn replace(
     JsonBody(body): JsonBody<CredentialBody>,
 ) -> Result<Json<CredentialView>, ApiError> {
     let credential_id: Uuid = parse_id(&credential_id)?;
-    body.check(&state)?;
+    body.check(&state).await?;
     let mut tx = caller
         .begin_write(
             &state,

@@ -96,6 +96,8 @@ impl Env {
                 vec!["10.0.0.0/8".parse().unwrap()],
                 spend_options(),
             )
+            .unwrap()
+            .with_egress(&loopback_upstreams())
             .unwrap(),
         );
         let master_key =
@@ -630,6 +632,17 @@ pub struct Replica {
 impl Drop for Replica {
     fn drop(&mut self) {
         self.listener.abort();
+    }
+}
+
+/// The tests' upstreams listen on loopback, which an operator allows by name (AV-4).
+pub fn loopback_upstreams() -> portcullis_gateway::Egress {
+    portcullis_gateway::Egress {
+        destinations: portcullis_core::net::Destinations {
+            allow_private: vec!["127.0.0.0/8".parse().unwrap()],
+            ..Default::default()
+        },
+        proxy: None,
     }
 }
 
