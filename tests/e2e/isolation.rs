@@ -569,3 +569,32 @@ async fn av_4_serve_refuses_to_start_with_a_keyring_that_does_not_open_the_canar
     assert!(!status.success());
     assert!(stderr.contains("sealed with key version 2"), "{stderr}");
 }
+
+/// Connections past `server.max_connections` wait until one ends: the process does not take
+/// on buffers and a task for every connection a client opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn av_4_connections_past_the_limit_wait_for_a_slot() {
+    let setup = setup().await;
+    let mut limited = command(&setup.test);
+    limited.env("PORTCULLIS_SERVER__MAX_CONNECTIONS", "2");
+    let server = Server::start(limited);
+    let held: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(server.addr).unwrap())
+        .collect();
+    let ask = |wait: Duration| {
+        let mut stream = TcpStream::connect(server.addr).unwrap();
+        stream.set_read_timeout(Some(wait)).unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+    };
+    // Both slots are held by connections that send nothing: a third is not served.
+    let waiting = ask(Duration::from_millis(700));
+    assert!(waiting.is_empty(), "served past the limit: {waiting}");
+    drop(held);
+    let served = ask(Duration::from_secs(5));
+    assert!(served.starts_with("HTTP/1.1 200"), "{served}");
+}

@@ -1,5 +1,6 @@
 //! Serving the router on a listener: plaintext or TLS (HTTP/2 and HTTP/1.1 either way), with
-//! limits on slow and oversized request heads, and graceful shutdown.
+//! limits on slow and oversized request heads, on connections and on HTTP/2 streams per
+//! connection (AV-4), and graceful shutdown.
 //!
 //! Each connection is served in its own task, TLS handshake included, so a slow client holds
 //! up nobody else. On shutdown the listener closes at once; idle connections close, requests
@@ -33,6 +34,11 @@ pub struct ServeOptions {
     pub header_read_timeout: Duration,
     /// The largest request head (request line and headers) accepted.
     pub max_header_bytes: usize,
+    /// Connections served at once: past it the listener stops accepting until one ends, and
+    /// new ones wait in the kernel's backlog (each connection holds buffers and a task).
+    pub max_connections: usize,
+    /// Requests in flight at once on one HTTP/2 connection.
+    pub http2_max_streams: u32,
 }
 
 impl ServeOptions {
@@ -42,6 +48,8 @@ impl ServeOptions {
             tls: None,
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: 64 * 1024,
+            max_connections: 10_000,
+            http2_max_streams: 100,
         }
     }
 }
@@ -68,10 +76,20 @@ pub async fn serve(
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(options.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(options.http2_max_streams)
         .keep_alive_interval(Duration::from_secs(30));
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(options.max_connections.max(1)));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
+        // A slot first: at the limit nothing more is accepted until a connection ends.
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -94,7 +112,11 @@ pub async fn serve(
             builder: builder.clone(),
             watcher: graceful.watcher(),
         };
-        tokio::spawn(connection.serve(stream, options.tls.clone()));
+        let tls = options.tls.clone();
+        tokio::spawn(async move {
+            connection.serve(stream, tls).await;
+            drop(slot);
+        });
     }
     drop(listener);
     tracing::info!(

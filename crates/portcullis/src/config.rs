@@ -149,6 +149,10 @@ struct RawServer {
     body_read_timeout_secs: u64,
     /// The largest request head accepted.
     max_header_bytes: usize,
+    /// Connections served at once; past it, new ones wait in the listen backlog.
+    max_connections: usize,
+    /// Requests in flight at once on one HTTP/2 connection.
+    http2_max_streams: u32,
     /// Serve `/metrics` here (plaintext, for a scraper on a private network) instead of on
     /// the main listener.
     metrics_listen: Option<String>,
@@ -167,6 +171,8 @@ impl Default for RawServer {
             header_read_timeout_secs: 10,
             body_read_timeout_secs: 30,
             max_header_bytes: 64 * 1024,
+            max_connections: 10_000,
+            http2_max_streams: 100,
             metrics_listen: None,
         }
     }
@@ -266,6 +272,8 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     pub body_read_timeout: Duration,
     pub max_header_bytes: usize,
+    pub max_connections: usize,
+    pub http2_max_streams: u32,
     pub metrics_listen: Option<SocketAddr>,
 }
 
@@ -407,6 +415,8 @@ impl Config {
                     raw.server.body_read_timeout_secs.clamp(1, 3600),
                 ),
                 max_header_bytes: raw.server.max_header_bytes.clamp(8 * 1024, 1024 * 1024),
+                max_connections: raw.server.max_connections.clamp(1, 1_000_000),
+                http2_max_streams: raw.server.http2_max_streams.clamp(1, 10_000),
                 metrics_listen: raw
                     .server
                     .metrics_listen

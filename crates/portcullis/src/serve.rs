@@ -125,6 +125,8 @@ pub async fn run_with(config: Config, on_listening: impl FnOnce(SocketAddr)) -> 
         grace: config.server.shutdown_grace,
         tls,
         header_read_timeout: config.server.header_read_timeout,
+        max_connections: config.server.max_connections,
+        http2_max_streams: config.server.http2_max_streams,
         max_header_bytes: config.server.max_header_bytes,
     };
     portcullis_gateway::serve(listener, state, shutdown_signal(), serving)
