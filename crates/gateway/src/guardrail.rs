@@ -3,9 +3,10 @@
 //! naming kinds, never values). Every data-plane request passes here in `funnel::serve_alias`,
 //! after translation to OpenAI's shape, so that no route or mode skips it.
 //!
-//! What is looked at: every string of the request but its `model` alias.
+//! What is looked at: every string, object key and number of the request but its `model`
+//! alias, each in its compatibility form (NFKC).
 
-use portcullis_policy::pii::{Detector, PiiKind, Placeholders, redact};
+use portcullis_policy::pii::{Detector, PiiKind, Placeholders, find_in_json, redact_json};
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
@@ -19,23 +20,20 @@ pub struct Checked {
     pub grown: usize,
 }
 
-/// Calls `f` on every string the provider receives: message contents and names, tool calls
-/// and tool definitions, embeddings input, `user`, and anything a client adds. Only `model`
-/// (the route alias, which never leaves as sent) is skipped.
-fn each_input(request: &mut Map<String, Value>, f: &mut impl FnMut(&mut String)) {
-    fn walk(value: &mut Value, f: &mut impl FnMut(&mut String)) {
-        match value {
-            Value::String(text) => f(text),
-            Value::Array(items) => items.iter_mut().for_each(|item| walk(item, f)),
-            Value::Object(fields) => fields.values_mut().for_each(|item| walk(item, f)),
-            _ => {}
-        }
+/// Runs `f` on the request as the provider receives it, but for `model` (the route alias,
+/// which never leaves as sent): message contents and names, tool calls and definitions,
+/// schemas, embeddings input, `user`, anything a client adds; keys and numbers too.
+fn without_model<T>(request: &mut Map<String, Value>, f: impl FnOnce(&mut Value) -> T) -> T {
+    let model = request.remove("model");
+    let mut rest = Value::Object(std::mem::take(request));
+    let out = f(&mut rest);
+    if let Value::Object(fields) = rest {
+        *request = fields;
     }
-    for (key, value) in request.iter_mut() {
-        if key != "model" {
-            walk(value, f);
-        }
+    if let Some(model) = model {
+        request.insert("model".into(), model);
     }
+    out
 }
 
 /// Applies the org's guardrail mode to a request in OpenAI's shape; `blocked` turns a
@@ -44,23 +42,10 @@ pub fn check(detector: &Detector, mode: &str, request: &mut Map<String, Value>) 
     let mut kinds: Vec<PiiKind> = Vec::new();
     let mut grown = 0;
     match mode {
-        "block" => each_input(request, &mut |text| {
-            for finding in detector.find(text) {
-                if !kinds.contains(&finding.kind) {
-                    kinds.push(finding.kind);
-                }
-            }
-        }),
+        "block" => without_model(request, |rest| find_in_json(detector, rest, &mut kinds)),
         "redact" => {
             let mut names = Placeholders::default();
-            each_input(request, &mut |text| {
-                let found = detector.find(text);
-                if !found.is_empty() {
-                    let redacted = redact(text, &found, &mut names);
-                    grown += redacted.len().saturating_sub(text.len());
-                    *text = redacted;
-                }
-            });
+            grown = without_model(request, |rest| redact_json(detector, rest, &mut names));
             kinds = names.kinds();
         }
         _ => {
@@ -163,5 +148,39 @@ mod tests {
             check(&detector, "block", &mut clean).record.action,
             "passed"
         );
+    }
+
+    /// The request: a schema property named with an SSN and an address went through
+    /// `block` untouched; a card as a JSON number and in full-width digits too.
+    #[test]
+    fn av_4_keys_numbers_and_full_width_digits_are_blocked_and_redacted() {
+        let detector = Detector::new().unwrap();
+        let body = json!({
+            "model": "m",
+            "messages": [{"role": "user", "content": "fill the form"}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "f", "schema": {
+                "type": "object",
+                "properties": {"ssn 536-90-4399 of jane.roe@example.com": {"type": "string"}}}}},
+            "metadata": {"card": 4111111111111111_u64, "again": "４１１１ １１１１ １１１１ １１１１"}
+        });
+        let Value::Object(original) = body else {
+            unreachable!()
+        };
+        let mut request = original.clone();
+        let checked = check(&detector, "block", &mut request);
+        assert_eq!(checked.record.action, "blocked");
+        assert_eq!(
+            checked.record.kinds,
+            vec!["email", "payment_card", "us_ssn"]
+        );
+        assert_eq!(request, original, "block changes nothing");
+
+        let checked = check(&detector, "redact", &mut request);
+        assert_eq!(checked.record.action, "redacted");
+        let text = Value::Object(request.clone()).to_string();
+        for value in ["536-90-4399", "jane.roe", "4111111111111111", "４１１１"] {
+            assert!(!text.contains(value), "{value} left in {text}");
+        }
+        assert_eq!(request["model"], "m", "the alias is not the client's text");
     }
 }

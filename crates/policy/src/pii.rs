@@ -1,8 +1,10 @@
 //! Personal data and secrets in text (CF-3, RM-2): where they are, of which kind, and the text
 //! with each replaced by a typed placeholder (`[EMAIL_1]`).
 //!
-//! One pass of one regular expression (the union of every kind's shape, ASCII only, so that it
-//! runs as a lazy DFA) proposes candidates; each candidate is then held to its kind's rules:
+//! One pass of one regular expression (every kind's shape as one pattern of a multi-pattern
+//! regex, bytes only, so that it runs as a lazy DFA) proposes candidates, each with the first
+//! kind whose shape matches there; each candidate is then held to that kind's rules (and to the
+//! later kinds' if it fails them):
 //! word boundaries, the Luhn check of a card, the mod-97 check and the country length of an
 //! IBAN, the ranges of an SSN, a parsed IP address, the randomness of a key. A candidate that
 //! fails every rule is dropped and the search goes on one byte later.
@@ -10,9 +12,14 @@
 use std::collections::HashMap;
 use std::net::Ipv6Addr;
 
-use regex::bytes::Regex;
+use regex_automata::Input;
+use regex_automata::meta::Regex as MultiRegex;
 
+mod fold;
+mod json;
 mod rules;
+
+pub use json::{find_in_json, redact_json};
 
 /// The kinds of personal data and secrets found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -90,33 +97,56 @@ pub struct DetectorError(String);
 /// The compiled detector. Build it once (it takes milliseconds) and share it.
 #[derive(Debug, Clone)]
 pub struct Detector {
-    candidates: Regex,
+    /// One pattern per rule, in the rules' order: a match names the first rule that matches
+    /// at its start (the earlier ones cannot).
+    candidates: MultiRegex,
     rules: Vec<rules::Rule>,
 }
 
 impl Detector {
     pub fn new() -> Result<Self, DetectorError> {
         let rules = rules::all().map_err(|e| DetectorError(e.to_string()))?;
-        let union = rules
-            .iter()
-            .map(|rule| format!("(?:{})", rule.pattern))
-            .collect::<Vec<_>>()
-            .join("|");
-        let candidates = Regex::new(&union).map_err(|e| DetectorError(e.to_string()))?;
+        let patterns: Vec<&str> = rules.iter().map(|rule| rule.pattern.as_str()).collect();
+        let candidates = MultiRegex::builder()
+            .syntax(
+                regex_automata::util::syntax::Config::new()
+                    .unicode(false)
+                    .utf8(false),
+            )
+            .configure(
+                MultiRegex::config()
+                    .utf8_empty(false)
+                    .hybrid_cache_capacity(16 << 20),
+            )
+            .build_many(&patterns)
+            .map_err(|e| DetectorError(e.to_string()))?;
         Ok(Self { candidates, rules })
     }
 
-    /// Every finding, in order, none overlapping.
+    /// Every finding, in order, none overlapping, read in each character's compatibility
+    /// form (NFKC: full-width digits are digits) and named in `text`'s own bytes.
     pub fn find(&self, text: &str) -> Vec<Finding> {
+        let Some(folded) = fold::fold(text) else {
+            return self.find_folded(text);
+        };
+        let mut found = self.find_folded(&folded.text);
+        for finding in &mut found {
+            finding.start = folded.start(finding.start);
+            finding.end = folded.end(finding.end);
+        }
+        found
+    }
+
+    fn find_folded(&self, text: &str) -> Vec<Finding> {
         let bytes = text.as_bytes();
         let mut found = Vec::new();
         let mut at = 0;
         while at < bytes.len() {
-            let Some(candidate) = self.candidates.find_at(bytes, at) else {
+            let Some(candidate) = self.candidates.find(Input::new(bytes).range(at..)) else {
                 break;
             };
             let start = candidate.start();
-            match self.confirm(bytes, start) {
+            match self.confirm(bytes, candidate) {
                 Some(finding) => {
                     at = finding.end.max(start + 1);
                     found.push(finding);
@@ -127,17 +157,28 @@ impl Detector {
         found
     }
 
-    /// The first rule that holds at `start`, in the rules' order of precedence.
-    fn confirm(&self, bytes: &[u8], start: usize) -> Option<Finding> {
-        self.rules.iter().find_map(|rule| {
-            let m = rule.anchored.find(&bytes[start..])?;
-            let (s, e) = (rule.check)(bytes, start, start + m.end())?;
-            Some(Finding {
-                kind: rule.kind,
-                start: s,
-                end: e,
+    /// The first rule that holds at `start`, in the rules' order of precedence, from `first`
+    /// (the first whose shape matched there).
+    /// The candidate's own span is that rule's match there; later rules are run for theirs.
+    fn confirm(&self, bytes: &[u8], candidate: regex_automata::Match) -> Option<Finding> {
+        let (start, first) = (candidate.start(), candidate.pattern().as_usize());
+        let here = &bytes[start..];
+        self.rules[first..]
+            .iter()
+            .enumerate()
+            .find_map(|(n, rule)| {
+                let end = if n == 0 {
+                    candidate.end()
+                } else {
+                    start + rule.anchored.find(here)?.end()
+                };
+                let (s, e) = (rule.check)(bytes, start, end)?;
+                Some(Finding {
+                    kind: rule.kind,
+                    start: s,
+                    end: e,
+                })
             })
-        })
     }
 }
 
@@ -145,23 +186,24 @@ impl Detector {
 /// conversation that repeats an address still reads coherently.
 #[derive(Debug, Default)]
 pub struct Placeholders {
-    seen: HashMap<(PiiKind, String), usize>,
-    counts: HashMap<PiiKind, usize>,
+    seen: HashMap<PiiKind, HashMap<String, usize>>,
 }
 
 impl Placeholders {
-    fn name(&mut self, kind: PiiKind, value: &str) -> String {
-        let next = self.counts.get(&kind).copied().unwrap_or(0) + 1;
-        let n = *self.seen.entry((kind, value.to_owned())).or_insert(next);
-        if n == next {
-            self.counts.insert(kind, next);
+    /// The number of `value` among its kind's, from 1.
+    fn number(&mut self, kind: PiiKind, value: &str) -> usize {
+        let values = self.seen.entry(kind).or_default();
+        if let Some(n) = values.get(value) {
+            return *n;
         }
-        format!("[{}_{n}]", kind.tag())
+        let n = values.len() + 1;
+        values.insert(value.to_owned(), n);
+        n
     }
 
     /// The kinds replaced so far, each once, in a stable order.
     pub fn kinds(&self) -> Vec<PiiKind> {
-        let mut kinds: Vec<PiiKind> = self.counts.keys().copied().collect();
+        let mut kinds: Vec<PiiKind> = self.seen.keys().copied().collect();
         kinds.sort();
         kinds
     }
@@ -169,14 +211,17 @@ impl Placeholders {
 
 /// `text` with each finding replaced by its placeholder.
 pub fn redact(text: &str, findings: &[Finding], names: &mut Placeholders) -> String {
-    let mut out = String::with_capacity(text.len());
+    use std::fmt::Write;
+    let mut out = String::with_capacity(text.len() + findings.len() * 8);
     let mut at = 0;
     for f in findings {
         let (Some(before), Some(value)) = (text.get(at..f.start), text.get(f.start..f.end)) else {
             continue;
         };
         out.push_str(before);
-        out.push_str(&names.name(f.kind, value));
+        let n = names.number(f.kind, value);
+        // Writing to a String cannot fail.
+        let _ = write!(out, "[{}_{n}]", f.kind.tag());
         at = f.end;
     }
     out.push_str(text.get(at..).unwrap_or_default());

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use portcullis_policy::pii::{Detector, Placeholders, redact};
+use portcullis_policy::pii::{Detector, Placeholders, redact, redact_json};
 use portcullis_storage::logs::{self as store, NewContent, NewLog};
 use portcullis_storage::{Db, StorageError};
 use prometheus_client::metrics::counter::Counter;
@@ -278,25 +278,6 @@ fn cut(text: &mut String, max: usize) -> bool {
     true
 }
 
-/// Every string in a JSON value redacted in place (keys are the API's, not the user's).
-fn redact_value(detector: &Detector, value: &mut Value, names: &mut Placeholders) {
-    match value {
-        Value::String(text) => {
-            let found = detector.find(text);
-            if !found.is_empty() {
-                *text = redact(text, &found, names);
-            }
-        }
-        Value::Array(items) => items
-            .iter_mut()
-            .for_each(|item| redact_value(detector, item, names)),
-        Value::Object(fields) => fields
-            .values_mut()
-            .for_each(|item| redact_value(detector, item, names)),
-        _ => {}
-    }
-}
-
 fn redact_text(detector: &Detector, text: &str, names: &mut Placeholders) -> String {
     redact(text, &detector.find(text), names)
 }
@@ -336,9 +317,9 @@ fn to_row(detector: &Detector, options: &LogOptions, draft: Draft, end: End) -> 
         });
         let mut response = response;
         if redacting {
-            redact_value(detector, &mut request, &mut names);
+            redact_json(detector, &mut request, &mut names);
             if let Some(response) = response.as_mut() {
-                redact_value(detector, response, &mut names);
+                redact_json(detector, response, &mut names);
             }
         }
         // JSON escapes a NUL; the text of a stream does not.
@@ -409,7 +390,7 @@ mod tests {
         let mut value = serde_json::json!({"messages": [{"role": "user",
             "content": [{"type": "text", "text": "Card:\n4111 1111 1111 1111"}]}],
             "user": "ana@example.com"});
-        redact_value(&detector, &mut value, &mut Placeholders::default());
+        redact_json(&detector, &mut value, &mut Placeholders::default());
         let text = value.to_string();
         assert!(!text.contains("4111"), "{text}");
         assert!(!text.contains("ana@example.com"), "{text}");

@@ -44,7 +44,9 @@ pub(super) fn all() -> Result<Vec<Rule>, regex::Error> {
         ),
         (
             PiiKind::Email,
-            r"[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.){1,8}[A-Za-z]{2,24}",
+            // Internationalised addresses too: any byte of a non-ASCII character in the local
+            // part, the labels and the top-level domain (checked as UTF-8 in `email`).
+            r"[A-Za-z0-9._%+\x80-\xFF-]{1,64}@(?:[A-Za-z0-9\x80-\xFF-]{1,63}\.){1,8}(?:[A-Za-z]{2,24}|xn--[A-Za-z0-9-]{1,59}|[\x80-\xFF]{2,64})",
             email,
         ),
         (
@@ -178,10 +180,30 @@ fn jwt(bytes: &[u8], start: usize, end: usize) -> Option<(usize, usize)> {
     .then_some((start, end))
 }
 
+/// Prefixes that only issued keys carry (Google, AWS, GitHub, Slack, Stripe): with the
+/// length the pattern holds them to, the shape alone is the finding. `sk-` is also a word's
+/// start, and needs the randomness too.
+const ISSUED: [&[u8]; 12] = [
+    b"AIza",
+    b"AKIA",
+    b"ASIA",
+    b"ABIA",
+    b"ACCA",
+    b"gh",
+    b"github_pat_",
+    b"xox",
+    b"sk_live_",
+    b"rk_live_",
+    b"sk_test_",
+    b"rk_test_",
+];
+
 fn api_key(bytes: &[u8], start: usize, end: usize) -> Option<(usize, usize)> {
+    let key = &bytes[start..end];
+    let issued = ISSUED.iter().any(|prefix| key.starts_with(prefix));
     (before(bytes, start).is_none_or(|b| b != b'-' && b != b'.' && b != b'/')
         && ends_cleanly(bytes, end)
-        && random_enough(&bytes[start..end]))
+        && (issued || random_enough(key)))
     .then_some((start, end))
 }
 
@@ -199,14 +221,23 @@ const FILE_EXTENSIONS: [&str; 16] = [
     "txt", "pdf", "zip",
 ];
 
+/// A UTF-8 continuation byte: inside a character, not at its start.
+fn continues(b: u8) -> bool {
+    (0x80..0xC0).contains(&b)
+}
+
 fn email(bytes: &[u8], start: usize, end: usize) -> Option<(usize, usize)> {
     let text = &bytes[start..end];
+    // Whole characters only: a candidate that starts or ends inside one is not an address.
+    if continues(bytes[start]) || after(bytes, end).is_some_and(continues) {
+        return None;
+    }
     let at = text.iter().position(|b| *b == b'@')?;
     let (local, domain) = (&text[..at], &text[at + 1..]);
     let tld = domain.rsplit(|b| *b == b'.').next()?;
     let tld = std::str::from_utf8(tld).ok()?.to_ascii_lowercase();
     let prev_ok = before(bytes, start)
-        .is_none_or(|b| !(is_word(b) || matches!(b, b'%' | b'+' | b'-' | b'/')));
+        .is_none_or(|b| !(is_word(b) || b >= 0x80 || matches!(b, b'%' | b'+' | b'-' | b'/')));
     (prev_ok
         && local.len() <= 64
         && domain.len() <= 253
