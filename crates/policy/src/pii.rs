@@ -162,7 +162,9 @@ impl Detector {
     /// The candidate's own span is that rule's match there; later rules are run for theirs.
     fn confirm(&self, bytes: &[u8], candidate: regex_automata::Match) -> Option<Finding> {
         let (start, first) = (candidate.start(), candidate.pattern().as_usize());
-        let here = &bytes[start..];
+        let here = Input::new(bytes)
+            .range(start..)
+            .anchored(regex_automata::Anchored::Yes);
         self.rules[first..]
             .iter()
             .enumerate()
@@ -170,7 +172,7 @@ impl Detector {
                 let end = if n == 0 {
                     candidate.end()
                 } else {
-                    start + rule.anchored.find(here)?.end()
+                    rule.alone.find(here.clone())?.end()
                 };
                 let (s, e) = (rule.check)(bytes, start, end)?;
                 Some(Finding {

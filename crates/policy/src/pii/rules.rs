@@ -1,7 +1,7 @@
 //! Each kind's shape (a pattern, ASCII only) and the rules a candidate of that shape must pass.
 //! Earlier rules take precedence where two match at the same place.
 
-use regex::bytes::Regex;
+use regex_automata::meta::Regex;
 
 use super::{PiiKind, iban_checksum, luhn, parses_as_ipv6};
 
@@ -12,16 +12,25 @@ type Check = fn(&[u8], usize, usize) -> Option<(usize, usize)>;
 pub(super) struct Rule {
     pub kind: PiiKind,
     pub pattern: String,
-    /// The pattern anchored at the candidate's start.
-    pub anchored: Regex,
+    /// The pattern alone, searched anchored at a candidate's start (with the text before it
+    /// in view, so that `\b` sees what precedes).
+    pub alone: Regex,
     pub check: Check,
 }
 
 const OCTET: &str = "(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])";
 
-pub(super) fn all() -> Result<Vec<Rule>, regex::Error> {
+/// Bytes, not Unicode: the patterns are ASCII, and `\x80-\xFF` stands for any byte of a
+/// non-ASCII character.
+pub(super) fn bytes_syntax() -> regex_automata::util::syntax::Config {
+    regex_automata::util::syntax::Config::new()
+        .unicode(false)
+        .utf8(false)
+}
+
+pub(super) fn all() -> Result<Vec<Rule>, regex_automata::meta::BuildError> {
     let ipv4 = format!(r"\b{OCTET}(?:\.{OCTET}){{3}}\b");
-    let table: [(PiiKind, &str, Check); 13] = [
+    let table: [(PiiKind, &str, Check); 14] = [
         (
             PiiKind::Secret,
             r"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY-----",
@@ -72,6 +81,14 @@ pub(super) fn all() -> Result<Vec<Rule>, regex::Error> {
             phone_national,
         ),
         (
+            // Every other way numbers are written: a trunk digit or `00` first, parentheses
+            // anywhere, `/` between groups, no separator at all (then only where the text
+            // before says it is a number to call).
+            PiiKind::Phone,
+            r"(?:\+|\(\+?)?[0-9](?:[0-9]|[ ]?[./-]?[ ]?\(?[0-9]|\)[ ]?[./-]?[ ]?[0-9]){6,28}",
+            phone_grouped,
+        ),
+        (
             PiiKind::IpAddress,
             r"(?:[0-9A-Fa-f]{0,4}:){2,8}[0-9A-Fa-f]{0,4}(?:\.[0-9]{1,3}){0,3}",
             ipv6,
@@ -83,8 +100,11 @@ pub(super) fn all() -> Result<Vec<Rule>, regex::Error> {
         .map(|(kind, pattern, check)| {
             Ok(Rule {
                 kind,
-                pattern: format!("(?-u){pattern}"),
-                anchored: Regex::new(&format!("(?-u)^(?:{pattern})"))?,
+                pattern: pattern.to_owned(),
+                alone: Regex::builder()
+                    .syntax(bytes_syntax())
+                    .configure(Regex::config().utf8_empty(false))
+                    .build(pattern)?,
                 check,
             })
         })
@@ -447,6 +467,165 @@ fn balanced(text: &[u8]) -> bool {
     open == close && open <= 1
 }
 
+/// Where a phone number that ends at `end` really ends: after its extension (`x123`,
+/// `ext. 123`) if it has one, so long as the number ends there.
+fn phone_end(bytes: &[u8], end: usize) -> Option<usize> {
+    let rest = &bytes[end..bytes.len().min(end + 24)];
+    let spaced = usize::from(rest.first() == Some(&b' '));
+    let word = &rest[spaced..];
+    let marker = [&b"extension"[..], b"ext.", b"ext", b"x"]
+        .into_iter()
+        .find(|m| word.len() >= m.len() && word[..m.len()].eq_ignore_ascii_case(m))
+        .map_or(0, <[u8]>::len);
+    if marker > 0 {
+        let after = spaced + marker;
+        let gap = usize::from(rest.get(after) == Some(&b' '));
+        let digits = rest[after + gap..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        let at = end + after + gap + digits;
+        if (1..=6).contains(&digits) && number_ends(bytes, at) {
+            return Some(at);
+        }
+    }
+    number_ends(bytes, end).then_some(end)
+}
+
+/// Words that say the number after them is one to call (as a word's start: `tel`, `tel.`,
+/// `telephone`, `Telefon`).
+const PHONE_WORDS: [&[u8]; 21] = [
+    b"tel",
+    b"phone",
+    b"call",
+    b"mob",
+    b"cell",
+    b"text",
+    b"sms",
+    b"fax",
+    b"whatsapp",
+    b"reach",
+    b"contact",
+    b"kontakt",
+    b"tlf",
+    b"puh",
+    b"fone",
+    "電話".as_bytes(),
+    "电话".as_bytes(),
+    "전화".as_bytes(),
+    "телефон".as_bytes(),
+    "тел".as_bytes(),
+    "Тел".as_bytes(),
+];
+
+/// Words that say the number after them is an identifier.
+const ID_WORDS: [&[u8]; 11] = [
+    b"id",
+    b"order",
+    b"invoice",
+    b"customer",
+    b"account",
+    b"meeting",
+    b"ticket",
+    b"ref",
+    b"passcode",
+    b"serial",
+    b"case",
+];
+
+/// What the words just before `start` say the number is: `Some(true)` a phone, `Some(false)`
+/// an identifier, whichever word came last. One pass over at most 32 bytes.
+fn said_before(bytes: &[u8], start: usize) -> Option<bool> {
+    let window = &bytes[start.saturating_sub(32)..start];
+    let starts_word = |word: &[u8], prefix: &[u8]| {
+        word.len() >= prefix.len() && word[..prefix.len()].eq_ignore_ascii_case(prefix)
+    };
+    window
+        .split(|b| b.is_ascii() && !b.is_ascii_alphabetic())
+        .rev()
+        .filter(|word| !word.is_empty())
+        .find_map(|word| {
+            if PHONE_WORDS.iter().any(|p| starts_word(word, p)) {
+                Some(true)
+            } else if word.eq_ignore_ascii_case(b"po")
+                || ID_WORDS.iter().any(|p| starts_word(word, p))
+            {
+                Some(false)
+            } else {
+                None
+            }
+        })
+}
+
+/// Shapes of digits that are something else: a date, an IPv4 address, an SSN, blocks of four
+/// (cards, account numbers).
+fn other_number(text: &[u8], groups: &[&[u8]]) -> bool {
+    let separators: Vec<u8> = text
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_digit())
+        .collect();
+    let lengths: Vec<usize> = groups.iter().map(|g| g.len()).collect();
+    let dated = separators.len() == 2
+        && separators[0] == separators[1]
+        && matches!(separators[0], b'-' | b'/' | b'.')
+        && matches!(
+            lengths.as_slice(),
+            [4, 1 | 2, 1 | 2] | [1 | 2, 1 | 2, 2 | 4]
+        );
+    let address = separators.iter().all(|b| *b == b'.')
+        && lengths.len() == 4
+        && lengths.iter().all(|l| *l <= 3);
+    let ssn = separators == [b'-', b'-'] && lengths == [3, 2, 4];
+    let blocks = lengths.iter().filter(|l| **l == 4).count() >= 3;
+    // `2024-00871`, `55123/2024`, `20240115-88213`: a reference with its year or date.
+    let year = |g: &&[u8]| {
+        (g.len() == 4 || g.len() == 8) && (g.starts_with(b"19") || g.starts_with(b"20"))
+    };
+    let referenced = (matches!(separators.first(), Some(b'-' | b'/'))
+        && groups.first().is_some_and(year))
+        || (separators.last() == Some(&b'/') && groups.last().is_some_and(year));
+    dated || address || ssn || blocks || referenced
+}
+
+fn phone_grouped(bytes: &[u8], start: usize, end: usize) -> Option<(usize, usize)> {
+    if before(bytes, start).is_some_and(|b| is_word(b) || matches!(b, b'.' | b'-' | b'/' | b'+')) {
+        return None;
+    }
+    // The tail of a longer run of groups (`1111 1112` of a card) is not a number of its own.
+    if before(bytes, start) == Some(b' ')
+        && before(bytes, start - 1).is_some_and(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let text = &bytes[start..end];
+    if !balanced(text) {
+        return None;
+    }
+    let groups: Vec<&[u8]> = text
+        .split(|b| !b.is_ascii_digit())
+        .filter(|g| !g.is_empty())
+        .collect();
+    // Versions and decimals: a group of one digit after the first.
+    if groups.iter().skip(1).any(|g| g.len() < 2) || other_number(text, &groups) {
+        return None;
+    }
+    let digits = digit_count(text);
+    let international =
+        text.starts_with(b"+") || text.starts_with(b"(+") || text.starts_with(b"00");
+    let phone = if international {
+        (8..=15).contains(&digits)
+    } else if groups.len() >= 2 {
+        (7..=13).contains(&digits) && said_before(bytes, start) != Some(false)
+    } else {
+        (7..=12).contains(&digits) && said_before(bytes, start) == Some(true)
+    };
+    if !phone {
+        return None;
+    }
+    phone_end(bytes, end).map(|end| (start, end))
+}
+
 fn phone_international(bytes: &[u8], start: usize, end: usize) -> Option<(usize, usize)> {
     if before(bytes, start).is_some_and(|b| is_word(b) || b == b'+') {
         return None;
@@ -463,11 +642,10 @@ fn phone_international(bytes: &[u8], start: usize, end: usize) -> Option<(usize,
     ends.into_iter().find_map(|end| {
         let text = &bytes[start..end];
         let digits = digit_count(text);
-        ((8..=15).contains(&digits)
-            && balanced(text)
-            && !text.ends_with(b"(")
-            && number_ends(bytes, end))
-        .then_some((start, end))
+        ((8..=15).contains(&digits) && balanced(text) && !text.ends_with(b"("))
+            .then(|| phone_end(bytes, end))
+            .flatten()
+            .map(|end| (start, end))
     })
 }
 
@@ -484,7 +662,10 @@ fn phone_us(bytes: &[u8], start: usize, end: usize) -> Option<(usize, usize)> {
         .collect();
     let consistent = parens
         || (separators.len() == 2 && (separators[0] == separators[1] || separators[0] == b' '));
-    (consistent && number_ends(bytes, end)).then_some((start, end))
+    consistent
+        .then(|| phone_end(bytes, end))
+        .flatten()
+        .map(|end| (start, end))
 }
 
 fn phone_national(bytes: &[u8], start: usize, end: usize) -> Option<(usize, usize)> {
@@ -496,9 +677,10 @@ fn phone_national(bytes: &[u8], start: usize, end: usize) -> Option<(usize, usiz
         .collect();
     ((9..=12).contains(&digit_count(text))
         && separators.windows(2).all(|w| w[0] == w[1])
-        && number_starts(bytes, start)
-        && number_ends(bytes, end))
-    .then_some((start, end))
+        && number_starts(bytes, start))
+    .then(|| phone_end(bytes, end))
+    .flatten()
+    .map(|end| (start, end))
 }
 
 fn ipv6(bytes: &[u8], start: usize, end: usize) -> Option<(usize, usize)> {
