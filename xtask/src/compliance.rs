@@ -363,7 +363,7 @@ implemented_in = []
             ("RM", 5),
             ("EN", 3),
             ("CF", 3),
-            ("AV", 3),
+            ("AV", 4),
             ("CM", 2),
         ] {
             for n in 1..=family.1 {
@@ -374,7 +374,7 @@ implemented_in = []
                 );
             }
         }
-        assert_eq!(ids.len(), 25);
+        assert_eq!(ids.len(), 26);
         assert!(
             controls
                 .iter()

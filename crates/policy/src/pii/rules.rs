@@ -28,7 +28,7 @@ pub(super) fn bytes_syntax() -> regex_automata::util::syntax::Config {
         .utf8(false)
 }
 
-pub(super) fn all() -> Result<Vec<Rule>, regex_automata::meta::BuildError> {
+pub(super) fn all() -> Result<Vec<Rule>, Box<regex_automata::meta::BuildError>> {
     let ipv4 = format!(r"\b{OCTET}(?:\.{OCTET}){{3}}\b");
     let table: [(PiiKind, &str, Check); 14] = [
         (
@@ -104,7 +104,8 @@ pub(super) fn all() -> Result<Vec<Rule>, regex_automata::meta::BuildError> {
                 alone: Regex::builder()
                     .syntax(bytes_syntax())
                     .configure(Regex::config().utf8_empty(false))
-                    .build(pattern)?,
+                    .build(pattern)
+                    .map_err(Box::new)?,
                 check,
             })
         })
