@@ -1,44 +1,36 @@
--- The keyring's canary (EN-2, AV-4): a value sealed with the key-encryption keyring by the
--- first `bootstrap` or `serve`. Every `serve` opens it before it answers anything and refuses to
--- start when it does not open: a replica started with the wrong key would otherwise wrap new
--- orgs' data keys so that no correctly configured replica could open them.
+-- The keyring's canaries (EN-2, AV-4): one value per key-encryption key version, sealed by the
+-- first `bootstrap` or `serve` that uses that version. Every `serve` opens each canary whose
+-- version its keyring holds before it answers anything, and refuses to start when one does not
+-- open: a replica started with the wrong key (or a wrong key under a version others use) would
+-- otherwise wrap new orgs' data keys so that no correctly configured replica could open them.
 --
 -- A platform table: forced RLS with a policy for the owner role only; the runtime role reaches
--- it through the two SECURITY DEFINER functions below.
+-- it through the SECURITY DEFINER function below, which can add a version's canary but never
+-- change or remove one.
 
-create table keyring_canary (
-    only_row   boolean primary key default true check (only_row),
-    sealed     bytea not null check (length(sealed) between 16 and 1024),
-    sealed_at  timestamptz not null default now()
+create table keyring_canaries (
+    kek_version bigint primary key check (kek_version between 0 and 4294967295),
+    sealed      bytea not null check (length(sealed) between 16 and 1024),
+    sealed_at   timestamptz not null default now()
 );
 
-alter table keyring_canary enable row level security;
-alter table keyring_canary force row level security;
-create policy owner_lookup on keyring_canary to portcullis_owner using (true) with check (true);
+alter table keyring_canaries enable row level security;
+alter table keyring_canaries force row level security;
+create policy owner_lookup on keyring_canaries to portcullis_owner using (true) with check (true);
 
--- Stores `p_sealed` when there is no canary yet; returns the canary stored.
-create function platform_keyring_canary(p_sealed bytea) returns bytea
+-- Stores `p_sealed` as version `p_version`'s canary when that version has none; returns every
+-- canary.
+create function platform_keyring_canaries(p_version bigint, p_sealed bytea)
+    returns table (kek_version bigint, sealed bytea)
     language plpgsql volatile security definer
     set search_path = pg_catalog, public, pg_temp
     as $$
 begin
-    insert into keyring_canary (sealed) values (p_sealed) on conflict (only_row) do nothing;
-    return (select sealed from keyring_canary);
+    insert into keyring_canaries (kek_version, sealed) values (p_version, p_sealed)
+        on conflict on constraint keyring_canaries_pkey do nothing;
+    return query select c.kek_version, c.sealed from keyring_canaries c order by c.kek_version;
 end
 $$;
 
--- `kek rotate`: the canary sealed anew with the current key, replacing the one it opened.
-create function platform_reseal_keyring_canary(p_opened bytea, p_sealed bytea) returns boolean
-    language plpgsql volatile security definer
-    set search_path = pg_catalog, public, pg_temp
-    as $$
-begin
-    update keyring_canary set sealed = p_sealed, sealed_at = now() where sealed = p_opened;
-    return found;
-end
-$$;
-
-revoke execute on function platform_keyring_canary(bytea) from public;
-revoke execute on function platform_reseal_keyring_canary(bytea, bytea) from public;
-grant execute on function platform_keyring_canary(bytea) to portcullis_runtime;
-grant execute on function platform_reseal_keyring_canary(bytea, bytea) to portcullis_runtime;
+revoke execute on function platform_keyring_canaries(bigint, bytea) from public;
+grant execute on function platform_keyring_canaries(bigint, bytea) to portcullis_runtime;

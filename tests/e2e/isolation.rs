@@ -564,10 +564,14 @@ async fn av_4_serve_refuses_to_start_with_a_keyring_that_does_not_open_the_canar
     let ready = client.get(server.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
     drop(server);
-    // The first key alone is now the wrong one.
-    let (status, stderr) = serve_exits(command(&setup.test));
+    // A wrong key under version 2, the right one as version 1: version 2's canary says no.
+    let mut half = command(&setup.test);
+    half.env("PORTCULLIS_SECRETS__KEK", WRONG)
+        .env("PORTCULLIS_SECRETS__KEK_VERSION", "2")
+        .env("PORTCULLIS_SECRETS__PREVIOUS_KEKS", format!("1:{FIRST}"));
+    let (status, stderr) = serve_exits(half);
     assert!(!status.success());
-    assert!(stderr.contains("sealed with key version 2"), "{stderr}");
+    assert!(stderr.contains("canary for key version 2"), "{stderr}");
 }
 
 /// Connections past `server.max_connections` wait until one ends: the process does not take
@@ -576,7 +580,9 @@ async fn av_4_serve_refuses_to_start_with_a_keyring_that_does_not_open_the_canar
 async fn av_4_connections_past_the_limit_wait_for_a_slot() {
     let setup = setup().await;
     let mut limited = command(&setup.test);
-    limited.env("PORTCULLIS_SERVER__MAX_CONNECTIONS", "2");
+    limited
+        .env("PORTCULLIS_SERVER__MAX_CONNECTIONS", "2")
+        .env("PORTCULLIS_SERVER__HEADER_READ_TIMEOUT_SECS", "1");
     let server = Server::start(limited);
     let held: Vec<TcpStream> = (0..2)
         .map(|_| TcpStream::connect(server.addr).unwrap())
@@ -595,6 +601,29 @@ async fn av_4_connections_past_the_limit_wait_for_a_slot() {
     let waiting = ask(Duration::from_millis(700));
     assert!(waiting.is_empty(), "served past the limit: {waiting}");
     drop(held);
+    let served = ask(Duration::from_secs(5));
+    assert!(served.starts_with("HTTP/1.1 200"), "{served}");
+    // Connections that never send a request (or 23 bytes of an HTTP/2 preface, which has no
+    // timeout of its own) are closed after the handshake and head times: slots come back.
+    let mut silent: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(server.addr).unwrap())
+        .collect();
+    silent[1]
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n")
+        .unwrap();
+    let started = Instant::now();
+    for stream in &mut silent {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "held for {:?}",
+        started.elapsed()
+    );
     let served = ask(Duration::from_secs(5));
     assert!(served.starts_with("HTTP/1.1 200"), "{served}");
 }

@@ -9,28 +9,61 @@ use ipnet::IpNet;
 /// AWS's IPv6 metadata address; also through IPv4-mapped IPv6.
 pub fn is_link_local(ip: IpAddr) -> bool {
     const AWS_IPV6_METADATA: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
-    match ip {
+    match carried_v4(ip) {
         IpAddr::V4(v4) => v4.is_link_local(),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.is_link_local(),
-            None => (v6.segments()[0] & 0xffc0) == 0xfe80 || v6 == AWS_IPV6_METADATA,
-        },
+        IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80 || v6 == AWS_IPV6_METADATA,
     }
 }
 
 /// Addresses of this host or its private networks: loopback, unspecified, "this network"
 /// (0.0.0.0/8), RFC 1918, carrier-grade NAT (100.64.0.0/10) and unique local IPv6 (fc00::/7);
 /// also through IPv4-mapped IPv6.
+/// Also: benchmarking (198.18.0.0/15), IETF protocol assignments (192.0.0.0/24), reserved
+/// (240.0.0.0/4), IPv6 site-local (fec0::/10), and IPv4 inside IPv6 (mapped, compatible,
+/// NAT64 64:ff9b::/96 and 64:ff9b:1::/48, 6to4 2002::/16) as the IPv4 address it carries.
 pub fn is_private(ip: IpAddr) -> bool {
-    match ip.to_canonical() {
+    match carried_v4(ip) {
         IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            v4.is_loopback() || v4.is_private() || a == 0 || (a == 100 && (b & 0xc0) == 64)
+            let [a, b, c, _] = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || a == 0
+                || (a == 100 && (b & 0xc0) == 64)
+                || (a == 198 && (b & 0xfe) == 18)
+                || (a == 192 && b == 0 && c == 0)
+                || a >= 240
         }
         IpAddr::V6(v6) => {
-            v6.is_loopback() || v6.is_unspecified() || (v6.segments()[0] & 0xfe00) == 0xfc00
+            let first = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfec0
         }
     }
+}
+
+/// The IPv4 address an IPv6 address carries, if it carries one; else the address itself.
+fn carried_v4(ip: IpAddr) -> IpAddr {
+    let IpAddr::V6(v6) = ip.to_canonical() else {
+        return ip.to_canonical();
+    };
+    let s = v6.segments();
+    let low = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
+    let nat64 = s[0] == 0x64 && s[1] == 0xff9b && (s[2..6] == [0; 4] || s[2] == 1);
+    let compatible = s[..6] == [0; 6] && !v6.is_loopback() && !v6.is_unspecified();
+    if nat64 || compatible {
+        return IpAddr::V4(low);
+    }
+    if s[0] == 0x2002 {
+        return IpAddr::V4(Ipv4Addr::new(
+            (s[1] >> 8) as u8,
+            s[1] as u8,
+            (s[2] >> 8) as u8,
+            s[2] as u8,
+        ));
+    }
+    IpAddr::V6(v6)
 }
 
 /// Why an address may not receive a provider request.
@@ -129,6 +162,13 @@ mod tests {
             "fc00::1",
             "::ffff:10.0.0.1",
             "::ffff:127.0.0.1",
+            "64:ff9b::a00:5",
+            "64:ff9b:1::a00:5",
+            "::10.0.0.5",
+            "2002:a00:5::1",
+            "fec0::1",
+            "198.18.0.1",
+            "240.0.0.1",
         ] {
             assert_eq!(
                 none.check_ip(ip.parse().unwrap()),
@@ -182,6 +222,7 @@ mod tests {
             "fe80::1",
             "::ffff:169.254.1.1",
             "fd00:ec2::254",
+            "64:ff9b::a9fe:a9fe",
         ] {
             assert!(is_link_local(ip.parse().unwrap()), "{ip}");
         }

@@ -34,8 +34,9 @@ pub struct AppState {
     /// Password and recovery-code checks that may run at once: each holds 19 MiB of argon2
     /// memory, so this bounds what any number of logins can take (AV-4).
     pub hashers: crate::workers::Workers,
-    /// Prompt renders (CM-2), each bounded in work and memory, a few at once (AV-4).
-    pub renderers: crate::workers::Workers,
+    /// CPU work a request asks for, a few at once (AV-4): prompt renders (CM-2, each bounded
+    /// in work and memory) and PII scans of large bodies (CF-3).
+    pub compute: crate::workers::Workers,
     /// Refused admin actions, bounded per actor before they reach the audit trail.
     pub denials: Arc<Denials>,
     /// Work that outlives its request (a failed login's audit entries): shutdown waits for it.
@@ -123,7 +124,7 @@ impl AppState {
             trusted_proxies: trusted_proxies.into(),
             throttle: Arc::new(Throttle::new(ThrottleLimits::default())),
             hashers: crate::workers::Workers::start("hasher", cores()),
-            renderers: crate::workers::Workers::start("renderer", cores()),
+            compute: crate::workers::Workers::start("compute", cores()),
             destinations: Arc::default(),
             upstreams: Arc::new(upstreams),
             caches: Arc::new(Caches::default()),

@@ -111,6 +111,7 @@ pub async fn serve(
             peer,
             builder: builder.clone(),
             watcher: graceful.watcher(),
+            first_request_timeout: HANDSHAKE_TIMEOUT + options.header_read_timeout,
         };
         let tls = options.tls.clone();
         tokio::spawn(async move {
@@ -138,6 +139,8 @@ struct Connection {
     peer: SocketAddr,
     builder: Builder<TokioExecutor>,
     watcher: hyper_util::server::graceful::Watcher,
+    /// The handshake and the first request's head must come within this.
+    first_request_timeout: Duration,
 }
 
 impl Connection {
@@ -147,8 +150,22 @@ impl Connection {
             peer,
             builder,
             watcher,
+            first_request_timeout,
         } = self;
+        // A connection that has sent no request within the head's time holds a slot for
+        // nothing: the protocol detection and an HTTP/2 preface have no timeout of their own.
+        let asked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let first_request = {
+            let asked = Arc::clone(&asked);
+            async move {
+                tokio::time::sleep(first_request_timeout).await;
+                if asked.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
         let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            asked.store(true, std::sync::atomic::Ordering::Relaxed);
             let mut request = request.map(axum::body::Body::new);
             request.extensions_mut().insert(ConnectInfo(peer));
             app.clone().oneshot(request)
@@ -157,7 +174,10 @@ impl Connection {
             None => {
                 let connection =
                     builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                watcher.watch(connection).await
+                tokio::select! {
+                    result = watcher.watch(connection) => result,
+                    () = first_request => return,
+                }
             }
             Some(tls) => {
                 let handshake =
@@ -175,7 +195,10 @@ impl Connection {
                 };
                 let connection =
                     builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                watcher.watch(connection).await
+                tokio::select! {
+                    result = watcher.watch(connection) => result,
+                    () = first_request => return,
+                }
             }
         };
         if let Err(error) = result {

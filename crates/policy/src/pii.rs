@@ -217,7 +217,12 @@ pub fn redact(text: &str, findings: &[Finding], names: &mut Placeholders) -> Str
     let mut out = String::with_capacity(text.len() + findings.len() * 8);
     let mut at = 0;
     for f in findings {
-        let (Some(before), Some(value)) = (text.get(at..f.start), text.get(f.start..f.end)) else {
+        // Findings mapped back from folded text may overlap: the union is redacted.
+        if f.end <= at {
+            continue;
+        }
+        let start = f.start.max(at);
+        let (Some(before), Some(value)) = (text.get(at..start), text.get(start..f.end)) else {
             continue;
         };
         out.push_str(before);

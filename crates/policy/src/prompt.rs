@@ -289,6 +289,19 @@ mod tests {
             ("{{ s[0:] }}", "a slice"),
             ("{{ s.replace('a', 'b') }}", "calling `replace`"),
             ("{{ s ** 2 }}", "`**`"),
+            // Lists of variables share them: nested in `set`s, 2^16 x 30 KB from 600 bytes.
+            (
+                "{% set a = [s, s] %}{% set a = [a, a] %}{% if a in '' %}{% endif %}",
+                "a list or map of variables",
+            ),
+            ("{% set m = {'k': s} %}", "a list or map of variables"),
+            (
+                "{% autoescape true %}{{ s }}{% endautoescape %}",
+                "`{% autoescape %}`",
+            ),
+            // The parser recurses once per unary operator: a long chain is a stack overflow.
+            (&*format!("{{{{ {}1 }}}}", "-".repeat(5000)), "tokens"),
+            (&*format!("{{{{ {}x }}}}", "not ".repeat(3000)), "tokens"),
         ] {
             match check(&messages(template)) {
                 Err(PromptError::Refused { detail, .. }) => {
@@ -330,10 +343,10 @@ mod tests {
             format!("{{% set a = s | join('{sep}') %}}{{{{ a | length }}}}"),
             // Every character replaced by 10 KB: 1 GB.
             format!("{{{{ s | replace('x', '{sep}') | length }}}}"),
-            // Doubling through `set` and `join`, 30 times.
+            // A string joined with itself as the separator: its length squared, each time.
             format!(
-                "{{% set a = ['{sep}', '{sep}'] | join %}}{}{{{{ a | length }}}}",
-                "{% set a = [a, a] | join %}".repeat(30)
+                "{{% set a = s %}}{}{{{{ a | length }}}}",
+                "{% set a = a | join(a) %}".repeat(3)
             ),
         ] {
             let version = messages(&template);

@@ -208,7 +208,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             let db = Db::connect_lazy(&DbOptions::new(config.database.url()?.clone()))?;
             let data_keys = credentials::rewrap_data_keys(&db, &ring).await?;
             let seeds = auth::reseal_totp_seeds(&db, &ring).await?;
-            canary::reseal(&db, &ring).await?;
+            canary::check(&db, &ring).await?;
             db.close().await;
             eprintln!(
                 "key-encryption key version {}: re-wrapped {data_keys} data key(s), re-sealed \

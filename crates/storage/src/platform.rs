@@ -157,26 +157,21 @@ pub async fn rotate_master_key(
     Ok(revoked)
 }
 
-/// The keyring's canary (through `platform_keyring_canary`): `sealed` is stored when there is
-/// none yet; the canary stored is returned, for the caller to open.
-pub async fn keyring_canary(db: &Db, sealed: &[u8]) -> Result<Vec<u8>, StorageError> {
-    Ok(sqlx::query_scalar("select platform_keyring_canary($1)")
-        .bind(sealed)
-        .fetch_one(db.pool())
-        .await?)
-}
-
-/// Replaces the canary `opened` (as read) with `sealed`; false when it had changed meanwhile.
-pub async fn reseal_keyring_canary(
+/// The keyring's canaries (through `platform_keyring_canaries`): `sealed` is stored as
+/// `version`'s canary when that version has none; every canary is returned, by version.
+pub async fn keyring_canaries(
     db: &Db,
-    opened: &[u8],
+    version: u32,
     sealed: &[u8],
-) -> Result<bool, StorageError> {
-    Ok(
-        sqlx::query_scalar("select platform_reseal_keyring_canary($1, $2)")
-            .bind(opened)
+) -> Result<Vec<(u32, Vec<u8>)>, StorageError> {
+    let rows: Vec<(i64, Vec<u8>)> =
+        sqlx::query_as("select kek_version, sealed from platform_keyring_canaries($1, $2)")
+            .bind(i64::from(version))
             .bind(sealed)
-            .fetch_one(db.pool())
-            .await?,
-    )
+            .fetch_all(db.pool())
+            .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(v, sealed)| Some((u32::try_from(v).ok()?, sealed)))
+        .collect())
 }

@@ -310,17 +310,19 @@ async fn prepare(
             )
         })
     } else {
-        // A large body is scanned on the blocking pool: milliseconds of CPU must not hold up
-        // the async workers that serve everyone else.
+        // A large body is scanned on the compute workers: milliseconds of CPU must not hold up
+        // the async workers that serve everyone else, and no number of large bodies may run
+        // more scans at once than there are cores (AV-4).
         let detector = Arc::clone(&state.detector);
         let mode = key.privacy.pii_guardrail.clone();
         let mut request = std::mem::take(&mut call.request);
-        let (request, checked) = tokio::task::spawn_blocking(move || {
-            let checked = span.in_scope(|| guardrail::check(&detector, &mode, &mut request));
-            (request, checked)
-        })
-        .await
-        .map_err(ApiError::internal)?;
+        let (request, checked) = state
+            .compute
+            .run(move || {
+                let checked = span.in_scope(|| guardrail::check(&detector, &mode, &mut request));
+                (request, checked)
+            })
+            .await?;
         call.request = request;
         checked
     };

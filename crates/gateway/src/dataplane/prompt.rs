@@ -57,7 +57,7 @@ pub(super) async fn apply_prompt(
     // Off the async workers, a few at once (AV-4): a render is bounded, but not free.
     let variables = ask.variables;
     let rendered = state
-        .renderers
+        .compute
         .run(move || prompt::render(&messages, &variables))
         .await?
         .map_err(|e| ApiError::InvalidRequest {

@@ -42,74 +42,105 @@ fn stable(c: char, bmp: &[u64; 1024]) -> bool {
 }
 
 /// One character that folding changed: where it is in each text, and how long.
+/// A run of characters that folding changed alike: `count` characters of `original_len`
+/// bytes each at `original`, each become `folded_len` bytes at `folded`. A run of full-width
+/// text is one entry, so the map stays small whatever the text.
 #[derive(Debug, Clone, Copy)]
-struct Change {
-    folded: usize,
-    folded_len: usize,
-    original: usize,
-    original_len: usize,
+struct Run {
+    folded: u32,
+    original: u32,
+    count: u32,
+    folded_len: u8,
+    original_len: u8,
+}
+
+impl Run {
+    fn folded_end(&self) -> usize {
+        self.folded as usize + self.count as usize * usize::from(self.folded_len)
+    }
+
+    fn original_end(&self) -> usize {
+        self.original as usize + self.count as usize * usize::from(self.original_len)
+    }
 }
 
 /// The folded text, and the characters that differ from the original.
 #[derive(Debug)]
 pub(super) struct Folded {
     pub text: String,
-    changes: Vec<Change>,
+    runs: Vec<Run>,
 }
 
-/// `None` when folding changes nothing.
+/// `None` when folding changes nothing (or the text is too large to map in 32 bits). A
+/// character is folded only into a form no longer than itself (`４` into `4`, not `½` into
+/// `1⁄2` or `ﷺ` into 33 bytes), so the folded text is never larger than the original.
 pub(super) fn fold(text: &str) -> Option<Folded> {
-    if text.is_ascii() {
+    if text.is_ascii() || u32::try_from(text.len()).is_err() {
         return None;
     }
     let bmp = stable_bmp();
     let mut folded: Option<Folded> = None;
     for (at, c) in text.char_indices() {
-        if stable(c, bmp) {
+        let form = (!stable(c, bmp))
+            .then(|| std::iter::once(c).nfkc().collect::<String>())
+            .filter(|form| form.len() <= c.len_utf8() && !form.is_empty());
+        let Some(form) = form else {
             if let Some(f) = &mut folded {
                 f.text.push(c);
             }
             continue;
-        }
-        let form: String = std::iter::once(c).nfkc().collect();
+        };
         let f = folded.get_or_insert_with(|| {
             let mut copy = String::with_capacity(text.len());
             copy.push_str(&text[..at]);
             Folded {
                 text: copy,
-                changes: Vec::new(),
+                runs: Vec::new(),
             }
         });
-        f.changes.push(Change {
-            folded: f.text.len(),
-            folded_len: form.len(),
-            original: at,
-            original_len: c.len_utf8(),
-        });
+        // Lengths fit: at most four bytes each. Offsets fit: the text is under 4 GiB.
+        let (folded_len, original_len) = (form.len() as u8, c.len_utf8() as u8);
+        match f.runs.last_mut() {
+            Some(run)
+                if run.folded_end() == f.text.len()
+                    && run.original_end() == at
+                    && run.folded_len == folded_len
+                    && run.original_len == original_len =>
+            {
+                run.count += 1;
+            }
+            _ => f.runs.push(Run {
+                folded: f.text.len() as u32,
+                original: at as u32,
+                count: 1,
+                folded_len,
+                original_len,
+            }),
+        }
         f.text.push_str(&form);
     }
     folded
 }
 
 impl Folded {
-    /// The change at or before folded offset `at` (`strict`: before it).
-    fn last(&self, at: usize, strict: bool) -> Option<&Change> {
-        let n = self.changes.partition_point(|c| {
-            if strict {
-                c.folded < at
-            } else {
-                c.folded <= at
-            }
+    /// The run at or before folded offset `at` (`strict`: before it).
+    fn last(&self, at: usize, strict: bool) -> Option<&Run> {
+        let n = self.runs.partition_point(|r| {
+            let folded = r.folded as usize;
+            if strict { folded < at } else { folded <= at }
         });
-        n.checked_sub(1).map(|i| &self.changes[i])
+        n.checked_sub(1).map(|i| &self.runs[i])
     }
 
     /// Where a finding that starts at folded `at` starts in the original.
     pub fn start(&self, at: usize) -> usize {
         match self.last(at, false) {
             None => at,
-            Some(c) if at < c.folded + c.folded_len => c.original,
-            Some(c) => c.original + c.original_len + (at - c.folded - c.folded_len),
+            Some(r) if at < r.folded_end() => {
+                let i = (at - r.folded as usize) / usize::from(r.folded_len);
+                r.original as usize + i * usize::from(r.original_len)
+            }
+            Some(r) => r.original_end() + (at - r.folded_end()),
         }
     }
 
@@ -117,8 +148,11 @@ impl Folded {
     pub fn end(&self, at: usize) -> usize {
         match self.last(at, true) {
             None => at,
-            Some(c) if at <= c.folded + c.folded_len => c.original + c.original_len,
-            Some(c) => c.original + c.original_len + (at - c.folded - c.folded_len),
+            Some(r) if at <= r.folded_end() => {
+                let i = (at - r.folded as usize).div_ceil(usize::from(r.folded_len));
+                r.original as usize + i * usize::from(r.original_len)
+            }
+            Some(r) => r.original_end() + (at - r.folded_end()),
         }
     }
 }
@@ -138,6 +172,9 @@ mod tests {
         assert_eq!(&text[folded.start(card)..folded.end(card + 4)], "４１１１");
         let mail = folded.text.find("a@b.io").unwrap();
         assert_eq!(&text[folded.start(mail)..folded.end(mail + 6)], "ａ＠ｂ.io");
+        // A run of full-width characters is one entry, and growing forms are left alone.
+        assert_eq!(folded.runs.len(), 2);
+        assert!(fold("½ and ﷺ").is_none());
         let bang = folded.text.len() - 1;
         assert_eq!(&text[folded.start(bang)..folded.end(bang + 1)], "!");
     }

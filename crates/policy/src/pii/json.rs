@@ -18,10 +18,24 @@ pub fn find_in_json(detector: &Detector, value: &Value, kinds: &mut Vec<PiiKind>
     walk(value, &mut note);
 }
 
+/// A number as the detector reads it: as written, and, if it is a whole number written as a
+/// negative or a float (`-4111111111111111`, `4111111111111111.0`), its digits alone.
+fn number_text(number: &serde_json::Number) -> String {
+    let written = number.to_string();
+    let whole = number
+        .as_f64()
+        .filter(|f| f.fract() == 0.0 && f.abs() < 1e19 && (written.contains(['.', 'e', 'E', '-'])))
+        .map(|f| format!("{}", f.abs() as u64));
+    match whole {
+        Some(digits) => format!("{written} {digits}"),
+        None => written,
+    }
+}
+
 fn walk(value: &Value, note: &mut impl FnMut(&str)) {
     match value {
         Value::String(text) => note(text),
-        Value::Number(number) => note(&number.to_string()),
+        Value::Number(number) => note(&number_text(number)),
         Value::Array(items) => items.iter().for_each(|item| walk(item, note)),
         Value::Object(fields) => fields.iter().for_each(|(key, item)| {
             note(key);
@@ -37,7 +51,7 @@ pub fn redact_json(detector: &Detector, value: &mut Value, names: &mut Placehold
     match value {
         Value::String(text) => redact_text(detector, text, names),
         Value::Number(number) => {
-            let text = number.to_string();
+            let text = number_text(number);
             let found = detector.find(&text);
             if found.is_empty() {
                 return 0;
@@ -142,6 +156,14 @@ mod tests {
             key.starts_with("ssn [US_SSN_1] of [EMAIL_"),
             "{key} in {text}"
         );
+        // A card as a negative or a float is still a card.
+        let mut kinds = Vec::new();
+        find_in_json(
+            &detector,
+            &json!([-4111111111111111_i64, 4111111111111111.0]),
+            &mut kinds,
+        );
+        assert_eq!(kinds, vec![PiiKind::PaymentCard]);
         // Numbers without personal data stay numbers.
         let mut plain = json!({"max_tokens": 100, "temperature": 0.5});
         redact_json(&detector, &mut plain, &mut names);

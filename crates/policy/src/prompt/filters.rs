@@ -75,17 +75,23 @@ fn charge(bytes: usize) -> Result<(), Error> {
 }
 
 pub(super) fn install(env: &mut Environment<'static>) {
-    // Case mapping can turn one byte into three (`ß` into `SS` is the mild case).
-    env.add_filter("upper", |s: Cow<'_, str>| {
+    // Case mapping can turn one byte into three (`ß` into `SS` is the mild case). Each takes
+    // the value itself: minijinja's own conversion to text would write a whole list out
+    // before the budget saw it.
+    env.add_filter("upper", |v: &Value| {
+        let s = text(v)?;
         charge(s.len() * 3).map(|()| s.to_uppercase())
     });
-    env.add_filter("lower", |s: Cow<'_, str>| {
+    env.add_filter("lower", |v: &Value| {
+        let s = text(v)?;
         charge(s.len() * 3).map(|()| s.to_lowercase())
     });
-    env.add_filter("title", |s: Cow<'_, str>| {
+    env.add_filter("title", |v: &Value| {
+        let s = text(v)?;
         charge(s.len() * 3).map(|()| minijinja::filters::title(s))
     });
-    env.add_filter("capitalize", |s: Cow<'_, str>| {
+    env.add_filter("capitalize", |v: &Value| {
+        let s = text(v)?;
         charge(s.len() * 3).map(|()| {
             let mut chars = s.chars();
             chars.next().map_or_else(String::new, |first| {
@@ -96,7 +102,8 @@ pub(super) fn install(env: &mut Environment<'static>) {
             })
         })
     });
-    env.add_filter("trim", |s: Cow<'_, str>| {
+    env.add_filter("trim", |v: &Value| {
+        let s = text(v)?;
         charge(s.len()).map(|()| s.trim().to_owned())
     });
     let length = |v: &Value| {
@@ -137,8 +144,12 @@ pub(super) fn install(env: &mut Environment<'static>) {
 }
 
 /// `items | join(sep)`, charged piece by piece as it grows.
-fn join(items: &Value, separator: Option<Cow<'_, str>>) -> Result<String, Error> {
-    let separator = separator.as_deref().unwrap_or("");
+fn join(items: &Value, separator: Option<&Value>) -> Result<String, Error> {
+    let separator = match separator {
+        Some(v) => text(v)?,
+        None => Cow::Borrowed(""),
+    };
+    let separator = separator.as_ref();
     let mut out = String::new();
     for (n, item) in items.try_iter()?.enumerate() {
         if n > 0 {
@@ -160,7 +171,8 @@ fn join(items: &Value, separator: Option<Cow<'_, str>>) -> Result<String, Error>
 }
 
 /// `text | replace(from, to)`: the size of the result is known before it is built.
-fn replace(text: Cow<'_, str>, from: Cow<'_, str>, to: Cow<'_, str>) -> Result<String, Error> {
+fn replace(value: &Value, from: &Value, to: &Value) -> Result<String, Error> {
+    let (text, from, to) = (self::text(value)?, self::text(from)?, self::text(to)?);
     charge(text.len())?;
     let found = if from.is_empty() {
         text.chars().count() + 1
@@ -184,6 +196,14 @@ fn tojson(value: &Value) -> Result<String, Error> {
     charge(out.bytes.len())?;
     String::from_utf8(out.bytes)
         .map_err(|_| Error::new(ErrorKind::InvalidOperation, "the JSON is not text"))
+}
+
+/// A value as text: a string as it is, anything else written within the budget.
+fn text(value: &Value) -> Result<Cow<'_, str>, Error> {
+    match value.as_str() {
+        Some(s) => Ok(Cow::Borrowed(s)),
+        None => bounded_text(value).map(Cow::Owned),
+    }
 }
 
 /// A value that is not a string, as text within the budget.

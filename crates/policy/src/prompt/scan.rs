@@ -1,7 +1,8 @@
 //! What a prompt template may do (AV-4), read from its tokens and its compiled instructions:
 //! substitution, `if`, `for` over what it was given, `set`, and the bounded filters. Refused
 //! are the operators that build a value larger than their inputs without a bound (`*` repeats
-//! a string, `~` and `+` join two, and a loop or a chain of `set`s doubles it each time),
+//! a string, `~` and `+` join two, a list of variables shares them, and a loop or a chain of
+//! `set`s doubles it each time),
 //! captured blocks (their output is kept in memory, not written out), slices, macros, calls
 //! and recursion. The match names every instruction, so one that a newer minijinja adds does
 //! not compile until it is read here.
@@ -15,13 +16,28 @@ use super::filters;
 /// The first operator of `source` that builds a larger value than its inputs. Read from its
 /// tokens, before it is compiled: compiling folds constants, and `'x' * 100000000` would be a
 /// 100 MB string by then.
+/// Also read here: the length of each tag (`{{ ... }}`, `{% ... %}`), since the parser and
+/// the compiler recurse once per unary operator or nesting level and a long enough chain would
+/// end the process on a stack overflow.
 pub(super) fn growing_operator(source: &str) -> Option<String> {
     let tokens = tokenize(source, false, SyntaxConfig, WhitespaceConfig::default());
+    let mut in_tag = 0usize;
     for token in tokens {
         // A source that does not tokenise is refused by the parser, with its reason.
         let Ok((token, span)) = token else {
             return None;
         };
+        match token {
+            Token::VariableStart | Token::BlockStart => in_tag = 0,
+            Token::VariableEnd | Token::BlockEnd => {}
+            _ => in_tag += 1,
+        }
+        if in_tag > MAX_TAG_TOKENS {
+            return Some(format!(
+                "line {}: a tag of more than {MAX_TAG_TOKENS} tokens is not allowed in a prompt",
+                span.start_line
+            ));
+        }
         if matches!(token, Token::Plus | Token::Mul | Token::Pow | Token::Tilde) {
             return Some(format!(
                 "line {}: {token} is not allowed in a prompt",
@@ -31,6 +47,9 @@ pub(super) fn growing_operator(source: &str) -> Option<String> {
     }
     None
 }
+
+/// Tokens in one tag: a long expression, with room to spare.
+const MAX_TAG_TOKENS: usize = 200;
 
 /// The first thing `template` does that a prompt may not, with its line.
 pub(super) fn refusal(template: &Template<'_, '_>) -> Option<String> {
@@ -60,10 +79,8 @@ fn refused(instruction: &Instruction<'_>) -> Option<String> {
         | I::GetAttr(_)
         | I::GetItem
         | I::LoadConst(_)
-        | I::BuildMap(_)
         | I::BuildKwargs(_)
         | I::MergeKwargs(_)
-        | I::BuildList(_)
         | I::UnpackList(_)
         | I::UnpackLists(_)
         | I::Sub
@@ -91,11 +108,14 @@ fn refused(instruction: &Instruction<'_>) -> Option<String> {
         | I::JumpIfFalse(_)
         | I::JumpIfFalseOrPop(_)
         | I::JumpIfTrueOrPop(_)
-        | I::PushAutoEscape
-        | I::PopAutoEscape
         | I::DupTop
         | I::DiscardTop
         | I::Swap => return None,
+        // A literal of constants is one constant; one that holds variables shares them, and
+        // nesting it in `set`s doubles a value at each step without copying anything.
+        I::BuildList(_) | I::BuildMap(_) => "a list or map of variables".to_owned(),
+        // Escaping writes a value whole before the output's bound sees it.
+        I::PushAutoEscape | I::PopAutoEscape => "`{% autoescape %}`".to_owned(),
         I::Add => "`+`".to_owned(),
         I::Mul => "`*`".to_owned(),
         I::Pow => "`**`".to_owned(),
