@@ -105,6 +105,33 @@ async fn av_4_a_keyless_body_is_refused_before_it_is_sent_and_a_stalled_one_is_c
     assert!(took < Duration::from_secs(3), "cut after {took:?}");
 }
 
+/// Routes `gpt-4o-mini` to an OpenAI-compatible credential `name` at `base_url`.
+async fn route_to(
+    client: &reqwest::Client,
+    setup: &crate::support::Setup,
+    server: &Server,
+    name: &str,
+    api_key: &str,
+    base_url: &str,
+) {
+    let admin = |method, path: &'static str, body| {
+        crate::support::admin(client, setup, server, method, path, body)
+    };
+    let credential = admin(
+        reqwest::Method::POST,
+        "/credentials",
+        json!({"name": name, "provider": "openai_compatible", "api_key": api_key,
+               "base_url": base_url}),
+    )
+    .await;
+    admin(
+        reqwest::Method::PUT,
+        "/routes/gpt-4o-mini",
+        json!({"targets": [{"credential_id": credential["credential_id"], "model": "gpt-4o-mini"}]}),
+    )
+    .await;
+}
+
 /// An OpenAI-compatible upstream that answers every chat with "ok".
 async fn plain_upstream() -> std::net::SocketAddr {
     let app = axum::Router::new().route(
@@ -149,17 +176,13 @@ async fn av_4_proxy_variables_in_the_environment_do_not_decide_where_provider_ke
     let admin = |method, path: &'static str, body| {
         crate::support::admin(&client, &setup, &server, method, path, body)
     };
-    let credential = admin(
-        reqwest::Method::POST,
-        "/credentials",
-        json!({"name": "plain", "provider": "openai_compatible", "api_key": "sk-plain-0123",
-               "base_url": format!("http://{upstream}/v1")}),
-    )
-    .await;
-    admin(
-        reqwest::Method::PUT,
-        "/routes/gpt-4o-mini",
-        json!({"targets": [{"credential_id": credential["credential_id"], "model": "gpt-4o-mini"}]}),
+    route_to(
+        &client,
+        &setup,
+        &server,
+        "plain",
+        "sk-plain-0123",
+        &format!("http://{upstream}/v1"),
     )
     .await;
     let key = admin(reqwest::Method::POST, "/keys", json!({"name": "plain"})).await;
@@ -232,17 +255,13 @@ async fn av_4_a_base_url_pointing_back_at_the_gateway_ends_within_a_second() {
     // Through something in front of it (a load balancer), the org's own key sent back to the
     // gateway itself: the hop header ends the loop.
     let front = forwarder(server.addr).await;
-    let credential = admin(
-        reqwest::Method::POST,
-        "/credentials",
-        json!({"name": "self", "provider": "openai_compatible", "api_key": secret,
-               "base_url": format!("http://{front}/v1")}),
-    )
-    .await;
-    admin(
-        reqwest::Method::PUT,
-        "/routes/gpt-4o-mini",
-        json!({"targets": [{"credential_id": credential["credential_id"], "model": "gpt-4o-mini"}]}),
+    route_to(
+        &client,
+        &setup,
+        &server,
+        "self",
+        &secret,
+        &format!("http://{front}/v1"),
     )
     .await;
     let started = Instant::now();
@@ -312,17 +331,13 @@ async fn av_4_a_loopback_base_url_is_refused_without_the_allowlist_and_accepted_
     let admin = |method, path: &'static str, body| {
         crate::support::admin(&client, &setup, &server, method, path, body)
     };
-    let credential = admin(
-        reqwest::Method::POST,
-        "/credentials",
-        json!({"name": "local", "provider": "openai_compatible", "api_key": "sk-local-0123",
-               "base_url": format!("http://{upstream}/v1")}),
-    )
-    .await;
-    admin(
-        reqwest::Method::PUT,
-        "/routes/gpt-4o-mini",
-        json!({"targets": [{"credential_id": credential["credential_id"], "model": "gpt-4o-mini"}]}),
+    route_to(
+        &client,
+        &setup,
+        &server,
+        "local",
+        "sk-local-0123",
+        &format!("http://{upstream}/v1"),
     )
     .await;
     let key = admin(reqwest::Method::POST, "/keys", json!({"name": "local"})).await;
@@ -459,17 +474,13 @@ async fn av_4_a_one_gib_upstream_answer_is_502_and_the_process_stays_under_128_m
     let admin = |method, path: &'static str, body| {
         crate::support::admin(&client, &setup, &server, method, path, body)
     };
-    let credential = admin(
-        reqwest::Method::POST,
-        "/credentials",
-        json!({"name": "flood", "provider": "openai_compatible", "api_key": "sk-flood-0123",
-               "base_url": format!("http://{upstream}/v1")}),
-    )
-    .await;
-    admin(
-        reqwest::Method::PUT,
-        "/routes/gpt-4o-mini",
-        json!({"targets": [{"credential_id": credential["credential_id"], "model": "gpt-4o-mini"}]}),
+    route_to(
+        &client,
+        &setup,
+        &server,
+        "flood",
+        "sk-flood-0123",
+        &format!("http://{upstream}/v1"),
     )
     .await;
     let key = admin(reqwest::Method::POST, "/keys", json!({"name": "flood"})).await;
