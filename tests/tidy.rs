@@ -173,7 +173,9 @@ fn visit(dir: &Path, on_file: &mut dyn FnMut(&Path)) {
 }
 
 /// CM-1: every control of the registry (docs/controls.toml) has at least one test named for it
-/// (`fn ac_1_...` or `fn ..._ac_1_...`) somewhere in the workspace.
+/// (`fn ac_1_...` or `fn ..._ac_1_...`) somewhere in the workspace, but for those whose work
+/// is open (`open_in`), which the report shows NOT PROVEN; an open control that has tests is
+/// no longer open and must say so.
 #[test]
 fn cm_1_every_control_in_the_registry_has_a_test() {
     #[derive(serde::Deserialize)]
@@ -183,6 +185,7 @@ fn cm_1_every_control_in_the_registry_has_a_test() {
     #[derive(serde::Deserialize)]
     struct Control {
         id: String,
+        open_in: Option<String>,
     }
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -210,17 +213,28 @@ fn cm_1_every_control_in_the_registry_has_a_test() {
             }
         }
     }
+    let tested = |id: &str| {
+        let token = id.to_ascii_lowercase().replace('-', "_");
+        names
+            .iter()
+            .any(|n| n.starts_with(&format!("{token}_")) || n.contains(&format!("_{token}_")))
+    };
     let untested: Vec<&str> = registry
         .control
         .iter()
+        .filter(|c| c.open_in.is_none() && !tested(&c.id))
         .map(|c| c.id.as_str())
-        .filter(|id| {
-            let token = id.to_ascii_lowercase().replace('-', "_");
-            !names
-                .iter()
-                .any(|n| n.starts_with(&format!("{token}_")) || n.contains(&format!("_{token}_")))
-        })
         .collect();
     assert!(untested.is_empty(), "controls without a test: {untested:?}");
-    assert!(registry.control.len() >= 24);
+    let stale: Vec<&str> = registry
+        .control
+        .iter()
+        .filter(|c| c.open_in.is_some() && tested(&c.id))
+        .map(|c| c.id.as_str())
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "controls marked open that have tests: {stale:?}"
+    );
+    assert_eq!(registry.control.len(), 29, "every control of CONTROLS.md");
 }

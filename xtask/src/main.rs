@@ -157,6 +157,12 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     // The end-to-end tests run the real binary, which nextest does not build for them.
     say("cargo build -p portcullis");
     cargo_like("cargo", &["build", "--quiet", "-p", "portcullis"], &[])?;
+    // A run that fails before it starts must leave no earlier run's report behind to be read
+    // as its own (`compliance --junit`).
+    let report = root()?.join("target/nextest/default/junit.xml");
+    if report.exists() {
+        std::fs::remove_file(&report).with_context(|| format!("removing {}", report.display()))?;
+    }
     let mut nextest = vec!["nextest", "run", "--workspace"];
     nextest.extend(passthrough);
     cargo_like("cargo", &nextest, &[("PCTEST_DATABASE_URL", url.as_str())])
@@ -178,6 +184,12 @@ fn compliance_report(args: &[String]) -> anyhow::Result<()> {
     let junit = match args.junit {
         Some(path) => path,
         None => {
+            // A run that fails before it starts must not leave the last run's report to read.
+            let report = root.join("target/nextest/default/junit.xml");
+            if report.exists() {
+                std::fs::remove_file(&report)
+                    .with_context(|| format!("removing {}", report.display()))?;
+            }
             let url = database()?;
             say("cargo build -p portcullis");
             cargo_like("cargo", &["build", "--quiet", "-p", "portcullis"], &[])?;
@@ -203,19 +215,28 @@ fn compliance_report(args: &[String]) -> anyhow::Result<()> {
     let outcomes = compliance::read_junit(
         &std::fs::read_to_string(&junit).with_context(|| format!("reading {}", junit.display()))?,
     )?;
-    let commit = Command::new("git")
-        .args(["rev-parse", "HEAD"])
-        .current_dir(&root)
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map_or_else(
-            || "unknown".to_owned(),
-            |o| String::from_utf8_lossy(&o.stdout).trim().to_owned(),
-        );
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .current_dir(&root)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let commit = git(&["describe", "--always", "--dirty", "--abbrev=40"])
+        .unwrap_or_else(|| "unknown".to_owned());
+    let written: chrono::DateTime<chrono::Utc> = std::fs::metadata(&junit)
+        .and_then(|m| m.modified())
+        .with_context(|| format!("reading the time of {}", junit.display()))?
+        .into();
+    if let Some(commit_time) = git(&["log", "-1", "--format=%ct"]).and_then(|t| t.parse().ok()) {
+        compliance::stale_run(written.timestamp(), commit_time)?;
+    }
     let provenance = compliance::Provenance {
         commit,
         generated_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        tests_run_at: written.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     };
     let out = args
         .out
@@ -226,8 +247,12 @@ fn compliance_report(args: &[String]) -> anyhow::Result<()> {
         .iter()
         .filter(|e| e.status == compliance::Status::Pass)
         .count();
+    let open = evaluated
+        .iter()
+        .filter(|e| e.status == compliance::Status::NotProven)
+        .count();
     say(&format!(
-        "{passed} of {} controls proven; report in {}",
+        "{passed} of {} controls proven, {open} not proven (open work); report in {}",
         evaluated.len(),
         out.join("report.md").display()
     ));
