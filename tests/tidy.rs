@@ -201,13 +201,20 @@ fn cm_1_every_control_in_the_registry_has_a_test() {
                 dirs.push(path);
             } else if path.extension().is_some_and(|e| e == "rs") {
                 let text = std::fs::read_to_string(&path).unwrap();
-                for line in text.lines() {
-                    if let Some(rest) = line
-                        .trim_start()
-                        .strip_prefix("async fn ")
-                        .or_else(|| line.trim_start().strip_prefix("fn "))
-                    {
-                        names.push(rest.split('(').next().unwrap_or_default().to_owned());
+                // Only test functions count: a `fn` after `#[test]` or `#[tokio::test]`, not a
+                // helper whose name starts with a control id.
+                let mut marked = false;
+                for line in text.lines().map(str::trim_start) {
+                    if line.starts_with("#[test]") || line.starts_with("#[tokio::test") {
+                        marked = true;
+                    } else if marked && (line.starts_with("#[") || line.starts_with("//")) {
+                    } else if marked {
+                        let rest = line.trim_start_matches("pub ").trim_start_matches("async ");
+                        if let Some(name) = rest.strip_prefix("fn ") {
+                            names
+                                .push(name.split(['(', '<']).next().unwrap_or_default().to_owned());
+                        }
+                        marked = false;
                     }
                 }
             }

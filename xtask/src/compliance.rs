@@ -94,6 +94,9 @@ pub enum Status {
     NoTest,
     /// Registered, its work still open (`open_in`), and no test yet.
     NotProven,
+    /// A test in the sources that names the control is not in the run: one passing test must
+    /// not pass a control whose other tests did not run.
+    Incomplete,
 }
 
 #[derive(Debug, Serialize)]
@@ -102,6 +105,8 @@ pub struct Evaluated {
     pub control: Control,
     pub status: Status,
     pub tests: Vec<TestOutcome>,
+    /// Tests in the sources that name the control and are not in the run.
+    pub missing: Vec<String>,
 }
 
 pub fn evaluate(controls: &[Control], outcomes: &[TestOutcome]) -> Vec<Evaluated> {
@@ -126,9 +131,54 @@ pub fn evaluate(controls: &[Control], outcomes: &[TestOutcome]) -> Vec<Evaluated
                 control: control.clone(),
                 status,
                 tests,
+                missing: Vec::new(),
             }
         })
         .collect()
+}
+
+/// The test functions of one source file: a `fn` after `#[test]` or `#[tokio::test(...)]`
+/// (other attributes and doc comments between), not helpers whose names happen to start with
+/// a control id.
+pub fn source_tests(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut marked = false;
+    for line in text.lines().map(str::trim_start) {
+        if line.starts_with("#[test]") || line.starts_with("#[tokio::test") {
+            marked = true;
+        } else if marked && (line.starts_with("#[") || line.starts_with("//")) {
+            // Still the same item.
+        } else if marked {
+            let rest = line.trim_start_matches("pub ").trim_start_matches("async ");
+            if let Some(name) = rest.strip_prefix("fn ") {
+                found.push(name.split(['(', '<']).next().unwrap_or_default().to_owned());
+            }
+            marked = false;
+        }
+    }
+    found
+}
+
+/// Marks each control whose tests in the sources (`expected`) are not all in the run.
+pub fn require_all(evaluated: &mut [Evaluated], expected: &[String]) {
+    for e in evaluated {
+        let ran: std::collections::HashSet<&str> = e
+            .tests
+            .iter()
+            .map(|t| t.name.rsplit("::").next().unwrap_or(&t.name))
+            .collect();
+        let mut missing: Vec<String> = expected
+            .iter()
+            .filter(|name| proves(name, &e.control.id) && !ran.contains(name.as_str()))
+            .cloned()
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        if !missing.is_empty() && e.status != Status::NotProven {
+            e.status = Status::Incomplete;
+        }
+        e.missing = missing;
+    }
 }
 
 /// What the report is about: the commit (`git describe --dirty`: a tree with uncommitted
@@ -178,6 +228,16 @@ pub fn markdown(evaluated: &[Evaluated], provenance: &Provenance) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
+        if !e.missing.is_empty() {
+            out.push_str(&format!(
+                "**Missing from the run:** {}.\n\n",
+                e.missing
+                    .iter()
+                    .map(|m| format!("`{m}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
         if let (true, Some(issue)) = (e.tests.is_empty(), &e.control.open_in) {
             out.push_str(&format!(
                 "**Not proven: its work is open ({issue}); no test proves it yet.**\n"
@@ -206,6 +266,7 @@ fn status_text(status: Status) -> &'static str {
         Status::Fail => "FAIL",
         Status::NoTest => "NO TEST",
         Status::NotProven => "NOT PROVEN",
+        Status::Incomplete => "INCOMPLETE",
     }
 }
 
@@ -434,6 +495,28 @@ implemented_in = []
         let evaluated = evaluate(&open[..1], &[]);
         assert!(write_reports(&evaluated, &provenance(), &dir).is_err());
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Run without one of a control's tests (a crate that did not build, a filter), the
+    /// control does not pass on the others.
+    #[test]
+    fn cm_1_a_control_whose_test_is_missing_from_the_run_is_incomplete() {
+        let source = "#[test]\nfn zz_1_a() {}\n\n#[tokio::test(flavor = \"multi_thread\")]\n\
+                      /// doc\nasync fn zz_1_b() {}\nfn zz_1_helper() {}\n";
+        let expected = source_tests(source);
+        assert_eq!(expected, vec!["zz_1_a", "zz_1_b"]);
+        let controls = read_registry(REGISTRY).unwrap();
+        let ran = vec![TestOutcome {
+            binary: "x".into(),
+            name: "m::zz_1_a".into(),
+            passed: true,
+            seconds: 0.0,
+        }];
+        let mut evaluated = evaluate(&controls[..1], &ran);
+        assert_eq!(evaluated[0].status, Status::Pass);
+        require_all(&mut evaluated, &expected);
+        assert_eq!(evaluated[0].status, Status::Incomplete);
+        assert_eq!(evaluated[0].missing, vec!["zz_1_b"]);
     }
 
     #[test]
