@@ -22,7 +22,7 @@ fn raw_exchange(server: &Server, raw: &[u8], wait: Duration) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn av_3_hostile_clients_get_4xx_or_are_cut_off_and_shutdown_drains() {
+async fn av_4_hostile_clients_get_4xx_or_are_cut_off_and_shutdown_drains() {
     let setup = setup().await;
     let mut command = command(&setup.test);
     command.env("PORTCULLIS_SERVER__HEADER_READ_TIMEOUT_SECS", "1");

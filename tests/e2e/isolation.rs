@@ -503,34 +503,6 @@ async fn av_4_a_one_gib_upstream_answer_is_502_and_the_process_stays_under_128_m
     assert!(peak < 128, "peak {peak} MiB");
 }
 
-/// `serve` with `command`, which must exit by itself within 20 s: its status and stderr.
-fn serve_exits(mut command: std::process::Command) -> (std::process::ExitStatus, String) {
-    let mut child = command
-        .arg("serve")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(20) {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut stderr = String::new();
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut stderr)
-                .unwrap();
-            return (status, stderr);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("serve kept running with a keyring that does not open the canary");
-}
-
 /// A replica started with the wrong key-encryption key answered `/readyz` 200 and wrapped new
 /// orgs' data keys that no correct replica could open: now it does not start. After `kek
 /// rotate`, the retired key is no longer needed to start.
@@ -543,7 +515,7 @@ async fn av_4_serve_refuses_to_start_with_a_keyring_that_does_not_open_the_canar
     let setup = setup().await;
     let mut wrong = command(&setup.test);
     wrong.env("PORTCULLIS_SECRETS__KEK", WRONG);
-    let (status, stderr) = serve_exits(wrong);
+    let (status, stderr) = crate::support::serve_exits(wrong);
     assert!(!status.success());
     assert!(
         stderr.contains("does not open this database's canary"),
@@ -580,7 +552,7 @@ async fn av_4_serve_refuses_to_start_with_a_keyring_that_does_not_open_the_canar
     half.env("PORTCULLIS_SECRETS__KEK", WRONG)
         .env("PORTCULLIS_SECRETS__KEK_VERSION", "2")
         .env("PORTCULLIS_SECRETS__PREVIOUS_KEKS", format!("1:{FIRST}"));
-    let (status, stderr) = serve_exits(half);
+    let (status, stderr) = crate::support::serve_exits(half);
     assert!(!status.success());
     assert!(stderr.contains("canary for key version 2"), "{stderr}");
 }

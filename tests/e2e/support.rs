@@ -1,11 +1,11 @@
 //! Runs the real binary: found beside this test executable in the target directory.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use portcullis_testkit::TestDb;
 
@@ -254,4 +254,32 @@ pub async fn mock_routes_and_key(
         key["key_id"].as_str().unwrap().to_owned(),
         key["secret"].as_str().unwrap().to_owned(),
     )
+}
+
+/// `serve` with `command`, which must exit by itself within 20 s: its status and stderr.
+pub fn serve_exits(mut command: std::process::Command) -> (std::process::ExitStatus, String) {
+    let mut child = command
+        .arg("serve")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(20) {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut stderr = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut stderr)
+                .unwrap();
+            return (status, stderr);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("serve kept running when it should have refused to start");
 }

@@ -186,3 +186,16 @@ async fn en_1_tls_end_to_end_plaintext_refused_certificate_reloaded_untrusted_pr
     assert_eq!(body["error"]["code"], "upstream_unavailable");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Without a certificate and without `server.plaintext` said, `serve` does not start: a
+/// deployment cannot fall back to plaintext by forgetting its certificate.
+#[tokio::test]
+async fn en_1_serve_refuses_to_start_without_tls_or_plaintext_said() {
+    let setup = setup().await;
+    let mut bare = command(&setup.test);
+    bare.env_remove("PORTCULLIS_SERVER__PLAINTEXT");
+    let (status, stderr) = crate::support::serve_exits(bare);
+    assert!(!status.success());
+    assert!(stderr.contains("no TLS certificate"), "{stderr}");
+    assert!(!stderr.contains("\"listening\""), "{stderr}");
+}

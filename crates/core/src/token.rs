@@ -170,7 +170,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ac_5_generated_tokens_parse_and_carry_their_kind() {
+    fn ac_2_generated_tokens_parse_and_carry_their_kind() {
         for kind in TokenKind::ALL {
             let token = Token::generate(kind).unwrap();
             assert!(token.expose().starts_with(kind.prefix()));

@@ -1,4 +1,4 @@
-//! The request-log writer when PostgreSQL is down (RM-1): requests are never held up, the
+//! The request-log writer when PostgreSQL is down (AV-4, with its counters AV-3): requests are never held up, the
 //! queue stays bounded, and what cannot be kept is counted and exported on `/metrics`, never
 //! silent; once the database answers, what was queued is written.
 
@@ -23,7 +23,7 @@ fn entry(key: &LiveKey) -> (Draft, End) {
 }
 
 #[tokio::test]
-async fn rm_1_with_the_database_down_log_entries_past_the_queue_are_dropped_and_counted() {
+async fn av_4_with_the_database_down_log_entries_past_the_queue_are_dropped_and_counted() {
     // Nothing listens on port 9: every write fails at once.
     let mut options = DbOptions::new("postgres://nobody@127.0.0.1:9/none".to_owned().into());
     options.acquire_timeout = Duration::from_millis(200);
@@ -69,7 +69,7 @@ async fn rm_1_with_the_database_down_log_entries_past_the_queue_are_dropped_and_
 }
 
 #[tokio::test]
-async fn rm_1_the_writer_counters_are_exported_on_metrics() {
+async fn av_3_the_log_writer_counters_are_exported_on_metrics() {
     let env = Env::new().await;
     env.logged_request().await;
     let metrics = env.call(Method::GET, "/metrics", Who::Nobody, None).await;
