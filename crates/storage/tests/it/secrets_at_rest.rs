@@ -89,6 +89,64 @@ async fn en_2_a_ciphertext_moved_to_another_record_or_org_does_not_open() {
     );
 }
 
+/// Within one org both credentials share the data key: only the binding of each ciphertext to
+/// its own record keeps one credential's key from opening as another's.
+#[tokio::test]
+async fn en_2_a_ciphertext_moved_to_another_credential_of_the_same_org_does_not_open() {
+    use portcullis_core::audit::{Actor, Source};
+    let test = TestDb::new().await.unwrap();
+    let a = populated_org(&test, "org-a").await.org_id;
+    let first = credential_of(&test, a).await;
+    let second = Uuid::now_v7();
+    let mut tx = test
+        .db
+        .begin_write(
+            a,
+            &Actor::system("en-2"),
+            &Source::default(),
+            portcullis_storage::AuditedChange::new("credential.added", "credential", second),
+        )
+        .await
+        .unwrap();
+    let other = credentials::NewCredential {
+        name: "second",
+        provider: "mock",
+        base_url: None,
+        api_key: "sk-second-credential-0123456789",
+    };
+    credentials::create(&mut tx, &keyring(), second, &other)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let mut dba = sqlx::PgConnection::connect(test.admin_url()).await.unwrap();
+    let same_key: bool = sqlx::query_scalar(
+        "select count(distinct dek_id) = 1 from provider_credentials where credential_id in ($1, $2)",
+    )
+    .bind(first)
+    .bind(second)
+    .fetch_one(&mut dba)
+    .await
+    .unwrap();
+    assert!(same_key, "the two credentials share their org's data key");
+    sqlx::query(
+        "update provider_credentials set ciphertext = (select ciphertext from provider_credentials where credential_id = $1)
+         where credential_id = $2",
+    )
+    .bind(first)
+    .bind(second)
+    .execute(&mut dba)
+    .await
+    .unwrap();
+    assert!(matches!(
+        reveal(&test, &keyring(), a, second).await,
+        Err(StorageError::Crypto(_))
+    ));
+    assert_eq!(
+        reveal(&test, &keyring(), a, first).await.unwrap(),
+        PROVIDER_KEY
+    );
+}
+
 #[tokio::test]
 async fn en_2_kek_rotation_rewraps_online_and_the_old_key_retires() {
     let test = TestDb::new().await.unwrap();
