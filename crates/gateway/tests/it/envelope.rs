@@ -70,7 +70,22 @@ async fn av_3_readyz_is_503_when_the_database_is_unreachable_and_healthz_stays_u
 #[tokio::test]
 async fn av_3_readyz_is_503_while_migrations_are_behind_the_binary() {
     let test = TestDb::new().await.unwrap();
-    sqlx::query("delete from _sqlx_migrations")
+    let app = router(state(test.db.clone()));
+    let (status, _, _) = call(&app, get("/readyz")).await;
+    assert_eq!(status, StatusCode::OK, "ready when every migration is in");
+    // One migration behind, as a database is while a rollout waits for `migrate`: only the
+    // latest row goes, so readiness must compare versions, not merely find rows.
+    sqlx::query(
+        "delete from _sqlx_migrations where version = (select max(version) from _sqlx_migrations)",
+    )
+    .execute(&test.owner)
+    .await
+    .unwrap();
+    let (status, _, _) = call(&app, get("/readyz")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    // A migration that failed half-way is not ready either.
+    let test = TestDb::new().await.unwrap();
+    sqlx::query("update _sqlx_migrations set success = false where version = (select min(version) from _sqlx_migrations)")
         .execute(&test.owner)
         .await
         .unwrap();
