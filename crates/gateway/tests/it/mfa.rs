@@ -210,12 +210,55 @@ async fn ac_4_require_mfa_refuses_owners_and_admins_without_a_second_factor() {
             .status,
         StatusCode::OK
     );
-    // An owner who logs in with the password alone is refused too.
+    // An admin who logs in with the password alone is refused too (every route, and an owner
+    // without MFA: the next test).
     let password_only = env.login("admin@example.com").await;
     let refused = env
         .call_as(Method::GET, &env.org_path(""), &password_only, None)
         .await;
     assert_eq!(refused.body["error"]["code"], "mfa_required");
+}
+
+/// Under `require_mfa`, every route of the org refuses an owner and an admin whose session has
+/// no second factor: the owner too (the harness's owner enrolled, so a second owner who did
+/// not is made), not only on a few routes.
+#[tokio::test]
+async fn ac_4_under_require_mfa_every_org_route_refuses_an_owner_and_an_admin_without_mfa() {
+    let env = Env::new().await;
+    enrol_owner(&env).await;
+    let (_, unverified_owner) = env
+        .add_person(env.org, "second-owner@example.com", "owner")
+        .await;
+    let on = env
+        .call(
+            Method::PATCH,
+            &env.org_path("/settings"),
+            Who::Owner,
+            Some(json!({"require_mfa": true})),
+        )
+        .await;
+    assert_eq!(on.status, StatusCode::OK, "{}", on.body);
+    let admin = env.token(Who::Admin).unwrap().to_owned();
+    let routes: Vec<_> = portcullis_gateway::admin::routes()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/admin/v1/orgs/{org_id}"))
+        .collect();
+    assert!(routes.len() >= 18, "{} org routes", routes.len());
+    for route in &routes {
+        for (who, token) in [("owner", &unverified_owner), ("admin", &admin)] {
+            let (path, body) = crate::support::prepare(&env, route, Who::Master).await;
+            let method = Method::from_bytes(route.method.as_bytes()).unwrap();
+            let refused = env.call_as(method, &path, token, body).await;
+            assert_eq!(
+                (refused.status, refused.body["error"]["code"].as_str()),
+                (StatusCode::FORBIDDEN, Some("mfa_required")),
+                "{} {} as an {who} without MFA: {}",
+                route.method,
+                route.path,
+                refused.body
+            );
+        }
+    }
 }
 
 #[tokio::test]
