@@ -7,7 +7,7 @@ use axum::http::{Method, StatusCode};
 use portcullis_gateway::{AppState, dataplane};
 use serde_json::{Value, json};
 
-use crate::support::{Env, Who};
+use crate::support::{Call, Env, Who};
 
 const DATA_PLANE: [(&str, &str); 3] = [
     ("POST", "/v1/chat/completions"),
@@ -24,16 +24,36 @@ fn chat(model: &str, stream: bool) -> Value {
 async fn ac_2_only_virtual_keys_carry_traffic() {
     let env = Env::new().await;
     env.mock_route("chat", &["mock-1"]).await;
-    for (method, path) in DATA_PLANE {
-        let method = Method::from_bytes(method.as_bytes()).unwrap();
+    // Every prompt route the data plane serves, and the model list; a route added later is
+    // in `prompt_routes()` and so in this test.
+    let mut routes: Vec<(Method, &str)> = portcullis_gateway::dataplane::prompt_routes()
+        .into_iter()
+        .map(|path| (Method::POST, path))
+        .collect();
+    routes.push((Method::GET, "/v1/models"));
+    assert!(routes.len() >= DATA_PLANE.len() + 1, "{routes:?}");
+    for (method, path) in routes {
         let body = match path {
             "/v1/embeddings" => Some(json!({"model": "chat", "input": "hello"})),
+            "/v1/messages" => Some(json!({"model": "chat", "max_tokens": 16,
+                                          "messages": [{"role": "user", "content": "hi"}]})),
             _ => (method == Method::POST).then(|| chat("chat", false)),
         };
+        // A master key and sessions never carry traffic, as a bearer token or as `x-api-key`.
         for who in [Who::Master, Who::Owner, Who::Admin] {
-            let response = env.call(method.clone(), path, who, body.clone()).await;
-            assert_eq!(response.status, StatusCode::FORBIDDEN, "{path} as {who:?}");
-            assert_eq!(response.body["error"]["code"], "wrong_key_kind");
+            let token = env.token(who).unwrap().to_owned();
+            let bearer = env.call(method.clone(), path, who, body.clone()).await;
+            let mut call = Call::new(method.clone(), path, None, body.clone());
+            call.headers.push(("x-api-key", token));
+            let header = env.send(call).await;
+            for (how, response) in [("bearer", bearer), ("x-api-key", header)] {
+                assert_eq!(
+                    (response.status, response.body["error"]["code"].as_str()),
+                    (StatusCode::FORBIDDEN, Some("wrong_key_kind")),
+                    "{path} as {who:?} by {how}: {}",
+                    response.body
+                );
+            }
         }
         let none = env
             .call(method.clone(), path, Who::Nobody, body.clone())
