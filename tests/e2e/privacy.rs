@@ -183,3 +183,72 @@ async fn rm_1_request_logs_queued_at_shutdown_are_written_before_the_process_exi
     .unwrap();
     assert_eq!((logs, ledger), (SENT, SENT));
 }
+
+/// Request logs and their contents, as the administrator counts them.
+async fn counts(conn: &mut sqlx::PgConnection) -> (i64, i64) {
+    sqlx::query_as(
+        "select (select count(*) from request_logs), (select count(*) from request_contents)",
+    )
+    .fetch_one(conn)
+    .await
+    .unwrap()
+}
+
+/// The retention job itself, in the running binary (not only the function it calls): content
+/// past its org's retention goes within the job's interval, and its metadata stays.
+#[tokio::test]
+async fn rm_3_the_background_job_of_the_binary_removes_content_past_retention() {
+    let setup = setup().await;
+    let mut command = command(&setup.test);
+    command.env("PORTCULLIS_LOGS__RETENTION_INTERVAL_SECS", "1");
+    let server = Server::start(command);
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let (_, secret) = mock_routes_and_key(&client, &setup, &server, &[("chat", "mock-1")]).await;
+    admin(
+        &client,
+        &setup,
+        &server,
+        reqwest::Method::PATCH,
+        "/settings",
+        json!({"logging_level": "content"}),
+    )
+    .await;
+    for _ in 0..2 {
+        let response = client
+            .post(server.url("/v1/chat/completions"))
+            .bearer_auth(&secret)
+            .json(&json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(setup.test.admin_url())
+        .await
+        .unwrap();
+    // The writer flushes on its own; wait for both rows.
+    let mut waited = 0;
+    while counts(&mut conn).await != (2, 2) {
+        assert!(waited < 100, "the request logs were not written");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    // One of them 40 days old, past the default 30 days.
+    sqlx::query(
+        "update request_contents set created_at = now() - interval '40 days'
+         where log_id = (select log_id from request_contents order by log_id limit 1)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let mut waited = 0;
+    while counts(&mut conn).await != (2, 1) {
+        assert!(
+            waited < 50,
+            "the job did not remove the old content within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    drop(server);
+}
