@@ -115,3 +115,60 @@ async fn av_3_metrics_can_live_on_a_listener_of_their_own() {
     let text = scraped.expect("the metrics listener answers");
     assert!(text.contains("portcullis_http_requests"), "{text}");
 }
+
+/// AU-2 through the binary's own listener and configuration: the audit trail records the
+/// connecting address, and the `X-Forwarded-For` address only when the peer is one of
+/// `server.trusted_proxies`.
+#[tokio::test]
+async fn au_2_client_ip_in_the_audit_trail_follows_the_configured_trusted_proxies() {
+    let setup = crate::support::setup().await;
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .unwrap();
+    for (trusted, expected) in [
+        (None, "127.0.0.1"),
+        (Some("[\"127.0.0.0/8\"]"), "198.51.100.23"),
+    ] {
+        let mut command = crate::support::command(&setup.test);
+        if let Some(trusted) = trusted {
+            command.env("PORTCULLIS_SERVER__TRUSTED_PROXIES", trusted);
+        }
+        let server = crate::support::Server::start(command);
+        let request_id = format!("au2-e2e-{}", trusted.is_some());
+        let created = client
+            .post(server.url(&format!("/admin/v1/orgs/{}/teams", setup.org)))
+            .bearer_auth(&setup.master)
+            .header("x-request-id", &request_id)
+            .header("x-forwarded-for", "198.51.100.23")
+            .header("user-agent", "au2-e2e/1.0")
+            .json(&serde_json::json!({"name": request_id}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 201, "{}", created.text().await.unwrap());
+        let trail: serde_json::Value = client
+            .get(server.url(&format!(
+                "/admin/v1/orgs/{}/audit?action=team.created&limit=1000",
+                setup.org
+            )))
+            .bearer_auth(&setup.master)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let events = trail["events"].as_array().unwrap();
+        let entry = events
+            .iter()
+            .find(|e| e["request_id"] == request_id.as_str())
+            .unwrap_or_else(|| panic!("no entry for {request_id}: {trail}"));
+        assert_eq!(
+            (entry["client_ip"].as_str(), entry["user_agent"].as_str()),
+            (Some(expected), Some("au2-e2e/1.0")),
+            "trusted proxies {trusted:?}: {entry}"
+        );
+        server.terminate();
+    }
+}

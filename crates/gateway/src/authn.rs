@@ -1,5 +1,7 @@
 //! `/auth/v1`: login (with a second step when MFA is on), logout, the caller's profile, TOTP
-//! enrolment, accepting an invitation, and signing out everywhere (AC-4, AC-5, AC-6).
+//! enrolment and removal, accepting an invitation, and signing out everywhere (AC-4, AC-5,
+//! AC-6). Every route that changes state records one audit entry in each of the person's orgs
+//! (AU-1, AU-2).
 
 use std::net::IpAddr;
 
@@ -32,7 +34,7 @@ const CHALLENGE_MINUTES: i64 = 5;
 /// The longest email address (RFC 5321's path limit); longer is refused before any work.
 pub const MAX_EMAIL_BYTES: usize = 320;
 
-fn table() -> [(&'static str, &'static str, MethodRouter<AppState>); 8] {
+fn table() -> [(&'static str, &'static str, MethodRouter<AppState>); 9] {
     [
         ("POST", "/auth/v1/login", post(login)),
         ("POST", "/auth/v1/login/mfa", post(login_mfa)),
@@ -40,6 +42,7 @@ fn table() -> [(&'static str, &'static str, MethodRouter<AppState>); 8] {
         ("GET", "/auth/v1/me", get(me)),
         ("POST", "/auth/v1/mfa/enroll", post(mfa_enroll)),
         ("POST", "/auth/v1/mfa/confirm", post(mfa_confirm)),
+        ("POST", "/auth/v1/mfa/remove", post(mfa_remove)),
         ("POST", "/auth/v1/invites/accept", post(accept_invite)),
         ("POST", "/auth/v1/sessions/revoke", post(revoke_sessions)),
     ]
@@ -261,6 +264,14 @@ async fn login(
     };
     attempt.succeeded();
     if user.mfa_enabled {
+        record_for_user(
+            &state,
+            user.user_id,
+            &source,
+            "login.mfa_challenged",
+            json!({}),
+        )
+        .await?;
         let (challenge, expires_at) =
             new_session(&state, user.user_id, SessionKind::MfaChallenge, false).await?;
         return Ok(Json(json!(ChallengeView {
@@ -296,6 +307,15 @@ struct LoginMfa {
 enum SecondFactor {
     Totp,
     RecoveryCode,
+}
+
+impl SecondFactor {
+    fn name(&self) -> &'static str {
+        match self {
+            SecondFactor::Totp => "totp",
+            SecondFactor::RecoveryCode => "recovery_code",
+        }
+    }
 }
 
 /// Checks a TOTP code (each time step once) or a recovery code (each code once).
@@ -390,16 +410,12 @@ async fn login_mfa(
             "unknown or expired challenge",
         ));
     }
-    let method = match factor {
-        SecondFactor::Totp => "totp",
-        SecondFactor::RecoveryCode => "recovery_code",
-    };
     record_for_user(
         &state,
         user,
         &source,
         "login.succeeded",
-        json!({"mfa": method}),
+        json!({"mfa": factor.name()}),
     )
     .await?;
     let (token, expires_at) = new_session(&state, user, SessionKind::Session, true).await?;
@@ -419,7 +435,7 @@ async fn logout(
     let principal = session_principal(&state, &headers).await?;
     let token = bearer(&headers)?;
     if let Some(user) = principal.user_id() {
-        record_for_user(&state, user, &source, "logout", json!({})).await?;
+        record_for_user(&state, user, &source, "session.ended", json!({})).await?;
     }
     auth::end_session(&state.db, &token.hash()).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -516,6 +532,7 @@ struct Enrolment {
 /// `POST /auth/v1/mfa/enroll`: a new pending seed, shown once, sealed at rest.
 async fn mfa_enroll(
     State(state): State<AppState>,
+    ClientSource(source): ClientSource,
     headers: HeaderMap,
 ) -> Result<Json<Enrolment>, ApiError> {
     let (user, _, _) = session_user(&state, &headers).await?;
@@ -534,6 +551,14 @@ async fn mfa_enroll(
         .map_err(ApiError::internal)?;
     let totp = Totp::new(secret, &profile.email).map_err(ApiError::internal)?;
     auth::set_totp_pending(&state.db, user, &sealed).await?;
+    record_for_user(
+        &state,
+        user,
+        &source,
+        "mfa.enrollment_started",
+        json!({"method": "totp"}),
+    )
+    .await?;
     Ok(Json(Enrolment {
         secret: totp.secret_base32(),
         otpauth_uri: totp.uri(),
@@ -615,6 +640,63 @@ async fn mfa_confirm(
     Ok(Json(RecoveryCodes {
         recovery_codes: codes.iter().map(RecoveryCode::display).collect(),
     }))
+}
+
+/// `POST /auth/v1/mfa/remove` `{code}`: the caller turns their own TOTP off with a current
+/// code or a recovery code. Refused while an org of theirs needs a second factor of them
+/// (AC-4); afterwards no session of theirs counts as verified.
+async fn mfa_remove(
+    State(state): State<AppState>,
+    ClientSource(source): ClientSource,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<Confirm>,
+) -> Result<Json<Value>, ApiError> {
+    let (user, _, _) = session_user(&state, &headers).await?;
+    let profile = auth::profile(&state.db, user)
+        .await?
+        .ok_or_else(invalid_credentials)?;
+    if !profile.mfa_enabled {
+        return Err(ApiError::Conflict(
+            "MFA is not on for this account".to_owned(),
+        ));
+    }
+    let rules = auth::mfa_rules(&state.db, user).await?;
+    if rules
+        .iter()
+        .any(|rule| rbac::needs_second_factor(rule.role, rule.require_mfa))
+    {
+        return Err(ApiError::denied(
+            "mfa_required",
+            "an organization you belong to requires owners and admins to keep a second factor",
+            "second factor",
+        ));
+    }
+    let user_name = user.to_string();
+    let attempt = throttled(
+        &state,
+        &second_factor_subjects(&user_name, source.client_ip),
+    )?;
+    let Some(factor) = check_second_factor(&state, user, &body.code).await? else {
+        drop(attempt);
+        return Err(ApiError::invalid_request(
+            "the code does not match; send a current code or an unused recovery code",
+        ));
+    };
+    attempt.succeeded();
+    if !auth::remove_mfa(&state.db, user).await? {
+        return Err(ApiError::Conflict(
+            "MFA is not on for this account".to_owned(),
+        ));
+    }
+    record_for_user(
+        &state,
+        user,
+        &source,
+        "mfa.removed",
+        json!({"method": factor.name()}),
+    )
+    .await?;
+    Ok(Json(json!({"mfa_enabled": false})))
 }
 
 #[derive(Debug, Deserialize)]

@@ -223,8 +223,7 @@ fn permitted(caller: &OrgCaller, action: Action) -> Result<(), ApiError> {
         mfa_verified: false,
         ..
     } = caller.principal
-        && caller.require_mfa
-        && caller.role.at_least(Role::Admin)
+        && rbac::needs_second_factor(caller.role, caller.require_mfa)
     {
         return Err(ApiError::denied(
             "mfa_required",

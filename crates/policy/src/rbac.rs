@@ -174,6 +174,13 @@ pub fn may_manage_key(actor: Role, own: bool) -> Result<(), Denial> {
     }
 }
 
+/// Whether a person of `role` in an org with `require_mfa` must have proved a second factor
+/// (AC-4): owners and admins there. The guard asks it of every call, and removing one's own
+/// TOTP asks it of every org one belongs to.
+pub fn needs_second_factor(role: Role, require_mfa: bool) -> bool {
+    require_mfa && role.at_least(Role::Admin)
+}
+
 /// Whether `actor` may change an org setting. `require_mfa` is the owner's alone.
 pub fn may_change_setting(actor: Role, setting: &str) -> Result<(), Denial> {
     if setting == "require_mfa" && actor != Role::Owner {
@@ -186,6 +193,18 @@ pub fn may_change_setting(actor: Role, setting: &str) -> Result<(), Denial> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ac_4_only_owners_and_admins_of_an_org_requiring_it_need_a_second_factor() {
+        for role in Role::ALL {
+            assert!(!needs_second_factor(role, false), "{role:?}");
+            assert_eq!(
+                needs_second_factor(role, true),
+                matches!(role, Role::Owner | Role::Admin),
+                "{role:?}"
+            );
+        }
+    }
 
     #[test]
     fn ac_1_each_role_may_do_what_the_roles_below_it_may() {

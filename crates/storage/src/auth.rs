@@ -81,6 +81,33 @@ pub async fn memberships(db: &Db, user: UserId) -> Result<Vec<Membership>, Stora
         .collect()
 }
 
+/// A person's role in one of their orgs, with that org's `require_mfa`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MfaRule {
+    pub org_id: OrgId,
+    pub role: Role,
+    pub require_mfa: bool,
+}
+
+pub async fn mfa_rules(db: &Db, user: UserId) -> Result<Vec<MfaRule>, StorageError> {
+    let rows: Vec<(Uuid, String, bool)> =
+        sqlx::query_as("select org_id, role, require_mfa from auth_user_mfa_rules($1)")
+            .bind(user.as_uuid())
+            .fetch_all(db.pool())
+            .await?;
+    rows.into_iter()
+        .map(|(org_id, role, require_mfa)| {
+            Ok(MfaRule {
+                org_id: OrgId::from_uuid(org_id),
+                role: role
+                    .parse()
+                    .map_err(|_| StorageError::Invalid("role".into()))?,
+                require_mfa,
+            })
+        })
+        .collect()
+}
+
 /// A login session, or the short-lived challenge between password and second factor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionKind {
@@ -244,6 +271,15 @@ pub async fn enable_mfa(
         .fetch_one(db.pool())
         .await?;
     Ok(enabled)
+}
+
+/// Turns MFA off: seed and recovery codes gone, no session of the person verified any more.
+/// False if MFA was not on.
+pub async fn remove_mfa(db: &Db, user: UserId) -> Result<bool, StorageError> {
+    Ok(sqlx::query_scalar("select auth_remove_mfa($1)")
+        .bind(user.as_uuid())
+        .fetch_one(db.pool())
+        .await?)
 }
 
 /// Claims a TOTP step; false if it (or a later one) was used already: a replayed code.

@@ -1,15 +1,180 @@
-//! AU-1 and AU-2: every mutating admin route, enumerated from the router's own table, writes
-//! exactly one audit entry with every attribution field; the client IP honours
-//! X-Forwarded-For from a trusted proxy only, on every route alike.
+//! AU-1 and AU-2: every mutating admin and auth route, enumerated from the routers' own tables,
+//! writes exactly one audit entry under the action this file's table names for it, with every
+//! attribution field; the client IP honours X-Forwarded-For from a trusted proxy only, on every
+//! route alike. A new route without a row here fails the test.
 
 use axum::http::{Method, StatusCode};
 use portcullis_core::OrgId;
 use portcullis_core::audit::{ActorKind, ChainedRecord};
 use portcullis_gateway::admin::{self, AdminRoute};
 use portcullis_storage::audit::{self, EventFilter};
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::support::{Call, Env, TRUSTED_PEER, UNTRUSTED_PEER, Who, prepare};
+use crate::support::{
+    Call, Env, PASSWORD, TRUSTED_PEER, UNTRUSTED_PEER, Who, enrol, now, prepare, unique,
+};
+
+/// Every mutating route and the one action it records (AU-1's list, by route).
+const ACTIONS: &[(&str, &str, &str)] = &[
+    ("POST", "/admin/v1/orgs", "org.created"),
+    (
+        "PATCH",
+        "/admin/v1/orgs/{org_id}/settings",
+        "settings.changed",
+    ),
+    ("POST", "/admin/v1/orgs/{org_id}/members", "member.invited"),
+    (
+        "PATCH",
+        "/admin/v1/orgs/{org_id}/members/{user_id}",
+        "member.role_changed",
+    ),
+    (
+        "DELETE",
+        "/admin/v1/orgs/{org_id}/members/{user_id}",
+        "member.removed",
+    ),
+    (
+        "DELETE",
+        "/admin/v1/orgs/{org_id}/members/{user_id}/sessions",
+        "member.sessions_ended",
+    ),
+    (
+        "DELETE",
+        "/admin/v1/orgs/{org_id}/invites/{invite_id}",
+        "invite.revoked",
+    ),
+    ("POST", "/admin/v1/orgs/{org_id}/teams", "team.created"),
+    (
+        "PATCH",
+        "/admin/v1/orgs/{org_id}/teams/{team_id}",
+        "team.updated",
+    ),
+    (
+        "DELETE",
+        "/admin/v1/orgs/{org_id}/teams/{team_id}",
+        "team.deleted",
+    ),
+    ("POST", "/admin/v1/orgs/{org_id}/keys", "key.created"),
+    (
+        "POST",
+        "/admin/v1/orgs/{org_id}/keys/{key_id}/rotate",
+        "key.rotated",
+    ),
+    (
+        "DELETE",
+        "/admin/v1/orgs/{org_id}/keys/{key_id}",
+        "key.revoked",
+    ),
+    (
+        "POST",
+        "/admin/v1/orgs/{org_id}/credentials",
+        "credential.added",
+    ),
+    (
+        "PUT",
+        "/admin/v1/orgs/{org_id}/credentials/{credential_id}",
+        "credential.rotated",
+    ),
+    (
+        "DELETE",
+        "/admin/v1/orgs/{org_id}/credentials/{credential_id}",
+        "credential.removed",
+    ),
+    (
+        "PUT",
+        "/admin/v1/orgs/{org_id}/routes/{alias}",
+        "route.changed",
+    ),
+    (
+        "DELETE",
+        "/admin/v1/orgs/{org_id}/routes/{alias}",
+        "route.removed",
+    ),
+    (
+        "POST",
+        "/admin/v1/orgs/{org_id}/data-subject-deletions",
+        "data_subject.deleted",
+    ),
+    ("POST", "/admin/v1/orgs/{org_id}/prompts", "prompt.created"),
+    (
+        "POST",
+        "/admin/v1/orgs/{org_id}/prompts/{name}/versions",
+        "prompt.version_created",
+    ),
+    (
+        "PUT",
+        "/admin/v1/orgs/{org_id}/prompts/{name}/labels/{label}",
+        "prompt.label_moved",
+    ),
+    ("POST", "/auth/v1/login", "login.succeeded"),
+    ("POST", "/auth/v1/login/mfa", "login.succeeded"),
+    ("POST", "/auth/v1/logout", "session.ended"),
+    ("POST", "/auth/v1/mfa/enroll", "mfa.enrollment_started"),
+    ("POST", "/auth/v1/mfa/confirm", "mfa.enrolled"),
+    ("POST", "/auth/v1/mfa/remove", "mfa.removed"),
+    ("POST", "/auth/v1/invites/accept", "invite.accepted"),
+    ("POST", "/auth/v1/sessions/revoke", "sessions.revoked"),
+];
+
+/// The action `method path` records; a route missing from [`ACTIONS`] fails here.
+fn action_of(method: &str, path: &str) -> &'static str {
+    ACTIONS
+        .iter()
+        .find(|(m, p, _)| *m == method && *p == path)
+        .map(|(_, _, action)| *action)
+        .unwrap_or_else(|| panic!("{method} {path} changes state and is not in ACTIONS"))
+}
+
+/// A request to an auth route, made ready by a new person of the org: (session token, body,
+/// the person's id when known before the call).
+async fn prepare_auth(env: &Env, path: &str) -> (Option<String>, Option<Value>, Option<String>) {
+    let email = format!("{}@example.com", unique("au2"));
+    if path == "/auth/v1/invites/accept" {
+        let invite = env.invite(env.org, &email, "viewer").await;
+        return (
+            None,
+            Some(json!({"invite_token": invite, "password": PASSWORD})),
+            None,
+        );
+    }
+    let (user_id, session) = env.add_person(env.org, &email, "viewer").await;
+    let (token, body) = match path {
+        "/auth/v1/login" => (None, Some(json!({"email": email, "password": PASSWORD}))),
+        "/auth/v1/login/mfa" => {
+            let (totp, _) = enrol(env, &session, &email).await;
+            let login = env
+                .call(
+                    Method::POST,
+                    "/auth/v1/login",
+                    Who::Nobody,
+                    Some(json!({"email": email, "password": PASSWORD})),
+                )
+                .await;
+            let challenge = login.body["mfa_challenge"].as_str().unwrap().to_owned();
+            (
+                None,
+                Some(json!({"mfa_challenge": challenge, "code": totp.code_at(now() + 30)})),
+            )
+        }
+        "/auth/v1/mfa/confirm" => {
+            let enrolment = env
+                .call_as(Method::POST, "/auth/v1/mfa/enroll", &session, None)
+                .await;
+            let secret = enrolment.body["secret"].as_str().unwrap();
+            let totp = portcullis_core::mfa::Totp::from_base32(secret, &email).unwrap();
+            (Some(session), Some(json!({"code": totp.code_at(now())})))
+        }
+        "/auth/v1/mfa/remove" => {
+            let (totp, _) = enrol(env, &session, &email).await;
+            (
+                Some(session),
+                Some(json!({"code": totp.code_at(now() + 30)})),
+            )
+        }
+        _ => (Some(session), None),
+    };
+    (token, body, Some(user_id))
+}
 
 async fn entries(env: &Env, org: OrgId) -> Vec<ChainedRecord> {
     let mut tx = env.test.db.begin_tenant(org).await.unwrap();
@@ -42,6 +207,17 @@ async fn au_2_every_mutating_route_writes_one_fully_attributed_entry() {
         .filter(AdminRoute::mutating)
         .collect();
     assert!(mutating.len() >= 16, "{mutating:?}");
+    // Every row of the table is a route that exists.
+    let auth = portcullis_gateway::authn::routes();
+    for (method, path, _) in ACTIONS {
+        assert!(
+            mutating
+                .iter()
+                .any(|r| r.method == *method && r.path == *path)
+                || auth.contains(&(*method, *path)),
+            "ACTIONS names {method} {path}, which is no route"
+        );
+    }
     for (n, route) in mutating.iter().enumerate() {
         for (peer, forwarded, expected_ip) in [
             (TRUSTED_PEER, "198.51.100.77", "198.51.100.77"),
@@ -92,10 +268,10 @@ async fn au_2_every_mutating_route_writes_one_fully_attributed_entry() {
                 assert_eq!(record.actor.id, env.user_ids[&Who::Owner], "{context}");
             }
             assert!(!record.actor.id.is_empty(), "{context}");
-            assert!(
-                record.action.contains('.'),
-                "{context}: action {}",
-                record.action
+            assert_eq!(
+                record.action,
+                action_of(route.method, route.path),
+                "{context}"
             );
             assert!(
                 !record.target_type.is_empty() && !record.target_id.is_empty(),
@@ -116,6 +292,79 @@ async fn au_2_every_mutating_route_writes_one_fully_attributed_entry() {
                 "{context}"
             );
             assert_eq!(record.org_id, org, "{context}");
+        }
+    }
+}
+
+/// The auth routes are people's own actions: each records one entry under its name in the
+/// person's org, attributed like every admin route.
+#[tokio::test]
+async fn au_2_every_mutating_auth_route_writes_one_fully_attributed_entry() {
+    let env = Env::new().await;
+    let mutating: Vec<(&str, &str)> = portcullis_gateway::authn::routes()
+        .into_iter()
+        .filter(|(method, _)| *method != "GET")
+        .collect();
+    assert!(mutating.len() >= 8, "{mutating:?}");
+    for (n, (method, route_path)) in mutating.iter().enumerate() {
+        let expected_action = action_of(method, route_path);
+        for (peer, expected_ip) in [
+            (TRUSTED_PEER, "198.51.100.77"),
+            (UNTRUSTED_PEER, "203.0.113.50"),
+        ] {
+            let (token, body, user_id) = prepare_auth(&env, route_path).await;
+            let request_id = format!("au2-auth-{n}-{}", peer[0]);
+            let mut call = Call::new(
+                Method::from_bytes(method.as_bytes()).unwrap(),
+                route_path,
+                token.as_deref(),
+                body,
+            );
+            call.peer = peer;
+            call.headers = vec![
+                ("x-request-id", request_id.clone()),
+                ("user-agent", "au2-agent/1.0".to_owned()),
+                ("x-forwarded-for", "198.51.100.77".to_owned()),
+            ];
+            let started = chrono::Utc::now();
+            let response = env.send(call).await;
+            let context = format!(
+                "{method} {route_path}: {} {}",
+                response.status, response.body
+            );
+            assert!(response.status.is_success(), "{context}");
+            let user_id = user_id
+                .or_else(|| response.body["user_id"].as_str().map(str::to_owned))
+                .expect("the person's id");
+            let mine: Vec<ChainedRecord> = entries(&env, env.org)
+                .await
+                .into_iter()
+                .filter(|e| e.record.source.request_id.as_deref() == Some(request_id.as_str()))
+                .collect();
+            assert_eq!(mine.len(), 1, "exactly one entry: {context}");
+            let record = &mine[0].record;
+            assert_eq!(record.action, expected_action, "{context}");
+            assert_eq!(record.actor.kind, ActorKind::User, "{context}");
+            assert_eq!(record.actor.id, user_id, "{context}");
+            assert_eq!(
+                (record.target_type.as_str(), record.target_id.as_str()),
+                ("user", user_id.as_str()),
+                "{context}"
+            );
+            assert_eq!(
+                record.source.client_ip.unwrap().to_string(),
+                expected_ip,
+                "{context}"
+            );
+            assert_eq!(
+                record.source.user_agent.as_deref(),
+                Some("au2-agent/1.0"),
+                "{context}"
+            );
+            assert!(
+                record.occurred_at >= started - chrono::Duration::seconds(1),
+                "{context}"
+            );
         }
     }
 }

@@ -8,61 +8,12 @@ use serde_json::{Value, json};
 
 use std::time::Duration;
 
-use crate::support::{Call, Env, PASSWORD, TRUSTED_PEER, Who};
-
-fn now() -> u64 {
-    u64::try_from(chrono::Utc::now().timestamp()).unwrap()
-}
+use crate::support::{Call, Env, PASSWORD, TRUSTED_PEER, Who, enrol, now};
 
 /// Enrols the owner; returns their authenticator and recovery codes.
 async fn enrol_owner(env: &Env) -> (Totp, Vec<String>) {
-    let enrolment = env
-        .call(Method::POST, "/auth/v1/mfa/enroll", Who::Owner, None)
-        .await;
-    assert_eq!(enrolment.status, StatusCode::OK, "{}", enrolment.body);
-    let secret = enrolment.body["secret"].as_str().unwrap();
-    assert!(
-        enrolment.body["otpauth_uri"]
-            .as_str()
-            .unwrap()
-            .starts_with("otpauth://totp/")
-    );
-    let totp = Totp::from_base32(secret, "owner@example.com").unwrap();
-    let wrong = env
-        .call(
-            Method::POST,
-            "/auth/v1/mfa/confirm",
-            Who::Owner,
-            Some(json!({"code": "000000"})),
-        )
-        .await;
-    assert_eq!(wrong.status, StatusCode::BAD_REQUEST);
-    let confirmed = env
-        .call(
-            Method::POST,
-            "/auth/v1/mfa/confirm",
-            Who::Owner,
-            Some(json!({"code": totp.code_at(now())})),
-        )
-        .await;
-    assert_eq!(confirmed.status, StatusCode::OK, "{}", confirmed.body);
-    let codes: Vec<String> = confirmed.body["recovery_codes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c.as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(codes.len(), 10);
-    // The seed is stored sealed: not in clear anywhere.
-    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(env.test.admin_url())
-        .await
-        .unwrap();
-    let rows: Vec<String> = sqlx::query_scalar("select t::text from users t")
-        .fetch_all(&mut conn)
-        .await
-        .unwrap();
-    assert!(!rows.join("").contains(&secret.to_lowercase()) && !rows.join("").contains(secret));
-    (totp, codes)
+    let owner = env.token(Who::Owner).unwrap().to_owned();
+    enrol(env, &owner, "owner@example.com").await
 }
 
 async fn challenge(env: &Env, email: &str) -> String {
@@ -484,4 +435,175 @@ async fn ac_4_a_stranger_cannot_lock_an_account_out_from_elsewhere() {
         )
         .await;
     assert_eq!(owner.status, StatusCode::OK, "{}", owner.body);
+}
+
+async fn remove_mfa(env: &Env, session: &str, code: &str) -> (StatusCode, Value) {
+    let response = env
+        .call_as(
+            Method::POST,
+            "/auth/v1/mfa/remove",
+            session,
+            Some(json!({"code": code})),
+        )
+        .await;
+    (response.status, response.body)
+}
+
+/// AU-1's "MFA removed": a person turns their own TOTP off with a current code; a wrong or
+/// replayed code changes nothing; afterwards the password alone signs them in, and the
+/// removal is in the audit trail.
+#[tokio::test]
+async fn ac_4_a_person_removes_their_own_totp_with_a_current_code() {
+    let env = Env::new().await;
+    let member = env.token(Who::Member).unwrap().to_owned();
+    let (totp, codes) = enrol(&env, &member, "member@example.com").await;
+    let (status, _) = remove_mfa(&env, &member, "000000").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a wrong code removed MFA");
+    // The confirmation used the current step: replaying its code is refused.
+    let (status, _) = remove_mfa(&env, &member, &totp.code_at(now())).await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "a replayed code removed MFA"
+    );
+    // Only the person's own session: not the master key, not a challenge.
+    let (status, _) = remove_mfa(&env, &env.master, &totp.code_at(now() + 30)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let me = env.call_as(Method::GET, "/auth/v1/me", &member, None).await;
+    assert_eq!(me.body["mfa_enabled"], true, "nothing changed yet");
+
+    let (status, body) = remove_mfa(&env, &member, &totp.code_at(now() + 30)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["mfa_enabled"], false);
+    let me = env.call_as(Method::GET, "/auth/v1/me", &member, None).await;
+    assert_eq!(
+        (
+            me.body["mfa_enabled"].as_bool(),
+            me.body["mfa_verified"].as_bool()
+        ),
+        (Some(false), Some(false)),
+        "{}",
+        me.body
+    );
+    // The password alone signs in again; the old recovery codes are gone with the seed.
+    let login = env
+        .call(
+            Method::POST,
+            "/auth/v1/login",
+            Who::Nobody,
+            Some(json!({"email": "member@example.com", "password": PASSWORD})),
+        )
+        .await;
+    assert!(login.body["session_token"].is_string(), "{}", login.body);
+    let (status, _) = remove_mfa(&env, &member, &codes[0]).await;
+    assert_eq!(status, StatusCode::CONFLICT, "nothing left to remove");
+    let removed = env.audit("mfa.removed").await;
+    assert_eq!(removed.len(), 1);
+    assert_eq!(
+        removed[0].record.actor.id,
+        env.user_ids[&Who::Member].as_str()
+    );
+    assert_eq!(removed[0].record.details["method"], "totp");
+}
+
+/// Under `require_mfa` an owner or an admin cannot drop the factor the org requires of them, by
+/// TOTP code or recovery code; a member of the same org can.
+#[tokio::test]
+async fn ac_4_under_require_mfa_an_owner_or_admin_cannot_remove_their_totp() {
+    let env = Env::new().await;
+    let (owner_totp, owner_codes) = enrol_owner(&env).await;
+    let admin = env.token(Who::Admin).unwrap().to_owned();
+    let (admin_totp, admin_codes) = enrol(&env, &admin, "admin@example.com").await;
+    let member = env.token(Who::Member).unwrap().to_owned();
+    let (member_totp, _) = enrol(&env, &member, "member@example.com").await;
+    let on = env
+        .call(
+            Method::PATCH,
+            &env.org_path("/settings"),
+            Who::Owner,
+            Some(json!({"require_mfa": true})),
+        )
+        .await;
+    assert_eq!(on.status, StatusCode::OK, "{}", on.body);
+    for (who, session, totp, codes) in [
+        ("owner", env.owner.clone(), &owner_totp, &owner_codes),
+        ("admin", admin.clone(), &admin_totp, &admin_codes),
+    ] {
+        for code in [totp.code_at(now() + 30), codes[0].clone()] {
+            let (status, body) = remove_mfa(&env, &session, &code).await;
+            assert_eq!(
+                (status, body["error"]["code"].as_str()),
+                (StatusCode::FORBIDDEN, Some("mfa_required")),
+                "the {who} removed the factor the org requires: {body}"
+            );
+        }
+        let me = env
+            .call_as(Method::GET, "/auth/v1/me", &session, None)
+            .await;
+        assert_eq!(me.body["mfa_enabled"], true, "{who}");
+    }
+    let (status, body) = remove_mfa(&env, &member, &member_totp.code_at(now() + 30)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(env.audit("mfa.removed").await.len() == 1);
+}
+
+/// A member who removes their TOTP and is then made an admin under `require_mfa` is refused
+/// with the session that proved the old factor: removal unverifies every session of theirs.
+#[tokio::test]
+async fn ac_4_a_session_verified_before_removal_does_not_pass_require_mfa_after_it() {
+    let env = Env::new().await;
+    enrol_owner(&env).await;
+    let email = "climber@example.com";
+    let (user_id, password_session) = env.add_person(env.org, email, "member").await;
+    let (totp, codes) = enrol(&env, &password_session, email).await;
+    // Signed in with both factors on a second device.
+    let pending = challenge(&env, email).await;
+    let (status, body) = second_step(&env, &pending, &totp.code_at(now() + 30)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let verified = body["session_token"].as_str().unwrap().to_owned();
+    // Both sessions proved a second factor: the enrolling one at confirm.
+    {
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(env.test.admin_url())
+            .await
+            .unwrap();
+        let used: i64 =
+            sqlx::query_scalar("select count(*) from sessions where user_id = $1 and mfa_verified")
+                .bind(user_id.parse::<uuid::Uuid>().unwrap())
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        assert_eq!(used, 2, "the enrolling session and the second device");
+    }
+    // A recovery code: the next step's code was just used by the second device.
+    let (status, body) = remove_mfa(&env, &verified, &codes[0]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let on = env
+        .call(
+            Method::PATCH,
+            &env.org_path("/settings"),
+            Who::Owner,
+            Some(json!({"require_mfa": true})),
+        )
+        .await;
+    assert_eq!(on.status, StatusCode::OK, "{}", on.body);
+    let promoted = env
+        .call(
+            Method::PATCH,
+            &env.org_path(&format!("/members/{user_id}")),
+            Who::Owner,
+            Some(json!({"role": "admin"})),
+        )
+        .await;
+    assert_eq!(promoted.status, StatusCode::OK, "{}", promoted.body);
+    for session in [&verified, &password_session] {
+        let refused = env
+            .call_as(Method::GET, &env.org_path("/teams"), session, None)
+            .await;
+        assert_eq!(
+            (refused.status, refused.body["error"]["code"].as_str()),
+            (StatusCode::FORBIDDEN, Some("mfa_required")),
+            "a session verified by a removed factor passed require_mfa: {}",
+            refused.body
+        );
+    }
 }

@@ -720,3 +720,65 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// Seconds since the epoch, as TOTP counts them.
+pub fn now() -> u64 {
+    u64::try_from(chrono::Utc::now().timestamp()).unwrap()
+}
+
+/// Enrols the person of `session` (whose email is `email`) in TOTP, confirming with the
+/// current step's code: their authenticator and recovery codes. The next step's code
+/// (`now() + 30`) is the first one fresh after this.
+pub async fn enrol(
+    env: &Env,
+    session: &str,
+    email: &str,
+) -> (portcullis_core::mfa::Totp, Vec<String>) {
+    let enrolment = env
+        .call_as(Method::POST, "/auth/v1/mfa/enroll", session, None)
+        .await;
+    assert_eq!(enrolment.status, StatusCode::OK, "{}", enrolment.body);
+    let secret = enrolment.body["secret"].as_str().unwrap();
+    assert!(
+        enrolment.body["otpauth_uri"]
+            .as_str()
+            .unwrap()
+            .starts_with("otpauth://totp/")
+    );
+    let totp = portcullis_core::mfa::Totp::from_base32(secret, email).unwrap();
+    let wrong = env
+        .call_as(
+            Method::POST,
+            "/auth/v1/mfa/confirm",
+            session,
+            Some(json!({"code": "000000"})),
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::BAD_REQUEST);
+    let confirmed = env
+        .call_as(
+            Method::POST,
+            "/auth/v1/mfa/confirm",
+            session,
+            Some(json!({"code": totp.code_at(now())})),
+        )
+        .await;
+    assert_eq!(confirmed.status, StatusCode::OK, "{}", confirmed.body);
+    let codes: Vec<String> = confirmed.body["recovery_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(codes.len(), 10);
+    // The seed is stored sealed: not in clear anywhere.
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(env.test.admin_url())
+        .await
+        .unwrap();
+    let rows: Vec<String> = sqlx::query_scalar("select t::text from users t")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert!(!rows.join("").contains(&secret.to_lowercase()) && !rows.join("").contains(secret));
+    (totp, codes)
+}
