@@ -1,5 +1,7 @@
 //! CF-1, property-based: over random orgs, people, teams and keys, org A's owner gets 404 for
-//! every org-B resource on every route (never 403), and no listing of A shows a B row.
+//! every org-B resource on every route (never 403), and no listing of A shows a B row; org
+//! A's virtual key reaches none of B's model aliases or prompts. Every path parameter of every
+//! route is filled: a new parameter the test does not know fails it.
 
 use axum::http::{Method, StatusCode};
 use portcullis_gateway::admin;
@@ -19,6 +21,11 @@ struct Tenant {
     credential: String,
     alias: String,
     invite: String,
+    /// A prompt deployed at `production`.
+    prompt: String,
+    /// A virtual key's secret, and the request it sent (in the logs, ledger and usage).
+    secret: String,
+    request_id: String,
 }
 
 async fn tenant(env: &Env, teams: usize, keys: usize, people: usize) -> Tenant {
@@ -66,6 +73,54 @@ async fn tenant(env: &Env, teams: usize, keys: usize, people: usize) -> Tenant {
         )
         .await;
     assert_eq!(invited.status, StatusCode::CREATED, "{}", invited.body);
+    let prompt = env
+        .call_as(
+            Method::POST,
+            &path("/prompts"),
+            &owner,
+            body_for("POST", "/prompts"),
+        )
+        .await;
+    assert_eq!(prompt.status, StatusCode::CREATED, "{}", prompt.body);
+    let prompt = prompt.body["name"].as_str().unwrap().to_owned();
+    let deployed = env
+        .call_as(
+            Method::PUT,
+            &path(&format!("/prompts/{prompt}/labels/production")),
+            &owner,
+            Some(json!({"version": 1})),
+        )
+        .await;
+    assert_eq!(deployed.status, StatusCode::OK, "{}", deployed.body);
+    let traffic = env
+        .call_as(
+            Method::POST,
+            &path("/keys"),
+            &owner,
+            Some(json!({"name": unique("traffic")})),
+        )
+        .await;
+    assert_eq!(traffic.status, StatusCode::CREATED, "{}", traffic.body);
+    let secret = traffic.body["secret"].as_str().unwrap().to_owned();
+    let (status, request_id) = chat(env, &secret, &alias, None).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the org's own key reaches its own route"
+    );
+    let (status, _) = chat(env, &secret, &alias, Some(&prompt)).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the org's own key reaches its own prompt"
+    );
+    env.state.spend.flush().await;
+    assert!(
+        env.state
+            .logs
+            .flush(std::time::Duration::from_secs(10))
+            .await
+    );
     let mut tenant = Tenant {
         org: org.to_string(),
         owner,
@@ -75,6 +130,9 @@ async fn tenant(env: &Env, teams: usize, keys: usize, people: usize) -> Tenant {
         credential,
         alias,
         invite: invited.body["invite_id"].as_str().unwrap().to_owned(),
+        prompt,
+        secret,
+        request_id,
     };
     for _ in 0..people {
         let user_id = env
@@ -109,6 +167,26 @@ async fn tenant(env: &Env, teams: usize, keys: usize, people: usize) -> Tenant {
             .push(key.body["key_id"].as_str().unwrap().to_owned());
     }
     tenant
+        .keys
+        .push(traffic.body["key_id"].as_str().unwrap().to_owned());
+    tenant
+}
+
+/// A chat request with `secret` to `alias`, optionally through a stored prompt: its status
+/// and request id.
+async fn chat(env: &Env, secret: &str, alias: &str, prompt: Option<&str>) -> (StatusCode, String) {
+    let mut body = json!({"model": alias, "messages": [{"role": "user", "content": "hi"}]});
+    if let Some(prompt) = prompt {
+        body["prompt"] = json!({"name": prompt, "variables": {"who": "me"}});
+    }
+    let response = env
+        .call_as(Method::POST, "/v1/chat/completions", secret, Some(body))
+        .await;
+    let request_id = response.headers["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    (response.status, request_id)
 }
 
 async fn check_pair(env: &Env, a: &Tenant, b: &Tenant, stranger: &str) {
@@ -130,7 +208,14 @@ async fn check_pair(env: &Env, a: &Tenant, b: &Tenant, stranger: &str) {
             .replace("{key_id}", b_key)
             .replace("{credential_id}", &b.credential)
             .replace("{alias}", &b.alias)
-            .replace("{invite_id}", &b.invite);
+            .replace("{invite_id}", &b.invite)
+            .replace("{name}", &b.prompt)
+            .replace("{label}", "production")
+            .replace("{request_id}", &b.request_id);
+        assert!(
+            !in_b.contains('{'),
+            "{in_b}: a path parameter this test does not fill; give it B's id of its kind"
+        );
         let response = env
             .call_as(method.clone(), &in_b, &a.owner, body.clone())
             .await;
@@ -148,12 +233,18 @@ async fn check_pair(env: &Env, a: &Tenant, b: &Tenant, stranger: &str) {
             ("{credential_id}", b.credential.as_str()),
             ("{alias}", b.alias.as_str()),
             ("{invite_id}", b.invite.as_str()),
+            ("{name}", b.prompt.as_str()),
+            ("{request_id}", b.request_id.as_str()),
         ]
         .into_iter()
         .find(|(param, _)| route.path.contains(param));
         if let Some((param, b_id)) = b_id {
             for id in [b_id, stranger] {
-                let in_a = route.path.replace("{org_id}", &a.org).replace(param, id);
+                let in_a = route
+                    .path
+                    .replace("{org_id}", &a.org)
+                    .replace(param, id)
+                    .replace("{label}", "production");
                 let response = env
                     .call_as(method.clone(), &in_a, &a.owner, body.clone())
                     .await;
@@ -196,16 +287,29 @@ async fn check_pair(env: &Env, a: &Tenant, b: &Tenant, stranger: &str) {
         .iter()
         .chain(&b.teams)
         .chain(&b.keys)
-        .chain([&b.org, &b.credential, &b.alias, &b.invite])
+        .chain([
+            &b.org,
+            &b.credential,
+            &b.alias,
+            &b.invite,
+            &b.prompt,
+            &b.request_id,
+        ])
         .collect();
-    for suffix in [
-        "",
-        "/members",
-        "/teams",
-        "/keys",
-        "/credentials",
-        "/routes",
-        "/audit?limit=1000",
+    // Each listing, and what of A's own it must show (so that an empty answer cannot pass).
+    let a_key = a.keys.last().unwrap();
+    for (suffix, own) in [
+        ("", &a.org),
+        ("/members", &a.members[0]),
+        ("/teams", a.teams.first().unwrap_or(&String::new())),
+        ("/keys", a_key),
+        ("/credentials", &a.credential),
+        ("/routes", &a.alias),
+        ("/audit?limit=1000", &a.org),
+        ("/prompts", &a.prompt),
+        ("/logs?limit=1000", &a.request_id),
+        ("/ledger?limit=1000", &a.request_id),
+        ("/usage?group_by=day,model,key,team", a_key),
     ] {
         let listing = env
             .call_as(
@@ -215,8 +319,12 @@ async fn check_pair(env: &Env, a: &Tenant, b: &Tenant, stranger: &str) {
                 None,
             )
             .await;
-        assert_eq!(listing.status, StatusCode::OK);
+        assert_eq!(listing.status, StatusCode::OK, "{suffix}: {}", listing.body);
         let text = listing.body.to_string();
+        assert!(
+            text.contains(own.as_str()),
+            "{suffix} of A does not show A's {own}"
+        );
         for id in &b_ids {
             assert!(!text.contains(id.as_str()), "{suffix} of A shows {id} of B");
         }
@@ -225,6 +333,15 @@ async fn check_pair(env: &Env, a: &Tenant, b: &Tenant, stranger: &str) {
         .call_as(Method::GET, "/admin/v1/orgs", &a.owner, None)
         .await;
     assert!(!orgs.body.to_string().contains(&b.org));
+}
+
+/// A's key reaches neither B's alias nor B's prompt (through A's own alias), and is told so
+/// as of a name nobody has. Run after the listings: A's own log then names what A asked for.
+async fn check_data_plane(env: &Env, a: &Tenant, b: &Tenant) {
+    let (status, _) = chat(env, &a.secret, &b.alias, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "A's key reached B's alias");
+    let (status, _) = chat(env, &a.secret, &a.alias, Some(&b.prompt)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "A's key reached B's prompt");
 }
 
 #[test]
@@ -256,6 +373,11 @@ fn cf_1_no_org_b_resource_is_reachable_or_listed_with_org_a_credentials() {
                 for a in &tenants {
                     for b in tenants.iter().filter(|b| b.org != a.org) {
                         check_pair(&env, a, b, &stranger).await;
+                    }
+                }
+                for a in &tenants {
+                    for b in tenants.iter().filter(|b| b.org != a.org) {
+                        check_data_plane(&env, a, b).await;
                     }
                 }
                 // B's rows are all still there: nothing A tried reached them.
