@@ -607,3 +607,41 @@ async fn ac_4_a_session_verified_before_removal_does_not_pass_require_mfa_after_
         );
     }
 }
+
+/// EN-2: a TOTP seed is sealed to its person. Copied onto another person's row (as someone
+/// with write access to the table might), it does not open there: the other person's login
+/// with the first person's current code fails, where the same ciphertext on its own row works.
+#[tokio::test]
+async fn en_2_a_totp_seed_moved_to_another_person_does_not_open() {
+    let env = Env::new().await;
+    let (owner_totp, _) = enrol_owner(&env).await;
+    let admin = env.token(Who::Admin).unwrap().to_owned();
+    enrol(&env, &admin, "admin@example.com").await;
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(env.test.admin_url())
+        .await
+        .unwrap();
+    let moved = sqlx::query(
+        "update users set totp_ciphertext =
+             (select totp_ciphertext from users where email = 'owner@example.com'),
+             totp_last_step = 0
+         where email = 'admin@example.com'",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(moved.rows_affected(), 1);
+    let code = owner_totp.code_at(now() + 30);
+    let pending = challenge(&env, "admin@example.com").await;
+    let (status, body) = second_step(&env, &pending, &code).await;
+    assert_eq!(
+        status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "a seed opened on another person's row: {body}"
+    );
+    assert!(body["session_token"].is_null());
+    assert!(!body.to_string().contains("totp"), "{body}");
+    // The ciphertext itself is sound: on its own row the same code signs the owner in.
+    let pending = challenge(&env, "owner@example.com").await;
+    let (status, body) = second_step(&env, &pending, &code).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
