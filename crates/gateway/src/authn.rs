@@ -17,7 +17,7 @@ use portcullis_core::token::{Token, TokenKind};
 use portcullis_core::{SessionId, UserId, password};
 use portcullis_policy::rbac;
 use portcullis_storage::auth::{self, Session, SessionKind};
-use portcullis_storage::{AuditedChange, members};
+use portcullis_storage::{AuditedChange, PersonTx, members};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -186,14 +186,14 @@ struct ChallengeView {
 
 async fn new_session(
     state: &AppState,
-    user: UserId,
+    tx: &mut PersonTx,
     kind: SessionKind,
     mfa_verified: bool,
 ) -> Result<(Token, DateTime<Utc>), ApiError> {
     let (token_kind, ttl) = match kind {
         SessionKind::Session => {
             // The strictest org's lifetime; `auth_session` holds every use to it after.
-            let (_, max_hours) = auth::session_limits(&state.db, user).await?;
+            let (_, max_hours) = auth::session_limits(&state.db, tx.user()).await?;
             (
                 TokenKind::Session,
                 chrono::Duration::hours(i64::from(max_hours).min(SESSION_MAX_HOURS)),
@@ -208,11 +208,11 @@ async fn new_session(
     let expires_at = Utc::now() + ttl;
     let session = Session {
         session_id: SessionId::new(),
-        user_id: user,
+        user_id: tx.user(),
         mfa_verified,
         expires_at,
     };
-    auth::start_session(&state.db, kind, &session, &token.hash()).await?;
+    auth::start_session(tx, kind, &session, &token.hash()).await?;
     Ok((token, expires_at))
 }
 
@@ -264,31 +264,25 @@ async fn login(
     };
     attempt.succeeded();
     if user.mfa_enabled {
-        record_for_user(
-            &state,
-            user.user_id,
-            &source,
-            "login.mfa_challenged",
-            json!({}),
-        )
-        .await?;
+        let mut tx = state
+            .db
+            .begin_person(user.user_id, &source, "login.mfa_challenged")
+            .await?;
         let (challenge, expires_at) =
-            new_session(&state, user.user_id, SessionKind::MfaChallenge, false).await?;
+            new_session(&state, &mut tx, SessionKind::MfaChallenge, false).await?;
+        tx.commit().await?;
         return Ok(Json(json!(ChallengeView {
             mfa_challenge: challenge.expose().to_owned(),
             expires_at,
         })));
     }
-    record_for_user(
-        &state,
-        user.user_id,
-        &source,
-        "login.succeeded",
-        json!({"mfa": false}),
-    )
-    .await?;
-    let (token, expires_at) =
-        new_session(&state, user.user_id, SessionKind::Session, false).await?;
+    let mut tx = state
+        .db
+        .begin_person(user.user_id, &source, "login.succeeded")
+        .await?;
+    tx.detail("mfa", false);
+    let (token, expires_at) = new_session(&state, &mut tx, SessionKind::Session, false).await?;
+    tx.commit().await?;
     Ok(Json(json!(SessionView {
         session_token: token.expose().to_owned(),
         expires_at,
@@ -403,22 +397,20 @@ async fn login_mfa(
         ));
     };
     attempt.succeeded();
+    let mut tx = state
+        .db
+        .begin_person(user, &source, "login.succeeded")
+        .await?;
+    tx.detail("mfa", factor.name());
     // A challenge is spent once: a second success with the same challenge loses here.
-    if !auth::end_session(&state.db, &challenge.hash()).await? {
+    if !auth::end_session(&mut tx, &challenge.hash()).await? {
         return Err(ApiError::unauthenticated(
             "invalid_session",
             "unknown or expired challenge",
         ));
     }
-    record_for_user(
-        &state,
-        user,
-        &source,
-        "login.succeeded",
-        json!({"mfa": factor.name()}),
-    )
-    .await?;
-    let (token, expires_at) = new_session(&state, user, SessionKind::Session, true).await?;
+    let (token, expires_at) = new_session(&state, &mut tx, SessionKind::Session, true).await?;
+    tx.commit().await?;
     Ok(Json(SessionView {
         session_token: token.expose().to_owned(),
         expires_at,
@@ -432,12 +424,14 @@ async fn logout(
     ClientSource(source): ClientSource,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    let principal = session_principal(&state, &headers).await?;
+    let (user, _, _) = session_user(&state, &headers).await?;
     let token = bearer(&headers)?;
-    if let Some(user) = principal.user_id() {
-        record_for_user(&state, user, &source, "session.ended", json!({})).await?;
-    }
-    auth::end_session(&state.db, &token.hash()).await?;
+    let mut tx = state
+        .db
+        .begin_person(user, &source, "session.ended")
+        .await?;
+    auth::end_session(&mut tx, &token.hash()).await?;
+    tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -550,15 +544,13 @@ async fn mfa_enroll(
         .seal(&secret, totp_context(user).as_bytes())
         .map_err(ApiError::internal)?;
     let totp = Totp::new(secret, &profile.email).map_err(ApiError::internal)?;
-    auth::set_totp_pending(&state.db, user, &sealed).await?;
-    record_for_user(
-        &state,
-        user,
-        &source,
-        "mfa.enrollment_started",
-        json!({"method": "totp"}),
-    )
-    .await?;
+    let mut tx = state
+        .db
+        .begin_person(user, &source, "mfa.enrollment_started")
+        .await?;
+    tx.detail("method", "totp");
+    auth::set_totp_pending(&mut tx, &sealed).await?;
+    tx.commit().await?;
     Ok(Json(Enrolment {
         secret: totp.secret_base32(),
         otpauth_uri: totp.uri(),
@@ -623,20 +615,15 @@ async fn mfa_confirm(
     })
     .await??;
     let step = i64::try_from(step).map_err(ApiError::internal)?;
-    if !auth::enable_mfa(&state.db, user, step, &hashed).await? {
+    let mut tx = state.db.begin_person(user, &source, "mfa.enrolled").await?;
+    tx.detail("method", "totp");
+    if !auth::enable_mfa(&mut tx, step, &hashed).await? {
         return Err(ApiError::Conflict(
             "MFA is already on for this account".to_owned(),
         ));
     }
-    auth::verify_session_mfa(&state.db, session_id).await?;
-    record_for_user(
-        &state,
-        user,
-        &source,
-        "mfa.enrolled",
-        json!({"method": "totp"}),
-    )
-    .await?;
+    auth::verify_session_mfa(&mut tx, session_id).await?;
+    tx.commit().await?;
     Ok(Json(RecoveryCodes {
         recovery_codes: codes.iter().map(RecoveryCode::display).collect(),
     }))
@@ -683,19 +670,14 @@ async fn mfa_remove(
         ));
     };
     attempt.succeeded();
-    if !auth::remove_mfa(&state.db, user).await? {
+    let mut tx = state.db.begin_person(user, &source, "mfa.removed").await?;
+    tx.detail("method", factor.name());
+    if !auth::remove_mfa(&mut tx).await? {
         return Err(ApiError::Conflict(
             "MFA is not on for this account".to_owned(),
         ));
     }
-    record_for_user(
-        &state,
-        user,
-        &source,
-        "mfa.removed",
-        json!({"method": factor.name()}),
-    )
-    .await?;
+    tx.commit().await?;
     Ok(Json(json!({"mfa_enabled": false})))
 }
 
@@ -825,14 +807,12 @@ async fn revoke_sessions(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let (user, _, _) = session_user(&state, &headers).await?;
-    let ended = auth::end_user_sessions(&state.db, user).await?;
-    record_for_user(
-        &state,
-        user,
-        &source,
-        "sessions.revoked",
-        json!({"ended": ended}),
-    )
-    .await?;
+    let mut tx = state
+        .db
+        .begin_person(user, &source, "sessions.revoked")
+        .await?;
+    let ended = auth::end_user_sessions(&mut tx).await?;
+    tx.detail("ended", ended);
+    tx.commit().await?;
     Ok(Json(json!({"ended": ended})))
 }

@@ -9,8 +9,8 @@ use portcullis_core::token::TokenHash;
 use portcullis_core::{KeyId, OrgId, Role, SessionId, UserId};
 use uuid::Uuid;
 
-use crate::Db;
 use crate::error::StorageError;
+use crate::{Db, PersonTx};
 
 /// What a login needs to know of a person.
 #[derive(Debug, Clone)]
@@ -142,7 +142,7 @@ pub struct LiveSession {
 }
 
 pub async fn start_session(
-    db: &Db,
+    tx: &mut PersonTx,
     kind: SessionKind,
     session: &Session,
     token: &TokenHash,
@@ -154,7 +154,7 @@ pub async fn start_session(
         .bind(kind.as_str())
         .bind(session.mfa_verified)
         .bind(session.expires_at)
-        .execute(db.pool())
+        .execute(tx.conn())
         .await?;
     Ok(())
 }
@@ -220,35 +220,35 @@ pub async fn session_limits(db: &Db, user: UserId) -> Result<(i32, i32), Storage
 }
 
 /// Ends every live session of a person; how many ended.
-pub async fn end_user_sessions(db: &Db, user: UserId) -> Result<i32, StorageError> {
+pub async fn end_user_sessions(tx: &mut PersonTx) -> Result<i32, StorageError> {
     Ok(sqlx::query_scalar("select auth_end_user_sessions($1)")
-        .bind(user.as_uuid())
-        .fetch_one(db.pool())
+        .bind(tx.user().as_uuid())
+        .fetch_one(tx.conn())
         .await?)
 }
 
 /// Ends a session or challenge; false if it was not live.
-pub async fn end_session(db: &Db, token: &TokenHash) -> Result<bool, StorageError> {
+pub async fn end_session(tx: &mut PersonTx, token: &TokenHash) -> Result<bool, StorageError> {
     let ended: Option<bool> = sqlx::query_scalar("select auth_end_session($1)")
         .bind(token.0.as_slice())
-        .fetch_one(db.pool())
+        .fetch_one(tx.conn())
         .await?;
     Ok(ended.unwrap_or(false))
 }
 
-pub async fn verify_session_mfa(db: &Db, session: SessionId) -> Result<(), StorageError> {
+pub async fn verify_session_mfa(tx: &mut PersonTx, session: SessionId) -> Result<(), StorageError> {
     sqlx::query("select auth_verify_session_mfa($1)")
         .bind(session.as_uuid())
-        .execute(db.pool())
+        .execute(tx.conn())
         .await?;
     Ok(())
 }
 
-pub async fn set_totp_pending(db: &Db, user: UserId, sealed: &[u8]) -> Result<(), StorageError> {
+pub async fn set_totp_pending(tx: &mut PersonTx, sealed: &[u8]) -> Result<(), StorageError> {
     sqlx::query("select auth_set_totp_pending($1, $2)")
-        .bind(user.as_uuid())
+        .bind(tx.user().as_uuid())
         .bind(sealed)
-        .execute(db.pool())
+        .execute(tx.conn())
         .await?;
     Ok(())
 }
@@ -256,29 +256,28 @@ pub async fn set_totp_pending(db: &Db, user: UserId, sealed: &[u8]) -> Result<()
 /// Turns the pending seed on, with its first step used and these recovery codes (lookup,
 /// argon2id hash). False if there was nothing pending or MFA was already on.
 pub async fn enable_mfa(
-    db: &Db,
-    user: UserId,
+    tx: &mut PersonTx,
     step: i64,
     codes: &[(String, String)],
 ) -> Result<bool, StorageError> {
     let (lookups, hashes): (Vec<&str>, Vec<&str>) =
         codes.iter().map(|(l, h)| (l.as_str(), h.as_str())).unzip();
     let enabled: bool = sqlx::query_scalar("select auth_enable_mfa($1, $2, $3, $4)")
-        .bind(user.as_uuid())
+        .bind(tx.user().as_uuid())
         .bind(step)
         .bind(&lookups)
         .bind(&hashes)
-        .fetch_one(db.pool())
+        .fetch_one(tx.conn())
         .await?;
     Ok(enabled)
 }
 
 /// Turns MFA off: seed and recovery codes gone, no session of the person verified any more.
 /// False if MFA was not on.
-pub async fn remove_mfa(db: &Db, user: UserId) -> Result<bool, StorageError> {
+pub async fn remove_mfa(tx: &mut PersonTx) -> Result<bool, StorageError> {
     Ok(sqlx::query_scalar("select auth_remove_mfa($1)")
-        .bind(user.as_uuid())
-        .fetch_one(db.pool())
+        .bind(tx.user().as_uuid())
+        .fetch_one(tx.conn())
         .await?)
 }
 

@@ -226,6 +226,17 @@ impl Db {
         Ok(WriteTx::new(tenant, actor.clone(), source.clone(), change))
     }
 
+    /// Starts a change to `user`'s own account; at commit one entry with `action` is appended
+    /// in each of the person's orgs, in the same transaction (AU-3).
+    pub async fn begin_person(
+        &self,
+        user: portcullis_core::UserId,
+        source: &Source,
+        action: &'static str,
+    ) -> Result<crate::PersonTx, StorageError> {
+        crate::PersonTx::begin(&self.pool, user, source, action).await
+    }
+
     /// The id of every org. Cross-tenant by design, through the SECURITY DEFINER function
     /// `platform_orgs()`: only for platform operations (the master key, `audit verify`).
     pub async fn platform_org_ids(&self) -> Result<Vec<OrgId>, StorageError> {

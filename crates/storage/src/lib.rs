@@ -19,6 +19,7 @@ pub mod members;
 pub mod migrate;
 pub mod model_routes;
 pub mod orgs;
+mod person;
 pub mod platform;
 pub mod prompts;
 pub mod spend;
@@ -27,4 +28,5 @@ mod tenant;
 
 pub use db::{Db, DbOptions, RoleCheck, TLS_MODES};
 pub use error::StorageError;
+pub use person::PersonTx;
 pub use tenant::{AuditReceipt, AuditedChange, TenantTx, WriteTx};

@@ -512,3 +512,121 @@ async fn au_1_admin_actions_are_recorded_under_their_names() {
         .await;
     assert_eq!(filtered.body["events"].as_array().unwrap().len(), 1);
 }
+
+/// Every row of every table, but the columns a refused call may still move (a session's last
+/// use, a claimed TOTP step).
+async fn state_of(env: &Env) -> Vec<(String, String)> {
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(env.test.admin_url())
+        .await
+        .unwrap();
+    let tables: Vec<String> = sqlx::query_scalar(
+        "select relname::text from pg_class
+         where relnamespace = 'public'::regnamespace and relkind in ('r', 'p') order by 1",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let mut rows = Vec::new();
+    for table in tables {
+        let digest: String = sqlx::query_scalar(&format!(
+            "select md5(coalesce(string_agg(r, '|' order by r), '')) from
+                 (select (to_jsonb(t) - array['last_seen_at', 'totp_last_step'])::text r
+                  from {table} t) s"
+        ))
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        rows.push((table, digest));
+    }
+    rows
+}
+
+/// Makes every audit append fail, as a full disk or a broken trigger would, or lets them
+/// through again.
+async fn audit_store_fails(env: &Env, failing: bool) {
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(env.test.admin_url())
+        .await
+        .unwrap();
+    let statements: &[&str] = if failing {
+        &[
+            "create or replace function au3_refuse() returns trigger language plpgsql
+                 as $$ begin raise exception 'the audit store is unavailable'; end $$",
+            "create trigger au3_refuse before insert on audit_events
+                 for each row execute function au3_refuse()",
+        ]
+    } else {
+        &["drop trigger au3_refuse on audit_events"]
+    };
+    for statement in statements {
+        sqlx::query(statement).execute(&mut conn).await.unwrap();
+    }
+}
+
+/// AU-3: a valid change whose audit entry cannot be written does not commit, on any mutating
+/// admin or auth route: the call fails and every table is as it was.
+#[tokio::test]
+async fn au_3_no_route_commits_a_change_whose_audit_entry_cannot_be_written() {
+    let env = Env::new().await;
+    let admin_routes: Vec<AdminRoute> = admin::routes()
+        .into_iter()
+        .filter(AdminRoute::mutating)
+        .collect();
+    let auth_routes: Vec<(&str, &str)> = portcullis_gateway::authn::routes()
+        .into_iter()
+        .filter(|(method, _)| *method != "GET")
+        .collect();
+    let mut tried = 0;
+    for route in &admin_routes {
+        let (path, body) = prepare(&env, route, Who::Owner).await;
+        let method = Method::from_bytes(route.method.as_bytes()).unwrap();
+        let before = state_of(&env).await;
+        audit_store_fails(&env, true).await;
+        let response = env
+            .call_as(method, &path, env.token(actor_for(route)).unwrap(), body)
+            .await;
+        audit_store_fails(&env, false).await;
+        assert_eq!(
+            response.status,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "{} {}: {}",
+            route.method,
+            route.path,
+            response.body
+        );
+        assert_eq!(
+            state_of(&env).await,
+            before,
+            "{} {} committed without its audit entry",
+            route.method,
+            route.path
+        );
+        tried += 1;
+    }
+    for (method, path) in &auth_routes {
+        let (token, body, _) = prepare_auth(&env, path).await;
+        let before = state_of(&env).await;
+        audit_store_fails(&env, true).await;
+        let response = env
+            .send(Call::new(
+                Method::from_bytes(method.as_bytes()).unwrap(),
+                path,
+                token.as_deref(),
+                body,
+            ))
+            .await;
+        audit_store_fails(&env, false).await;
+        assert_eq!(
+            response.status,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "{method} {path}: {}",
+            response.body
+        );
+        assert_eq!(
+            state_of(&env).await,
+            before,
+            "{method} {path} committed without its audit entry"
+        );
+        tried += 1;
+    }
+    assert_eq!(tried, admin_routes.len() + auth_routes.len());
+}

@@ -22,6 +22,8 @@ const SECURITY_DEFINER_ALLOWED: &[&str] = &[
     "auth_verify_session_mfa",
     "auth_set_totp_pending",
     "auth_enable_mfa",
+    "auth_user_mfa_rules",
+    "auth_remove_mfa",
     "auth_claim_totp_step",
     "auth_recovery_code_hash",
     "auth_spend_recovery_code",

@@ -158,9 +158,17 @@ async fn en_2_kek_rotation_rewraps_online_and_the_old_key_retires() {
     let sealed = keyring()
         .seal(&seed, format!("totp:{user}").as_bytes())
         .unwrap();
-    auth::set_totp_pending(&test.db, user, &sealed)
+    let mut tx = test
+        .db
+        .begin_person(
+            user,
+            &portcullis_core::audit::Source::default(),
+            "mfa.enrollment_started",
+        )
         .await
         .unwrap();
+    auth::set_totp_pending(&mut tx, &sealed).await.unwrap();
+    tx.commit().await.unwrap();
 
     let new_key = vec![9u8; 32];
     let both = Keyring::new(2, vec![(1, vec![7; 32]), (2, new_key.clone())]).unwrap();
