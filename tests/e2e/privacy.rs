@@ -3,7 +3,7 @@
 //! them anywhere: a dump of every table of the database and the server's own log (at debug
 //! level) are searched for each value.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -251,4 +251,89 @@ async fn rm_3_the_background_job_of_the_binary_removes_content_past_retention() 
         waited += 1;
     }
     drop(server);
+}
+
+/// A chat request through `server`: when it was sent and its request id.
+async fn chat_logged(client: &reqwest::Client, server: &Server, key: &str) -> (Instant, String) {
+    let sent = Instant::now();
+    let response = client
+        .post(server.url("/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(&json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    (sent, id)
+}
+
+/// The level a request was logged at, once its log is written (within 10 s).
+async fn logged_level(
+    client: &reqwest::Client,
+    setup: &crate::support::Setup,
+    server: &Server,
+    request_id: &str,
+) -> String {
+    let url = server.url(&format!("/admin/v1/orgs/{}/logs/{request_id}", setup.org));
+    let started = Instant::now();
+    loop {
+        let log = client
+            .get(&url)
+            .bearer_auth(&setup.master)
+            .send()
+            .await
+            .unwrap();
+        if log.status() == 200 {
+            let log: Value = log.json().await.unwrap();
+            return log["logging_level"].as_str().unwrap().to_owned();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{request_id} never logged"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// RM-1 across processes: B has served the key (its settings cached at `metadata`); the level
+/// is switched through A; B's requests are logged at `content` within a second of the
+/// change, long before the cache's own expiry.
+#[tokio::test]
+async fn rm_1_a_level_switched_through_one_process_applies_on_another_that_cached_the_key() {
+    let setup = setup().await;
+    let (a, b) = (
+        Server::start(command(&setup.test)),
+        Server::start(command(&setup.test)),
+    );
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let (_, key) = mock_routes_and_key(&client, &setup, &a, &[("chat", "mock-1")]).await;
+    let (_, cached) = chat_logged(&client, &b, &key).await;
+    assert_eq!(logged_level(&client, &setup, &a, &cached).await, "metadata");
+    admin(
+        &client,
+        &setup,
+        &a,
+        reqwest::Method::PATCH,
+        "/settings",
+        json!({"logging_level": "content"}),
+    )
+    .await;
+    let changed = Instant::now();
+    loop {
+        let (sent, id) = chat_logged(&client, &b, &key).await;
+        if logged_level(&client, &setup, &a, &id).await == "content" {
+            break;
+        }
+        assert!(
+            sent.duration_since(changed) < Duration::from_secs(1),
+            "B still logged at the old level a second after the change"
+        );
+    }
 }
