@@ -203,6 +203,88 @@ async fn av_2_an_org_budget_counts_every_key_of_the_org() {
     assert!(spent <= 300, "spent {spent}");
 }
 
+/// A team budget is charged by every key of the team on the request path, concurrently, and by
+/// no key outside it: the team's keys are refused naming the team and never spend past its
+/// cap, while a key of the same org outside the team is still served.
+#[tokio::test]
+async fn av_2_a_team_budget_counts_every_key_of_the_team_and_no_other() {
+    let env = Env::new().await;
+    priced_route(&env, "chat").await;
+    let team = env
+        .call(
+            Method::POST,
+            &env.org_path("/teams"),
+            Who::Admin,
+            Some(json!({"name": "research", "budget_micro_usd": 300, "budget_period": "monthly"})),
+        )
+        .await;
+    assert_eq!(team.status, StatusCode::CREATED, "{}", team.body);
+    let team_id = team.body["team_id"].as_str().unwrap().to_owned();
+    let (_, first) = key_with(&env, json!({"team_id": team_id})).await;
+    let (_, second) = key_with(&env, json!({"team_id": team_id})).await;
+    let (outsider_id, outsider) = key_with(&env, json!({})).await;
+    let send = |secret: String| {
+        let env = &env;
+        async move {
+            env.call_as(
+                Method::POST,
+                "/v1/chat/completions",
+                &secret,
+                Some(chat("chat", false)),
+            )
+            .await
+        }
+    };
+    let answers = futures_util::future::join_all((0..60).map(|i| {
+        send(if i % 2 == 0 {
+            first.clone()
+        } else {
+            second.clone()
+        })
+    }))
+    .await;
+    let mut refusals = Vec::new();
+    let mut served = 0;
+    for answer in &answers {
+        match answer.status {
+            StatusCode::OK => served += 1,
+            StatusCode::PAYMENT_REQUIRED => {
+                refusals.push(answer.body["error"]["message"].as_str().unwrap().to_owned());
+            }
+            other => panic!("unexpected {other}: {}", answer.body),
+        }
+    }
+    assert!(served > 0, "the team's keys were never served");
+    assert!(!refusals.is_empty(), "the team budget never refused");
+    assert!(refusals.iter().all(|m| m.contains("team")), "{refusals:?}");
+    // The org is not the team: a key outside it is still served.
+    let outside = send(outsider.clone()).await;
+    assert_eq!(outside.status, StatusCode::OK, "{}", outside.body);
+    let entries = ledger(&env).await;
+    let team_spent: i64 = entries
+        .iter()
+        .filter(|e| e["team_id"] == team_id.as_str())
+        .map(|e| e["cost_micro_usd"].as_i64().unwrap())
+        .sum();
+    assert_eq!(
+        entries
+            .iter()
+            .filter(|e| e["team_id"] == team_id.as_str())
+            .count(),
+        served,
+        "every served request of the team is in its ledger"
+    );
+    assert!(
+        team_spent > 0 && team_spent <= 300,
+        "the team spent {team_spent} of 300"
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["key_id"] == outsider_id.as_str() && e["team_id"].is_null())
+    );
+}
+
 #[tokio::test]
 async fn av_2_requests_per_minute_answer_429_with_retry_after() {
     let env = Env::new().await;
