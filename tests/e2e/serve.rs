@@ -172,3 +172,88 @@ async fn au_2_client_ip_in_the_audit_trail_follows_the_configured_trusted_proxie
         server.terminate();
     }
 }
+
+/// AV-3: the binary's own OTLP exporter (not an in-memory one) sends the request path's spans
+/// to a collector: the root `request` span with the request's id and org, and the spans of
+/// the data plane, in OTLP/HTTP protobuf; no virtual key among them. The collector here
+/// stores what it is sent; the spans are flushed when the process stops. (Two worker threads:
+/// waiting for the exit blocks one, and the collector must answer meanwhile.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn av_3_the_binary_exports_request_spans_over_otlp() {
+    use std::sync::{Arc, Mutex};
+    let received: Arc<Mutex<Vec<(String, bytes::Bytes)>>> = Arc::default();
+    let collector = {
+        let received = Arc::clone(&received);
+        axum::Router::new().route(
+            "/v1/traces",
+            axum::routing::post(move |headers: axum::http::HeaderMap, body: bytes::Bytes| {
+                let received = Arc::clone(&received);
+                async move {
+                    let kind = headers
+                        .get("content-type")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned();
+                    received.lock().unwrap().push((kind, body));
+                    axum::http::StatusCode::OK
+                }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}/v1/traces", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, collector).await.unwrap() });
+
+    let setup = crate::support::setup().await;
+    let mut command = crate::support::command(&setup.test);
+    command.env("PORTCULLIS_LOG__OTLP_ENDPOINT", &endpoint);
+    let server = crate::support::Server::start(command);
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let (_, secret) =
+        crate::support::mock_routes_and_key(&client, &setup, &server, &[("chat", "mock-1")]).await;
+    let response = client
+        .post(server.url("/v1/chat/completions"))
+        .bearer_auth(&secret)
+        .header("x-request-id", "otlp-e2e-request")
+        .json(
+            &serde_json::json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    // The exporter's batch goes out at the latest when the process stops.
+    assert!(server.terminate().success());
+
+    let received = received.lock().unwrap();
+    assert!(!received.is_empty(), "the collector received nothing");
+    assert!(
+        received
+            .iter()
+            .all(|(kind, _)| kind == "application/x-protobuf"),
+        "{:?}",
+        received.iter().map(|(k, _)| k).collect::<Vec<_>>()
+    );
+    // Protobuf keeps strings as their bytes: names and values are found as written.
+    let all: Vec<u8> = received.iter().flat_map(|(_, b)| b.to_vec()).collect();
+    let has = |text: &str| all.windows(text.len()).any(|w| w == text.as_bytes());
+    for expected in [
+        "portcullis",
+        "request",
+        "otlp-e2e-request",
+        setup.org.as_str(),
+        "auth",
+        "budget.reserve",
+        "upstream",
+        "budget.settle",
+    ] {
+        assert!(has(expected), "no {expected:?} in the exported spans");
+    }
+    assert!(
+        !has(&secret) && !has(&secret[4..]),
+        "a virtual key was exported"
+    );
+}
