@@ -159,14 +159,36 @@ async fn av_2_a_process_killed_between_reserve_and_settle_frees_its_reservation_
     let survivor = server(&setup);
     let client = reqwest::Client::builder().build().unwrap();
     // Room for one request in flight (about 80 reserved), not two.
-    let (_, secret) =
+    let (key_id, secret) =
         routes_and_key(&client, &setup, &survivor, json!({"budget_micro_usd": 100})).await;
     let doomed_url = doomed.url("");
     let in_flight = {
         let (client, secret) = (client.clone(), secret.clone());
         tokio::spawn(async move { call(&client, &doomed_url, &secret, "slow").await })
     };
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Awaited, not slept: the doomed process holds a lease of the key's budget.
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(setup.test.admin_url())
+        .await
+        .unwrap();
+    let waited = std::time::Instant::now();
+    loop {
+        let leased: i64 = sqlx::query_scalar(
+            "select coalesce(sum(amount), 0)::bigint from spend_leases
+             where scope = 'key' and scope_id = $1::uuid",
+        )
+        .bind(&key_id)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        if leased > 0 {
+            break;
+        }
+        assert!(
+            waited.elapsed() < Duration::from_secs(10),
+            "the request in flight never reserved"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let survivor_url = survivor.url("");
     assert_eq!(
         call(&client, &survivor_url, &secret, "chat").await,

@@ -60,8 +60,29 @@ async fn av_2_leases_never_pass_the_cap_and_a_dead_holders_lease_expires() {
         panic!("refused what was left");
     };
     assert_eq!(small[0].amount, 10, "a grant is cut to what is left");
-    // The first holder never renews: after its TTL its slice is free again.
-    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    // The first holder never renews: once its lease is past its expiry by the database's own
+    // clock (awaited, not slept), its slice is free again.
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(test.admin_url())
+        .await
+        .unwrap();
+    let waited = std::time::Instant::now();
+    loop {
+        let expired: bool = sqlx::query_scalar(
+            "select bool_and(expires_at < now()) from spend_leases where holder = $1",
+        )
+        .bind(dead)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        if expired {
+            break;
+        }
+        assert!(
+            waited.elapsed() < std::time::Duration::from_secs(5),
+            "the lease never expired"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     assert!(
         spend::renew(&test.db, dead, 1_000)
             .await
