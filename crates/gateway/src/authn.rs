@@ -185,7 +185,6 @@ struct ChallengeView {
 }
 
 async fn new_session(
-    state: &AppState,
     tx: &mut PersonTx,
     kind: SessionKind,
     mfa_verified: bool,
@@ -193,7 +192,7 @@ async fn new_session(
     let (token_kind, ttl) = match kind {
         SessionKind::Session => {
             // The strictest org's lifetime; `auth_session` holds every use to it after.
-            let (_, max_hours) = auth::session_limits(&state.db, tx.user()).await?;
+            let (_, max_hours) = auth::session_limits(tx).await?;
             (
                 TokenKind::Session,
                 chrono::Duration::hours(i64::from(max_hours).min(SESSION_MAX_HOURS)),
@@ -269,7 +268,7 @@ async fn login(
             .begin_person(user.user_id, &source, "login.mfa_challenged")
             .await?;
         let (challenge, expires_at) =
-            new_session(&state, &mut tx, SessionKind::MfaChallenge, false).await?;
+            new_session(&mut tx, SessionKind::MfaChallenge, false).await?;
         tx.commit().await?;
         return Ok(Json(json!(ChallengeView {
             mfa_challenge: challenge.expose().to_owned(),
@@ -281,7 +280,7 @@ async fn login(
         .begin_person(user.user_id, &source, "login.succeeded")
         .await?;
     tx.detail("mfa", false);
-    let (token, expires_at) = new_session(&state, &mut tx, SessionKind::Session, false).await?;
+    let (token, expires_at) = new_session(&mut tx, SessionKind::Session, false).await?;
     tx.commit().await?;
     Ok(Json(json!(SessionView {
         session_token: token.expose().to_owned(),
@@ -409,7 +408,7 @@ async fn login_mfa(
             "unknown or expired challenge",
         ));
     }
-    let (token, expires_at) = new_session(&state, &mut tx, SessionKind::Session, true).await?;
+    let (token, expires_at) = new_session(&mut tx, SessionKind::Session, true).await?;
     tx.commit().await?;
     Ok(Json(SessionView {
         session_token: token.expose().to_owned(),
@@ -430,8 +429,10 @@ async fn logout(
         .db
         .begin_person(user, &source, "session.ended")
         .await?;
-    auth::end_session(&mut tx, &token.hash()).await?;
-    tx.commit().await?;
+    // Ended once: a second logout (or a sign-out everywhere first) records nothing more.
+    if auth::end_session(&mut tx, &token.hash()).await? {
+        tx.commit().await?;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -647,17 +648,6 @@ async fn mfa_remove(
             "MFA is not on for this account".to_owned(),
         ));
     }
-    let rules = auth::mfa_rules(&state.db, user).await?;
-    if rules
-        .iter()
-        .any(|rule| rbac::needs_second_factor(rule.role, rule.require_mfa))
-    {
-        return Err(ApiError::denied(
-            "mfa_required",
-            "an organization you belong to requires owners and admins to keep a second factor",
-            "second factor",
-        ));
-    }
     let user_name = user.to_string();
     let attempt = throttled(
         &state,
@@ -665,12 +655,41 @@ async fn mfa_remove(
     )?;
     let Some(factor) = check_second_factor(&state, user, &body.code).await? else {
         drop(attempt);
+        record_for_user(
+            &state,
+            user,
+            &source,
+            "mfa.removal_failed",
+            json!({"reason": "second_factor"}),
+        )
+        .await?;
         return Err(ApiError::invalid_request(
             "the code does not match; send a current code or an unused recovery code",
         ));
     };
     attempt.succeeded();
     let mut tx = state.db.begin_person(user, &source, "mfa.removed").await?;
+    // Read with the rows locked: a promotion or `require_mfa` turned on meanwhile waits.
+    let rules = auth::mfa_rules(&mut tx).await?;
+    if rules
+        .iter()
+        .any(|rule| rbac::needs_second_factor(rule.role, rule.require_mfa))
+    {
+        drop(tx);
+        record_for_user(
+            &state,
+            user,
+            &source,
+            "mfa.removal_failed",
+            json!({"reason": "required"}),
+        )
+        .await?;
+        return Err(ApiError::denied(
+            "mfa_required",
+            "an organization you belong to requires owners and admins to keep a second factor",
+            "second factor",
+        ));
+    }
     tx.detail("method", factor.name());
     if !auth::remove_mfa(&mut tx).await? {
         return Err(ApiError::Conflict(

@@ -89,11 +89,12 @@ pub struct MfaRule {
     pub require_mfa: bool,
 }
 
-pub async fn mfa_rules(db: &Db, user: UserId) -> Result<Vec<MfaRule>, StorageError> {
+/// The person's roles and their orgs' `require_mfa`, locked until `tx` ends.
+pub async fn mfa_rules(tx: &mut PersonTx) -> Result<Vec<MfaRule>, StorageError> {
     let rows: Vec<(Uuid, String, bool)> =
         sqlx::query_as("select org_id, role, require_mfa from auth_user_mfa_rules($1)")
-            .bind(user.as_uuid())
-            .fetch_all(db.pool())
+            .bind(tx.user().as_uuid())
+            .fetch_all(tx.conn())
             .await?;
     rows.into_iter()
         .map(|(org_id, role, require_mfa)| {
@@ -210,11 +211,12 @@ pub async fn touch_session(db: &Db, session: SessionId) -> Result<(), StorageErr
 }
 
 /// The most permissive session limits over a person's orgs: (idle minutes, absolute hours).
-pub async fn session_limits(db: &Db, user: UserId) -> Result<(i32, i32), StorageError> {
+/// The strictest idle and absolute session limits of the person's orgs (minutes, hours).
+pub async fn session_limits(tx: &mut PersonTx) -> Result<(i32, i32), StorageError> {
     Ok(
         sqlx::query_as("select idle_minutes, max_hours from auth_session_limits($1)")
-            .bind(user.as_uuid())
-            .fetch_one(db.pool())
+            .bind(tx.user().as_uuid())
+            .fetch_one(tx.conn())
             .await?,
     )
 }

@@ -125,9 +125,25 @@ fn action_of(method: &str, path: &str) -> &'static str {
         .unwrap_or_else(|| panic!("{method} {path} changes state and is not in ACTIONS"))
 }
 
-/// A request to an auth route, made ready by a new person of the org: (session token, body,
-/// the person's id when known before the call).
-async fn prepare_auth(env: &Env, path: &str) -> (Option<String>, Option<Value>, Option<String>) {
+/// Every mutating auth route with the action it records, and the password login of a person
+/// with MFA (its first step, which records a challenge): (method, path, with MFA, action).
+fn auth_cases() -> Vec<(&'static str, &'static str, bool, &'static str)> {
+    let mut cases: Vec<_> = portcullis_gateway::authn::routes()
+        .into_iter()
+        .filter(|(method, _)| *method != "GET")
+        .map(|(method, path)| (method, path, false, action_of(method, path)))
+        .collect();
+    cases.push(("POST", "/auth/v1/login", true, "login.mfa_challenged"));
+    cases
+}
+
+/// A request to an auth route, made ready by a new person of the org (with TOTP on when
+/// `mfa`): (session token, body, the person's id when known before the call).
+async fn prepare_auth(
+    env: &Env,
+    path: &str,
+    mfa: bool,
+) -> (Option<String>, Option<Value>, Option<String>) {
     let email = format!("{}@example.com", unique("au2"));
     if path == "/auth/v1/invites/accept" {
         let invite = env.invite(env.org, &email, "viewer").await;
@@ -138,6 +154,9 @@ async fn prepare_auth(env: &Env, path: &str) -> (Option<String>, Option<Value>, 
         );
     }
     let (user_id, session) = env.add_person(env.org, &email, "viewer").await;
+    if mfa {
+        enrol(env, &session, &email).await;
+    }
     let (token, body) = match path {
         "/auth/v1/login" => (None, Some(json!({"email": email, "password": PASSWORD}))),
         "/auth/v1/login/mfa" => {
@@ -301,18 +320,14 @@ async fn au_2_every_mutating_route_writes_one_fully_attributed_entry() {
 #[tokio::test]
 async fn au_2_every_mutating_auth_route_writes_one_fully_attributed_entry() {
     let env = Env::new().await;
-    let mutating: Vec<(&str, &str)> = portcullis_gateway::authn::routes()
-        .into_iter()
-        .filter(|(method, _)| *method != "GET")
-        .collect();
-    assert!(mutating.len() >= 8, "{mutating:?}");
-    for (n, (method, route_path)) in mutating.iter().enumerate() {
-        let expected_action = action_of(method, route_path);
+    let cases = auth_cases();
+    assert!(cases.len() >= 9, "{cases:?}");
+    for (n, (method, route_path, mfa, expected_action)) in cases.into_iter().enumerate() {
         for (peer, expected_ip) in [
             (TRUSTED_PEER, "198.51.100.77"),
             (UNTRUSTED_PEER, "203.0.113.50"),
         ] {
-            let (token, body, user_id) = prepare_auth(&env, route_path).await;
+            let (token, body, user_id) = prepare_auth(&env, route_path, mfa).await;
             let request_id = format!("au2-auth-{n}-{}", peer[0]);
             let mut call = Call::new(
                 Method::from_bytes(method.as_bytes()).unwrap(),
@@ -329,7 +344,7 @@ async fn au_2_every_mutating_auth_route_writes_one_fully_attributed_entry() {
             let started = chrono::Utc::now();
             let response = env.send(call).await;
             let context = format!(
-                "{method} {route_path}: {} {}",
+                "{method} {route_path} (MFA {mfa}): {} {}",
                 response.status, response.body
             );
             assert!(response.status.is_success(), "{context}");
@@ -571,10 +586,7 @@ async fn au_3_no_route_commits_a_change_whose_audit_entry_cannot_be_written() {
         .into_iter()
         .filter(AdminRoute::mutating)
         .collect();
-    let auth_routes: Vec<(&str, &str)> = portcullis_gateway::authn::routes()
-        .into_iter()
-        .filter(|(method, _)| *method != "GET")
-        .collect();
+    let auth_routes = auth_cases();
     let mut tried = 0;
     for route in &admin_routes {
         let (path, body) = prepare(&env, route, Who::Owner).await;
@@ -602,8 +614,8 @@ async fn au_3_no_route_commits_a_change_whose_audit_entry_cannot_be_written() {
         );
         tried += 1;
     }
-    for (method, path) in &auth_routes {
-        let (token, body, _) = prepare_auth(&env, path).await;
+    for (method, path, mfa, _) in &auth_routes {
+        let (token, body, _) = prepare_auth(&env, path, *mfa).await;
         let before = state_of(&env).await;
         audit_store_fails(&env, true).await;
         let response = env
@@ -629,4 +641,74 @@ async fn au_3_no_route_commits_a_change_whose_audit_entry_cannot_be_written() {
         tried += 1;
     }
     assert_eq!(tried, admin_routes.len() + auth_routes.len());
+}
+
+/// A person in two orgs: each of their own account's actions is recorded once in each org's
+/// chain, attributed to them, and both chains still verify.
+#[tokio::test]
+async fn au_2_a_person_in_two_orgs_has_each_action_recorded_once_in_each() {
+    let env = Env::new().await;
+    let other = env
+        .call(
+            Method::POST,
+            "/admin/v1/orgs",
+            Who::Master,
+            Some(json!({"name": "Second"})),
+        )
+        .await;
+    let other: OrgId = other.body["org_id"].as_str().unwrap().parse().unwrap();
+    let email = "both@example.com";
+    let (user_id, _) = env.add_person(env.org, email, "member").await;
+    let invite = env.invite(other, email, "viewer").await;
+    let session = env.login(email).await;
+    let joined = env
+        .call_as(
+            Method::POST,
+            "/auth/v1/invites/accept",
+            &session,
+            Some(json!({"invite_token": invite})),
+        )
+        .await;
+    assert_eq!(joined.status, StatusCode::OK, "{}", joined.body);
+    let steps: [(&str, &str, Option<Value>, &str); 3] = [
+        (
+            "/auth/v1/login",
+            "login.succeeded",
+            Some(json!({"email": email, "password": PASSWORD})),
+            "",
+        ),
+        (
+            "/auth/v1/mfa/enroll",
+            "mfa.enrollment_started",
+            None,
+            "session",
+        ),
+        ("/auth/v1/logout", "session.ended", None, "session"),
+    ];
+    for (n, (path, action, body, auth)) in steps.into_iter().enumerate() {
+        let request_id = format!("two-orgs-{n}");
+        let mut call = Call::new(
+            Method::POST,
+            path,
+            (auth == "session").then_some(session.as_str()),
+            body,
+        );
+        call.headers = vec![("x-request-id", request_id.clone())];
+        let response = env.send(call).await;
+        assert!(response.status.is_success(), "{path}: {}", response.body);
+        for org in [env.org, other] {
+            let mine: Vec<ChainedRecord> = entries(&env, org)
+                .await
+                .into_iter()
+                .filter(|e| e.record.source.request_id.as_deref() == Some(request_id.as_str()))
+                .collect();
+            assert_eq!(mine.len(), 1, "{path} in {org}");
+            assert_eq!(mine[0].record.action, action, "{path} in {org}");
+            assert_eq!(mine[0].record.actor.id, user_id, "{path} in {org}");
+            assert_eq!(mine[0].record.org_id, org, "{path} in {org}");
+        }
+    }
+    for org in [env.org, other] {
+        audit::verify(&env.test.db, org, None).await.unwrap();
+    }
 }

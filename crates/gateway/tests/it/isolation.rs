@@ -299,17 +299,18 @@ async fn check_pair(env: &Env, a: &Tenant, b: &Tenant, stranger: &str) {
     // Each listing, and what of A's own it must show (so that an empty answer cannot pass).
     let a_key = a.keys.last().unwrap();
     for (suffix, own) in [
-        ("", &a.org),
-        ("/members", &a.members[0]),
-        ("/teams", a.teams.first().unwrap_or(&String::new())),
-        ("/keys", a_key),
-        ("/credentials", &a.credential),
-        ("/routes", &a.alias),
-        ("/audit?limit=1000", &a.org),
-        ("/prompts", &a.prompt),
-        ("/logs?limit=1000", &a.request_id),
-        ("/ledger?limit=1000", &a.request_id),
-        ("/usage?group_by=day,model,key,team", a_key),
+        ("", Some(&a.org)),
+        ("/members", Some(&a.members[0])),
+        // A has no team in some cases: then its listing has nothing of its own to show.
+        ("/teams", a.teams.first()),
+        ("/keys", Some(a_key)),
+        ("/credentials", Some(&a.credential)),
+        ("/routes", Some(&a.alias)),
+        ("/audit?limit=1000", Some(&a.org)),
+        ("/prompts", Some(&a.prompt)),
+        ("/logs?limit=1000", Some(&a.request_id)),
+        ("/ledger?limit=1000", Some(&a.request_id)),
+        ("/usage?group_by=day,model,key,team", Some(a_key)),
     ] {
         let listing = env
             .call_as(
@@ -321,10 +322,12 @@ async fn check_pair(env: &Env, a: &Tenant, b: &Tenant, stranger: &str) {
             .await;
         assert_eq!(listing.status, StatusCode::OK, "{suffix}: {}", listing.body);
         let text = listing.body.to_string();
-        assert!(
-            text.contains(own.as_str()),
-            "{suffix} of A does not show A's {own}"
-        );
+        if let Some(own) = own {
+            assert!(
+                text.contains(own.as_str()),
+                "{suffix} of A does not show A's {own}"
+            );
+        }
         for id in &b_ids {
             assert!(!text.contains(id.as_str()), "{suffix} of A shows {id} of B");
         }

@@ -459,8 +459,9 @@ async fn ac_4_a_person_removes_their_own_totp_with_a_current_code() {
     let (totp, codes) = enrol(&env, &member, "member@example.com").await;
     let (status, _) = remove_mfa(&env, &member, "000000").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "a wrong code removed MFA");
-    // The confirmation used the current step: replaying its code is refused.
-    let (status, _) = remove_mfa(&env, &member, &totp.code_at(now())).await;
+    // The confirmation used the current step: that step's code, or the one before, is a replay
+    // (whichever step the clock is in now).
+    let (status, _) = remove_mfa(&env, &member, &totp.code_at(now() - 30)).await;
     assert_eq!(
         status,
         StatusCode::BAD_REQUEST,
@@ -469,6 +470,18 @@ async fn ac_4_a_person_removes_their_own_totp_with_a_current_code() {
     // Only the person's own session: not the master key, not a challenge.
     let (status, _) = remove_mfa(&env, &env.master, &totp.code_at(now() + 30)).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    let pending = challenge(&env, "member@example.com").await;
+    let (status, body) = remove_mfa(&env, &pending, &totp.code_at(now() + 30)).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("wrong_key_kind")),
+        "{body}"
+    );
+    assert_eq!(
+        env.audit("mfa.removal_failed").await.len(),
+        2,
+        "each wrong or replayed code is recorded"
+    );
     let me = env.call_as(Method::GET, "/auth/v1/me", &member, None).await;
     assert_eq!(me.body["mfa_enabled"], true, "nothing changed yet");
 
@@ -499,6 +512,13 @@ async fn ac_4_a_person_removes_their_own_totp_with_a_current_code() {
     assert_eq!(status, StatusCode::CONFLICT, "nothing left to remove");
     let removed = env.audit("mfa.removed").await;
     assert_eq!(removed.len(), 1);
+    // The open challenge ended with the factor it was waiting for.
+    let (status, _) = second_step(&env, &pending, &codes[1]).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a challenge outlived the removal"
+    );
     assert_eq!(
         removed[0].record.actor.id,
         env.user_ids[&Who::Member].as_str()
@@ -542,6 +562,13 @@ async fn ac_4_under_require_mfa_an_owner_or_admin_cannot_remove_their_totp() {
             .await;
         assert_eq!(me.body["mfa_enabled"], true, "{who}");
     }
+    let refusals = env.audit("mfa.removal_failed").await;
+    assert_eq!(refusals.len(), 4, "every refusal is recorded");
+    assert!(
+        refusals
+            .iter()
+            .all(|e| e.record.details["reason"] == "required")
+    );
     let (status, body) = remove_mfa(&env, &member, &member_totp.code_at(now() + 30)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(env.audit("mfa.removed").await.len() == 1);
@@ -595,6 +622,18 @@ async fn ac_4_a_session_verified_before_removal_does_not_pass_require_mfa_after_
         )
         .await;
     assert_eq!(promoted.status, StatusCode::OK, "{}", promoted.body);
+    // Even a session marked verified after the removal (a second step that committed after
+    // it) does not count: verified means verified while MFA is on.
+    {
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(env.test.admin_url())
+            .await
+            .unwrap();
+        sqlx::query("update sessions set mfa_verified = true where user_id = $1")
+            .bind(user_id.parse::<uuid::Uuid>().unwrap())
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
     for session in [&verified, &password_session] {
         let refused = env
             .call_as(Method::GET, &env.org_path("/teams"), session, None)
