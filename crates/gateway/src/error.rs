@@ -249,23 +249,87 @@ impl From<StorageError> for ApiError {
     }
 }
 
+/// The shape of an error's body: this API's envelope (OpenAI's), or Anthropic's on
+/// `/v1/messages`, whose clients read only that one. Status and headers are the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorShape {
+    Envelope,
+    Anthropic,
+}
+
+#[derive(Serialize)]
+struct AnthropicError<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    error: AnthropicBody<'a>,
+    request_id: &'a str,
+}
+
+#[derive(Serialize)]
+struct AnthropicBody<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    message: &'a str,
+    /// This API's code, beside Anthropic's type (clients ignore what they do not know).
+    code: &'static str,
+}
+
+/// Anthropic's error type for a status.
+fn anthropic_type(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 | 405 | 408 | 409 | 422 => "invalid_request_error",
+        401 => "authentication_error",
+        402 => "billing_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        503 | 529 => "overloaded_error",
+        _ => "api_error",
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        self.shaped(ErrorShape::Envelope)
+    }
+}
+
+impl ApiError {
+    /// The error as a response whose body has `shape`.
+    pub fn shaped(self, shape: ErrorShape) -> Response {
         let status = self.status();
         if let Self::Internal(cause) = &self {
             tracing::error!(error = %cause, "request failed");
         }
         let request_id = request_id::current();
+        let request_id = request_id.as_deref().unwrap_or("");
         let message = self.public_message();
-        let envelope = Envelope {
-            error: Body {
-                kind: self.envelope_type(),
-                code: self.code(),
-                message: &message,
-                request_id: request_id.as_deref().unwrap_or(""),
-            },
+        let mut response = match shape {
+            ErrorShape::Envelope => {
+                let envelope = Envelope {
+                    error: Body {
+                        kind: self.envelope_type(),
+                        code: self.code(),
+                        message: &message,
+                        request_id,
+                    },
+                };
+                (status, Json(envelope)).into_response()
+            }
+            ErrorShape::Anthropic => {
+                let body = AnthropicError {
+                    kind: "error",
+                    error: AnthropicBody {
+                        kind: anthropic_type(status),
+                        message: &message,
+                        code: self.code(),
+                    },
+                    request_id,
+                };
+                (status, Json(body)).into_response()
+            }
         };
-        let mut response = (status, Json(envelope)).into_response();
         if let Self::Forbidden { code, required, .. } = &self {
             response.extensions_mut().insert(Refused {
                 code,

@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 
 use crate::error::ProviderError;
 use crate::sse::Decoder;
+use crate::translate::StreamTranslation;
 
 /// Why a Messages request cannot be translated: the caller's mistake, a 400.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,8 +56,15 @@ pub fn request_to_openai(request: &Map<String, Value>) -> Result<Map<String, Val
         let role = message["role"]
             .as_str()
             .ok_or_else(|| bad("each message needs a `role`"))?;
+        // Current clients (Claude Code) also put system messages in the list.
+        if role == "system" {
+            messages.push(json!({"role": "system", "content": text_of(&message["content"])}));
+            continue;
+        }
         if role != "user" && role != "assistant" {
-            return Err(bad("a message's `role` is `user` or `assistant`"));
+            return Err(bad(
+                "a message's `role` is `user` or `assistant` (or `system`)",
+            ));
         }
         match &message["content"] {
             Value::String(text) => messages.push(json!({"role": role, "content": text})),
@@ -81,8 +89,11 @@ pub fn request_to_openai(request: &Map<String, Value>) -> Result<Map<String, Val
         out.insert("user".into(), user.clone());
     }
     if let Some(tools) = request.get("tools").and_then(Value::as_array) {
+        // A client tool has a schema; Anthropic's own server tools (web search, code
+        // execution, ...) have a `type` and no schema, and mean nothing to other providers.
         let tools: Vec<Value> = tools
             .iter()
+            .filter(|t| t.get("input_schema").is_some())
             .map(|t| {
                 json!({"type": "function", "function": {"name": t["name"], "description": t.get("description").cloned().unwrap_or(Value::Null), "parameters": t["input_schema"]}})
             })
@@ -139,7 +150,17 @@ fn translate_blocks(
             Some("tool_result") => messages.push(json!({
                 "role": "tool", "tool_call_id": block["tool_use_id"], "content": text_of(&block["content"]),
             })),
-            _ => return Err(bad("unknown content block type")),
+            Some("document") if block["source"]["type"] == "text" => {
+                parts.push(json!({"type": "text", "text": block["source"]["data"]}));
+            }
+            // Earlier turns' reasoning is the provider's own; other providers take none.
+            Some("thinking" | "redacted_thinking") => {}
+            other => {
+                return Err(BadMessages(format!(
+                    "content blocks of type `{}` cannot be sent to this route's providers",
+                    other.unwrap_or("(none)")
+                )));
+            }
         }
     }
     if parts.is_empty() && tool_calls.is_empty() {
@@ -239,6 +260,26 @@ pub struct StreamTranslator {
 
 fn event(kind: &str, data: &Value) -> Bytes {
     Bytes::from(format!("event: {kind}\ndata: {data}\n\n"))
+}
+
+impl StreamTranslation for StreamTranslator {
+    fn push(&mut self, chunk: &[u8]) -> Result<Vec<Bytes>, ProviderError> {
+        StreamTranslator::push(self, chunk)
+    }
+
+    fn usage(&mut self, usage: &Usage) {
+        StreamTranslator::usage(self, usage);
+    }
+
+    fn finish(&mut self) -> Vec<Bytes> {
+        StreamTranslator::finish(self)
+    }
+
+    fn error_event(&self) -> Bytes {
+        let error = json!({"type": "error", "error": {"type": "api_error",
+                                                      "message": "the upstream stream broke"}});
+        event("error", &error)
+    }
 }
 
 impl StreamTranslator {

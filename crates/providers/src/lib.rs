@@ -19,6 +19,7 @@ mod mock;
 mod openai;
 mod sse;
 mod target;
+mod translate;
 pub mod usage;
 
 pub use breaker::Breakers;
@@ -30,3 +31,4 @@ pub use error::ProviderError;
 pub use exchange::wants_usage;
 pub use sse::EventSplitter;
 pub use target::{ProviderKind, Target};
+pub use translate::StreamTranslation;

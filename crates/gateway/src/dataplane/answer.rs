@@ -12,7 +12,7 @@ use axum::response::Response;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use portcullis_core::money::{Pricing, Usage};
-use portcullis_providers::{Chunk, ProviderError, anthropic};
+use portcullis_providers::{Chunk, ProviderError, StreamTranslation};
 use serde_json::json;
 
 use crate::error::ApiError;
@@ -90,8 +90,9 @@ impl Settle {
 pub(super) enum Wire {
     /// OpenAI's chunks, passed on.
     OpenAi,
-    /// Anthropic's events, translated from OpenAI's chunks.
-    Anthropic(Box<anthropic::StreamTranslator>),
+    /// Another format's events (Anthropic's Messages, OpenAI's Responses), translated from
+    /// OpenAI's chunks.
+    Translated(Box<dyn StreamTranslation>),
 }
 
 /// Counts what a stream's events hold, when the gateway may have to report its own usage or
@@ -201,11 +202,7 @@ fn error_event(wire: &Wire) -> Bytes {
                                          "message": "the upstream stream broke"}});
             Bytes::from(format!("data: {event}\n\n"))
         }
-        Wire::Anthropic(_) => {
-            let event = json!({"type": "error", "error": {"type": "api_error",
-                                                          "message": "the upstream stream broke"}});
-            Bytes::from(format!("event: error\ndata: {event}\n\n"))
-        }
+        Wire::Translated(translator) => translator.error_event(),
     }
 }
 
@@ -228,7 +225,7 @@ impl Writer {
                 self.watch.tally.see(&events);
                 match &mut self.wire {
                     Wire::OpenAi => events,
-                    Wire::Anthropic(translator) => match translator.push(&events) {
+                    Wire::Translated(translator) => match translator.push(&events) {
                         Ok(out) => Bytes::from(out.concat()),
                         Err(error) => self.broke(&error),
                     },
@@ -236,7 +233,7 @@ impl Writer {
             }
             Ok(Chunk::Usage(usage)) => {
                 self.watch.usage = Some(usage);
-                if let Wire::Anthropic(translator) = &mut self.wire {
+                if let Wire::Translated(translator) = &mut self.wire {
                     translator.usage(&usage);
                 }
                 Bytes::new()
@@ -261,7 +258,7 @@ impl Writer {
     /// one and the upstream sent none, then the end marker.
     fn closing(&mut self) -> Bytes {
         match &mut self.wire {
-            Wire::Anthropic(translator) => Bytes::from(translator.finish().concat()),
+            Wire::Translated(translator) => Bytes::from(translator.finish().concat()),
             Wire::OpenAi => {
                 let mut out = String::new();
                 if self.client_usage && self.watch.usage.is_none() {
@@ -299,7 +296,7 @@ pub(super) fn stream(
     tally.see(&first);
     let first = match &mut wire {
         Wire::OpenAi => first,
-        Wire::Anthropic(translator) => Bytes::from(
+        Wire::Translated(translator) => Bytes::from(
             translator
                 .push(&first)
                 .map_err(|_| ApiError::Upstream {

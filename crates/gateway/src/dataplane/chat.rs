@@ -16,7 +16,7 @@ use super::funnel::{self, Answer, Call, allowed, serve_alias};
 use super::head;
 use super::key::authenticate;
 use super::prompt::apply_prompt;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorShape};
 use crate::logs::Endpoint;
 use crate::router::AppState;
 
@@ -153,17 +153,22 @@ pub async fn embeddings(
     funnel::respond(served, Wire::OpenAi, false)
 }
 
-/// `POST /v1/messages`: Anthropic's format in and out, over the same routes and chains.
-pub async fn messages(
-    State(state): State<AppState>,
-    request: Request,
-) -> Result<Response, ApiError> {
+/// `POST /v1/messages`: Anthropic's format in and out, errors included, over the same routes
+/// and chains.
+pub async fn messages(State(state): State<AppState>, request: Request) -> Response {
+    match messages_served(&state, request).await {
+        Ok(response) => response,
+        Err(error) => error.shaped(ErrorShape::Anthropic),
+    }
+}
+
+async fn messages_served(state: &AppState, request: Request) -> Result<Response, ApiError> {
     let Keyed {
         key,
         headers,
         body,
         hops,
-    } = keyed_body(&state, request).await?;
+    } = keyed_body(state, request).await?;
     let request = crate::json::object(&body)?;
     let mut chat =
         anthropic::request_to_openai(&request).map_err(|e| ApiError::invalid_request(e.0))?;
@@ -178,7 +183,7 @@ pub async fn messages(
         prompt_bytes: body.len(),
         hops,
     };
-    let served = serve_alias(&state, call).await?;
+    let served = serve_alias(state, call).await?;
     let mut response = match served.answer {
         Answer::Json {
             status: 200,
@@ -200,7 +205,7 @@ pub async fn messages(
             settle,
         } => {
             let translator = Box::new(anthropic::StreamTranslator::new(&alias));
-            answer::stream(first, rest, Wire::Anthropic(translator), *settle, false)?
+            answer::stream(first, rest, Wire::Translated(translator), *settle, false)?
         }
     };
     answer::served_by(&mut response, &served.target, served.attempts);
