@@ -17,6 +17,7 @@ mod exchange;
 mod gemini;
 mod mock;
 mod openai;
+pub mod responses;
 mod sse;
 mod target;
 mod translate;

@@ -1,5 +1,6 @@
 //! The endpoints: `/v1/chat/completions`, `/v1/embeddings`, `/v1/messages` (Anthropic's
-//! format in and out) and `/v1/models`. Each reads its body once into a head and passes the
+//! format in and out), `/v1/responses` (OpenAI's Responses format in and out) and
+//! `/v1/models`. Each reads its body once into a head and passes the
 //! funnel.
 
 use axum::Json;
@@ -205,6 +206,74 @@ async fn messages_served(state: &AppState, request: Request) -> Result<Response,
             settle,
         } => {
             let translator = Box::new(anthropic::StreamTranslator::new(&alias));
+            answer::stream(first, rest, Wire::Translated(translator), *settle, false)?
+        }
+    };
+    answer::served_by(&mut response, &served.target, served.attempts);
+    Ok(response)
+}
+
+/// `POST /v1/responses`: OpenAI's Responses format in and out, stateless, over the same routes
+/// and chains (translated to chat for every provider).
+pub async fn responses(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let Keyed {
+        key,
+        headers,
+        body,
+        hops,
+    } = keyed_body(&state, request).await?;
+    let request = crate::json::object(&body)?;
+    let mut chat = portcullis_providers::responses::request_to_chat(&request)
+        .map_err(|e| ApiError::invalid_request(e.0))?;
+    end_user_from_header(&headers, &mut chat);
+    let head = head::chat(&chat)?;
+    let alias = head.alias.clone();
+    let call = Call {
+        key: &key,
+        head,
+        request: chat,
+        endpoint: Endpoint::Responses,
+        prompt_bytes: body.len(),
+        hops,
+    };
+    let served = serve_alias(&state, call).await?;
+    // The request's own id names the response: unique, and found again in its log.
+    let id = format!(
+        "resp_{}",
+        crate::request_id::current()
+            .unwrap_or_default()
+            .replace(|c: char| !c.is_ascii_alphanumeric(), "")
+    );
+    let mut response = match served.answer {
+        Answer::Json {
+            status: 200,
+            body,
+            usage,
+        } => {
+            let answer = portcullis_providers::responses::response_from_chat(
+                &body,
+                &id,
+                &alias,
+                usage.as_ref(),
+            )
+            .ok_or(ApiError::Upstream {
+                status: StatusCode::BAD_GATEWAY,
+                code: "upstream_error",
+            })?;
+            answer::json(200, answer)?
+        }
+        Answer::Json { status, body, .. } => answer::json(status, body)?,
+        Answer::Stream {
+            first,
+            rest,
+            settle,
+        } => {
+            let translator = Box::new(portcullis_providers::responses::StreamTranslator::new(
+                &id, &alias,
+            ));
             answer::stream(first, rest, Wire::Translated(translator), *settle, false)?
         }
     };

@@ -171,7 +171,7 @@ pub(super) async fn serve_alias(state: &AppState, mut call: Call<'_>) -> Result<
         order.iter().map(|i| &plan.targets[*i].target).collect();
     let operation = match call.endpoint {
         Endpoint::Embeddings => Operation::Embeddings,
-        Endpoint::Chat | Endpoint::Messages => Operation::Chat {
+        Endpoint::Chat | Endpoint::Messages | Endpoint::Responses => Operation::Chat {
             stream,
             client_usage: call.head.client_usage,
         },

@@ -1,6 +1,6 @@
 //! The data plane of API.md, authenticated by virtual key: `/v1/chat/completions` (stream or
-//! not), `/v1/embeddings`, `/v1/messages` (Anthropic's format), `/v1/models`, and an envelope
-//! 404 for endpoints not served yet.
+//! not), `/v1/embeddings`, `/v1/messages` (Anthropic's format), `/v1/responses` (OpenAI's
+//! Responses format), `/v1/models`, and an envelope 404 for endpoints not served yet.
 
 mod answer;
 mod cache;
@@ -20,20 +20,17 @@ use crate::error::ApiError;
 use crate::router::AppState;
 
 /// Endpoints that OpenAI and Anthropic clients call which this gateway does not serve yet.
-const NOT_YET: [&str; 3] = [
-    "/v1/responses",
-    "/v1/completions",
-    "/v1/messages/count_tokens",
-];
+const NOT_YET: [&str; 2] = ["/v1/completions", "/v1/messages/count_tokens"];
 
 /// Every endpoint that carries a prompt to a provider. Each reaches the provider only through
 /// `funnel::serve_alias`, past the guardrail, the bounds and the reservation, and into the
 /// request log; tests iterate this list.
-fn served() -> [(&'static str, MethodRouter<AppState>); 3] {
+fn served() -> [(&'static str, MethodRouter<AppState>); 4] {
     [
         ("/v1/chat/completions", post(chat::completions)),
         ("/v1/embeddings", post(chat::embeddings)),
         ("/v1/messages", post(chat::messages)),
+        ("/v1/responses", post(chat::responses)),
     ]
 }
 

@@ -70,6 +70,7 @@ pub enum Endpoint {
     Chat,
     Embeddings,
     Messages,
+    Responses,
 }
 
 impl Endpoint {
@@ -78,6 +79,7 @@ impl Endpoint {
             Endpoint::Chat => "chat",
             Endpoint::Embeddings => "embeddings",
             Endpoint::Messages => "messages",
+            Endpoint::Responses => "responses",
         }
     }
 }

@@ -142,6 +142,15 @@ fn bodies(path: &str) -> Vec<Value> {
             })
             .collect(),
         "/v1/embeddings" => vec![json!({"model": "rec", "input": [text, "plain"]})],
+        "/v1/responses" => [false, true]
+            .into_iter()
+            .map(|stream| {
+                json!({"model": "rec", "stream": stream, "user": EMAIL,
+                       "instructions": format!("The customer is {EMAIL}."),
+                       "input": [{"type": "message", "role": "user",
+                                  "content": [{"type": "input_text", "text": text}]}]})
+            })
+            .collect(),
         other => panic!("{other} carries prompts: give it bodies here"),
     }
 }

@@ -285,6 +285,91 @@ async fn av_2_a_team_budget_counts_every_key_of_the_team_and_no_other() {
     );
 }
 
+/// Every prompt endpoint of the funnel's list (AV-2, RM-1, RM-4): refused with 402 past its
+/// key's budget before anything reaches the upstream, and when served, streamed or not, in
+/// the ledger and the request log under its own endpoint.
+#[tokio::test]
+async fn av_2_every_prompt_endpoint_is_budgeted_logged_and_in_the_ledger() {
+    let env = Env::new().await;
+    priced_route(&env, "chat").await;
+    // Embeddings are priced per input token only.
+    let (_, broke) = key_with(&env, json!({"budget_micro_usd": 0})).await;
+    let (served_key_id, served_key) = key_with(&env, json!({"budget_micro_usd": 1_000_000})).await;
+    let mut served = 0;
+    for path in portcullis_gateway::dataplane::prompt_routes() {
+        let streams: &[bool] = if path == "/v1/embeddings" {
+            &[false]
+        } else {
+            &[false, true]
+        };
+        for &stream in streams {
+            let body = crate::support::prompt_body(path, "chat", stream);
+            let refused = env
+                .call_as(Method::POST, path, &broke, Some(body.clone()))
+                .await;
+            assert_eq!(
+                refused.status,
+                StatusCode::PAYMENT_REQUIRED,
+                "{path} (stream {stream}) with no budget: {}",
+                refused.body
+            );
+            let answer = env
+                .call_as(Method::POST, path, &served_key, Some(body))
+                .await;
+            assert_eq!(
+                answer.status,
+                StatusCode::OK,
+                "{path} (stream {stream}): {}",
+                answer.body
+            );
+            served += 1;
+        }
+    }
+    let entries = ledger(&env).await;
+    let of_key: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["key_id"] == served_key_id.as_str())
+        .collect();
+    assert_eq!(of_key.len(), served, "a ledger row per served request");
+    assert!(
+        of_key
+            .iter()
+            .all(|e| e["cost_micro_usd"].as_i64() > Some(0)),
+        "{of_key:?}"
+    );
+    assert!(
+        env.state
+            .logs
+            .flush(std::time::Duration::from_secs(10))
+            .await
+    );
+    let logs = env
+        .call(
+            Method::GET,
+            &env.org_path("/logs?limit=1000"),
+            Who::Admin,
+            None,
+        )
+        .await;
+    let logs = logs.body["logs"].as_array().unwrap();
+    for (endpoint, count) in [
+        ("chat", 2),
+        ("embeddings", 1),
+        ("messages", 2),
+        ("responses", 2),
+    ] {
+        let ok = logs
+            .iter()
+            .filter(|l| l["endpoint"] == endpoint && l["status"] == 200)
+            .count();
+        let refused = logs
+            .iter()
+            .filter(|l| l["endpoint"] == endpoint && l["status"] == 402)
+            .count();
+        assert_eq!((ok, refused), (count, count), "{endpoint}: {logs:?}");
+    }
+}
+
 #[tokio::test]
 async fn av_2_requests_per_minute_answer_429_with_retry_after() {
     let env = Env::new().await;

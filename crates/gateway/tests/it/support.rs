@@ -782,3 +782,18 @@ pub async fn enrol(
     assert!(!rows.join("").contains(&secret.to_lowercase()) && !rows.join("").contains(secret));
     (totp, codes)
 }
+
+/// A small valid request to a prompt route of the data plane (`dataplane::prompt_routes()`),
+/// for `alias`; a route added later fails here until it has one.
+pub fn prompt_body(path: &str, alias: &str, stream: bool) -> Value {
+    match path {
+        "/v1/chat/completions" => json!({"model": alias, "stream": stream, "max_tokens": 16,
+            "messages": [{"role": "user", "content": "hi"}]}),
+        "/v1/embeddings" => json!({"model": alias, "input": "hi"}),
+        "/v1/messages" => json!({"model": alias, "stream": stream, "max_tokens": 16,
+            "messages": [{"role": "user", "content": "hi"}]}),
+        "/v1/responses" => json!({"model": alias, "stream": stream, "max_output_tokens": 16,
+            "input": "hi"}),
+        other => panic!("{other} carries prompts: give it a body here"),
+    }
+}

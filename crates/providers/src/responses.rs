@@ -1,0 +1,604 @@
+//! OpenAI's Responses API (`POST /v1/responses`) translated to and from Chat Completions, so
+//! that Responses clients (Codex CLI, the openai SDK's `responses.create`) reach any route: the
+//! request in, the answer out, and the stream event by event. Messages with text and images,
+//! function calls and their outputs, function tools, `tool_choice`, output bounds, JSON output
+//! formats and usage carry over. Stateless: nothing is stored, so `previous_response_id` and
+//! `background` are refused, and reasoning items of earlier turns (the provider's own) are
+//! left out.
+
+use bytes::Bytes;
+use portcullis_core::money::Usage;
+use serde_json::{Map, Value, json};
+
+use crate::error::ProviderError;
+use crate::sse::Decoder;
+use crate::translate::StreamTranslation;
+
+/// Why a Responses request cannot be translated: the caller's mistake, a 400.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadInput(pub String);
+
+fn bad(message: impl Into<String>) -> BadInput {
+    BadInput(message.into())
+}
+
+/// A Responses request as a Chat Completions request (same `model` alias).
+pub fn request_to_chat(request: &Map<String, Value>) -> Result<Map<String, Value>, BadInput> {
+    let model = request
+        .get("model")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("`model` is required"))?;
+    if request
+        .get("previous_response_id")
+        .is_some_and(|v| !v.is_null())
+    {
+        return Err(bad(
+            "`previous_response_id` needs stored responses, which this gateway does not keep: \
+             send the whole conversation in `input` (as with `store: false`)",
+        ));
+    }
+    if request.get("background").and_then(Value::as_bool) == Some(true) {
+        return Err(bad(
+            "`background` needs stored responses, which this gateway does not keep",
+        ));
+    }
+    let mut messages = Vec::new();
+    if let Some(instructions) = request.get("instructions").and_then(Value::as_str) {
+        messages.push(json!({"role": "system", "content": instructions}));
+    }
+    match request.get("input") {
+        Some(Value::String(text)) => messages.push(json!({"role": "user", "content": text})),
+        Some(Value::Array(items)) => {
+            for item in items {
+                translate_item(item, &mut messages)?;
+            }
+        }
+        _ => return Err(bad("`input` is a string or a list of items")),
+    }
+    let mut out = Map::new();
+    out.insert("model".into(), json!(model));
+    out.insert("messages".into(), Value::Array(messages));
+    for (from, to) in [
+        ("max_output_tokens", "max_completion_tokens"),
+        ("temperature", "temperature"),
+        ("top_p", "top_p"),
+        ("parallel_tool_calls", "parallel_tool_calls"),
+        ("user", "user"),
+        ("safety_identifier", "safety_identifier"),
+        ("service_tier", "service_tier"),
+    ] {
+        if let Some(value) = request.get(from).filter(|v| !v.is_null()) {
+            out.insert(to.into(), value.clone());
+        }
+    }
+    let tools: Vec<Value> = request
+        .get("tools")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        // Only function tools have a meaning for every provider; hosted tools (web search,
+        // file search, ...) and namespaces are the Responses API's own.
+        .filter(|t| t["type"] == "function")
+        .map(|t| {
+            let mut function = json!({"name": t["name"], "parameters": t.get("parameters").cloned().unwrap_or_else(|| json!({"type": "object"}))});
+            if let Some(description) = t.get("description").filter(|d| !d.is_null()) {
+                function["description"] = description.clone();
+            }
+            if let Some(strict) = t.get("strict").filter(|s| s.is_boolean()) {
+                function["strict"] = strict.clone();
+            }
+            json!({"type": "function", "function": function})
+        })
+        .collect();
+    if !tools.is_empty() {
+        out.insert("tools".into(), Value::Array(tools));
+        if let Some(choice) = request.get("tool_choice") {
+            let mapped = match choice {
+                Value::String(mode) if ["auto", "none", "required"].contains(&mode.as_str()) => {
+                    choice.clone()
+                }
+                Value::Object(o) if o.get("type").and_then(Value::as_str) == Some("function") => {
+                    json!({"type": "function", "function": {"name": o.get("name").cloned().unwrap_or(Value::Null)}})
+                }
+                _ => json!("auto"),
+            };
+            out.insert("tool_choice".into(), mapped);
+        }
+    }
+    if let Some(format) = request.get("text").and_then(|t| t.get("format")) {
+        match format["type"].as_str() {
+            Some("json_schema") => {
+                let mut schema = json!({"name": format["name"], "schema": format["schema"]});
+                if let Some(strict) = format.get("strict").filter(|s| s.is_boolean()) {
+                    schema["strict"] = strict.clone();
+                }
+                out.insert(
+                    "response_format".into(),
+                    json!({"type": "json_schema", "json_schema": schema}),
+                );
+            }
+            Some("json_object") => {
+                out.insert("response_format".into(), json!({"type": "json_object"}));
+            }
+            _ => {}
+        }
+    }
+    if request.get("stream").and_then(Value::as_bool) == Some(true) {
+        out.insert("stream".into(), json!(true));
+        out.insert("stream_options".into(), json!({"include_usage": true}));
+    }
+    Ok(out)
+}
+
+/// Text of an output or of a list of content parts.
+fn text_of(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p["text"].as_str().or_else(|| p["refusal"].as_str()))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
+}
+
+/// Appends a tool call to the assistant message at the end, or to a new one: consecutive
+/// calls are one chat turn.
+fn push_call(messages: &mut Vec<Value>, call: Value) {
+    if let Some(last) = messages.last_mut()
+        && last["role"] == "assistant"
+        && let Some(calls) = last.get_mut("tool_calls").and_then(Value::as_array_mut)
+    {
+        calls.push(call);
+        return;
+    }
+    messages.push(json!({"role": "assistant", "content": null, "tool_calls": [call]}));
+}
+
+fn translate_item(item: &Value, messages: &mut Vec<Value>) -> Result<(), BadInput> {
+    // An item without a type but with a role is a message (the API's shorthand).
+    let kind = item["type"]
+        .as_str()
+        .or_else(|| item.get("role").map(|_| "message"));
+    match kind {
+        Some("message") => {
+            let role = match item["role"].as_str() {
+                Some("developer" | "system") => "system",
+                Some("user") => "user",
+                Some("assistant") => "assistant",
+                _ => {
+                    return Err(bad(
+                        "a message's `role` is user, assistant, system or developer",
+                    ));
+                }
+            };
+            let content = match &item["content"] {
+                Value::String(text) => json!(text),
+                Value::Array(parts) => message_parts(role, parts)?,
+                _ => return Err(bad("a message's `content` is a string or a list of parts")),
+            };
+            messages.push(json!({"role": role, "content": content}));
+        }
+        Some("function_call") => push_call(
+            messages,
+            json!({"id": item["call_id"], "type": "function",
+                   "function": {"name": item["name"], "arguments": item["arguments"].as_str().unwrap_or("{}")}}),
+        ),
+        Some("custom_tool_call") => push_call(
+            messages,
+            json!({"id": item["call_id"], "type": "function",
+                   "function": {"name": item["name"], "arguments": json!({"input": item["input"]}).to_string()}}),
+        ),
+        Some("function_call_output" | "custom_tool_call_output") => messages.push(
+            json!({"role": "tool", "tool_call_id": item["call_id"], "content": text_of(&item["output"])}),
+        ),
+        Some("item_reference") => {
+            return Err(bad(
+                "`item_reference` needs stored items, which this gateway does not keep",
+            ));
+        }
+        // Reasoning and hosted tools' records are the provider's own: other providers take
+        // none, and a chat turn does not need them.
+        Some(_) => {}
+        None => return Err(bad("each `input` item has a `type`")),
+    }
+    Ok(())
+}
+
+fn message_parts(role: &str, parts: &[Value]) -> Result<Value, BadInput> {
+    let mut out = Vec::new();
+    for part in parts {
+        match part["type"].as_str() {
+            Some("input_text" | "output_text" | "text") => {
+                out.push(json!({"type": "text", "text": part["text"]}));
+            }
+            Some("refusal") => out.push(json!({"type": "text", "text": part["refusal"]})),
+            Some("input_image") => {
+                let Some(url) = part["image_url"].as_str() else {
+                    return Err(bad(
+                        "an `input_image` needs an `image_url` (a URL or a data URL); file ids need stored files",
+                    ));
+                };
+                let mut image = json!({"url": url});
+                if let Some(detail) = part.get("detail").filter(|d| d.is_string()) {
+                    image["detail"] = detail.clone();
+                }
+                out.push(json!({"type": "image_url", "image_url": image}));
+            }
+            Some("input_file") if part.get("file_data").is_some() => {
+                out.push(json!({"type": "file", "file": {"file_data": part["file_data"], "filename": part["filename"]}}));
+            }
+            other => {
+                return Err(BadInput(format!(
+                    "content parts of type `{}` cannot be sent to this route's providers",
+                    other.unwrap_or("(none)")
+                )));
+            }
+        }
+    }
+    // Text alone as a string: what every chat provider takes, assistants' turns included.
+    if role != "user" || out.iter().all(|p| p["type"] == "text") {
+        return Ok(json!(
+            out.iter()
+                .filter_map(|p| p["text"].as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
+        ));
+    }
+    Ok(Value::Array(out))
+}
+
+/// The Responses API's `usage` for what was used.
+fn responses_usage(usage: &Usage) -> Value {
+    json!({"input_tokens": usage.input_tokens,
+           "input_tokens_details": {"cached_tokens": usage.cached_input_tokens},
+           "output_tokens": usage.output_tokens,
+           "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+           "total_tokens": usage.input_tokens + usage.output_tokens})
+}
+
+/// A response object: `status` with its `output` and `usage`.
+fn response_object(id: &str, alias: &str, status: &str, output: Vec<Value>, usage: Value) -> Value {
+    let incomplete = (status == "incomplete").then(|| json!({"reason": "max_output_tokens"}));
+    json!({"id": id, "object": "response", "created_at": unix_now(), "status": status,
+           "error": null, "incomplete_details": incomplete, "model": alias, "output": output,
+           "parallel_tool_calls": true, "tool_choice": "auto", "tools": [], "store": false,
+           "metadata": {}, "text": {"format": {"type": "text"}}, "usage": usage})
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn status_of(finish: Option<&str>) -> &'static str {
+    if finish == Some("length") {
+        "incomplete"
+    } else {
+        "completed"
+    }
+}
+
+fn message_item(id: &str, text: &str, status: &str) -> Value {
+    json!({"type": "message", "id": id, "status": status, "role": "assistant",
+           "content": [{"type": "output_text", "text": text, "annotations": []}]})
+}
+
+fn call_item(id: &str, call_id: &Value, name: &Value, arguments: &str, status: &str) -> Value {
+    json!({"type": "function_call", "id": id, "call_id": call_id, "name": name,
+           "arguments": arguments, "status": status})
+}
+
+/// A chat completion as a response object with id `id`; `alias` is the model the client asked
+/// for, `usage` what the upstream reported (else the body's own figures are used).
+pub fn response_from_chat(
+    body: &[u8],
+    id: &str,
+    alias: &str,
+    usage: Option<&Usage>,
+) -> Option<Bytes> {
+    let reply: Value = serde_json::from_slice(body).ok()?;
+    let choice = reply["choices"].get(0)?;
+    let mut output = Vec::new();
+    if let Some(text) = choice["message"]["content"]
+        .as_str()
+        .filter(|t| !t.is_empty())
+    {
+        output.push(message_item(&format!("msg_{id}"), text, "completed"));
+    }
+    for (n, call) in choice["message"]["tool_calls"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        output.push(call_item(
+            &format!("fc_{id}_{n}"),
+            &call["id"],
+            &call["function"]["name"],
+            call["function"]["arguments"].as_str().unwrap_or("{}"),
+            "completed",
+        ));
+    }
+    let usage = usage
+        .copied()
+        .or_else(|| crate::usage::openai_chat(body))
+        .unwrap_or_default();
+    let status = status_of(choice["finish_reason"].as_str());
+    let response = response_object(id, alias, status, output, responses_usage(&usage));
+    Some(Bytes::from(response.to_string()))
+}
+
+/// A function call being streamed.
+#[derive(Debug)]
+struct OpenCall {
+    output_index: usize,
+    item_id: String,
+    call_id: Value,
+    name: Value,
+    arguments: String,
+}
+
+/// Turns a chat stream into the Responses API's events (`response.created`, the output items
+/// with their deltas, `response.completed` with usage), chunk by chunk.
+#[derive(Debug)]
+pub struct StreamTranslator {
+    id: String,
+    alias: String,
+    decoder: Decoder,
+    sequence: u64,
+    started: bool,
+    /// The text item now open: its output index and text so far.
+    text: Option<(usize, String)>,
+    /// Function calls by the chat stream's tool-call index.
+    calls: Vec<(u64, OpenCall)>,
+    /// Items done, in output order.
+    output: Vec<(usize, Value)>,
+    next_index: usize,
+    finish: Option<String>,
+    usage: Usage,
+    finished: bool,
+}
+
+impl StreamTranslator {
+    /// A translator for the response `id` to a request for `alias`.
+    pub fn new(id: &str, alias: &str) -> Self {
+        Self {
+            id: id.to_owned(),
+            alias: alias.to_owned(),
+            decoder: Decoder::default(),
+            sequence: 0,
+            started: false,
+            text: None,
+            calls: Vec::new(),
+            output: Vec::new(),
+            next_index: 0,
+            finish: None,
+            usage: Usage::default(),
+            finished: false,
+        }
+    }
+
+    fn event(&mut self, kind: &str, mut data: Value) -> Bytes {
+        data["type"] = json!(kind);
+        data["sequence_number"] = json!(self.sequence);
+        self.sequence += 1;
+        Bytes::from(format!("event: {kind}\ndata: {data}\n\n"))
+    }
+
+    fn start(&mut self, out: &mut Vec<Bytes>) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        let response = response_object(
+            &self.id,
+            &self.alias,
+            "in_progress",
+            Vec::new(),
+            Value::Null,
+        );
+        let created = self.event("response.created", json!({"response": response}));
+        let in_progress = self.event("response.in_progress", json!({"response": response}));
+        out.extend([created, in_progress]);
+    }
+
+    fn message_id(&self, output_index: usize) -> String {
+        format!("msg_{}_{output_index}", self.id)
+    }
+
+    fn close_text(&mut self, out: &mut Vec<Bytes>) {
+        let Some((index, text)) = self.text.take() else {
+            return;
+        };
+        let item_id = self.message_id(index);
+        let part = json!({"type": "output_text", "text": text, "annotations": []});
+        let events = [
+            self.event("response.output_text.done", json!({"item_id": item_id, "output_index": index, "content_index": 0, "text": text})),
+            self.event("response.content_part.done", json!({"item_id": item_id, "output_index": index, "content_index": 0, "part": part})),
+        ];
+        out.extend(events);
+        let item = message_item(&item_id, &text, "completed");
+        let done = self.event(
+            "response.output_item.done",
+            json!({"output_index": index, "item": item}),
+        );
+        out.push(done);
+        self.output.push((index, item));
+    }
+
+    fn on_text(&mut self, text: &str, out: &mut Vec<Bytes>) {
+        if self.text.is_none() {
+            let index = self.next_index;
+            self.next_index += 1;
+            self.text = Some((index, String::new()));
+            let item_id = self.message_id(index);
+            let item = json!({"type": "message", "id": item_id, "status": "in_progress", "role": "assistant", "content": []});
+            let added = self.event(
+                "response.output_item.added",
+                json!({"output_index": index, "item": item}),
+            );
+            let part = self.event(
+                "response.content_part.added",
+                json!({"item_id": item_id, "output_index": index, "content_index": 0,
+                "part": {"type": "output_text", "text": "", "annotations": []}}),
+            );
+            out.extend([added, part]);
+        }
+        let Some((index, so_far)) = self.text.as_mut() else {
+            return;
+        };
+        so_far.push_str(text);
+        let index = *index;
+        let item_id = self.message_id(index);
+        let delta = self.event(
+            "response.output_text.delta",
+            json!({"item_id": item_id, "output_index": index, "content_index": 0, "delta": text}),
+        );
+        out.push(delta);
+    }
+
+    fn on_call(&mut self, call: &Value, out: &mut Vec<Bytes>) {
+        let chat_index = call["index"].as_u64().unwrap_or(0);
+        if !self.calls.iter().any(|(i, _)| *i == chat_index) {
+            self.close_text(out);
+            let index = self.next_index;
+            self.next_index += 1;
+            let open = OpenCall {
+                output_index: index,
+                item_id: format!("fc_{}_{index}", self.id),
+                call_id: call["id"].clone(),
+                name: call["function"]["name"].clone(),
+                arguments: String::new(),
+            };
+            let item = call_item(&open.item_id, &open.call_id, &open.name, "", "in_progress");
+            let added = self.event(
+                "response.output_item.added",
+                json!({"output_index": index, "item": item}),
+            );
+            out.push(added);
+            self.calls.push((chat_index, open));
+        }
+        let Some(arguments) = call["function"]["arguments"]
+            .as_str()
+            .filter(|a| !a.is_empty())
+        else {
+            return;
+        };
+        let Some((_, open)) = self.calls.iter_mut().find(|(i, _)| *i == chat_index) else {
+            return;
+        };
+        open.arguments.push_str(arguments);
+        let (item_id, index) = (open.item_id.clone(), open.output_index);
+        let delta = self.event(
+            "response.function_call_arguments.delta",
+            json!({"item_id": item_id, "output_index": index, "delta": arguments}),
+        );
+        out.push(delta);
+    }
+
+    fn on_data(&mut self, data: &str, out: &mut Vec<Bytes>) {
+        if data == "[DONE]" {
+            self.finish_into(out);
+            return;
+        }
+        let Ok(chunk) = serde_json::from_str::<Value>(data) else {
+            return;
+        };
+        self.start(out);
+        let Some(choice) = chunk["choices"].get(0) else {
+            return;
+        };
+        let delta = &choice["delta"];
+        if let Some(text) = delta["content"].as_str().filter(|t| !t.is_empty()) {
+            self.on_text(text, out);
+        }
+        for call in delta["tool_calls"].as_array().into_iter().flatten() {
+            self.on_call(call, out);
+        }
+        if let Some(finish) = choice["finish_reason"].as_str() {
+            self.finish = Some(finish.to_owned());
+        }
+    }
+
+    fn finish_into(&mut self, out: &mut Vec<Bytes>) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        self.start(out);
+        self.close_text(out);
+        for (_, call) in std::mem::take(&mut self.calls) {
+            let done = self.event("response.function_call_arguments.done", json!({"item_id": call.item_id, "output_index": call.output_index, "arguments": call.arguments}));
+            let item = call_item(
+                &call.item_id,
+                &call.call_id,
+                &call.name,
+                &call.arguments,
+                "completed",
+            );
+            let item_done = self.event(
+                "response.output_item.done",
+                json!({"output_index": call.output_index, "item": item}),
+            );
+            out.extend([done, item_done]);
+            self.output.push((call.output_index, item));
+        }
+        self.output.sort_by_key(|(index, _)| *index);
+        let output = self.output.iter().map(|(_, item)| item.clone()).collect();
+        let status = status_of(self.finish.as_deref());
+        let response = response_object(
+            &self.id,
+            &self.alias,
+            status,
+            output,
+            responses_usage(&self.usage),
+        );
+        let kind = if status == "completed" {
+            "response.completed"
+        } else {
+            "response.incomplete"
+        };
+        let closing = self.event(kind, json!({"response": response}));
+        out.push(closing);
+    }
+}
+
+impl StreamTranslation for StreamTranslator {
+    fn push(&mut self, chunk: &[u8]) -> Result<Vec<Bytes>, ProviderError> {
+        let mut out = Vec::new();
+        if let Some(batch) = self.decoder.push(chunk)? {
+            for event in batch.events() {
+                if let Some(data) = event
+                    .data
+                    .as_deref()
+                    .and_then(|d| std::str::from_utf8(d).ok())
+                {
+                    self.on_data(data.trim(), &mut out);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn usage(&mut self, usage: &Usage) {
+        self.usage = *usage;
+    }
+
+    fn finish(&mut self) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        self.finish_into(&mut out);
+        out
+    }
+
+    fn error_event(&self) -> Bytes {
+        let mut response =
+            response_object(&self.id, &self.alias, "failed", Vec::new(), Value::Null);
+        response["error"] = json!({"code": "server_error", "message": "the upstream stream broke"});
+        let data = json!({"type": "response.failed", "sequence_number": self.sequence, "response": response});
+        Bytes::from(format!("event: response.failed\ndata: {data}\n\n"))
+    }
+}
