@@ -7,6 +7,7 @@
     reason = "test code fails by panicking"
 )]
 
+mod agents;
 mod billing;
 mod cli;
 mod hardening;
