@@ -466,6 +466,51 @@ mod tests {
         );
     }
 
+    /// A Claude Code request, recorded from `claude -p` 2.1.332 (texts cut by
+    /// `scripts/trim_fixture.py`), with one of Anthropic's server tools added.
+    #[test]
+    fn claude_codes_request_becomes_a_chat_request() {
+        let fixture: Value = serde_json::from_str(include_str!(
+            "../tests/fixtures/claude-code-2.1.332-messages.json"
+        ))
+        .unwrap();
+        let mut request = map(fixture["body"].clone());
+        request["tools"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "web_search_20250305", "name": "web_search", "max_uses": 3}));
+        request["messages"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"role": "assistant", "content": [
+            {"type": "thinking", "thinking": "hm", "signature": "sig"},
+            {"type": "text", "text": "Hello."}]}));
+        let chat = Value::Object(request_to_openai(&request).unwrap());
+        let roles: Vec<&str> = chat["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["role"].as_str().unwrap())
+            .collect();
+        // The system blocks, the user's turn, the system message Claude Code puts in the list,
+        // and the assistant's turn without its thinking.
+        assert_eq!(roles, ["system", "user", "system", "assistant"]);
+        assert_eq!(chat["messages"][3]["content"], "Hello.");
+        let tools = chat["tools"].as_array().unwrap();
+        assert_eq!(tools.len(), 4, "the server tool is left out");
+        assert_eq!(chat["max_tokens"], 32000);
+        assert_eq!(chat["stream"], true);
+        for field in [
+            "thinking",
+            "context_management",
+            "output_config",
+            "metadata",
+        ] {
+            assert!(chat.get(field).is_none(), "{field}");
+        }
+        assert!(chat["user"].is_string(), "metadata.user_id is the end user");
+    }
+
     #[test]
     fn a_chat_completion_becomes_a_message() {
         let reply = json!({"id": "chatcmpl-9", "choices": [{"message": {"content": "Hi", "tool_calls": [

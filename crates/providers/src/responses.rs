@@ -602,3 +602,235 @@ impl StreamTranslation for StreamTranslator {
         Bytes::from(format!("event: response.failed\ndata: {data}\n\n"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(value: Value) -> Map<String, Value> {
+        value.as_object().cloned().unwrap_or_default()
+    }
+
+    /// The first request of a Codex CLI turn, recorded from `codex exec` 0.171.0 (texts cut by
+    /// `scripts/trim_fixture.py`).
+    fn codex_request() -> Map<String, Value> {
+        let fixture: Value = serde_json::from_str(include_str!(
+            "../tests/fixtures/codex-0.171.0-responses.json"
+        ))
+        .unwrap();
+        map(fixture["body"].clone())
+    }
+
+    #[test]
+    fn codex_clis_request_becomes_a_chat_request() {
+        let chat = Value::Object(request_to_chat(&codex_request()).unwrap());
+        let roles: Vec<&str> = chat["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["role"].as_str().unwrap())
+            .collect();
+        // Developer messages are system messages; the user's turn comes last.
+        assert_eq!(roles, ["system", "system", "user", "user"]);
+        assert!(chat["messages"][3]["content"].is_string());
+        // Function tools only: the namespace and the hosted web search are the API's own.
+        let tools: Vec<&str> = chat["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["function"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            tools,
+            [
+                "exec_command",
+                "write_stdin",
+                "request_user_input",
+                "view_image"
+            ]
+        );
+        assert_eq!(chat["tools"][0]["function"]["strict"], false);
+        assert_eq!(chat["tool_choice"], "auto");
+        assert_eq!(chat["parallel_tool_calls"], true);
+        assert_eq!(chat["stream"], true);
+        assert_eq!(chat["stream_options"]["include_usage"], true);
+        // Nothing of the Responses API's own leaks into the chat request.
+        for field in [
+            "store",
+            "include",
+            "reasoning",
+            "prompt_cache_key",
+            "client_metadata",
+        ] {
+            assert!(chat.get(field).is_none(), "{field}");
+        }
+    }
+
+    #[test]
+    fn a_later_turn_with_calls_outputs_images_and_reasoning_becomes_chat_turns() {
+        let request = map(json!({
+            "model": "m", "instructions": "Be brief.", "max_output_tokens": 300,
+            "text": {"format": {"type": "json_schema", "name": "out", "schema": {"type": "object"}, "strict": true}},
+            "input": [
+                {"role": "user", "content": [
+                    {"type": "input_text", "text": "What is here?"},
+                    {"type": "input_image", "image_url": "data:image/png;base64,AAAA", "detail": "low"}]},
+                {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "opaque"},
+                {"type": "function_call", "call_id": "call_1", "name": "ls", "arguments": "{\"path\":\".\"}"},
+                {"type": "function_call", "call_id": "call_2", "name": "pwd", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "call_1", "output": "a.txt"},
+                {"type": "function_call_output", "call_id": "call_2", "output": [{"type": "input_text", "text": "/w"}]},
+                {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Done."}]}
+            ],
+            "tools": [{"type": "function", "name": "ls", "parameters": {"type": "object"}}],
+            "tool_choice": {"type": "function", "name": "ls"}
+        }));
+        let chat = Value::Object(request_to_chat(&request).unwrap());
+        let messages = chat["messages"].as_array().unwrap();
+        assert_eq!(
+            messages[0],
+            json!({"role": "system", "content": "Be brief."})
+        );
+        assert_eq!(
+            messages[1]["content"][1],
+            json!({"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA", "detail": "low"}})
+        );
+        // Both calls in one assistant turn, then each output; the reasoning item is left out.
+        assert_eq!(messages[2]["role"], "assistant");
+        assert_eq!(messages[2]["tool_calls"].as_array().unwrap().len(), 2);
+        assert_eq!(messages[2]["tool_calls"][1]["function"]["name"], "pwd");
+        assert_eq!(
+            messages[3],
+            json!({"role": "tool", "tool_call_id": "call_1", "content": "a.txt"})
+        );
+        assert_eq!(messages[4]["content"], "/w");
+        assert_eq!(
+            messages[5],
+            json!({"role": "assistant", "content": "Done."})
+        );
+        assert_eq!(messages.len(), 6);
+        assert_eq!(chat["max_completion_tokens"], 300);
+        assert_eq!(chat["tool_choice"]["function"]["name"], "ls");
+        assert_eq!(chat["response_format"]["json_schema"]["strict"], true);
+        assert!(chat.get("stream").is_none());
+    }
+
+    #[test]
+    fn what_needs_stored_state_is_refused_with_a_reason() {
+        for (field, value) in [
+            ("previous_response_id", json!("resp_1")),
+            ("background", json!(true)),
+            ("input", json!([{"type": "item_reference", "id": "msg_1"}])),
+            ("input", json!(42)),
+            ("input", json!([{"role": "tool", "content": "x"}])),
+            (
+                "input",
+                json!([{"role": "user", "content": [{"type": "input_image", "file_id": "f"}]}]),
+            ),
+        ] {
+            let mut request = map(json!({"model": "m", "input": "hi"}));
+            request.insert(field.into(), value.clone());
+            let refused = request_to_chat(&request).unwrap_err();
+            assert!(!refused.0.is_empty(), "{field}: {value}");
+        }
+        assert!(
+            request_to_chat(&map(json!({"input": "hi"}))).is_err(),
+            "no model"
+        );
+    }
+
+    #[test]
+    fn a_chat_completion_becomes_a_response() {
+        let reply = json!({"id": "chatcmpl-9", "choices": [{"message": {"content": "Hi", "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "ls", "arguments": "{}"}}]},
+            "finish_reason": "length"}], "usage": {"prompt_tokens": 5, "completion_tokens": 7}});
+        let response: Value = serde_json::from_slice(
+            &response_from_chat(reply.to_string().as_bytes(), "resp_1", "house", None).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(response["object"], "response");
+        assert_eq!(response["id"], "resp_1");
+        assert_eq!(response["model"], "house");
+        assert_eq!(response["status"], "incomplete");
+        assert_eq!(
+            response["incomplete_details"]["reason"],
+            "max_output_tokens"
+        );
+        assert_eq!(response["output"][0]["content"][0]["text"], "Hi");
+        assert_eq!(response["output"][1]["type"], "function_call");
+        assert_eq!(response["output"][1]["call_id"], "call_1");
+        assert_eq!(response["usage"]["input_tokens"], 5);
+        assert_eq!(response["usage"]["output_tokens"], 7);
+        assert_eq!(response["usage"]["total_tokens"], 12);
+    }
+
+    #[test]
+    fn a_chat_stream_with_text_and_a_call_becomes_response_events_whatever_the_chunking() {
+        let upstream = concat!(
+            "data: {\"id\":\"c\",\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n",
+            "data: {\"id\":\"c\",\"choices\":[{\"delta\":{\"content\":\"Let me\"}}]}\n\n",
+            "data: {\"id\":\"c\",\"choices\":[{\"delta\":{\"content\":\" look.\"}}]}\n\n",
+            "data: {\"id\":\"c\",\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"ls\",\"arguments\":\"\"}}]}}]}\n\n",
+            "data: {\"id\":\"c\",\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"path\\\":\"}}]}}]}\n\n",
+            "data: {\"id\":\"c\",\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"\\\".\\\"}\"}}]},\"finish_reason\":\"tool_calls\"}]}\n\n",
+            "data: [DONE]\n\n"
+        );
+        for split in [1, 9, 64, upstream.len()] {
+            let mut translator = StreamTranslator::new("resp_1", "house");
+            translator.usage(&Usage::totals(30, 12));
+            let mut events = Vec::new();
+            for piece in upstream.as_bytes().chunks(split) {
+                events.extend(translator.push(piece).unwrap());
+            }
+            events.extend(translator.finish());
+            let text: String = events
+                .iter()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .collect();
+            let kinds: Vec<&str> = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("event: "))
+                .collect();
+            assert_eq!(
+                kinds,
+                [
+                    "response.created",
+                    "response.in_progress",
+                    "response.output_item.added",
+                    "response.content_part.added",
+                    "response.output_text.delta",
+                    "response.output_text.delta",
+                    "response.output_text.done",
+                    "response.content_part.done",
+                    "response.output_item.done",
+                    "response.output_item.added",
+                    "response.function_call_arguments.delta",
+                    "response.function_call_arguments.delta",
+                    "response.function_call_arguments.done",
+                    "response.output_item.done",
+                    "response.completed",
+                ],
+                "split {split}"
+            );
+            let datas: Vec<Value> = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("data: "))
+                .map(|d| serde_json::from_str(d).unwrap())
+                .collect();
+            // Numbered in order, each naming its own type.
+            for (n, data) in datas.iter().enumerate() {
+                assert_eq!(data["sequence_number"], n, "split {split}");
+                assert_eq!(data["type"], kinds[n], "split {split}");
+            }
+            let completed = &datas.last().unwrap()["response"];
+            assert_eq!(completed["status"], "completed");
+            assert_eq!(completed["output"][0]["content"][0]["text"], "Let me look.");
+            assert_eq!(completed["output"][1]["arguments"], "{\"path\":\".\"}");
+            assert_eq!(completed["output"][1]["call_id"], "call_1");
+            assert_eq!(completed["usage"]["input_tokens"], 30);
+            assert_eq!(completed["usage"]["output_tokens"], 12);
+            // Nothing more after the end, whatever is pushed or asked.
+            assert!(translator.finish().is_empty());
+        }
+    }
+}
