@@ -1,6 +1,7 @@
 //! Compatibility: the official `openai` and `anthropic` Python SDKs (installed by `.ci/run` with
-//! pip) call the real binary: chat, streaming, embeddings in the SDK's default base64, models,
-//! errors; Anthropic messages, streamed and not.
+//! pip) call the real binary: chat, streaming, embeddings in the SDK's default base64, the
+//! Responses API streamed and not, legacy completions, models, errors; Anthropic messages,
+//! streamed and not, token counts and Anthropic-shaped errors.
 
 use portcullis_testkit::TestDb;
 use serde_json::{Value, json};

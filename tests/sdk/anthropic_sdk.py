@@ -1,5 +1,5 @@
-"""The official anthropic Python SDK against a running gateway: a message, and a streamed
-one. Usage: anthropic_sdk.py BASE_URL VIRTUAL_KEY. Exits non-zero, naming the failed check."""
+"""The official anthropic Python SDK against a running gateway: a message, a streamed one, a
+token count, and an error in Anthropic's shape. Usage: anthropic_sdk.py BASE_URL VIRTUAL_KEY. Exits non-zero, naming the failed check."""
 
 import sys
 
@@ -25,6 +25,21 @@ def main() -> None:
         final = stream.get_final_message()
     assert text, "stream: no text"
     assert final.stop_reason == "end_turn", f"stream: stop_reason {final.stop_reason}"
+
+    counted = client.beta.messages.count_tokens(
+        model="claude-sonnet", system="Be brief.", messages=[{"role": "user", "content": "Hello"}],
+        betas=["token-counting-2024-11-01"],
+    )
+    # An upper bound: at least one token per word, at most one per byte.
+    assert 2 <= counted.input_tokens <= len("Be brief.Hello"), f"count: {counted.input_tokens}"
+
+    try:
+        client.messages.create(
+            model="no-such-model", max_tokens=8, messages=[{"role": "user", "content": "x"}]
+        )
+        raise AssertionError("unknown model: no error")
+    except anthropic.NotFoundError as error:
+        assert error.body["error"]["type"] == "not_found_error", f"error shape: {error.body}"
     print("anthropic sdk: ok")
 
 

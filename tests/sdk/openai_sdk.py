@@ -1,5 +1,6 @@
 """The official openai Python SDK against a running gateway: chat, streaming, embeddings
-(the SDK asks for base64 by default) and models. Usage: openai_sdk.py BASE_URL VIRTUAL_KEY.
+(the SDK asks for base64 by default), the Responses API (streamed and not), legacy
+completions and models. Usage: openai_sdk.py BASE_URL VIRTUAL_KEY.
 Exits non-zero, naming the failed check, if anything is off."""
 
 import sys
@@ -35,6 +36,28 @@ def main() -> None:
     embedded = client.embeddings.create(model="text-embedding-3-small", input=["one", "two"])
     assert len(embedded.data) == 2, "embeddings: wrong count"
     assert all(isinstance(x, float) for x in embedded.data[0].embedding), "embeddings: not floats"
+
+    response = client.responses.create(
+        model="gpt-4o-mini", instructions="Be brief.", input="Hello", max_output_tokens=16
+    )
+    assert response.output_text, "responses: empty output"
+    assert response.status == "completed", f"responses: status {response.status}"
+    assert response.usage and response.usage.total_tokens > 0, "responses: no usage"
+
+    events = client.responses.create(model="gpt-4o-mini", input="Hello", stream=True)
+    deltas, completed = "", None
+    for event in events:
+        if event.type == "response.output_text.delta":
+            deltas += event.delta
+        elif event.type == "response.completed":
+            completed = event.response
+    assert deltas, "responses stream: no text"
+    assert completed is not None and completed.output_text == deltas, "responses stream: no end"
+    assert completed.usage and completed.usage.output_tokens > 0, "responses stream: no usage"
+
+    completion = client.completions.create(model="gpt-4o-mini", prompt="Say hi", max_tokens=16)
+    assert completion.choices[0].text, "completions: empty text"
+    assert completion.usage and completion.usage.total_tokens > 0, "completions: no usage"
 
     models = [m.id for m in client.models.list()]
     assert "gpt-4o-mini" in models, f"models: {models}"

@@ -12,6 +12,7 @@ pub mod anthropic;
 mod anthropic_api;
 mod breaker;
 mod chain;
+pub mod completions;
 mod error;
 mod exchange;
 mod gemini;

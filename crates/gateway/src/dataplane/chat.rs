@@ -1,14 +1,17 @@
-//! The endpoints: `/v1/chat/completions`, `/v1/embeddings`, `/v1/messages` (Anthropic's
-//! format in and out), `/v1/responses` (OpenAI's Responses format in and out) and
-//! `/v1/models`. Each reads its body once into a head and passes the
+//! The endpoints: `/v1/chat/completions`, `/v1/embeddings`, the formats translated to and
+//! from chat (`/v1/messages`: Anthropic's; `/v1/responses`: OpenAI's Responses;
+//! `/v1/completions`: OpenAI's legacy Completions) and `/v1/models`. Each reads its body once into a head and passes the
 //! funnel.
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
-use portcullis_providers::{HOPS_HEADER, MAX_HOPS, anthropic};
+use axum::response::{IntoResponse, Response};
+use portcullis_core::money::Usage;
+use portcullis_providers::{
+    HOPS_HEADER, MAX_HOPS, StreamTranslation, anthropic, completions, responses,
+};
 use portcullis_storage::dataplane::{self, LiveKey};
 use serde_json::{Map, Value, json};
 
@@ -154,16 +157,55 @@ pub async fn embeddings(
     funnel::respond(served, Wire::OpenAi, false)
 }
 
-/// `POST /v1/messages`: Anthropic's format in and out, errors included, over the same routes
-/// and chains.
-pub async fn messages(State(state): State<AppState>, request: Request) -> Response {
-    match messages_served(&state, request).await {
-        Ok(response) => response,
-        Err(error) => error.shaped(ErrorShape::Anthropic),
-    }
+/// A client format other than Chat Completions, served over the same routes and chains: its
+/// request translated to chat before the funnel, the answer and the stream translated back.
+struct Format {
+    endpoint: Endpoint,
+    /// The prefix of the answer's id, before the request's own id.
+    id_prefix: &'static str,
+    to_chat: fn(&Map<String, Value>) -> Result<Map<String, Value>, String>,
+    /// A whole chat answer in this format: (body, id, alias, usage reported).
+    answer: fn(&[u8], &str, &str, Option<&Usage>) -> Option<Bytes>,
+    /// A stream translator: (id, alias, the client's request).
+    stream: fn(&str, &str, &Map<String, Value>) -> Box<dyn StreamTranslation>,
 }
 
-async fn messages_served(state: &AppState, request: Request) -> Result<Response, ApiError> {
+const MESSAGES: Format = Format {
+    endpoint: Endpoint::Messages,
+    id_prefix: "msg_",
+    to_chat: |r| anthropic::request_to_openai(r).map_err(|e| e.0),
+    answer: |body, _, alias, usage| anthropic::response_from_openai(body, alias, usage),
+    stream: |_, alias, _| Box::new(anthropic::StreamTranslator::new(alias)),
+};
+
+const RESPONSES: Format = Format {
+    endpoint: Endpoint::Responses,
+    id_prefix: "resp_",
+    to_chat: |r| responses::request_to_chat(r).map_err(|e| e.0),
+    answer: responses::response_from_chat,
+    stream: |id, alias, _| Box::new(responses::StreamTranslator::new(id, alias)),
+};
+
+const COMPLETIONS: Format = Format {
+    endpoint: Endpoint::Completions,
+    id_prefix: "cmpl-",
+    to_chat: |r| completions::request_to_chat(r).map_err(|e| e.0),
+    answer: completions::response_from_chat,
+    stream: |id, alias, request| {
+        let include_usage = request
+            .get("stream_options")
+            .and_then(|o| o.get("include_usage"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        Box::new(completions::StreamTranslator::new(id, alias, include_usage))
+    },
+};
+
+async fn serve_translated(
+    state: &AppState,
+    request: Request,
+    format: &Format,
+) -> Result<Response, ApiError> {
     let Keyed {
         key,
         headers,
@@ -171,8 +213,7 @@ async fn messages_served(state: &AppState, request: Request) -> Result<Response,
         hops,
     } = keyed_body(state, request).await?;
     let request = crate::json::object(&body)?;
-    let mut chat =
-        anthropic::request_to_openai(&request).map_err(|e| ApiError::invalid_request(e.0))?;
+    let mut chat = (format.to_chat)(&request).map_err(ApiError::invalid_request)?;
     end_user_from_header(&headers, &mut chat);
     let head = head::chat(&chat)?;
     let alias = head.alias.clone();
@@ -180,69 +221,15 @@ async fn messages_served(state: &AppState, request: Request) -> Result<Response,
         key: &key,
         head,
         request: chat,
-        endpoint: Endpoint::Messages,
+        endpoint: format.endpoint,
         prompt_bytes: body.len(),
         hops,
     };
     let served = serve_alias(state, call).await?;
-    let mut response = match served.answer {
-        Answer::Json {
-            status: 200,
-            body,
-            usage,
-        } => {
-            let message = anthropic::response_from_openai(&body, &alias, usage.as_ref()).ok_or(
-                ApiError::Upstream {
-                    status: StatusCode::BAD_GATEWAY,
-                    code: "upstream_error",
-                },
-            )?;
-            answer::json(200, message)?
-        }
-        Answer::Json { status, body, .. } => answer::json(status, body)?,
-        Answer::Stream {
-            first,
-            rest,
-            settle,
-        } => {
-            let translator = Box::new(anthropic::StreamTranslator::new(&alias));
-            answer::stream(first, rest, Wire::Translated(translator), *settle, false)?
-        }
-    };
-    answer::served_by(&mut response, &served.target, served.attempts);
-    Ok(response)
-}
-
-/// `POST /v1/responses`: OpenAI's Responses format in and out, stateless, over the same routes
-/// and chains (translated to chat for every provider).
-pub async fn responses(
-    State(state): State<AppState>,
-    request: Request,
-) -> Result<Response, ApiError> {
-    let Keyed {
-        key,
-        headers,
-        body,
-        hops,
-    } = keyed_body(&state, request).await?;
-    let request = crate::json::object(&body)?;
-    let mut chat = portcullis_providers::responses::request_to_chat(&request)
-        .map_err(|e| ApiError::invalid_request(e.0))?;
-    end_user_from_header(&headers, &mut chat);
-    let head = head::chat(&chat)?;
-    let alias = head.alias.clone();
-    let call = Call {
-        key: &key,
-        head,
-        request: chat,
-        endpoint: Endpoint::Responses,
-        prompt_bytes: body.len(),
-        hops,
-    };
-    let served = serve_alias(&state, call).await?;
-    // The request's own id names the response: unique, and found again in its log.
+    // The request's own id names the answer: unique, and found again in its log.
     let id = format!(
-        "resp_{}",
+        "{}{}",
+        format.id_prefix,
         crate::request_id::current()
             .unwrap_or_default()
             .replace(|c: char| !c.is_ascii_alphanumeric(), "")
@@ -253,16 +240,11 @@ pub async fn responses(
             body,
             usage,
         } => {
-            let answer = portcullis_providers::responses::response_from_chat(
-                &body,
-                &id,
-                &alias,
-                usage.as_ref(),
-            )
-            .ok_or(ApiError::Upstream {
-                status: StatusCode::BAD_GATEWAY,
-                code: "upstream_error",
-            })?;
+            let answer =
+                (format.answer)(&body, &id, &alias, usage.as_ref()).ok_or(ApiError::Upstream {
+                    status: StatusCode::BAD_GATEWAY,
+                    code: "upstream_error",
+                })?;
             answer::json(200, answer)?
         }
         Answer::Json { status, body, .. } => answer::json(status, body)?,
@@ -271,13 +253,84 @@ pub async fn responses(
             rest,
             settle,
         } => {
-            let translator = Box::new(portcullis_providers::responses::StreamTranslator::new(
-                &id, &alias,
-            ));
+            let translator = (format.stream)(&id, &alias, &request);
             answer::stream(first, rest, Wire::Translated(translator), *settle, false)?
         }
     };
     answer::served_by(&mut response, &served.target, served.attempts);
+    Ok(response)
+}
+
+/// `POST /v1/messages`: Anthropic's format in and out, errors included.
+pub async fn messages(State(state): State<AppState>, request: Request) -> Response {
+    match serve_translated(&state, request, &MESSAGES).await {
+        Ok(response) => response,
+        Err(error) => error.shaped(ErrorShape::Anthropic),
+    }
+}
+
+/// `POST /v1/responses`: OpenAI's Responses format in and out, stateless.
+pub async fn responses(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    serve_translated(&state, request, &RESPONSES).await
+}
+
+/// `POST /v1/completions`: OpenAI's legacy Completions format in and out.
+pub async fn completions_legacy(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    serve_translated(&state, request, &COMPLETIONS).await
+}
+
+/// `POST /v1/messages/count_tokens`: the input tokens of a Messages request, in Anthropic's
+/// shape. No provider is asked: the answer is an upper bound (each byte of the prompt's text
+/// and tool definitions one token, as the budget reserves), said so by the header
+/// `x-portcullis-token-count: upper-bound`. The key, its allowlist and the route are checked
+/// as for the request itself.
+pub async fn count_tokens(State(state): State<AppState>, request: Request) -> Response {
+    match counted(&state, request).await {
+        Ok(response) => response,
+        Err(error) => error.shaped(ErrorShape::Anthropic),
+    }
+}
+
+async fn counted(state: &AppState, request: Request) -> Result<Response, ApiError> {
+    let Keyed { key, body, .. } = keyed_body(state, request).await?;
+    let mut request = crate::json::object(&body)?;
+    // A count has no output bound; the translation asks for one.
+    request.entry("max_tokens").or_insert(json!(1));
+    let chat =
+        anthropic::request_to_openai(&request).map_err(|e| ApiError::invalid_request(e.0))?;
+    let alias = chat
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if !allowed(&key, alias) {
+        return Err(ApiError::forbidden(
+            "model_not_allowed",
+            format!("this key may not use `{alias}`"),
+        ));
+    }
+    funnel::plan(state, &key, alias).await?;
+    let text_bytes: usize = chat
+        .get("messages")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|m| match &m["content"] {
+            Value::String(text) => text.len(),
+            other => other.to_string().len(),
+        } + m.get("tool_calls").map_or(0, |c| c.to_string().len()))
+        .sum();
+    let tools_bytes = chat.get("tools").map_or(0, |t| t.to_string().len());
+    let mut response = Json(json!({"input_tokens": text_bytes + tools_bytes})).into_response();
+    response.headers_mut().insert(
+        "x-portcullis-token-count",
+        axum::http::HeaderValue::from_static("upper-bound"),
+    );
     Ok(response)
 }
 

@@ -73,7 +73,11 @@ pub(super) fn allowed(key: &LiveKey, alias: &str) -> bool {
 }
 
 /// The alias's plan: cached, or resolved and built once for every request until it changes.
-async fn plan(state: &AppState, key: &LiveKey, alias: &str) -> Result<Arc<RoutePlan>, ApiError> {
+pub(super) async fn plan(
+    state: &AppState,
+    key: &LiveKey,
+    alias: &str,
+) -> Result<Arc<RoutePlan>, ApiError> {
     if let Some(plan) = state.caches.route(key.org_id, alias) {
         return Ok(plan);
     }
@@ -171,10 +175,12 @@ pub(super) async fn serve_alias(state: &AppState, mut call: Call<'_>) -> Result<
         order.iter().map(|i| &plan.targets[*i].target).collect();
     let operation = match call.endpoint {
         Endpoint::Embeddings => Operation::Embeddings,
-        Endpoint::Chat | Endpoint::Messages | Endpoint::Responses => Operation::Chat {
-            stream,
-            client_usage: call.head.client_usage,
-        },
+        Endpoint::Chat | Endpoint::Messages | Endpoint::Responses | Endpoint::Completions => {
+            Operation::Chat {
+                stream,
+                client_usage: call.head.client_usage,
+            }
+        }
     };
     let request_id = crate::request_id::current().unwrap_or_default();
     let mut reservation = reservation;

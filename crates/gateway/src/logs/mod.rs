@@ -71,6 +71,7 @@ pub enum Endpoint {
     Embeddings,
     Messages,
     Responses,
+    Completions,
 }
 
 impl Endpoint {
@@ -80,6 +81,7 @@ impl Endpoint {
             Endpoint::Embeddings => "embeddings",
             Endpoint::Messages => "messages",
             Endpoint::Responses => "responses",
+            Endpoint::Completions => "completions",
         }
     }
 }

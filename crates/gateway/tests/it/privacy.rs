@@ -151,6 +151,10 @@ fn bodies(path: &str) -> Vec<Value> {
                                   "content": [{"type": "input_text", "text": text}]}]})
             })
             .collect(),
+        "/v1/completions" => [false, true]
+            .into_iter()
+            .map(|stream| json!({"model": "rec", "stream": stream, "user": EMAIL, "prompt": text}))
+            .collect(),
         other => panic!("{other} carries prompts: give it bodies here"),
     }
 }

@@ -794,6 +794,8 @@ pub fn prompt_body(path: &str, alias: &str, stream: bool) -> Value {
             "messages": [{"role": "user", "content": "hi"}]}),
         "/v1/responses" => json!({"model": alias, "stream": stream, "max_output_tokens": 16,
             "input": "hi"}),
+        "/v1/completions" => json!({"model": alias, "stream": stream, "max_tokens": 16,
+            "prompt": "hi"}),
         other => panic!("{other} carries prompts: give it a body here"),
     }
 }
