@@ -157,17 +157,20 @@ pub async fn embeddings(
     funnel::respond(served, Wire::OpenAi, false)
 }
 
+/// A JSON object, as the bodies of the data plane are.
+type Object = Map<String, Value>;
+
 /// A client format other than Chat Completions, served over the same routes and chains: its
 /// request translated to chat before the funnel, the answer and the stream translated back.
 struct Format {
     endpoint: Endpoint,
     /// The prefix of the answer's id, before the request's own id.
     id_prefix: &'static str,
-    to_chat: fn(&Map<String, Value>) -> Result<Map<String, Value>, String>,
+    to_chat: fn(&Object) -> Result<Object, String>,
     /// A whole chat answer in this format: (body, id, alias, usage reported).
     answer: fn(&[u8], &str, &str, Option<&Usage>) -> Option<Bytes>,
     /// A stream translator: (id, alias, the client's request).
-    stream: fn(&str, &str, &Map<String, Value>) -> Box<dyn StreamTranslation>,
+    stream: fn(&str, &str, &Object) -> Box<dyn StreamTranslation>,
 }
 
 const MESSAGES: Format = Format {
