@@ -34,6 +34,28 @@ fn text_of(value: &Value) -> String {
     }
 }
 
+/// The key under which a chat request translated from a Messages request carries the
+/// client's own request: an Anthropic target receives that one natively (`cache_control`,
+/// thinking, `context_management`, server tools and the `anthropic-beta` header kept), with
+/// `model`, `max_tokens` and `stream` set from the chat request as the gateway bounded it.
+/// Every other target never sees it (the chain removes it), and the gateway's guardrail walks
+/// it with the rest of the request.
+pub const NATIVE: &str = "portcullis_native_anthropic";
+
+/// Keeps `original` (and its `anthropic-beta` header) inside `chat`, under [`NATIVE`].
+pub fn keep_native(
+    chat: &mut Map<String, Value>,
+    original: &Map<String, Value>,
+    beta: Option<&str>,
+) {
+    let mut native = Map::new();
+    native.insert("body".into(), Value::Object(original.clone()));
+    if let Some(beta) = beta {
+        native.insert("beta".into(), json!(beta));
+    }
+    chat.insert(NATIVE.into(), Value::Object(native));
+}
+
 /// An Anthropic request as an OpenAI chat request (same `model` alias).
 pub fn request_to_openai(request: &Map<String, Value>) -> Result<Map<String, Value>, BadMessages> {
     let model = request

@@ -263,6 +263,21 @@ impl Translate for ChunkTranslator {
     fn finish(&mut self, _out: &mut Vec<Chunk>) {}
 }
 
+/// The client's own Messages request, for the target's model, with the output bound and
+/// streaming of the chat request (which the gateway may have lowered and decides).
+fn native_request(original: &Value, chat: &Map<String, Value>, model: &str, stream: bool) -> Value {
+    let mut request = original.clone();
+    request["model"] = json!(model);
+    if let Some(bound) = chat
+        .get("max_tokens")
+        .or_else(|| chat.get("max_completion_tokens"))
+    {
+        request["max_tokens"] = bound.clone();
+    }
+    request["stream"] = json!(stream);
+    request
+}
+
 pub(crate) async fn call(
     http: &reqwest::Client,
     target: &Target,
@@ -287,13 +302,20 @@ pub(crate) async fn call(
         .map_or(ANTHROPIC_BASE, |u| u.as_str())
         .trim_end_matches('/');
     let key = target.api_key.expose_secret();
-    let payload = request(body, &target.model).to_string();
-    let sent = http
+    let native = body.get(crate::anthropic::NATIVE);
+    let payload = match native.and_then(|n| n.get("body")) {
+        Some(original) => native_request(original, body, &target.model, stream).to_string(),
+        None => request(body, &target.model).to_string(),
+    };
+    let mut sent = http
         .post(format!("{base}/v1/messages"))
         .header("x-api-key", key)
         .header("anthropic-version", ANTHROPIC_VERSION)
-        .header("content-type", "application/json")
-        .body(payload);
+        .header("content-type", "application/json");
+    if let Some(beta) = native.and_then(|n| n.get("beta")).and_then(Value::as_str) {
+        sent = sent.header("anthropic-beta", beta);
+    }
+    let sent = sent.body(payload);
     let response = exchange::send(sent, key, limits).await?;
     if !stream {
         return exchange::translated_json(response, limits, |bytes| {

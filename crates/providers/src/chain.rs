@@ -289,6 +289,18 @@ async fn attempt(
     if target.provider != ProviderKind::Mock {
         upstreams.check(target)?;
     }
+    // The client's own Anthropic request is for Anthropic targets only.
+    let stripped;
+    let body = if target.provider != ProviderKind::Anthropic
+        && body.contains_key(crate::anthropic::NATIVE)
+    {
+        let mut without = body.clone();
+        without.remove(crate::anthropic::NATIVE);
+        stripped = without;
+        &stripped
+    } else {
+        body
+    };
     match target.provider {
         ProviderKind::Mock => mock::call(target, body, operation, limits).await,
         ProviderKind::OpenAi | ProviderKind::OpenAiCompatible | ProviderKind::Azure => {

@@ -166,7 +166,8 @@ struct Format {
     endpoint: Endpoint,
     /// The prefix of the answer's id, before the request's own id.
     id_prefix: &'static str,
-    to_chat: fn(&Object) -> Result<Object, String>,
+    /// The chat request for the client's request (and its headers).
+    to_chat: fn(&Object, &HeaderMap) -> Result<Object, String>,
     /// A whole chat answer in this format: (body, id, alias, usage reported).
     answer: fn(&[u8], &str, &str, Option<&Usage>) -> Option<Bytes>,
     /// A stream translator: (id, alias, the client's request).
@@ -176,7 +177,12 @@ struct Format {
 const MESSAGES: Format = Format {
     endpoint: Endpoint::Messages,
     id_prefix: "msg_",
-    to_chat: |r| anthropic::request_to_openai(r).map_err(|e| e.0),
+    to_chat: |request, headers| {
+        let mut chat = anthropic::request_to_openai(request).map_err(|e| e.0)?;
+        let beta = headers.get("anthropic-beta").and_then(|v| v.to_str().ok());
+        anthropic::keep_native(&mut chat, request, beta);
+        Ok(chat)
+    },
     answer: |body, _, alias, usage| anthropic::response_from_openai(body, alias, usage),
     stream: |_, alias, _| Box::new(anthropic::StreamTranslator::new(alias)),
 };
@@ -184,7 +190,7 @@ const MESSAGES: Format = Format {
 const RESPONSES: Format = Format {
     endpoint: Endpoint::Responses,
     id_prefix: "resp_",
-    to_chat: |r| responses::request_to_chat(r).map_err(|e| e.0),
+    to_chat: |r, _| responses::request_to_chat(r).map_err(|e| e.0),
     answer: responses::response_from_chat,
     stream: |id, alias, _| Box::new(responses::StreamTranslator::new(id, alias)),
 };
@@ -192,7 +198,7 @@ const RESPONSES: Format = Format {
 const COMPLETIONS: Format = Format {
     endpoint: Endpoint::Completions,
     id_prefix: "cmpl-",
-    to_chat: |r| completions::request_to_chat(r).map_err(|e| e.0),
+    to_chat: |r, _| completions::request_to_chat(r).map_err(|e| e.0),
     answer: completions::response_from_chat,
     stream: |id, alias, request| {
         let include_usage = request
@@ -216,7 +222,7 @@ async fn serve_translated(
         hops,
     } = keyed_body(state, request).await?;
     let request = crate::json::object(&body)?;
-    let mut chat = (format.to_chat)(&request).map_err(ApiError::invalid_request)?;
+    let mut chat = (format.to_chat)(&request, &headers).map_err(ApiError::invalid_request)?;
     end_user_from_header(&headers, &mut chat);
     let head = head::chat(&chat)?;
     let alias = head.alias.clone();

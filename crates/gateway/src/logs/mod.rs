@@ -196,13 +196,15 @@ impl Draft {
         self.guardrail = record;
     }
 
-    /// Keeps the request as sent, if its content is logged.
     /// Keeps the request as sent, if its content is logged and it is small enough to queue
     /// (`body_len`: the client's body, a bound on the request's size).
-    pub fn sent(&mut self, request: Map<String, Value>, body_len: usize) {
+    pub fn sent(&mut self, mut request: Map<String, Value>, body_len: usize) {
         if !self.logs_content() {
             return;
         }
+        // The client's own Anthropic request rides along for Anthropic targets; the log keeps
+        // the request once, as translated.
+        request.remove(portcullis_providers::anthropic::NATIVE);
         self.bytes = body_len;
         self.request = Some(if body_len <= MAX_QUEUED_REQUEST {
             request

@@ -469,3 +469,121 @@ async fn cf_3_a_large_prompt_is_scanned_as_fully_as_a_small_one() {
     assert!(!received.contains(EMAIL));
     assert!(received.contains("mail [EMAIL_1] now"));
 }
+
+/// An Anthropic upstream that keeps every body it is sent and answers one message.
+async fn recording_anthropic() -> (SocketAddr, Seen) {
+    use axum::routing::post;
+    let seen: Seen = Arc::default();
+    let kept = Arc::clone(&seen);
+    let app = axum::Router::new().route(
+        "/v1/messages",
+        post(move |axum::Json(body): axum::Json<Value>| {
+            let seen = Arc::clone(&kept);
+            async move {
+                seen.lock().unwrap().push(body);
+                axum::Json(
+                    json!({"id": "msg_1", "type": "message", "role": "assistant",
+                    "model": "claude-x", "content": [{"type": "text", "text": "noted"}],
+                    "stop_reason": "end_turn", "usage": {"input_tokens": 9, "output_tokens": 2}}),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, seen)
+}
+
+/// CF-3 on the native path: an Anthropic target receives the client's own Messages request
+/// (cache_control kept), and the guardrail's redaction reaches it there too; in block mode
+/// nothing is sent.
+#[tokio::test]
+async fn cf_3_the_native_request_to_an_anthropic_target_is_redacted_and_blocked_like_any() {
+    let env = Env::new().await;
+    let (addr, seen) = recording_anthropic().await;
+    let credential = env
+        .call(
+            Method::POST,
+            &env.org_path("/credentials"),
+            Who::Master,
+            Some(json!({"name": "claude", "provider": "anthropic",
+                        "api_key": "sk-ant-fake-0123456789", "base_url": format!("http://{addr}")})),
+        )
+        .await;
+    assert_eq!(
+        credential.status,
+        StatusCode::CREATED,
+        "{}",
+        credential.body
+    );
+    let route = json!({"targets": [{"credential_id": credential.body["credential_id"], "model": "claude-x"}],
+                       "input_micro_usd_per_mtok": 1_000_000, "output_micro_usd_per_mtok": 2_000_000});
+    let put = env
+        .call(
+            Method::PUT,
+            &env.org_path("/routes/claude"),
+            Who::Master,
+            Some(route),
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+    let text = format!("Reach me at {EMAIL} or {PHONE}; card {CARD}.");
+    let body = json!({"model": "claude", "max_tokens": 50,
+        "system": [{"type": "text", "text": format!("The customer is {EMAIL}."),
+                    "cache_control": {"type": "ephemeral"}}],
+        "messages": [{"role": "user", "content": [{"type": "text", "text": text}]}]});
+    set(&env, json!({"pii_guardrail": "redact"})).await;
+    let response = env
+        .call(
+            Method::POST,
+            "/v1/messages",
+            Who::VirtualKey,
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.body);
+    let received = seen.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(
+        received["system"][0]["cache_control"]["type"], "ephemeral",
+        "the request was not sent natively: {received}"
+    );
+    let sent = received.to_string();
+    assert!(
+        !holds_pii(&sent),
+        "the Anthropic upstream received PII: {sent}"
+    );
+    assert!(
+        sent.contains("[EMAIL_1]") && sent.contains("[PAYMENT_CARD_1]"),
+        "{sent}"
+    );
+    assert!(
+        received
+            .get(portcullis_providers::anthropic::NATIVE)
+            .is_none(),
+        "{sent}"
+    );
+
+    set(&env, json!({"pii_guardrail": "block"})).await;
+    let before = seen.lock().unwrap().len();
+    let response = env
+        .call(Method::POST, "/v1/messages", Who::VirtualKey, Some(body))
+        .await;
+    assert_eq!(
+        response.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        response.body
+    );
+    assert_eq!(
+        response.body["type"], "error",
+        "Anthropic's shape: {}",
+        response.body
+    );
+    assert_eq!(response.body["error"]["code"], "pii_detected");
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        before,
+        "a blocked request was sent"
+    );
+}

@@ -700,3 +700,58 @@ async fn av_4_html_truncated_unasked_encodings_and_error_objects_under_200_fall_
         }
     }
 }
+
+/// A chat request translated from a Messages request carries the client's own: an Anthropic
+/// target receives that one (cache_control, thinking, context management, server tools and
+/// the beta header kept; model, output bound and streaming from the chat request), and an
+/// OpenAI-compatible target of the same chain never sees it.
+#[tokio::test]
+async fn an_anthropic_target_receives_the_clients_messages_request_natively_and_no_other_does() {
+    let original = json!({"model": "alias", "max_tokens": 32000, "stream": true,
+        "system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+        "thinking": {"type": "adaptive"}, "context_management": {"edits": []},
+        "tools": [{"type": "web_search_20250305", "name": "web_search"}],
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "Hi", "cache_control": {"type": "ephemeral"}}]}]});
+    let mut chat =
+        portcullis_providers::anthropic::request_to_openai(original.as_object().unwrap()).unwrap();
+    // The gateway bounded the output and asked for no stream.
+    chat.insert("max_tokens".into(), json!(512));
+    chat.remove("stream");
+    portcullis_providers::anthropic::keep_native(
+        &mut chat,
+        original.as_object().unwrap(),
+        Some("context-management-2025-06-27"),
+    );
+    let (addr, seen) = anthropic_upstream().await;
+    let up = upstreams();
+    let claude = target("claude", ProviderKind::Anthropic, addr, "");
+    serve_chat(
+        &up,
+        std::slice::from_ref(&claude),
+        &chat,
+        false,
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap();
+    let sent = seen.last_body.lock().unwrap().clone().unwrap();
+    let mut expected = original.clone();
+    expected["model"] = json!("claude-model");
+    expected["max_tokens"] = json!(512);
+    expected["stream"] = json!(false);
+    assert_eq!(sent, expected, "the client's request, as it sent it");
+    let headers = seen.last_headers.lock().unwrap().clone().unwrap();
+    assert_eq!(headers["anthropic-beta"], "context-management-2025-06-27");
+
+    let (openai_addr, openai_seen) = upstream("ok").await;
+    let compatible = target("vllm", ProviderKind::OpenAiCompatible, openai_addr, "/v1");
+    serve_chat(&up, &[compatible], &chat, false, Duration::from_secs(2))
+        .await
+        .unwrap();
+    let sent = openai_seen.last_body.lock().unwrap().clone().unwrap();
+    assert!(
+        sent.get(portcullis_providers::anthropic::NATIVE).is_none(),
+        "another provider received the Anthropic request: {sent}"
+    );
+    assert_eq!(sent["max_tokens"], 512);
+}
