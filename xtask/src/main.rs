@@ -4,7 +4,8 @@
 //!   else the local server on 127.0.0.1:5432 if it answers, else (or with `--private`) a
 //!   private cluster under target/pg on port 54329. `db-stop` stops that cluster.
 //! - `migrate`: applies migrations to a `portcullis` database on that server.
-//! - `test [--no-lint] [NEXTEST ARGS...]`: format check, clippy, then every test with nextest.
+//! - `test [--no-lint] [NEXTEST ARGS...]`: format check, clippy, rustdoc of the embedded crates,
+//!   then every test with nextest.
 //! - `compliance [--junit FILE] [--registry FILE] [--out DIR]`: runs every control test (or
 //!   reads a run's JUnit report) and writes target/compliance/report.md and report.json.
 
@@ -152,6 +153,23 @@ fn test(args: &[String]) -> anyhow::Result<()> {
                 "warnings",
             ],
             &[],
+        )?;
+        // The crates other services embed: every public item documented, every link sound.
+        say("cargo doc of core, policy and providers (warnings are errors)");
+        cargo_like(
+            "cargo",
+            &[
+                "doc",
+                "--no-deps",
+                "--quiet",
+                "-p",
+                "portcullis-core",
+                "-p",
+                "portcullis-policy",
+                "-p",
+                "portcullis-providers",
+            ],
+            &[("RUSTDOCFLAGS", "-D warnings")],
         )?;
     }
     // The end-to-end tests run the real binary, which nextest does not build for them.
