@@ -22,7 +22,7 @@ use crate::{bootstrap, serve};
 
 const DATABASE: &str = "portcullis";
 
-pub async fn run(mut config: Config, data_dir: &Path, pg_port: u16) -> anyhow::Result<()> {
+pub async fn run(config: Config, data_dir: &Path, pg_port: u16) -> anyhow::Result<()> {
     eprintln!(
         "demo: starting a private PostgreSQL in {} (port {pg_port})",
         data_dir.display()
@@ -31,6 +31,23 @@ pub async fn run(mut config: Config, data_dir: &Path, pg_port: u16) -> anyhow::R
     let server_url = tokio::task::spawn_blocking(move || portcullis_devdb::start(&dir, pg_port))
         .await?
         .context("starting the demo PostgreSQL")?;
+    // Whatever happens from here on, a failed migration included, the private PostgreSQL
+    // stops with the demo.
+    let result = prepare_and_serve(config, data_dir, pg_port, server_url).await;
+    let dir = data_dir.to_path_buf();
+    let stopped = tokio::task::spawn_blocking(move || portcullis_devdb::stop(&dir)).await?;
+    if let Err(error) = stopped {
+        eprintln!("demo: could not stop the private PostgreSQL: {error}");
+    }
+    result
+}
+
+async fn prepare_and_serve(
+    mut config: Config,
+    data_dir: &Path,
+    pg_port: u16,
+    server_url: String,
+) -> anyhow::Result<()> {
     let server = SecretString::from(server_url.clone());
     migrate::create_database_if_missing(&server, DATABASE).await?;
 
@@ -74,16 +91,10 @@ pub async fn run(mut config: Config, data_dir: &Path, pg_port: u16) -> anyhow::R
     if config.server.tls.is_none() {
         config.server.plaintext = true;
     }
-    let result = serve::run_with(config, |addr| {
+    serve::run_with(config, |addr| {
         print_banner(addr, credentials.as_ref(), &traffic_key);
     })
-    .await;
-    let dir = data_dir.to_path_buf();
-    let stopped = tokio::task::spawn_blocking(move || portcullis_devdb::stop(&dir)).await?;
-    if let Err(error) = stopped {
-        eprintln!("demo: could not stop the private PostgreSQL: {error}");
-    }
-    result
+    .await
 }
 
 const DEMO_EMAIL: &str = "owner@demo.example";
