@@ -26,6 +26,7 @@ const DOMAIN_TAG: &[u8] = b"portcullis.audit.v1\0";
 pub struct ChainHash(pub [u8; 32]);
 
 impl ChainHash {
+    /// The hash as 64 lowercase hexadecimal digits, as reports print it and heads are recorded.
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
     }
@@ -37,6 +38,7 @@ impl ChainHash {
         Ok(Self(bytes))
     }
 
+    /// The hash from the 32 bytes PostgreSQL stores; any other length is refused.
     pub fn from_slice(bytes: &[u8]) -> Result<Self, InvalidChainHash> {
         <[u8; 32]>::try_from(bytes)
             .map(Self)
@@ -56,6 +58,7 @@ impl fmt::Display for ChainHash {
     }
 }
 
+/// A text or byte string that is not a chain hash.
 #[derive(Debug, thiserror::Error)]
 #[error("a chain hash is 64 hexadecimal digits (32 bytes)")]
 pub struct InvalidChainHash;
@@ -63,20 +66,27 @@ pub struct InvalidChainHash;
 /// Who acted. Every audit entry names one (AU-2).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Actor {
+    /// What kind of credential or process acted.
     pub kind: ActorKind,
     /// The user id, key id, or for `System` the name of the job or command.
     pub id: String,
 }
 
+/// The kinds of actor, as stored in `actor_type` and hashed into the chain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ActorKind {
+    /// A person, signed in with a session.
     User,
+    /// The platform operator's master key.
     MasterKey,
+    /// A virtual key of the data plane.
     VirtualKey,
+    /// A job or command of Portcullis itself, such as `bootstrap` or `kek-rotate`.
     System,
 }
 
 impl ActorKind {
+    /// Every kind, in one place, so that `parse` cannot miss one.
     pub const ALL: [ActorKind; 4] = [
         ActorKind::User,
         ActorKind::MasterKey,
@@ -84,6 +94,7 @@ impl ActorKind {
         ActorKind::System,
     ];
 
+    /// The stored name. It is hashed into every entry, so changing one breaks existing chains.
     pub const fn as_str(self) -> &'static str {
         match self {
             ActorKind::User => "user",
@@ -93,12 +104,14 @@ impl ActorKind {
         }
     }
 
+    /// The kind a stored name stands for; `None` for a name that no kind has.
     pub fn parse(text: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|kind| kind.as_str() == text)
     }
 }
 
 impl Actor {
+    /// The actor of a Portcullis job or command, with `job` as its id.
     pub fn system(job: &str) -> Self {
         Self {
             kind: ActorKind::System,
@@ -110,25 +123,34 @@ impl Actor {
 /// Where an action came from: one extractor fills it for every route (AU-2).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Source {
+    /// The socket peer, or behind a trusted proxy the nearest untrusted `X-Forwarded-For` hop.
     pub client_ip: Option<IpAddr>,
+    /// The client's `User-Agent` header, cut to a bounded length.
     pub user_agent: Option<String>,
+    /// The `x-request-id` that ties the entry to the request's logs and traces.
     pub request_id: Option<String>,
 }
 
 /// One audit entry as it is hashed and stored.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AuditRecord {
+    /// The org whose chain holds the entry: each org has a chain of its own.
     pub org_id: OrgId,
     /// Position in the org's chain, starting at 1 with no gaps.
     pub seq: i64,
+    /// The entry's own UUIDv7.
     pub id: AuditEventId,
     /// Microsecond precision, as PostgreSQL stores it.
     pub occurred_at: DateTime<Utc>,
+    /// The person, key or job that acted.
     pub actor: Actor,
     /// A dotted verb such as `org.created` or `member.role_changed`.
     pub action: String,
+    /// What the action was done to, such as `user`, `key`, `route` or `org`.
     pub target_type: String,
+    /// Which one: its id or name, as text.
     pub target_id: String,
+    /// Where the request came from; empty for jobs and commands.
     pub source: Source,
     /// Non-secret facts about the change. Never a secret, password or prompt.
     pub details: Value,
@@ -137,8 +159,11 @@ pub struct AuditRecord {
 /// A stored entry with its links.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ChainedRecord {
+    /// The entry as it was hashed.
     pub record: AuditRecord,
+    /// The hash of the entry before it, or [`GENESIS_HASH`] for the first.
     pub prev_hash: ChainHash,
+    /// The [`chain_hash`] of `record` after `prev_hash`, as stored.
     pub hash: ChainHash,
 }
 
@@ -218,32 +243,59 @@ fn write_canonical_json(value: &Value, out: &mut Vec<u8>) {
 /// Where and why a chain stopped verifying.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ChainBreak {
+    /// The next entry is not at the next position: one was removed or reordered.
     #[error(
         "entry {found} found where entry {expected} was expected: an entry was removed or reordered"
     )]
-    Gap { expected: i64, found: i64 },
+    Gap {
+        /// The position the entry should hold.
+        expected: i64,
+        /// The position it holds.
+        found: i64,
+    },
+    /// The entry's `prev_hash` is not the hash of the entry before it.
     #[error("entry {seq} does not link to the entry before it: an entry was removed or reordered")]
-    BrokenLink { seq: i64 },
+    BrokenLink {
+        /// The position of the entry that does not link.
+        seq: i64,
+    },
+    /// The entry no longer matches its own hash.
     #[error("entry {seq} does not match its hash: it was edited")]
-    Edited { seq: i64 },
+    Edited {
+        /// The position of the edited entry.
+        seq: i64,
+    },
+    /// The entry belongs to another org's chain.
     #[error("entry {seq} belongs to another org's chain")]
-    ForeignEntry { seq: i64 },
+    ForeignEntry {
+        /// The position the foreign entry claims.
+        seq: i64,
+    },
+    /// A recorded head is not in the chain: another entry holds its place, or the chain ends first.
     #[error(
         "the recorded head (entry {seq}, {expected}) is not in the chain: entries were removed"
     )]
-    HeadMissing { seq: i64, expected: ChainHash },
+    HeadMissing {
+        /// The recorded head's position.
+        seq: i64,
+        /// The hash recorded for it.
+        expected: ChainHash,
+    },
 }
 
 /// A head hash recorded earlier (kept outside the database) that the chain must still contain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KnownHead {
+    /// The entry's position in its org's chain.
     pub seq: i64,
+    /// The entry's hash, as it was when recorded.
     pub hash: ChainHash,
 }
 
 /// The result of a successful verification.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChainSummary {
+    /// How many entries were checked, from the first.
     pub events_checked: u64,
     /// The last entry's position and hash, or `None` for an empty chain.
     pub head: Option<KnownHead>,
@@ -261,6 +313,7 @@ pub struct ChainVerifier {
 }
 
 impl ChainVerifier {
+    /// A verifier for `org_id`'s chain; with `known_head`, the chain must still contain that entry.
     pub fn new(org_id: OrgId, known_head: Option<KnownHead>) -> Self {
         Self {
             org_id,

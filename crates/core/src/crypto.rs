@@ -32,14 +32,19 @@ impl fmt::Debug for Keyring {
     }
 }
 
+/// Why a key does not load, or a secret does not seal or open.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CryptoError {
+    /// A key that is not 32 bytes (AES-256).
     #[error("a key-encryption key must be 32 bytes")]
     BadKeyLength,
+    /// A version the keyring holds no key for: the current one, or the one a ciphertext names.
     #[error("the keyring has no key version {0}")]
     UnknownVersion(u32),
+    /// The ciphertext is malformed, altered or bound to another context: AES-GCM cannot tell which.
     #[error("ciphertext is malformed, altered, or bound to another record")]
     Unsealable,
+    /// The operating system's random number generator failed, so no nonce or key was drawn.
     #[error("randomness unavailable")]
     Randomness,
 }
@@ -73,6 +78,7 @@ impl Keyring {
         Self::new(1, vec![(1, bytes)])
     }
 
+    /// The version new seals are made with, and what key rotation compares old ones against.
     pub fn current_version(&self) -> u32 {
         self.current
     }
@@ -155,6 +161,7 @@ impl fmt::Debug for DataKey {
 }
 
 impl DataKey {
+    /// A fresh random data key, made when an org stores its first secret.
     pub fn generate() -> Result<Self, CryptoError> {
         let mut bytes = [0u8; 32];
         random_bytes(&mut bytes)?;
@@ -166,6 +173,7 @@ impl DataKey {
         ring.seal(self.0.as_slice(), context)
     }
 
+    /// Opens a data key that `wrap` sealed, with the same `context`; refused if it is not 32 bytes.
     pub fn unwrap(ring: &Keyring, wrapped: &[u8], context: &[u8]) -> Result<Self, CryptoError> {
         let bytes = ring.open(wrapped, context)?;
         if bytes.len() != 32 {
@@ -195,6 +203,7 @@ impl DataKey {
         Ok(out)
     }
 
+    /// Decrypts what `seal` produced with the same `context`.
     pub fn open(&self, sealed: &[u8], context: &[u8]) -> Result<Vec<u8>, CryptoError> {
         if sealed.len() < DATA_HEADER_LEN + 16 || &sealed[..3] != DATA_MAGIC {
             return Err(CryptoError::Unsealable);

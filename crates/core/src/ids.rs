@@ -20,10 +20,12 @@ macro_rules! id_type {
                 Self(Uuid::now_v7())
             }
 
+            /// Wraps a UUID read back from storage or the wire; it is not checked to be a v7.
             pub const fn from_uuid(uuid: Uuid) -> Self {
                 Self(uuid)
             }
 
+            /// The UUID itself, for binding in queries and hashing into the audit chain.
             pub const fn as_uuid(&self) -> &Uuid {
                 &self.0
             }

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! Portcullis domain types shared by every crate: ids, roles, credential formats, password
 //! and second-factor checks, sealing of secrets at rest, and the audit chain's hashing.
 //!

@@ -20,6 +20,7 @@ impl std::fmt::Debug for Totp {
     }
 }
 
+/// A TOTP secret that does not decode or is too short to use.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid TOTP secret or account name")]
 pub struct InvalidTotp;
@@ -95,7 +96,9 @@ pub const RECOVERY_CODES: usize = 10;
 /// trying every hash; the 12-character secret (60 bits) is what the argon2id hash protects.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RecoveryCode {
+    /// Four characters that find the stored row; not secret.
     pub lookup: String,
+    /// Twelve characters (60 bits) that only the stored argon2id hash can confirm.
     pub secret: String,
 }
 
@@ -106,6 +109,7 @@ impl std::fmt::Debug for RecoveryCode {
 }
 
 impl RecoveryCode {
+    /// A fresh random code, in characters without look-alikes.
     pub fn generate() -> Result<Self, RandomnessUnavailable> {
         let mut bytes = [0u8; 16];
         random_bytes(&mut bytes)?;

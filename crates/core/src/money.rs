@@ -9,7 +9,9 @@ use chrono::{DateTime, Datelike, TimeZone, Timelike, Utc};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Price {
+    /// Per million fresh prompt tokens, and for any input kind left `None`.
     pub input: i64,
+    /// Per million answer tokens, and for any output kind left `None`.
     pub output: i64,
     /// Prompt tokens read from the provider's cache.
     #[serde(default)]
@@ -24,8 +26,10 @@ pub struct Price {
     /// Output tokens spent thinking, where billed apart from the answer.
     #[serde(default)]
     pub reasoning: Option<i64>,
+    /// Prompt tokens that are audio.
     #[serde(default)]
     pub audio_input: Option<i64>,
+    /// Output tokens that are audio.
     #[serde(default)]
     pub audio_output: Option<i64>,
 }
@@ -62,6 +66,7 @@ impl Usage {
         }
     }
 
+    /// Input and output tokens together, saturating: what token rate limits count.
     pub fn total_tokens(&self) -> i64 {
         self.input_tokens.saturating_add(self.output_tokens)
     }
@@ -91,6 +96,7 @@ fn parts<const N: usize>(total: i64, parts: [i64; N]) -> ([i64; N], i64) {
 }
 
 impl Price {
+    /// What `usage` costs at these rates, in micro-dollars: each kind at its rate, rounded up once.
     pub fn cost(&self, usage: &Usage) -> i64 {
         let ([cached, written, audio_in], fresh) = parts(
             usage.input_tokens,
@@ -176,14 +182,18 @@ impl Price {
 /// whose prompt is long (Gemini 2.5 Pro and Claude Sonnet above 200,000 input tokens).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Pricing {
+    /// The rates of a request whose prompt is not long.
     pub base: Price,
+    /// Dearer rates past a prompt length, where the provider charges them.
     pub long_context: Option<LongContext>,
 }
 
 /// The rates of a request whose prompt has more than `above` input tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LongContext {
+    /// Input tokens a prompt may have before these rates apply.
     pub above: i64,
+    /// The rates for every token of such a request, input and output alike.
     pub price: Price,
 }
 
@@ -205,6 +215,7 @@ impl Pricing {
         }
     }
 
+    /// What `usage` costs at the rates its prompt length selects, in micro-dollars.
     pub fn cost(&self, usage: &Usage) -> i64 {
         self.price_for(usage.input_tokens).cost(usage)
     }
@@ -233,6 +244,7 @@ pub enum Period {
 }
 
 impl Period {
+    /// A stored budget period, `total` or `monthly`; `Minute` is for rate limits, never stored.
     pub fn parse(text: &str) -> Option<Self> {
         match text {
             "total" => Some(Self::Total),
@@ -298,7 +310,9 @@ pub fn lease_slice(cap: i64, needed: i64) -> i64 {
 /// `remaining + in_flight` never exceeds what was granted minus what was settled.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Allowance {
+    /// Micro-dollars free to reserve.
     pub remaining: i64,
+    /// Micro-dollars reserved by requests not yet settled.
     pub in_flight: i64,
 }
 

@@ -80,6 +80,7 @@ pub enum Refused {
 /// Where provider requests may go: the operator's choices and the gateway's own listeners.
 #[derive(Debug, Clone, Default)]
 pub struct Destinations {
+    /// Link-local and cloud metadata addresses are allowed too (`providers.allow_link_local`).
     pub allow_link_local: bool,
     /// Private ranges provider base URLs may name (`providers.allow_private_networks`).
     pub allow_private: Vec<IpNet>,

@@ -116,12 +116,15 @@ const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$
 /// Why a new password is refused. Never contains the password.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum WeakPassword {
+    /// Fewer than [`MIN_PASSWORD_LEN`] characters.
     #[error("password must be at least {MIN_PASSWORD_LEN} characters")]
     TooShort,
-    #[error("password must be at most {MAX_PASSWORD_LEN} characters")]
+    /// More than [`MAX_PASSWORD_LEN`] bytes: refused before any hashing.
+    #[error("password must be at most {MAX_PASSWORD_LEN} bytes")]
     TooLong,
 }
 
+/// Checks a new password's length: the only rule a new password must meet.
 pub fn check_new_password(password: &str) -> Result<(), WeakPassword> {
     let chars = password.chars().count();
     if chars < MIN_PASSWORD_LEN {

@@ -10,13 +10,18 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
+    /// Reads the org: members, teams, keys, credentials (`last4` only), routes, usage, prompts.
     Viewer,
+    /// Also creates virtual keys, rotates and revokes its own, and writes prompts.
     Member,
+    /// Also manages members, teams, credentials, routes, settings; reads audit, ledger and logs.
     Admin,
+    /// Also grants and changes owners and admins, and alone sets `require_mfa`.
     Owner,
 }
 
 impl Role {
+    /// Every role, weakest first.
     pub const ALL: [Role; 4] = [Role::Viewer, Role::Member, Role::Admin, Role::Owner];
 
     /// The name stored in the database and used on the wire.
@@ -41,6 +46,7 @@ impl fmt::Display for Role {
     }
 }
 
+/// A role name that is none of the four; names are lowercase.
 #[derive(Debug, thiserror::Error)]
 #[error("unknown role `{0}`: expected owner, admin, member or viewer")]
 pub struct UnknownRole(String);

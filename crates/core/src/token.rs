@@ -30,6 +30,7 @@ pub enum TokenKind {
 }
 
 impl TokenKind {
+    /// Every kind, in one place, so that `Token::parse` tries every prefix.
     pub const ALL: [TokenKind; 5] = [
         TokenKind::Virtual,
         TokenKind::Master,
@@ -38,6 +39,7 @@ impl TokenKind {
         TokenKind::Invite,
     ];
 
+    /// The four characters that begin a credential of this kind.
     pub const fn prefix(self) -> &'static str {
         match self {
             TokenKind::Virtual => "pcv_",
@@ -60,16 +62,21 @@ pub struct Token {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TokenHash(pub [u8; 32]);
 
+/// Why a string is not a Portcullis credential; found without any database work.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum MalformedToken {
+    /// It starts with none of the kinds' prefixes.
     #[error("not a Portcullis credential")]
     UnknownPrefix,
+    /// After the prefix, not exactly 49 base62 characters.
     #[error("credential has the wrong length or characters")]
     BadShape,
+    /// The CRC32 does not match the rest: mistyped, cut short or made up.
     #[error("credential checksum does not match")]
     BadChecksum,
 }
 
+/// The operating system's random number generator failed: an error, never a weaker source.
 #[derive(Debug, thiserror::Error)]
 #[error("the operating system's random number generator failed")]
 pub struct RandomnessUnavailable;
@@ -122,6 +129,7 @@ impl Token {
         })
     }
 
+    /// What the credential is for, as its prefix says.
     pub fn kind(&self) -> TokenKind {
         self.kind
     }
@@ -136,6 +144,7 @@ impl Token {
         self.text[self.text.len() - 4..].to_owned()
     }
 
+    /// The SHA-256 of the whole text: what the database keeps and looks up instead of the token.
     pub fn hash(&self) -> TokenHash {
         TokenHash(Sha256::digest(self.text.as_bytes()).into())
     }

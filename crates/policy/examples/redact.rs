@@ -17,7 +17,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // One numbering per text or request: a repeated value keeps its placeholder.
     let mut placeholders = Placeholders::default();
     let redacted = redact(&text, &findings, &mut placeholders);
-    let kinds: Vec<&str> = placeholders.kinds().into_iter().map(|k| k.as_str()).collect();
+    let kinds: Vec<&str> = placeholders
+        .kinds()
+        .into_iter()
+        .map(|k| k.as_str())
+        .collect();
     eprintln!("found: {}", kinds.join(", "));
     #[allow(clippy::print_stdout, reason = "an example's output")]
     {

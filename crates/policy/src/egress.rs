@@ -9,21 +9,28 @@ use std::net::SocketAddr;
 use portcullis_core::net::{Destinations, Refused, named_address};
 use url::{Host, Url};
 
+/// Why a credential's base URL is refused; each message names `base_url` for the admin who set it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RefusedUrl {
+    /// Not a URL, or one without a host or a port.
     #[error("base_url is not a valid URL")]
     Invalid,
+    /// A scheme other than `http` or `https`.
     #[error("base_url must use http or https")]
     Scheme,
+    /// A user name or password in the URL.
     #[error("base_url must not carry a user name or password")]
     Credentials,
+    /// A link-local address or cloud metadata host, unless `providers.allow_link_local`.
     #[error("base_url points at a link-local or cloud metadata address")]
     Metadata,
+    /// Loopback or a private network outside `providers.allow_private_networks`.
     #[error(
         "base_url points at loopback or a private network: the operator allows such ranges \
          with providers.allow_private_networks"
     )]
     Private,
+    /// One of the gateway's own listeners: a request there would come straight back.
     #[error("base_url points at this gateway")]
     Gateway,
 }

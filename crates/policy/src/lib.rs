@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! Portcullis policy: the decisions that follow from roles and settings. The RBAC matrix is
 //! here as data, with the rule for where provider keys may be sent (`egress`), prices and the
 //! worst case a request reserves (`spend`), the detection and redaction of personal data

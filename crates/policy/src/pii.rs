@@ -24,17 +24,24 @@ pub use json::{find_in_json, redact_json};
 /// The kinds of personal data and secrets found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PiiKind {
+    /// An email address, not a file name such as `logo@2x.png`.
     Email,
+    /// A phone number, international or national, with its extension if it has one.
     Phone,
+    /// A card number of its network's length that passes the Luhn check.
     PaymentCard,
+    /// A US Social Security number, `AAA-GG-SSSS`, outside the ranges never assigned.
     UsSsn,
+    /// An IBAN of its country's length whose mod-97 check holds.
     Iban,
+    /// An IPv4 or IPv6 address that parses as one.
     IpAddress,
     /// API keys, tokens, JWTs and private keys.
     Secret,
 }
 
 impl PiiKind {
+    /// Every kind, in one place, so that `parse` knows every name.
     pub const ALL: [PiiKind; 7] = [
         PiiKind::Email,
         PiiKind::Phone,
@@ -58,6 +65,7 @@ impl PiiKind {
         }
     }
 
+    /// The kind an `as_str` name stands for; `None` for an unknown name.
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|kind| kind.as_str() == name)
     }
@@ -85,11 +93,15 @@ impl std::fmt::Display for PiiKind {
 /// One finding: its kind and its byte range in the text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Finding {
+    /// What was found.
     pub kind: PiiKind,
+    /// Where it starts: a byte offset into the text searched.
     pub start: usize,
+    /// Where it ends: the byte offset just past it.
     pub end: usize,
 }
 
+/// The built-in patterns do not compile: a bug, found when the detector is built.
 #[derive(Debug, thiserror::Error)]
 #[error("the PII patterns do not compile: {0}")]
 pub struct DetectorError(String);
@@ -104,6 +116,7 @@ pub struct Detector {
 }
 
 impl Detector {
+    /// Compiles the rules into one detector; fails only if a built-in pattern is wrong.
     pub fn new() -> Result<Self, DetectorError> {
         let rules = rules::all().map_err(|e| DetectorError(e.to_string()))?;
         let patterns: Vec<&str> = rules.iter().map(|rule| rule.pattern.as_str()).collect();

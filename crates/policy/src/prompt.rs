@@ -24,25 +24,49 @@ const FUEL: u64 = 20_000;
 /// Largest `variables` of one render, as JSON: what an instruction compares or searches.
 pub const MAX_VARIABLES: usize = 256 * 1024;
 
+/// One chat message of a prompt version, whose content is a template until rendered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PromptMessage {
+    /// `system`, `developer`, `user` or `assistant`; [`check`] refuses any other.
     pub role: String,
+    /// The template, at most [`MAX_CONTENT`] bytes; once rendered, the text it produced.
     pub content: String,
 }
 
+/// Why a prompt version is refused, or a render of it failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PromptError {
+    /// The version or its variables break a rule of shape or size; the text says which.
     #[error("{0}")]
     Invalid(String),
+    /// A template does not parse.
     #[error("message {index}: the template does not parse: {detail}")]
-    Syntax { index: usize, detail: String },
+    Syntax {
+        /// The message's position in the version, from 0.
+        index: usize,
+        /// The template engine's account of the error.
+        detail: String,
+    },
+    /// A template uses what the sandbox refuses, such as a growing operator or a macro (AV-4).
     #[error("message {index}: {detail}")]
-    Refused { index: usize, detail: String },
+    Refused {
+        /// The message's position in the version, from 0.
+        index: usize,
+        /// What the template does that a prompt may not.
+        detail: String,
+    },
+    /// A variable the templates use and the request did not give, by name.
     #[error("missing variable `{0}`")]
     Missing(String),
+    /// A template failed while rendering: out of fuel, over a bound, or given the wrong type.
     #[error("message {index}: the template failed: {detail}")]
-    Render { index: usize, detail: String },
+    Render {
+        /// The message's position in the version, from 0.
+        index: usize,
+        /// The template engine's account of the failure.
+        detail: String,
+    },
 }
 
 fn environment() -> Environment<'static> {

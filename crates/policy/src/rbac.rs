@@ -7,35 +7,57 @@ use portcullis_core::Role;
 /// Every action of the org-scoped admin plane.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Action {
+    /// See the org and its settings.
     OrgRead,
+    /// Change org settings; `require_mfa` is the owner's alone.
     SettingsUpdate,
+    /// List the members.
     MembersRead,
+    /// Invite someone by email, with a role.
     MembersAdd,
+    /// Change a member's role.
     MembersUpdate,
+    /// Remove a member, which revokes their keys and ends their sessions.
     MembersRemove,
     /// End a member's sessions in the org.
     MembersEndSessions,
     /// Revoke an open invitation.
     InvitesRevoke,
+    /// List the teams.
     TeamsRead,
+    /// Create a team, with its budget if any.
     TeamsCreate,
+    /// Change a team's name or budget.
     TeamsUpdate,
+    /// Delete a team.
     TeamsDelete,
+    /// List virtual keys: their metadata and `last4`, never the secret.
     KeysRead,
+    /// Create a virtual key, which its creator then owns.
     KeysCreate,
+    /// Give a key a new secret; a member only its own keys.
     KeysRotate,
+    /// Revoke a key; a member only its own keys.
     KeysRevoke,
+    /// List provider credentials, `last4` only.
     CredentialsRead,
+    /// Add, replace or remove provider credentials.
     CredentialsManage,
+    /// List the model routes.
     RoutesRead,
+    /// Set or remove a model route.
     RoutesManage,
+    /// Read the audit trail and verify its chain.
     AuditRead,
+    /// Read aggregated usage.
     UsageRead,
+    /// Read the spend ledger: the financial records.
     LedgerRead,
     /// Request logs and their content.
     LogsRead,
     /// Deleting an end user's logs and content (RM-5).
     SubjectDelete,
+    /// List prompts and their versions.
     PromptsRead,
     /// Create prompts and add versions.
     PromptsWrite,
@@ -44,6 +66,7 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every action, in one place, so that tests can hold each to the matrix.
     pub const ALL: [Action; 28] = [
         Action::OrgRead,
         Action::SettingsUpdate,
@@ -113,16 +136,21 @@ impl Action {
 /// last owner.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Denial {
+    /// The caller's role is below the one named, which the action needs.
     #[error("this action needs the {0} role")]
     RoleTooLow(Role),
+    /// Only an owner grants, changes or removes an owner or admin, or sets `require_mfa`.
     #[error("only an owner may grant, change or remove an owner or admin")]
     OwnerOnly,
+    /// A member rotates and revokes only the keys it created.
     #[error("a member may manage only the keys it created")]
     NotOwnKey,
+    /// The change would leave the org without an owner.
     #[error("an organization keeps at least one owner")]
     LastOwner,
 }
 
+/// Whether `role` may take `action` at all: the guard's one check, before any owner rule.
 pub fn authorize(action: Action, role: Role) -> Result<(), Denial> {
     let minimum = action.min_role();
     if role.at_least(minimum) {

@@ -24,6 +24,7 @@ pub const DEFAULT_IMAGE_TOKENS: i64 = 50_000;
 /// What the table knows of a model.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ModelEntry {
+    /// The model's standard rates, with any long-context rates.
     pub pricing: Pricing,
     /// The rates of priority processing (`service_tier: "priority"`), where sold.
     pub priority: Option<Pricing>,
@@ -52,6 +53,7 @@ impl ModelEntry {
 /// The default price table of the repository (`prices/prices.toml`), and any overrides.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PriceTable {
+    /// The table's edition, such as a date; an override appends its own after `+`.
     pub version: String,
     models: Vec<(String, ModelEntry)>,
 }
@@ -130,6 +132,7 @@ impl RawEntry {
     }
 }
 
+/// Why a price table does not load: a TOML error, or the model and value at fault.
 #[derive(Debug, thiserror::Error)]
 #[error("price table: {0}")]
 pub struct PriceTableError(String);
@@ -199,6 +202,8 @@ impl PriceTable {
         Self::parse(include_str!("../prices/prices.toml"))
     }
 
+    /// Reads a table in the format of `prices/prices.toml`, refusing negative prices and token
+    /// counts below 1.
     pub fn parse(text: &str) -> Result<Self, PriceTableError> {
         let file: TableFile = toml::from_str(text).map_err(|e| PriceTableError(e.to_string()))?;
         let mut table = Self {

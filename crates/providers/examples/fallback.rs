@@ -34,13 +34,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Breakers::new(3, Duration::from_secs(30)),
         &Egress::default(),
     )?;
-    let targets = [mock("primary", "mock-error-500"), mock("secondary", "mock-1")];
+    let targets = [
+        mock("primary", "mock-error-500"),
+        mock("secondary", "mock-1"),
+    ];
     let request = json!({"model": "any", "messages": [{"role": "user", "content": "Hello"}]});
     let request = request.as_object().cloned().unwrap_or_default();
-    let served = serve_chat(&upstreams, &targets, &request, false, Duration::from_secs(10))
-        .await
-        .map_err(|failure| format!("every target failed: {failure:?}"))?;
-    eprintln!("served by {} after {} attempt(s)", served.target, served.attempts);
+    let served = serve_chat(
+        &upstreams,
+        &targets,
+        &request,
+        false,
+        Duration::from_secs(10),
+    )
+    .await
+    .map_err(|failure| format!("every target failed: {failure:?}"))?;
+    eprintln!(
+        "served by {} after {} attempt(s)",
+        served.target, served.attempts
+    );
     if let Reply::Json { body, usage, .. } = served.reply {
         eprintln!("usage: {usage:?}");
         #[allow(clippy::print_stdout, reason = "an example's output")]

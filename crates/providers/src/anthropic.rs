@@ -305,6 +305,7 @@ impl StreamTranslation for StreamTranslator {
 }
 
 impl StreamTranslator {
+    /// A translator whose messages name `alias`, the model the client asked for.
     pub fn new(alias: &str) -> Self {
         Self {
             alias: alias.to_owned(),

@@ -12,6 +12,7 @@ struct Circuit {
     probing: bool,
 }
 
+/// The circuits of every target, by circuit key, shared by all of a process's requests.
 #[derive(Debug)]
 pub struct Breakers {
     threshold: u32,
@@ -20,6 +21,7 @@ pub struct Breakers {
 }
 
 impl Breakers {
+    /// `threshold` failures in a row (at least 1) open a circuit for `cooldown`.
     pub fn new(threshold: u32, cooldown: Duration) -> Self {
         Self {
             threshold: threshold.max(1),
@@ -52,10 +54,12 @@ impl Breakers {
         })
     }
 
+    /// Closes the circuit and forgets its failures.
     pub fn succeeded(&self, label: &str) {
         self.with(label, |c| *c = Circuit::default());
     }
 
+    /// Counts a failure; the threshold, or a failed probe, opens the circuit for the cooldown.
     pub fn failed(&self, label: &str) {
         let (threshold, cooldown) = (self.threshold, self.cooldown);
         self.with(label, |c| {
@@ -76,6 +80,7 @@ impl Breakers {
         circuits.values().filter(|c| c.open_until.is_some()).count()
     }
 
+    /// Whether the circuit is open: cooling down, or waiting for its probe to succeed.
     pub fn is_open(&self, label: &str) -> bool {
         self.with(label, |c| c.open_until.is_some())
     }

@@ -25,6 +25,7 @@ use crate::{anthropic_api, gemini, mock, openai};
 #[derive(Debug)]
 pub struct Upstreams {
     pub(crate) http: reqwest::Client,
+    /// One circuit per target, keyed by `Target::circuit`.
     pub breakers: Breakers,
     /// Checked again for every base URL that names an address, before it is called.
     destinations: std::sync::Arc<Destinations>,
@@ -138,14 +139,19 @@ fn usable(
 pub enum Reply {
     /// A whole JSON body (non-streaming), in OpenAI's shape, with the usage it reports.
     Json {
+        /// The upstream's success status.
         status: u16,
+        /// The whole body, already translated where the provider speaks another format.
         body: Bytes,
+        /// `None` when the upstream reported no usage.
         usage: Option<Usage>,
     },
     /// A server-sent event stream: the first events of the answer, already received, and the
     /// rest as [`Chunk`]s.
     Stream {
+        /// The answer's first events, on whose arrival the chain committed to this target.
         first: Bytes,
+        /// The rest of the answer, up to [`Chunk::Done`] or an error.
         rest: BoxStream<'static, Result<Chunk, ProviderError>>,
     },
 }
@@ -214,19 +220,24 @@ impl Limits {
 /// A served request: which target answered after how many attempts.
 #[derive(Debug)]
 pub struct Served {
+    /// The label of the target that answered.
     pub target: String,
     /// The target's place in the chain it was served from.
     pub index: usize,
+    /// Attempts made in all, this one and retries included.
     pub attempts: u32,
     /// The kinds of the attempts that failed before this one (`ProviderError::kind`).
     pub failed: Vec<&'static str>,
+    /// What the target answered: a whole body, or a stream already begun.
     pub reply: Reply,
 }
 
 /// Every target failed (or the request was refused by one as the caller's fault).
 #[derive(Debug)]
 pub struct ChainFailure {
+    /// The error to answer with: the last one, or `BudgetSpent` when the budget ended the chain.
     pub last: ProviderError,
+    /// Attempts made in all, retries included; 0 when every circuit was open.
     pub attempts: u32,
     /// Each failed attempt by target label, for logs and metrics.
     pub failures: Vec<(String, ProviderError)>,
@@ -238,6 +249,7 @@ pub struct ChainFailure {
 /// anew here and refuses when it cannot: a request then never spends past its cap, however
 /// many targets it tries.
 pub trait Attempts: Send {
+    /// Records attempt `index` at its worst case; with `more`, returns whether the chain may go on.
     fn billed(&mut self, index: usize, more: bool) -> BoxFuture<'_, bool>;
 }
 
@@ -267,13 +279,17 @@ pub enum Operation {
     /// `client_usage`: the client asked for the stream's usage chunk, so it is passed on (the
     /// adapter reports usage as [`Chunk::Usage`] either way).
     Chat {
+        /// Whether the client asked for a server-sent event stream.
         stream: bool,
+        /// Whether the client asked for the usage chunk (`stream_options.include_usage`).
         client_usage: bool,
     },
+    /// An embeddings request; never streamed.
     Embeddings,
 }
 
 impl Operation {
+    /// Whether the answer comes as a server-sent event stream.
     pub fn streams(self) -> bool {
         matches!(self, Operation::Chat { stream: true, .. })
     }

@@ -4,13 +4,21 @@
 /// Why an upstream attempt failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProviderError {
+    /// The connection failed or was dropped: the one error retried on the same target.
     #[error("the upstream refused or dropped the connection")]
     Connect,
+    /// No answer within the attempt's time; the upstream may have billed the work.
     #[error("the upstream did not answer in time")]
     Timeout,
     /// An HTTP error status with the upstream's (scrubbed) message.
     #[error("the upstream answered {status}: {message}")]
-    Status { status: u16, message: String },
+    Status {
+        /// The HTTP status, or the one an error event in a stream stands for.
+        status: u16,
+        /// The upstream's message, scrubbed of the provider key and cut to 500 characters.
+        message: String,
+    },
+    /// A body that is not what was asked, or that broke off while read; it may have been billed.
     #[error("the upstream sent a response that is not valid")]
     InvalidResponse,
     /// A body or event past its bound: never read whole into memory.

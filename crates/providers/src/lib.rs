@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! Portcullis providers: upstream adapters (OpenAI and OpenAI-compatible servers, Azure
 //! OpenAI, Anthropic, Google Gemini, and `mock`), streaming, and a fallback chain with retries and circuit
 //! breakers.

@@ -74,7 +74,7 @@ struct OpenAiAnswer {
 }
 
 /// A whole OpenAI-shaped body as its endpoint promises it: complete JSON holding `choices`
-/// (chat) or `data` (embeddings), with its usage as [`openai_chat`] and [`openai`] read it.
+/// (chat) or `data` (embeddings), with its usage as [`openai_chat`] and the OpenAI adapter read it.
 /// `None` when it is not such an answer (an HTML page, cut short, an error object under 200).
 pub fn openai_answer(document: &[u8], embeddings: bool) -> Option<Option<Usage>> {
     let answer = serde_json::from_slice::<OpenAiAnswer>(document).ok()?;

@@ -285,9 +285,9 @@ async fn av_2_a_team_budget_counts_every_key_of_the_team_and_no_other() {
     );
 }
 
-/// Every prompt endpoint of the funnel's list (AV-2, RM-1, RM-4): refused with 402 past its
-/// key's budget before anything reaches the upstream, and when served, streamed or not, in
-/// the ledger and the request log under its own endpoint.
+/// Every prompt endpoint of the funnel's list (AV-2, RM-1, RM-4, AV-3): refused with 402 past
+/// its key's budget before anything reaches the upstream, and when served, streamed or not, in
+/// the ledger, the request log under its own endpoint, and the metrics under its route.
 #[tokio::test]
 async fn av_2_every_prompt_endpoint_is_budgeted_logged_and_in_the_ledger() {
     let env = Env::new().await;
@@ -368,6 +368,29 @@ async fn av_2_every_prompt_endpoint_is_budgeted_logged_and_in_the_ledger() {
             .count();
         assert_eq!((ok, refused), (count, count), "{endpoint}: {logs:?}");
     }
+    // And in the metrics, by route: served and refused, and the budget's refusals counted.
+    let metrics = env.call(Method::GET, "/metrics", Who::Nobody, None).await;
+    let text = metrics.body.as_str().unwrap();
+    for path in portcullis_gateway::dataplane::prompt_routes() {
+        for status in ["200", "402"] {
+            let line = text.lines().find(|l| {
+                l.starts_with("portcullis_http_requests_total")
+                    && l.contains(&format!("route=\"{path}\""))
+                    && l.contains(&format!("status=\"{status}\""))
+            });
+            assert!(
+                line.is_some(),
+                "no {status} of {path} in the metrics:\n{text}"
+            );
+        }
+    }
+    let rejections = text
+        .lines()
+        .find(|l| l.starts_with("portcullis_budget_rejections_total"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse::<f64>().ok())
+        .unwrap_or_default();
+    assert!(rejections >= 9.0, "{rejections} budget rejections counted");
 }
 
 #[tokio::test]
