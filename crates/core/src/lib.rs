@@ -1,9 +1,10 @@
-#![warn(missing_docs)]
 //! Portcullis domain types shared by every crate: ids, roles, credential formats, password
 //! and second-factor checks, sealing of secrets at rest, and the audit chain's hashing.
 //!
 //! **Architecture Invariant:** no I/O and no async code. The only system call is the
 //! operating system's random number generator, and its failure is an error, never a panic.
+
+#![warn(missing_docs)]
 
 pub mod audit;
 pub mod crypto;

@@ -1,4 +1,3 @@
-#![warn(missing_docs)]
 //! Portcullis providers: upstream adapters (OpenAI and OpenAI-compatible servers, Azure
 //! OpenAI, Anthropic, Google Gemini, and `mock`), streaming, and a fallback chain with retries and circuit
 //! breakers.
@@ -8,6 +7,8 @@
 //!
 //! **Architecture Invariant:** a request body never chooses where a provider key is sent: the
 //! URL comes from the target (an operator's credential), and redirects are not followed.
+
+#![warn(missing_docs)]
 
 pub mod anthropic;
 mod anthropic_api;

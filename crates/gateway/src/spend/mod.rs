@@ -529,7 +529,10 @@ impl Spend {
                 let granted_since = book.last_used.is_some_and(|at| at >= asked_at);
                 if !live.contains(&lease) && !granted_since {
                     // Expired while this process lived (a long stall), or granted after the
-                    // renewal looked: either way not known to be live, so not spent from.
+                    // renewal looked: either way not known to be live, so not spent from. What
+                    // it had left goes back: a lease granted meanwhile would otherwise hold
+                    // its slice of the budget until it expires.
+                    returned.push((*org, lease, book.allowance.remaining));
                     book.lease_id = None;
                     book.allowance.remaining = 0;
                     return book.allowance.in_flight > 0;
