@@ -97,6 +97,18 @@ fn end_user_from_header(headers: &HeaderMap, request: &mut Map<String, Value>) {
     }
 }
 
+/// A client's body may not carry what the gateway carries inside a request: the Messages
+/// client's own request for Anthropic targets (`anthropic::NATIVE`) is the gateway's to set.
+fn refuse_reserved(request: &Map<String, Value>) -> Result<(), ApiError> {
+    if request.contains_key(anthropic::NATIVE) {
+        return Err(ApiError::invalid_request(format!(
+            "`{}` is reserved for the gateway",
+            anthropic::NATIVE
+        )));
+    }
+    Ok(())
+}
+
 /// `POST /v1/chat/completions`: streaming is decided by the body, not by `Accept`.
 pub async fn completions(
     State(state): State<AppState>,
@@ -109,6 +121,7 @@ pub async fn completions(
         hops,
     } = keyed_body(&state, request).await?;
     let mut request = crate::json::object(&body)?;
+    refuse_reserved(&request)?;
     end_user_from_header(&headers, &mut request);
     // A stored prompt's rendered messages count toward the prompt bound like the body.
     let mut prompt_bytes = 0;
@@ -143,6 +156,7 @@ pub async fn embeddings(
         hops,
     } = keyed_body(&state, request).await?;
     let mut request = crate::json::object(&body)?;
+    refuse_reserved(&request)?;
     end_user_from_header(&headers, &mut request);
     let head = head::embeddings(&request)?;
     let call = Call {
