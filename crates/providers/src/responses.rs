@@ -570,16 +570,8 @@ impl StreamTranslator {
 impl StreamTranslation for StreamTranslator {
     fn push(&mut self, chunk: &[u8]) -> Result<Vec<Bytes>, ProviderError> {
         let mut out = Vec::new();
-        if let Some(batch) = self.decoder.push(chunk)? {
-            for event in batch.events() {
-                if let Some(data) = event
-                    .data
-                    .as_deref()
-                    .and_then(|d| std::str::from_utf8(d).ok())
-                {
-                    self.on_data(data.trim(), &mut out);
-                }
-            }
+        for data in crate::translate::event_data(&mut self.decoder, chunk)? {
+            self.on_data(&data, &mut out);
         }
         Ok(out)
     }

@@ -6,6 +6,25 @@ use bytes::Bytes;
 use portcullis_core::money::Usage;
 
 use crate::error::ProviderError;
+use crate::sse::Decoder;
+
+/// The data of each event that `chunk` completes, as text, trimmed: what every translation
+/// reads of an upstream chat stream (an event whose data is not UTF-8 carries nothing).
+pub(crate) fn event_data(
+    decoder: &mut Decoder,
+    chunk: &[u8],
+) -> Result<Vec<String>, ProviderError> {
+    let Some(batch) = decoder.push(chunk)? else {
+        return Ok(Vec::new());
+    };
+    Ok(batch
+        .events()
+        .filter_map(|event| {
+            let data = event.data?;
+            std::str::from_utf8(&data).ok().map(|d| d.trim().to_owned())
+        })
+        .collect())
+}
 
 /// Turns an OpenAI chat stream into a client's event stream. Upstream pieces may split events
 /// anywhere; implementations reassemble them with the shared decoder.
