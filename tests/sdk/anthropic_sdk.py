@@ -30,7 +30,7 @@ def main() -> None:
         model="claude-sonnet", system="Be brief.", messages=[{"role": "user", "content": "Hello"}],
         betas=["token-counting-2024-11-01"],
     )
-    # An upper bound: at least one token per word, at most one per byte.
+    # An estimate: at least one token per word, at most one per byte.
     assert 2 <= counted.input_tokens <= len("Be brief.Hello"), f"count: {counted.input_tokens}"
 
     try:

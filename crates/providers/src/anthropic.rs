@@ -42,7 +42,20 @@ fn text_of(value: &Value) -> String {
 /// it with the rest of the request.
 pub const NATIVE: &str = "portcullis_native_anthropic";
 
-/// Keeps `original` (and its `anthropic-beta` header) inside `chat`, under [`NATIVE`].
+/// Beta features a client may not turn on through the gateway: they change the price beyond
+/// the price table (`context-1m`), reach files of the credential's whole workspace
+/// (`files-api`), or have Anthropic call out or run code on the key's account (`mcp-client`,
+/// `code-execution`, `computer-use`).
+const REFUSED_BETAS: [&str; 5] = [
+    "context-1m",
+    "files-api",
+    "mcp-client",
+    "code-execution",
+    "computer-use",
+];
+
+/// Keeps `original` (and its `anthropic-beta` header, less [`REFUSED_BETAS`]) inside `chat`,
+/// under [`NATIVE`].
 pub fn keep_native(
     chat: &mut Map<String, Value>,
     original: &Map<String, Value>,
@@ -50,8 +63,14 @@ pub fn keep_native(
 ) {
     let mut native = Map::new();
     native.insert("body".into(), Value::Object(original.clone()));
-    if let Some(beta) = beta {
-        native.insert("beta".into(), json!(beta));
+    let betas: Vec<&str> = beta
+        .into_iter()
+        .flat_map(|b| b.split(','))
+        .map(str::trim)
+        .filter(|b| !b.is_empty() && !REFUSED_BETAS.iter().any(|r| b.starts_with(r)))
+        .collect();
+    if !betas.is_empty() {
+        native.insert("beta".into(), json!(betas.join(",")));
     }
     chat.insert(NATIVE.into(), Value::Object(native));
 }
@@ -111,11 +130,18 @@ pub fn request_to_openai(request: &Map<String, Value>) -> Result<Map<String, Val
         out.insert("user".into(), user.clone());
     }
     if let Some(tools) = request.get("tools").and_then(Value::as_array) {
-        // A client tool has a schema; Anthropic's own server tools (web search, code
-        // execution, ...) have a `type` and no schema, and mean nothing to other providers.
+        // A client tool has a schema. Anthropic's own tools (web search and fetch, code
+        // execution, ...) have a `type` and no schema: they are billed apart from tokens and
+        // bring in input no bound here covers, so they are refused.
+        if let Some(server) = tools.iter().find(|t| t.get("input_schema").is_none()) {
+            return Err(BadMessages(format!(
+                "Anthropic's server tools (`{}`) are not served here: their use is billed apart \
+                 from tokens, which this gateway's budgets cannot bound",
+                server["type"].as_str().unwrap_or("(no type)")
+            )));
+        }
         let tools: Vec<Value> = tools
             .iter()
-            .filter(|t| t.get("input_schema").is_some())
             .map(|t| {
                 json!({"type": "function", "function": {"name": t["name"], "description": t.get("description").cloned().unwrap_or(Value::Null), "parameters": t["input_schema"]}})
             })
@@ -152,26 +178,19 @@ fn translate_blocks(
     for block in blocks {
         match block["type"].as_str() {
             Some("text") => parts.push(json!({"type": "text", "text": block["text"]})),
-            Some("image") => {
-                let source = &block["source"];
-                let url = match source["type"].as_str() {
-                    Some("base64") => format!(
-                        "data:{};base64,{}",
-                        source["media_type"].as_str().unwrap_or("image/png"),
-                        source["data"].as_str().unwrap_or("")
-                    ),
-                    Some("url") => source["url"].as_str().unwrap_or("").to_owned(),
-                    _ => return Err(bad("an image's `source` is base64 or url")),
-                };
-                parts.push(json!({"type": "image_url", "image_url": {"url": url}}));
-            }
+            Some("image") => parts.push(image_part(block)?),
             Some("tool_use") => tool_calls.push(json!({
                 "id": block["id"], "type": "function",
                 "function": {"name": block["name"], "arguments": block["input"].to_string()},
             })),
-            Some("tool_result") => messages.push(json!({
-                "role": "tool", "tool_call_id": block["tool_use_id"], "content": text_of(&block["content"]),
-            })),
+            Some("tool_result") => {
+                // A result's images go to the user's turn after the results: chat tool messages
+                // take text, and the budget counts images where they are parts of a turn.
+                let text = tool_result_text(&block["content"], &mut parts)?;
+                messages.push(json!({
+                    "role": "tool", "tool_call_id": block["tool_use_id"], "content": text,
+                }));
+            }
             Some("document") if block["source"]["type"] == "text" => {
                 parts.push(json!({"type": "text", "text": block["source"]["data"]}));
             }
@@ -206,6 +225,51 @@ fn translate_blocks(
     }
     messages.push(message);
     Ok(())
+}
+
+/// An image block as a chat image part.
+fn image_part(block: &Value) -> Result<Value, BadMessages> {
+    let source = &block["source"];
+    let url = match source["type"].as_str() {
+        Some("base64") => format!(
+            "data:{};base64,{}",
+            source["media_type"].as_str().unwrap_or("image/png"),
+            source["data"].as_str().unwrap_or("")
+        ),
+        Some("url") => source["url"].as_str().unwrap_or("").to_owned(),
+        _ => return Err(bad("an image's `source` is base64 or url")),
+    };
+    Ok(json!({"type": "image_url", "image_url": {"url": url}}))
+}
+
+/// The text of a tool result; its images are added to `parts`. Anything else (documents other
+/// than text, search results) is refused: what it would cost upstream cannot be bounded here.
+fn tool_result_text(content: &Value, parts: &mut Vec<Value>) -> Result<String, BadMessages> {
+    let Value::Array(blocks) = content else {
+        return Ok(text_of(content));
+    };
+    let mut texts = Vec::new();
+    for block in blocks {
+        match block["type"].as_str() {
+            Some("text") => texts.push(block["text"].as_str().unwrap_or_default().to_owned()),
+            Some("image") => parts.push(image_part(block)?),
+            Some("document") if block["source"]["type"] == "text" => {
+                texts.push(
+                    block["source"]["data"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                );
+            }
+            other => {
+                return Err(BadMessages(format!(
+                    "tool results with blocks of type `{}` cannot be sent to this route's providers",
+                    other.unwrap_or("(none)")
+                )));
+            }
+        }
+    }
+    Ok(texts.join("\n"))
 }
 
 fn stop_reason(finish: Option<&str>) -> &'static str {
@@ -482,7 +546,7 @@ mod tests {
     }
 
     /// A Claude Code request, recorded from `claude -p` 2.1.332 (texts cut by
-    /// `scripts/trim_fixture.py`), with one of Anthropic's server tools added.
+    /// `scripts/trim_fixture.py`); with one of Anthropic's server tools added, it is refused.
     #[test]
     fn claude_codes_request_becomes_a_chat_request() {
         let fixture: Value = serde_json::from_str(include_str!(
@@ -490,10 +554,13 @@ mod tests {
         ))
         .unwrap();
         let mut request = map(fixture["body"].clone());
-        request["tools"]
+        let mut with_server_tool = request.clone();
+        with_server_tool["tools"]
             .as_array_mut()
             .unwrap()
             .push(json!({"type": "web_search_20250305", "name": "web_search", "max_uses": 3}));
+        let refused = request_to_openai(&with_server_tool).unwrap_err();
+        assert!(refused.0.contains("web_search_20250305"), "{refused}");
         request["messages"]
             .as_array_mut()
             .unwrap()
@@ -512,7 +579,7 @@ mod tests {
         assert_eq!(roles, ["system", "user", "system", "assistant"]);
         assert_eq!(chat["messages"][3]["content"], "Hello.");
         let tools = chat["tools"].as_array().unwrap();
-        assert_eq!(tools.len(), 4, "the server tool is left out");
+        assert_eq!(tools.len(), 4);
         assert_eq!(chat["max_tokens"], 32000);
         assert_eq!(chat["stream"], true);
         for field in [
@@ -524,6 +591,48 @@ mod tests {
             assert!(chat.get(field).is_none(), "{field}");
         }
         assert!(chat["user"].is_string(), "metadata.user_id is the end user");
+    }
+
+    /// AV-2: what a tool result carries is counted or refused, never dropped from the copy the
+    /// budget reads while the native request still sends it.
+    #[test]
+    fn av_2_a_tool_results_images_are_counted_and_what_cannot_be_bounded_is_refused() {
+        let image = json!({"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}});
+        let request = map(json!({"model": "m", "max_tokens": 10, "messages": [
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "read", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1",
+                "content": [{"type": "text", "text": "a screenshot"}, image]}]}]}));
+        let chat = Value::Object(request_to_openai(&request).unwrap());
+        assert_eq!(chat["messages"][1]["content"], "a screenshot");
+        assert_eq!(chat["messages"][2]["role"], "user");
+        assert_eq!(chat["messages"][2]["content"][0]["type"], "image_url");
+        for block in [
+            json!({"type": "document", "source": {"type": "url", "url": "https://example.com/a.pdf"}}),
+            json!({"type": "search_result", "source": "x", "title": "t", "content": []}),
+        ] {
+            let request = map(json!({"model": "m", "max_tokens": 10, "messages": [
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": [block]}]}]}));
+            assert!(request_to_openai(&request).is_err(), "{block}");
+        }
+    }
+
+    #[test]
+    fn av_2_betas_that_change_the_price_or_reach_beyond_the_request_are_not_passed_on() {
+        let mut chat = Map::new();
+        keep_native(
+            &mut chat,
+            &Map::new(),
+            Some(
+                "claude-code-20250219, context-1m-2025-08-07,files-api-2025-04-14,interleaved-thinking-2025-05-14",
+            ),
+        );
+        assert_eq!(
+            chat[NATIVE]["beta"],
+            "claude-code-20250219,interleaved-thinking-2025-05-14"
+        );
+        let mut chat = Map::new();
+        keep_native(&mut chat, &Map::new(), Some("mcp-client-2025-04-04"));
+        assert!(chat[NATIVE].get("beta").is_none());
     }
 
     #[test]

@@ -265,18 +265,38 @@ impl Translate for ChunkTranslator {
 
 /// The client's own Messages request, for the target's model, with the output bound and
 /// streaming of the chat request (which the gateway may have lowered and decides).
-fn native_request(original: &Value, chat: &Map<String, Value>, model: &str, stream: bool) -> Value {
+fn native_request(
+    original: &Value,
+    chat: &Map<String, Value>,
+    model: &str,
+    stream: bool,
+) -> Result<Value, ProviderError> {
+    // The gateway writes its bound as `max_completion_tokens`; without one nothing is sent.
+    let bound = chat
+        .get("max_completion_tokens")
+        .or_else(|| chat.get("max_tokens"))
+        .and_then(Value::as_u64)
+        .ok_or_else(|| ProviderError::Unsupported("a request without an output bound".into()))?;
     let mut request = original.clone();
     request["model"] = json!(model);
-    if let Some(bound) = chat
-        .get("max_tokens")
-        .or_else(|| chat.get("max_completion_tokens"))
-    {
-        request["max_tokens"] = bound.clone();
-    }
+    request["max_tokens"] = json!(bound);
     request["stream"] = json!(stream);
-    request
+    // A thinking budget must stay under the output bound (and at 1024 or more): lowered with
+    // it, or left out when the bound leaves no room.
+    if let Some(budget) = request["thinking"]["budget_tokens"].as_u64()
+        && budget >= bound
+    {
+        if bound > MIN_THINKING_BUDGET {
+            request["thinking"]["budget_tokens"] = json!(bound - 1);
+        } else if let Some(object) = request.as_object_mut() {
+            object.remove("thinking");
+        }
+    }
+    Ok(request)
 }
+
+/// The least thinking budget Anthropic accepts.
+const MIN_THINKING_BUDGET: u64 = 1024;
 
 pub(crate) async fn call(
     http: &reqwest::Client,
@@ -304,7 +324,7 @@ pub(crate) async fn call(
     let key = target.api_key.expose_secret();
     let native = body.get(crate::anthropic::NATIVE);
     let payload = match native.and_then(|n| n.get("body")) {
-        Some(original) => native_request(original, body, &target.model, stream).to_string(),
+        Some(original) => native_request(original, body, &target.model, stream)?.to_string(),
         None => request(body, &target.model).to_string(),
     };
     let mut sent = http
@@ -331,4 +351,45 @@ pub(crate) async fn call(
         client_usage,
     };
     exchange::stream(response, limits, translator).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn av_2_the_native_request_takes_the_gateways_bound_and_a_thinking_budget_under_it() {
+        let original = json!({"model": "alias", "max_tokens": 64000, "stream": true,
+            "thinking": {"type": "enabled", "budget_tokens": 30000}, "messages": []});
+        let chat = |bound: u64| {
+            json!({"max_completion_tokens": bound})
+                .as_object()
+                .cloned()
+                .unwrap_or_default()
+        };
+        let sent = native_request(&original, &chat(4000), "claude-x", false).unwrap();
+        assert_eq!(
+            (
+                sent["model"].clone(),
+                sent["max_tokens"].clone(),
+                sent["stream"].clone()
+            ),
+            (json!("claude-x"), json!(4000), json!(false))
+        );
+        assert_eq!(sent["thinking"]["budget_tokens"], 3999);
+        let sent = native_request(&original, &chat(800), "claude-x", true).unwrap();
+        assert!(
+            sent.get("thinking").is_none(),
+            "no room for thinking under 800: {sent}"
+        );
+        let sent = native_request(&original, &chat(40000), "claude-x", true).unwrap();
+        assert_eq!(
+            sent["thinking"]["budget_tokens"], 30000,
+            "a budget under the bound stays"
+        );
+        assert!(
+            native_request(&original, &Map::new(), "claude-x", true).is_err(),
+            "no bound"
+        );
+    }
 }

@@ -332,6 +332,13 @@ pub fn response_from_chat(
     Some(Bytes::from(response.to_string()))
 }
 
+/// What a stream's translation keeps of the answer for its closing event, at most: past it the
+/// stream ends as broken (AV-4), as an upstream answer too large to read does.
+const MAX_KEPT_BYTES: usize = 16 * 1024 * 1024;
+
+/// The most function calls one streamed answer may hold.
+const MAX_CALLS: usize = 1024;
+
 /// A function call being streamed.
 #[derive(Debug)]
 struct OpenCall {
@@ -353,8 +360,11 @@ pub struct StreamTranslator {
     started: bool,
     /// The text item now open: its output index and text so far.
     text: Option<(usize, String)>,
-    /// Function calls by the chat stream's tool-call index.
-    calls: Vec<(u64, OpenCall)>,
+    /// Function calls in the order they began, and where each chat tool-call index is.
+    calls: Vec<OpenCall>,
+    call_at: std::collections::HashMap<u64, usize>,
+    /// Bytes of text and arguments kept so far.
+    kept: usize,
     /// Items done, in output order.
     output: Vec<(usize, Value)>,
     next_index: usize,
@@ -374,6 +384,8 @@ impl StreamTranslator {
             started: false,
             text: None,
             calls: Vec::new(),
+            call_at: std::collections::HashMap::new(),
+            kept: 0,
             output: Vec::new(),
             next_index: 0,
             finish: None,
@@ -406,6 +418,15 @@ impl StreamTranslator {
         out.extend([created, in_progress]);
     }
 
+    /// Counts `more` bytes kept; past the bound the stream ends.
+    fn keep(&mut self, more: usize) -> Result<(), ProviderError> {
+        self.kept = self.kept.saturating_add(more);
+        if self.kept > MAX_KEPT_BYTES {
+            return Err(ProviderError::InvalidResponse);
+        }
+        Ok(())
+    }
+
     fn message_id(&self, output_index: usize) -> String {
         format!("msg_{}_{output_index}", self.id)
     }
@@ -430,7 +451,8 @@ impl StreamTranslator {
         self.output.push((index, item));
     }
 
-    fn on_text(&mut self, text: &str, out: &mut Vec<Bytes>) {
+    fn on_text(&mut self, text: &str, out: &mut Vec<Bytes>) -> Result<(), ProviderError> {
+        self.keep(text.len())?;
         if self.text.is_none() {
             let index = self.next_index;
             self.next_index += 1;
@@ -449,7 +471,7 @@ impl StreamTranslator {
             out.extend([added, part]);
         }
         let Some((index, so_far)) = self.text.as_mut() else {
-            return;
+            return Ok(());
         };
         so_far.push_str(text);
         let index = *index;
@@ -459,38 +481,46 @@ impl StreamTranslator {
             json!({"item_id": item_id, "output_index": index, "content_index": 0, "delta": text}),
         );
         out.push(delta);
+        Ok(())
     }
 
-    fn on_call(&mut self, call: &Value, out: &mut Vec<Bytes>) {
+    fn on_call(&mut self, call: &Value, out: &mut Vec<Bytes>) -> Result<(), ProviderError> {
         let chat_index = call["index"].as_u64().unwrap_or(0);
-        if !self.calls.iter().any(|(i, _)| *i == chat_index) {
-            self.close_text(out);
-            let index = self.next_index;
-            self.next_index += 1;
-            let open = OpenCall {
-                output_index: index,
-                item_id: format!("fc_{}_{index}", self.id),
-                call_id: call["id"].clone(),
-                name: call["function"]["name"].clone(),
-                arguments: String::new(),
-            };
-            let item = call_item(&open.item_id, &open.call_id, &open.name, "", "in_progress");
-            let added = self.event(
-                "response.output_item.added",
-                json!({"output_index": index, "item": item}),
-            );
-            out.push(added);
-            self.calls.push((chat_index, open));
-        }
+        let at = match self.call_at.get(&chat_index) {
+            Some(at) => *at,
+            None => {
+                if self.calls.len() >= MAX_CALLS {
+                    return Err(ProviderError::InvalidResponse);
+                }
+                self.close_text(out);
+                let index = self.next_index;
+                self.next_index += 1;
+                let open = OpenCall {
+                    output_index: index,
+                    item_id: format!("fc_{}_{index}", self.id),
+                    call_id: call["id"].clone(),
+                    name: call["function"]["name"].clone(),
+                    arguments: String::new(),
+                };
+                let item = call_item(&open.item_id, &open.call_id, &open.name, "", "in_progress");
+                let added = self.event(
+                    "response.output_item.added",
+                    json!({"output_index": index, "item": item}),
+                );
+                out.push(added);
+                self.calls.push(open);
+                self.call_at.insert(chat_index, self.calls.len() - 1);
+                self.calls.len() - 1
+            }
+        };
         let Some(arguments) = call["function"]["arguments"]
             .as_str()
             .filter(|a| !a.is_empty())
         else {
-            return;
+            return Ok(());
         };
-        let Some((_, open)) = self.calls.iter_mut().find(|(i, _)| *i == chat_index) else {
-            return;
-        };
+        self.keep(arguments.len())?;
+        let open = &mut self.calls[at];
         open.arguments.push_str(arguments);
         let (item_id, index) = (open.item_id.clone(), open.output_index);
         let delta = self.event(
@@ -498,30 +528,32 @@ impl StreamTranslator {
             json!({"item_id": item_id, "output_index": index, "delta": arguments}),
         );
         out.push(delta);
+        Ok(())
     }
 
-    fn on_data(&mut self, data: &str, out: &mut Vec<Bytes>) {
+    fn on_data(&mut self, data: &str, out: &mut Vec<Bytes>) -> Result<(), ProviderError> {
         if data == "[DONE]" {
             self.finish_into(out);
-            return;
+            return Ok(());
         }
         let Ok(chunk) = serde_json::from_str::<Value>(data) else {
-            return;
+            return Ok(());
         };
         self.start(out);
         let Some(choice) = chunk["choices"].get(0) else {
-            return;
+            return Ok(());
         };
         let delta = &choice["delta"];
         if let Some(text) = delta["content"].as_str().filter(|t| !t.is_empty()) {
-            self.on_text(text, out);
+            self.on_text(text, out)?;
         }
         for call in delta["tool_calls"].as_array().into_iter().flatten() {
-            self.on_call(call, out);
+            self.on_call(call, out)?;
         }
         if let Some(finish) = choice["finish_reason"].as_str() {
             self.finish = Some(finish.to_owned());
         }
+        Ok(())
     }
 
     fn finish_into(&mut self, out: &mut Vec<Bytes>) {
@@ -531,7 +563,8 @@ impl StreamTranslator {
         self.finished = true;
         self.start(out);
         self.close_text(out);
-        for (_, call) in std::mem::take(&mut self.calls) {
+        self.call_at.clear();
+        for call in std::mem::take(&mut self.calls) {
             let done = self.event("response.function_call_arguments.done", json!({"item_id": call.item_id, "output_index": call.output_index, "arguments": call.arguments}));
             let item = call_item(
                 &call.item_id,
@@ -571,7 +604,7 @@ impl StreamTranslation for StreamTranslator {
     fn push(&mut self, chunk: &[u8]) -> Result<Vec<Bytes>, ProviderError> {
         let mut out = Vec::new();
         for data in crate::translate::event_data(&mut self.decoder, chunk)? {
-            self.on_data(&data, &mut out);
+            self.on_data(&data, &mut out)?;
         }
         Ok(out)
     }
@@ -754,6 +787,43 @@ mod tests {
         assert_eq!(response["usage"]["input_tokens"], 5);
         assert_eq!(response["usage"]["output_tokens"], 7);
         assert_eq!(response["usage"]["total_tokens"], 12);
+    }
+
+    /// AV-4: an upstream (a tenant may run its own) that streams without end, or a call for
+    /// every index, ends its stream as broken instead of growing the process's memory.
+    #[test]
+    fn av_4_a_stream_past_what_a_translation_keeps_ends_as_broken() {
+        let mut translator = StreamTranslator::new("resp_1", "house");
+        let piece = "x".repeat(1024 * 1024);
+        let chunk = format!(
+            "data: {}\n\n",
+            json!({"choices": [{"delta": {"content": piece}}]})
+        );
+        let mut ended = None;
+        for n in 0..20 {
+            if let Err(error) = translator.push(chunk.as_bytes()) {
+                ended = Some((n, error));
+                break;
+            }
+        }
+        let (n, _) = ended.expect("never cut");
+        assert!((15..=17).contains(&n), "cut after {n} MiB");
+
+        let mut translator = StreamTranslator::new("resp_2", "house");
+        let mut refused = false;
+        for index in 0..2000 {
+            let chunk = format!(
+                "data: {}\n\n",
+                json!({"choices": [{"delta": {"tool_calls": [{"index": index, "id": format!("c{index}"),
+                    "function": {"name": "f", "arguments": "{}"}}]}}]})
+            );
+            if translator.push(chunk.as_bytes()).is_err() {
+                assert_eq!(index, MAX_CALLS, "cut at the bound");
+                refused = true;
+                break;
+            }
+        }
+        assert!(refused, "2000 calls were kept");
     }
 
     #[test]

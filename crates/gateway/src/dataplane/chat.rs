@@ -309,10 +309,10 @@ pub async fn completions_legacy(
 }
 
 /// `POST /v1/messages/count_tokens`: the input tokens of a Messages request, in Anthropic's
-/// shape. No provider is asked: the answer is an upper bound (each byte of the prompt's text
-/// and tool definitions one token, as the budget reserves), said so by the header
-/// `x-portcullis-token-count: upper-bound`. The key, its allowlist and the route are checked
-/// as for the request itself.
+/// shape. No provider is asked: the answer is an estimate (each byte of the prompt's text and
+/// tool definitions one token; images not counted), said so by the header
+/// `x-portcullis-token-count: estimate`. The key, its allowlist and the route are checked as
+/// for the request itself.
 pub async fn count_tokens(State(state): State<AppState>, request: Request) -> Response {
     match counted(&state, request).await {
         Ok(response) => response,
@@ -352,7 +352,7 @@ async fn counted(state: &AppState, request: Request) -> Result<Response, ApiErro
     let mut response = Json(json!({"input_tokens": text_bytes + tools_bytes})).into_response();
     response.headers_mut().insert(
         "x-portcullis-token-count",
-        axum::http::HeaderValue::from_static("upper-bound"),
+        axum::http::HeaderValue::from_static("estimate"),
     );
     Ok(response)
 }

@@ -517,8 +517,10 @@ async fn cf_3_the_native_request_to_an_anthropic_target_is_redacted_and_blocked_
         "{}",
         credential.body
     );
+    // The route caps the output below what the client asks: the native request carries the cap.
     let route = json!({"targets": [{"credential_id": credential.body["credential_id"], "model": "claude-x"}],
-                       "input_micro_usd_per_mtok": 1_000_000, "output_micro_usd_per_mtok": 2_000_000});
+                       "input_micro_usd_per_mtok": 1_000_000, "output_micro_usd_per_mtok": 2_000_000,
+                       "max_output_tokens": 40});
     let put = env
         .call(
             Method::PUT,
@@ -548,6 +550,7 @@ async fn cf_3_the_native_request_to_an_anthropic_target_is_redacted_and_blocked_
         received["system"][0]["cache_control"]["type"], "ephemeral",
         "the request was not sent natively: {received}"
     );
+    assert_eq!(received["max_tokens"], 40, "the route's cap: {received}");
     let sent = received.to_string();
     assert!(
         !holds_pii(&sent),

@@ -702,20 +702,21 @@ async fn av_4_html_truncated_unasked_encodings_and_error_objects_under_200_fall_
 }
 
 /// A chat request translated from a Messages request carries the client's own: an Anthropic
-/// target receives that one (cache_control, thinking, context management, server tools and
-/// the beta header kept; model, output bound and streaming from the chat request), and an
+/// target receives that one (cache_control, thinking, context management and the beta header
+/// kept; model, output bound and streaming from the chat request), and an
 /// OpenAI-compatible target of the same chain never sees it.
 #[tokio::test]
 async fn an_anthropic_target_receives_the_clients_messages_request_natively_and_no_other_does() {
     let original = json!({"model": "alias", "max_tokens": 32000, "stream": true,
         "system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
         "thinking": {"type": "adaptive"}, "context_management": {"edits": []},
-        "tools": [{"type": "web_search_20250305", "name": "web_search"}],
+        "tools": [{"name": "ls", "input_schema": {"type": "object"}, "cache_control": {"type": "ephemeral"}}],
         "messages": [{"role": "user", "content": [{"type": "text", "text": "Hi", "cache_control": {"type": "ephemeral"}}]}]});
     let mut chat =
         portcullis_providers::anthropic::request_to_openai(original.as_object().unwrap()).unwrap();
-    // The gateway bounded the output and asked for no stream.
-    chat.insert("max_tokens".into(), json!(512));
+    // The gateway bounded the output (in the field it writes) and asked for no stream.
+    chat.remove("max_tokens");
+    chat.insert("max_completion_tokens".into(), json!(512));
     chat.remove("stream");
     portcullis_providers::anthropic::keep_native(
         &mut chat,
@@ -753,5 +754,8 @@ async fn an_anthropic_target_receives_the_clients_messages_request_natively_and_
         sent.get(portcullis_providers::anthropic::NATIVE).is_none(),
         "another provider received the Anthropic request: {sent}"
     );
-    assert_eq!(sent["max_tokens"], 512);
+    assert_eq!(
+        sent.get("max_completion_tokens").or_else(|| sent.get("max_tokens")),
+        Some(&json!(512))
+    );
 }
