@@ -755,7 +755,8 @@ async fn an_anthropic_target_receives_the_clients_messages_request_natively_and_
         "another provider received the Anthropic request: {sent}"
     );
     assert_eq!(
-        sent.get("max_completion_tokens").or_else(|| sent.get("max_tokens")),
+        sent.get("max_completion_tokens")
+            .or_else(|| sent.get("max_tokens")),
         Some(&json!(512))
     );
 }
