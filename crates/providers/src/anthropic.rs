@@ -54,7 +54,8 @@ const REFUSED_BETAS: [&str; 5] = [
     "computer-use",
 ];
 
-/// Keeps `original` (and its `anthropic-beta` header, less [`REFUSED_BETAS`]) inside `chat`,
+/// Keeps `original` (and its `anthropic-beta` header, less the betas it may not turn on: the
+/// price-changing and reach-widening ones) inside `chat`,
 /// under [`NATIVE`].
 pub fn keep_native(
     chat: &mut Map<String, Value>,
