@@ -303,6 +303,10 @@ fn anthropic_usage(usage: &Usage) -> Value {
 /// for, `usage` what the upstream reported (else the body's own figures are used).
 pub fn response_from_openai(body: &[u8], alias: &str, usage: Option<&Usage>) -> Option<Bytes> {
     let reply: Value = serde_json::from_slice(body).ok()?;
+    // An Anthropic target answered the client's own request in the client's own format.
+    if reply["type"] == "message" {
+        return Some(Bytes::copy_from_slice(body));
+    }
     let choice = &reply["choices"][0];
     let mut content = Vec::new();
     if let Some(text) = choice["message"]["content"]
@@ -429,6 +433,15 @@ impl StreamTranslator {
         let Ok(chunk) = serde_json::from_str::<Value>(data) else {
             return;
         };
+        // An Anthropic target's own events (the client's request went natively): as they came.
+        if let Some(kind) = chunk["type"].as_str() {
+            self.started = true;
+            if kind == "message_stop" {
+                self.finished = true;
+            }
+            out.push(event(kind, &chunk));
+            return;
+        }
         self.start(chunk["id"].as_str(), out);
         let Some(choice) = chunk["choices"].get(0) else {
             return;
@@ -655,6 +668,39 @@ mod tests {
             json!({"input_tokens": 5, "output_tokens": 7,
                    "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0})
         );
+    }
+
+    /// An Anthropic target's own events (thinking with its signature included) reach a
+    /// Messages client as they came, with no closing events of the translation's own.
+    #[test]
+    fn an_anthropic_targets_own_events_pass_through() {
+        let upstream = concat!(
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"model\":\"claude\"}}\n\n",
+            "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"thinking\",\"thinking\":\"\"}}\n\n",
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"signature_delta\",\"signature\":\"sig\"}}\n\n",
+            "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+        );
+        let mut translator = StreamTranslator::new("claude");
+        let mut events = translator.push(upstream.as_bytes()).unwrap();
+        events.extend(translator.finish());
+        let text: String = events
+            .iter()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .collect();
+        let kinds: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("event: "))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "message_start",
+                "content_block_start",
+                "content_block_delta",
+                "message_stop"
+            ]
+        );
+        assert!(text.contains("\"signature\":\"sig\""), "{text}");
     }
 
     #[test]

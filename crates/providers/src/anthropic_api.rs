@@ -186,6 +186,8 @@ struct ChunkTranslator {
     usage: AnthropicUsage,
     tool_index: i64,
     client_usage: bool,
+    /// Passes Anthropic's events through, under this alias (a Messages client's own request).
+    native_alias: Option<String>,
 }
 
 impl ChunkTranslator {
@@ -196,14 +198,84 @@ impl ChunkTranslator {
     }
 }
 
+impl ChunkTranslator {
+    /// Anthropic's events as they came (the model named by the alias), with the usage read
+    /// off them as for a translated stream.
+    fn native(
+        &mut self,
+        alias: &str,
+        raw: Bytes,
+        mut event: Value,
+        out: &mut Vec<Chunk>,
+    ) -> Result<(), ProviderError> {
+        match event["type"].as_str() {
+            Some("message_start") => {
+                if let Ok(usage) = serde_json::from_value(event["message"]["usage"].clone()) {
+                    self.usage.merge(usage);
+                }
+                event["message"]["model"] = json!(alias);
+                out.push(Chunk::Events(Bytes::from(format!(
+                    "event: message_start\ndata: {event}\n\n"
+                ))));
+            }
+            Some("message_delta") => {
+                if let Ok(usage) = serde_json::from_value(event["usage"].clone()) {
+                    self.usage.merge(usage);
+                }
+                out.push(Chunk::Events(raw));
+            }
+            Some("message_stop") => {
+                out.push(Chunk::Events(raw));
+                if let Some(usage) = self.usage.counted() {
+                    out.push(Chunk::Usage(usage));
+                }
+                out.push(Chunk::Done);
+            }
+            Some("error") => return Err(stream_error(&event)),
+            _ => out.push(Chunk::Events(raw)),
+        }
+        Ok(())
+    }
+}
+
+/// The error an Anthropic stream reported, as the chain's failure.
+fn stream_error(event: &Value) -> ProviderError {
+    let status = match event["error"]["type"].as_str() {
+        Some("overloaded_error") => 529,
+        Some("rate_limit_error") => 429,
+        _ => 500,
+    };
+    ProviderError::Status {
+        status,
+        message: "the upstream stream reported an error".to_owned(),
+    }
+}
+
+/// A whole Anthropic message as it came, the model named by the alias, with its usage.
+fn native_response(body: &[u8], alias: &str) -> Option<(Bytes, Option<Usage>)> {
+    let mut message: Value = serde_json::from_slice(body).ok()?;
+    if message["type"] != "message" || !message["content"].is_array() {
+        return None;
+    }
+    message["model"] = json!(alias);
+    let usage = serde_json::from_value::<AnthropicUsage>(message["usage"].clone())
+        .ok()
+        .and_then(|u| u.counted());
+    Some((Bytes::from(message.to_string()), usage))
+}
+
 impl Translate for ChunkTranslator {
     fn event(&mut self, event: Event, out: &mut Vec<Chunk>) -> Result<(), ProviderError> {
         let Some(data) = event.data else {
             return Ok(());
         };
-        let Ok(event) = serde_json::from_slice::<Value>(&data) else {
+        let Ok(parsed) = serde_json::from_slice::<Value>(&data) else {
             return Ok(());
         };
+        if let Some(alias) = self.native_alias.clone() {
+            return self.native(&alias, event.raw, parsed, out);
+        }
+        let event = parsed;
         match event["type"].as_str() {
             Some("message_start") => {
                 self.id = format!("chatcmpl-{}", event["message"]["id"].as_str().unwrap_or("anthropic"));
@@ -244,17 +316,7 @@ impl Translate for ChunkTranslator {
                 }
                 out.push(Chunk::Done);
             }
-            Some("error") => {
-                let status = match event["error"]["type"].as_str() {
-                    Some("overloaded_error") => 529,
-                    Some("rate_limit_error") => 429,
-                    _ => 500,
-                };
-                return Err(ProviderError::Status {
-                    status,
-                    message: "the upstream stream reported an error".to_owned(),
-                });
-            }
+            Some("error") => return Err(stream_error(&event)),
             _ => {}
         }
         Ok(())
@@ -337,9 +399,18 @@ pub(crate) async fn call(
     }
     let sent = sent.body(payload);
     let response = exchange::send(sent, key, limits).await?;
+    // A Messages client's own request is answered in its own format, under the alias it asked
+    // for: thinking blocks and their signatures reach the client, which sends them back.
+    let native_alias = native.map(|_| {
+        body.get("model")
+            .and_then(Value::as_str)
+            .unwrap_or(&target.model)
+            .to_owned()
+    });
     if !stream {
-        return exchange::translated_json(response, limits, |bytes| {
-            self::response(bytes, &target.model)
+        return exchange::translated_json(response, limits, |bytes| match &native_alias {
+            Some(alias) => native_response(bytes, alias),
+            None => self::response(bytes, &target.model),
         })
         .await;
     }
@@ -349,6 +420,7 @@ pub(crate) async fn call(
         usage: AnthropicUsage::default(),
         tool_index: -1,
         client_usage,
+        native_alias,
     };
     exchange::stream(response, limits, translator).await
 }

@@ -119,6 +119,14 @@ impl Tally {
         struct Chunk {
             #[serde(default)]
             choices: Vec<Choice>,
+            /// An Anthropic target's own event (a Messages client's native request).
+            delta: Option<AnthropicDelta>,
+        }
+        #[derive(serde::Deserialize)]
+        struct AnthropicDelta {
+            text: Option<String>,
+            thinking: Option<String>,
+            partial_json: Option<String>,
         }
         #[derive(serde::Deserialize)]
         struct Choice {
@@ -147,6 +155,17 @@ impl Tally {
             let Ok(chunk) = serde_json::from_slice::<Chunk>(&data) else {
                 continue;
             };
+            if let Some(delta) = &chunk.delta {
+                let texts = [&delta.text, &delta.thinking, &delta.partial_json];
+                for text in texts.into_iter().flatten() {
+                    self.output_bytes += i64::try_from(text.len()).unwrap_or(i64::MAX);
+                }
+                if let (Some(transcript), Some(text)) = (self.transcript.as_mut(), &delta.text)
+                    && transcript.len() < MAX_TRANSCRIPT
+                {
+                    transcript.push_str(text);
+                }
+            }
             for delta in chunk.choices.into_iter().filter_map(|c| c.delta) {
                 let texts = [&delta.content, &delta.reasoning_content, &delta.refusal];
                 let arguments = delta

@@ -480,12 +480,29 @@ async fn recording_anthropic() -> (SocketAddr, Seen) {
         post(move |axum::Json(body): axum::Json<Value>| {
             let seen = Arc::clone(&kept);
             async move {
+                let stream = body["stream"] == true;
                 seen.lock().unwrap().push(body);
-                axum::Json(
-                    json!({"id": "msg_1", "type": "message", "role": "assistant",
+                if stream {
+                    let events = concat!(
+                        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-x\",\"content\":[],\"usage\":{\"input_tokens\":9,\"output_tokens\":1}}}\n\n",
+                        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"thinking\",\"thinking\":\"\"}}\n\n",
+                        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"signature_delta\",\"signature\":\"sig-1\"}}\n\n",
+                        "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+                        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+                        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"text_delta\",\"text\":\"noted\"}}\n\n",
+                        "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":1}\n\n",
+                        "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":2}}\n\n",
+                        "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+                    );
+                    return axum::http::Response::builder()
+                        .header("content-type", "text/event-stream")
+                        .body(axum::body::Body::from(events))
+                        .unwrap();
+                }
+                axum::response::IntoResponse::into_response(axum::Json(json!({"id": "msg_1",
+                    "type": "message", "role": "assistant",
                     "model": "claude-x", "content": [{"type": "text", "text": "noted"}],
-                    "stop_reason": "end_turn", "usage": {"input_tokens": 9, "output_tokens": 2}}),
-                )
+                    "stop_reason": "end_turn", "usage": {"input_tokens": 9, "output_tokens": 2}})))
             }
         }),
     );
@@ -551,6 +568,38 @@ async fn cf_3_the_native_request_to_an_anthropic_target_is_redacted_and_blocked_
         "the request was not sent natively: {received}"
     );
     assert_eq!(received["max_tokens"], 40, "the route's cap: {received}");
+    // The answer comes back as the target gave it, under the client's alias.
+    assert_eq!(
+        (
+            response.body["type"].as_str(),
+            response.body["model"].as_str()
+        ),
+        (Some("message"), Some("claude")),
+        "{}",
+        response.body
+    );
+    assert_eq!(response.body["content"][0]["text"], "noted");
+    // Streamed, the target's own events (thinking and its signature too) reach the client once
+    // each, and the request settles at the usage they report.
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let response = env
+        .call(
+            Method::POST,
+            "/v1/messages",
+            Who::VirtualKey,
+            Some(streamed),
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.body);
+    let events = response.body.as_str().unwrap();
+    assert!(events.contains("\"signature\":\"sig-1\""), "{events}");
+    assert!(events.contains("\"model\":\"claude\""), "{events}");
+    assert_eq!(events.matches("event: message_stop").count(), 1, "{events}");
+    assert!(
+        !events.contains("claude-x"),
+        "the upstream model leaked: {events}"
+    );
     let sent = received.to_string();
     assert!(
         !holds_pii(&sent),

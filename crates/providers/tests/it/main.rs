@@ -726,7 +726,7 @@ async fn an_anthropic_target_receives_the_clients_messages_request_natively_and_
     let (addr, seen) = anthropic_upstream().await;
     let up = upstreams();
     let claude = target("claude", ProviderKind::Anthropic, addr, "");
-    serve_chat(
+    let served = serve_chat(
         &up,
         std::slice::from_ref(&claude),
         &chat,
@@ -735,6 +735,11 @@ async fn an_anthropic_target_receives_the_clients_messages_request_natively_and_
     )
     .await
     .unwrap();
+    // Answered in the client's format, as it came, under the alias it asked for.
+    let reply = json_of(served.reply).await;
+    assert_eq!(reply["type"], "message", "{reply}");
+    assert_eq!(reply["model"], "alias");
+    assert_eq!(reply["content"][1]["type"], "tool_use");
     let sent = seen.last_body.lock().unwrap().clone().unwrap();
     let mut expected = original.clone();
     expected["model"] = json!("claude-model");
@@ -743,6 +748,27 @@ async fn an_anthropic_target_receives_the_clients_messages_request_natively_and_
     assert_eq!(sent, expected, "the client's request, as it sent it");
     let headers = seen.last_headers.lock().unwrap().clone().unwrap();
     assert_eq!(headers["anthropic-beta"], "context-management-2025-06-27");
+    // A stream passes Anthropic's events through, with the usage read off them.
+    let mut streaming = chat.clone();
+    streaming.insert("stream".into(), json!(true));
+    let served = serve_chat(
+        &up,
+        std::slice::from_ref(&claude),
+        &streaming,
+        true,
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap();
+    let (text, usage, done) = collected(served.reply).await;
+    assert!(text.contains("event: content_block_delta"), "{text}");
+    assert!(text.contains("\"model\":\"alias\""), "{text}");
+    assert!(text.contains("event: message_stop") && done, "{text}");
+    assert!(!text.contains("chat.completion.chunk"), "{text}");
+    assert_eq!(
+        usage.map(|u| (u.input_tokens, u.output_tokens)),
+        Some((11, 4))
+    );
 
     let (openai_addr, openai_seen) = upstream("ok").await;
     let compatible = target("vllm", ProviderKind::OpenAiCompatible, openai_addr, "/v1");
