@@ -1,7 +1,7 @@
 //! The endpoints: `/v1/chat/completions`, `/v1/embeddings`, the formats translated to and
 //! from chat (`/v1/messages`: Anthropic's; `/v1/responses`: OpenAI's Responses;
-//! `/v1/completions`: OpenAI's legacy Completions) and `/v1/models`. Each reads its body once into a head and passes the
-//! funnel.
+//! `/v1/completions`: OpenAI's legacy Completions), `/v1/messages/count_tokens` and
+//! `/v1/models`. Each reads its body once into a head and passes the funnel.
 
 use axum::Json;
 use axum::body::Bytes;
