@@ -105,29 +105,38 @@ async fn logged(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn claude_code_completes_a_turn_through_the_gateway() {
-    let claude = agent("claude");
+/// What an agent's turn needs: its route's alias, its own home, the gateway and a key.
+struct Turn<'a> {
+    alias: &'a str,
+    home: &'a std::path::Path,
+    server: &'a Server,
+    secret: &'a str,
+}
+
+/// Runs `agent` for one turn through a route `alias` to the mock, as `prepare` sets it up,
+/// and checks what every agent must show: a success, the mock's answer, and each of its
+/// requests logged as served under `endpoint`.
+async fn one_turn(agent: &str, alias: &str, endpoint: &str, prepare: fn(&mut Command, &Turn<'_>)) {
+    let program = self::agent(agent);
     let setup = setup().await;
     let server = Server::start(command(&setup.test));
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap();
-    let (_, secret) =
-        mock_routes_and_key(&client, &setup, &server, &[("claude-house", "mock-1")]).await;
-    let home = scratch("claude-home");
-    let mut run = Command::new(claude);
-    run.args(["-p", "Say hello.", "--model", "claude-house"])
-        .current_dir(&home)
-        .env("HOME", &home)
-        .env("ANTHROPIC_BASE_URL", server.url(""))
-        .env("ANTHROPIC_API_KEY", &secret)
-        // Background requests (titles, summaries) take the same route.
-        .env("ANTHROPIC_SMALL_FAST_MODEL", "claude-house")
-        .env("ANTHROPIC_DEFAULT_HAIKU_MODEL", "claude-house")
-        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-        .env("DISABLE_AUTOUPDATER", "1");
+    let (_, secret) = mock_routes_and_key(&client, &setup, &server, &[(alias, "mock-1")]).await;
+    let home = scratch(agent);
+    let mut run = Command::new(program);
+    run.current_dir(&home).env("HOME", &home);
+    prepare(
+        &mut run,
+        &Turn {
+            alias,
+            home: &home,
+            server: &server,
+            secret: &secret,
+        },
+    );
     let output = tokio::task::spawn_blocking(move || run_within(run, Duration::from_secs(120)))
         .await
         .unwrap();
@@ -139,59 +148,47 @@ async fn claude_code_completes_a_turn_through_the_gateway() {
     );
     let rows = logged(&client, &setup, &server).await;
     assert!(
-        rows.iter().any(|(e, s)| e == "messages" && *s == 200),
+        rows.iter().any(|(e, s)| e == endpoint && *s == 200),
         "{rows:?}"
     );
     assert!(
-        rows.iter().all(|(e, s)| e == "messages" && *s == 200),
-        "Claude Code had a request refused: {rows:?}"
+        rows.iter().all(|(e, s)| e == endpoint && *s == 200),
+        "{agent} had a request refused: {rows:?}"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claude_code_completes_a_turn_through_the_gateway() {
+    one_turn("claude", "claude-house", "messages", |run, turn| {
+        run.args(["-p", "Say hello.", "--model", turn.alias])
+            .env("ANTHROPIC_BASE_URL", turn.server.url(""))
+            .env("ANTHROPIC_API_KEY", turn.secret)
+            // Background requests (titles, summaries) take the same route.
+            .env("ANTHROPIC_SMALL_FAST_MODEL", turn.alias)
+            .env("ANTHROPIC_DEFAULT_HAIKU_MODEL", turn.alias)
+            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+            .env("DISABLE_AUTOUPDATER", "1");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn codex_cli_completes_a_turn_through_the_responses_api() {
-    let codex = agent("codex");
-    let setup = setup().await;
-    let server = Server::start(command(&setup.test));
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
+    one_turn("codex", "codex-house", "responses", |run, turn| {
+        std::fs::write(
+            turn.home.join("config.toml"),
+            format!(
+                "model = \"{}\"\nmodel_provider = \"portcullis\"\n\n\
+                 [model_providers.portcullis]\nname = \"Portcullis\"\nbase_url = \"{}\"\n\
+                 env_key = \"PORTCULLIS_KEY\"\nwire_api = \"responses\"\n",
+                turn.alias,
+                turn.server.url("/v1")
+            ),
+        )
         .unwrap();
-    let (_, secret) =
-        mock_routes_and_key(&client, &setup, &server, &[("codex-house", "mock-1")]).await;
-    let home = scratch("codex-home");
-    std::fs::write(
-        home.join("config.toml"),
-        format!(
-            "model = \"codex-house\"\nmodel_provider = \"portcullis\"\n\n\
-             [model_providers.portcullis]\nname = \"Portcullis\"\nbase_url = \"{}\"\n\
-             env_key = \"PORTCULLIS_KEY\"\nwire_api = \"responses\"\n",
-            server.url("/v1")
-        ),
-    )
-    .unwrap();
-    let mut run = Command::new(codex);
-    run.args(["exec", "--skip-git-repo-check", "Say hello."])
-        .current_dir(&home)
-        .env("HOME", &home)
-        .env("CODEX_HOME", &home)
-        .env("PORTCULLIS_KEY", &secret);
-    let output = tokio::task::spawn_blocking(move || run_within(run, Duration::from_secs(120)))
-        .await
-        .unwrap();
-    assert!(output.status.success(), "{}", text(&output));
-    assert!(
-        String::from_utf8_lossy(&output.stdout).contains(MOCK_REPLY),
-        "{}",
-        text(&output)
-    );
-    let rows = logged(&client, &setup, &server).await;
-    assert!(
-        rows.iter().any(|(e, s)| e == "responses" && *s == 200),
-        "{rows:?}"
-    );
-    assert!(
-        rows.iter().all(|(e, s)| e == "responses" && *s == 200),
-        "Codex had a request refused: {rows:?}"
-    );
+        run.args(["exec", "--skip-git-repo-check", "Say hello."])
+            .env("CODEX_HOME", turn.home)
+            .env("PORTCULLIS_KEY", turn.secret);
+    })
+    .await;
 }
