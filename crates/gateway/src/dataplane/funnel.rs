@@ -219,7 +219,13 @@ pub(super) async fn serve_alias(state: &AppState, mut call: Call<'_>) -> Result<
             planned.pricing.is_some(),
         );
     }
-    draft.sent(call.request, call.prompt_bytes);
+    // The request as the serving target received it: a Messages client's own (redacted like
+    // the rest) when an Anthropic target served it natively, else the chat request.
+    let native = served.as_ref().is_ok_and(|served| {
+        plan.targets[order[served.index]].target.provider
+            == portcullis_providers::ProviderKind::Anthropic
+    });
+    draft.sent(call.request, call.prompt_bytes, native);
     let served = match served {
         Ok(served) => served,
         Err(failure) => {

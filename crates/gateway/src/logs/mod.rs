@@ -198,13 +198,20 @@ impl Draft {
 
     /// Keeps the request as sent, if its content is logged and it is small enough to queue
     /// (`body_len`: the client's body, a bound on the request's size).
-    pub fn sent(&mut self, mut request: Map<String, Value>, body_len: usize) {
+    /// `native`: an Anthropic target served the request natively, so the client's own request
+    /// (which rides along in the chat request) is what was sent, and what is kept.
+    pub fn sent(&mut self, mut request: Map<String, Value>, body_len: usize, native: bool) {
         if !self.logs_content() {
             return;
         }
-        // The client's own Anthropic request rides along for Anthropic targets; the log keeps
-        // the request once, as translated.
-        request.remove(portcullis_providers::anthropic::NATIVE);
+        // The log keeps the request once: the one the serving target received.
+        let original = request.remove(portcullis_providers::anthropic::NATIVE);
+        if native
+            && let Some(Value::Object(mut original)) = original
+            && let Some(Value::Object(body)) = original.remove("body")
+        {
+            request = body;
+        }
         self.bytes = body_len;
         self.request = Some(if body_len <= MAX_QUEUED_REQUEST {
             request

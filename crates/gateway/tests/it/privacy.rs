@@ -552,7 +552,11 @@ async fn cf_3_the_native_request_to_an_anthropic_target_is_redacted_and_blocked_
         "system": [{"type": "text", "text": format!("The customer is {EMAIL}."),
                     "cache_control": {"type": "ephemeral"}}],
         "messages": [{"role": "user", "content": [{"type": "text", "text": text}]}]});
-    set(&env, json!({"pii_guardrail": "redact"})).await;
+    set(
+        &env,
+        json!({"pii_guardrail": "redact", "logging_level": "content"}),
+    )
+    .await;
     let response = env
         .call(
             Method::POST,
@@ -568,6 +572,27 @@ async fn cf_3_the_native_request_to_an_anthropic_target_is_redacted_and_blocked_
         "the request was not sent natively: {received}"
     );
     assert_eq!(received["max_tokens"], 40, "the route's cap: {received}");
+    // The log keeps the request the target received: the client's own, redacted.
+    let request_id = response.headers["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(env.state.logs.flush(Duration::from_secs(10)).await);
+    let log = env
+        .call(
+            Method::GET,
+            &env.org_path(&format!("/logs/{request_id}")),
+            Who::Admin,
+            None,
+        )
+        .await;
+    let logged = &log.body["content"]["request"];
+    assert_eq!(
+        logged["system"][0]["cache_control"]["type"], "ephemeral",
+        "the log shows another request than was sent: {}",
+        log.body
+    );
+    assert!(!holds_pii(&logged.to_string()), "{logged}");
     // The answer comes back as the target gave it, under the client's alias.
     assert_eq!(
         (
