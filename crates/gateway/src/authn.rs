@@ -348,6 +348,33 @@ async fn check_second_factor(
         .then_some(SecondFactor::RecoveryCode))
 }
 
+/// Checks `code` as the person's second factor, counted in their throttles (AC-4); a wrong one
+/// is recorded as `failed` in each of their orgs.
+async fn proven_factor(
+    state: &AppState,
+    user: UserId,
+    source: &Source,
+    code: &str,
+    failed: &'static str,
+) -> Result<Option<SecondFactor>, ApiError> {
+    let user_name = user.to_string();
+    let attempt = throttled(state, &second_factor_subjects(&user_name, source.client_ip))?;
+    let Some(factor) = check_second_factor(state, user, code).await? else {
+        drop(attempt);
+        record_for_user(
+            state,
+            user,
+            source,
+            failed,
+            json!({"reason": "second_factor"}),
+        )
+        .await?;
+        return Ok(None);
+    };
+    attempt.succeeded();
+    Ok(Some(factor))
+}
+
 fn totp_context(user: UserId) -> String {
     format!("totp:{user}")
 }
@@ -374,28 +401,13 @@ async fn login_mfa(
             ApiError::unauthenticated("invalid_session", "unknown or expired challenge")
         })?;
     let user = pending.session.user_id;
-    let user_name = user.to_string();
-    let attempt = throttled(
-        &state,
-        &second_factor_subjects(&user_name, source.client_ip),
-    )?;
-
-    let Some(factor) = check_second_factor(&state, user, &body.code).await? else {
-        drop(attempt);
-        record_for_user(
-            &state,
-            user,
-            &source,
-            "login.failed",
-            json!({"reason": "second_factor"}),
-        )
-        .await?;
+    let Some(factor) = proven_factor(&state, user, &source, &body.code, "login.failed").await?
+    else {
         return Err(ApiError::unauthenticated(
             "invalid_mfa_code",
             "invalid code",
         ));
     };
-    attempt.succeeded();
     let mut tx = state
         .db
         .begin_person(user, &source, "login.succeeded")
@@ -648,26 +660,13 @@ async fn mfa_remove(
             "MFA is not on for this account".to_owned(),
         ));
     }
-    let user_name = user.to_string();
-    let attempt = throttled(
-        &state,
-        &second_factor_subjects(&user_name, source.client_ip),
-    )?;
-    let Some(factor) = check_second_factor(&state, user, &body.code).await? else {
-        drop(attempt);
-        record_for_user(
-            &state,
-            user,
-            &source,
-            "mfa.removal_failed",
-            json!({"reason": "second_factor"}),
-        )
-        .await?;
+    let Some(factor) =
+        proven_factor(&state, user, &source, &body.code, "mfa.removal_failed").await?
+    else {
         return Err(ApiError::invalid_request(
             "the code does not match; send a current code or an unused recovery code",
         ));
     };
-    attempt.succeeded();
     let mut tx = state.db.begin_person(user, &source, "mfa.removed").await?;
     // Read with the rows locked: a promotion or `require_mfa` turned on meanwhile waits.
     let rules = auth::mfa_rules(&mut tx).await?;
