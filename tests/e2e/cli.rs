@@ -103,7 +103,7 @@ async fn en_2_kek_rotate_rewraps_under_the_new_key_from_the_command_line() {
         .unwrap();
     let new = NewCredential {
         name: "up",
-        provider: "mock",
+        provider: portcullis_core::provider::ProviderKind::Mock,
         base_url: None,
         api_key: "sk-rotate-me-123",
     };

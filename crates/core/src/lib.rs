@@ -13,8 +13,11 @@ pub mod mfa;
 pub mod money;
 pub mod net;
 pub mod password;
+pub mod privacy;
+pub mod provider;
 pub mod role;
 pub mod token;
+pub mod word;
 
 pub use ids::{AuditEventId, KeyId, OrgId, SessionId, TeamId, UserId};
 pub use role::Role;

@@ -25,15 +25,17 @@ use portcullis_storage::{Db, DbOptions};
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = std::env::var("DATABASE_URL").map_err(|_| "set DATABASE_URL to the runtime role")?;
     let db = Db::connect_lazy(&DbOptions::new(url.into()))?;
-    let state = AppState::new(
+    let state = AppState::builder(
         db,
         Keyring::generate()?,
-        // Peers whose X-Forwarded-For is believed: none here.
-        Vec::new(),
         SpendOptions::new(PriceTable::builtin()?),
-    )?
-    .with_egress(&Egress::default())?;
-    let changes = portcullis_gateway::dataplane::spawn_change_listener(state.clone());
+    )
+    // Peers whose X-Forwarded-For is believed: none here (the default).
+    .trusted_proxies(Vec::new())
+    .egress(Egress::default())
+    .build()?;
+    portcullis_gateway::dataplane::spawn_change_listener(&state);
+    let background = state.background.clone();
 
     // The application's own routes, and the gateway's beside them.
     let app = Router::new()
@@ -47,6 +49,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .await?;
-    changes.abort();
+    // The change listener stops; queued ledger and log writes are written first.
+    background.finish(std::time::Duration::from_secs(10)).await;
     Ok(())
 }

@@ -24,8 +24,8 @@ use serde_json::{Value, json};
 use crate::caller::{Principal, bearer, session_principal};
 use crate::error::ApiError;
 use crate::json::JsonBody;
-use crate::router::AppState;
 use crate::source::ClientSource;
+use crate::state::AppState;
 use crate::throttle::{Attempt, Subject};
 
 /// The longest session any org allows; each org's `session_max_hours` may shorten it.
@@ -105,7 +105,7 @@ async fn record_for_user(
 /// emails have accounts). Shutdown waits for these writes.
 fn record_failure_later(state: &AppState, user: UserId, source: Source, details: Value) {
     let state_for_task = state.clone();
-    state.tasks.spawn(async move {
+    state.background.spawn(async move {
         let state = state_for_task;
         if let Err(error) = record_for_user(&state, user, &source, "login.failed", details).await {
             tracing::warn!(error = %error, "could not record a failed login");

@@ -10,7 +10,7 @@ use portcullis_core::{KeyId, SessionId, UserId};
 use portcullis_storage::auth::{self, SessionKind};
 
 use crate::error::ApiError;
-use crate::router::AppState;
+use crate::state::AppState;
 
 /// An authenticated principal of the admin and auth planes.
 #[derive(Debug, Clone, PartialEq, Eq)]

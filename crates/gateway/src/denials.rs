@@ -13,7 +13,7 @@ use portcullis_core::OrgId;
 use portcullis_core::audit::{Actor, Source};
 use portcullis_storage::{AuditedChange, Db};
 
-use crate::router::AppState;
+use crate::state::AppState;
 
 /// Full entries per actor, org and window, by default.
 pub const PER_WINDOW: u32 = 10;

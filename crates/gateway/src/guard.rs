@@ -17,8 +17,8 @@ use portcullis_storage::{AuditedChange, WriteTx, members, orgs};
 use crate::caller::{Principal, admin_principal, touch};
 use crate::denials::{self, Denial};
 use crate::error::{ApiError, Refused};
-use crate::router::AppState;
 use crate::source::source_of;
+use crate::state::AppState;
 
 /// Who may use a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

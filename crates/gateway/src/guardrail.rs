@@ -6,6 +6,7 @@
 //! What is looked at: every string, object key and number of the request but its `model`
 //! alias, each in its compatibility form (NFKC).
 
+use portcullis_core::privacy::GuardrailMode;
 use portcullis_policy::pii::{Detector, PiiKind, Placeholders, find_in_json, redact_json};
 use serde_json::{Map, Value};
 
@@ -38,17 +39,23 @@ fn without_model<T>(request: &mut Map<String, Value>, f: impl FnOnce(&mut Value)
 
 /// Applies the org's guardrail mode to a request in OpenAI's shape; `blocked` turns a
 /// `blocked` record into the client's error.
-pub fn check(detector: &Detector, mode: &str, request: &mut Map<String, Value>) -> Checked {
+pub fn check(
+    detector: &Detector,
+    mode: GuardrailMode,
+    request: &mut Map<String, Value>,
+) -> Checked {
     let mut kinds: Vec<PiiKind> = Vec::new();
     let mut grown = 0;
     match mode {
-        "block" => without_model(request, |rest| find_in_json(detector, rest, &mut kinds)),
-        "redact" => {
+        GuardrailMode::Block => {
+            without_model(request, |rest| find_in_json(detector, rest, &mut kinds));
+        }
+        GuardrailMode::Redact => {
             let mut names = Placeholders::default();
             grown = without_model(request, |rest| redact_json(detector, rest, &mut names));
             kinds = names.kinds();
         }
-        _ => {
+        GuardrailMode::Off => {
             return Checked {
                 record: GuardrailRecord {
                     action: "off",
@@ -62,7 +69,7 @@ pub fn check(detector: &Detector, mode: &str, request: &mut Map<String, Value>) 
     let names: Vec<String> = kinds.iter().map(|k| k.as_str().to_owned()).collect();
     let action = match (mode, kinds.is_empty()) {
         (_, true) => "passed",
-        ("block", false) => "blocked",
+        (GuardrailMode::Block, false) => "blocked",
         _ => "redacted",
     };
     Checked {
@@ -112,7 +119,7 @@ mod tests {
     fn redact_replaces_every_input_string_with_consistent_placeholders() {
         let detector = Detector::new().unwrap();
         let mut request = request();
-        let checked = check(&detector, "redact", &mut request);
+        let checked = check(&detector, GuardrailMode::Redact, &mut request);
         let text = Value::Object(request).to_string();
         assert!(!text.contains("bob@example.com"), "{text}");
         assert!(!text.contains("123-45-6789"), "{text}");
@@ -126,7 +133,7 @@ mod tests {
     fn block_names_kinds_and_leaves_the_request_alone() {
         let detector = Detector::new().unwrap();
         let mut request = request();
-        let checked = check(&detector, "block", &mut request);
+        let checked = check(&detector, GuardrailMode::Block, &mut request);
         assert_eq!(checked.record.action, "blocked");
         let error = blocked(&checked.record).to_string();
         assert!(error.contains("email, us_ssn"), "{error}");
@@ -138,14 +145,21 @@ mod tests {
     fn off_looks_at_nothing_and_clean_requests_pass() {
         let detector = Detector::new().unwrap();
         let mut request = request();
-        assert_eq!(check(&detector, "off", &mut request).record.action, "off");
+        assert_eq!(
+            check(&detector, GuardrailMode::Off, &mut request)
+                .record
+                .action,
+            "off"
+        );
         let mut clean = Map::new();
         clean.insert(
             "messages".into(),
             json!([{"role": "user", "content": "hello"}]),
         );
         assert_eq!(
-            check(&detector, "block", &mut clean).record.action,
+            check(&detector, GuardrailMode::Block, &mut clean)
+                .record
+                .action,
             "passed"
         );
     }
@@ -167,7 +181,7 @@ mod tests {
             unreachable!()
         };
         let mut request = original.clone();
-        let checked = check(&detector, "block", &mut request);
+        let checked = check(&detector, GuardrailMode::Block, &mut request);
         assert_eq!(checked.record.action, "blocked");
         assert_eq!(
             checked.record.kinds,
@@ -175,7 +189,7 @@ mod tests {
         );
         assert_eq!(request, original, "block changes nothing");
 
-        let checked = check(&detector, "redact", &mut request);
+        let checked = check(&detector, GuardrailMode::Redact, &mut request);
         assert_eq!(checked.record.action, "redacted");
         let text = Value::Object(request.clone()).to_string();
         for value in ["536-90-4399", "jane.roe", "4111111111111111", "４１１１"] {

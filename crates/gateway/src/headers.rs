@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::Response;
 
-use crate::router::AppState;
+use crate::state::AppState;
 
 const ALWAYS: [(HeaderName, &str); 5] = [
     (

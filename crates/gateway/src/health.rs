@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::router::AppState;
+use crate::state::AppState;
 
 /// Readiness must answer quickly even when PostgreSQL hangs.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);

@@ -14,6 +14,7 @@
 
 pub mod admin;
 pub mod authn;
+mod background;
 mod caller;
 pub mod dataplane;
 mod denials;
@@ -30,12 +31,15 @@ mod router;
 mod server;
 mod source;
 pub mod spend;
+mod state;
 pub mod throttle;
 pub mod tls;
 mod workers;
 
+pub use background::Background;
 pub use error::ApiError;
 pub use portcullis_providers::Egress;
 pub use request_id::RequestId;
-pub use router::{AppState, StartError, router};
+pub use router::router;
 pub use server::{ServeOptions, serve, serve_metrics};
+pub use state::{AppState, AppStateBuilder, StartError, State};

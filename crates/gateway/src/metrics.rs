@@ -15,7 +15,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::logs::LogMetrics;
-use crate::router::AppState;
+use crate::state::AppState;
 
 type Labels = Vec<(&'static str, String)>;
 

@@ -20,7 +20,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt;
 
-use crate::router::{AppState, router};
+use crate::router::router;
+use crate::state::AppState;
 use crate::tls::Tls;
 
 /// How the listener serves.
@@ -81,6 +82,8 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(tokio::sync::Semaphore::new(options.max_connections.max(1)));
     let mut shutdown = std::pin::pin!(shutdown);
+    // The graceful watcher drains them; the tracker keeps every task named.
+    let connections = tokio_util::task::TaskTracker::new();
     loop {
         // A slot first: at the limit nothing more is accepted until a connection ends.
         let slot = tokio::select! {
@@ -114,7 +117,7 @@ pub async fn serve(
             first_request_timeout: HANDSHAKE_TIMEOUT + options.header_read_timeout,
         };
         let tls = options.tls.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             connection.serve(stream, tls).await;
             drop(slot);
         });

@@ -11,7 +11,7 @@ use ipnet::IpNet;
 use portcullis_core::audit::Source;
 
 use crate::request_id::RequestId;
-use crate::router::AppState;
+use crate::state::AppState;
 
 const MAX_USER_AGENT: usize = 512;
 

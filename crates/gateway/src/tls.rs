@@ -125,9 +125,9 @@ impl Tls {
     }
 
     /// Looks for changed files every `every`, for as long as the process runs.
-    pub fn spawn_reload(self: &Arc<Self>, every: Duration) {
+    pub fn spawn_reload(self: &Arc<Self>, background: &crate::Background, every: Duration) {
         let tls = Arc::downgrade(self);
-        tokio::spawn(async move {
+        background.spawn_loop(async move {
             loop {
                 tokio::time::sleep(every).await;
                 let Some(tls) = tls.upgrade() else { return };

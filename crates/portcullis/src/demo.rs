@@ -119,7 +119,7 @@ async fn mock_routes(db: &Db, keyring: &Keyring, org: OrgId) -> anyhow::Result<(
         .await?;
     let mock = NewCredential {
         name: "mock",
-        provider: "mock",
+        provider: portcullis_core::provider::ProviderKind::Mock,
         base_url: None,
         api_key: "mock-key-not-secret",
     };

@@ -47,48 +47,17 @@ pub async fn run_with(config: Config, on_listening: impl FnOnce(SocketAddr)) -> 
         }
     }
 
+    // Bound before the state is built: the state's egress rules must name this process's own
+    // addresses (a port of 0 is chosen here). Nothing is accepted until `serve` below.
     let listener = TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     let addr = listener.local_addr()?;
-    match &tls {
-        Some(tls) => {
-            tls.spawn_reload(config.server.tls_reload);
-            tracing::info!(%addr, "serving TLS (HTTP/2 and HTTP/1.1)");
-        }
-        None => tracing::warn!(
-            %addr,
-            "serving plaintext HTTP (server.plaintext): a TLS-terminating proxy must be in front"
-        ),
-    }
-    tracing::info!(%addr, "listening");
-    on_listening(addr);
-    tracing::info!(version = %config.spend.prices.version, "price table loaded");
-    let mut state = AppState::new(
-        db.clone(),
-        keyring,
-        config.server.trusted_proxies.clone(),
-        config.spend.clone(),
-    )
-    .context("building the gateway's state")?
-    .with_log_options(config.logs.clone())
-    .with_throttle_limits(config.throttle);
-    state.serving_tls = tls.is_some();
-    state.body_read_timeout = config.server.body_read_timeout;
-    let metrics_task = match config.server.metrics_listen {
-        Some(addr) => {
-            state.metrics_elsewhere = true;
-            let listener = TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr} (server.metrics_listen)"))?;
-            tracing::info!(addr = %listener.local_addr()?, "metrics listening");
-            let metrics_state = state.clone();
-            Some(tokio::spawn(async move {
-                if let Err(error) = portcullis_gateway::serve_metrics(listener, metrics_state).await
-                {
-                    tracing::warn!(%error, "the metrics listener stopped");
-                }
-            }))
+    let metrics_listener = match config.server.metrics_listen {
+        Some(metrics_addr) => {
+            Some(TcpListener::bind(metrics_addr).await.with_context(|| {
+                format!("cannot listen on {metrics_addr} (server.metrics_listen)")
+            })?)
         }
         None => None,
     };
@@ -112,15 +81,48 @@ pub async fn run_with(config: Config, on_listening: impl FnOnce(SocketAddr)) -> 
     }
     // The gateway is never its own upstream.
     egress.destinations.own.push(addr);
-    egress.destinations.own.extend(config.server.metrics_listen);
-    state = state
-        .with_egress(&egress)
-        .context("building the upstream HTTP client")?;
-    let listener_task = portcullis_gateway::dataplane::spawn_change_listener(state.clone());
-    portcullis_gateway::logs::spawn_retention(db.clone(), config.logs.retention_interval);
+    if let Some(metrics) = &metrics_listener {
+        egress.destinations.own.push(metrics.local_addr()?);
+    }
+    tracing::info!(version = %config.spend.prices.version, "price table loaded");
+    let state = AppState::builder(db.clone(), keyring, config.spend.clone())
+        .trusted_proxies(config.server.trusted_proxies.clone())
+        .log_options(config.logs.clone())
+        .throttle_limits(config.throttle)
+        .egress(egress)
+        .serving_tls(tls.is_some())
+        .body_read_timeout(config.server.body_read_timeout)
+        .metrics_elsewhere(metrics_listener.is_some())
+        .build()
+        .context("building the gateway's state")?;
+    let background = state.background.clone();
+    match &tls {
+        Some(tls) => {
+            tls.spawn_reload(&background, config.server.tls_reload);
+            tracing::info!(%addr, "serving TLS (HTTP/2 and HTTP/1.1)");
+        }
+        None => tracing::warn!(
+            %addr,
+            "serving plaintext HTTP (server.plaintext): a TLS-terminating proxy must be in front"
+        ),
+    }
+    if let Some(listener) = metrics_listener {
+        tracing::info!(addr = %listener.local_addr()?, "metrics listening");
+        let metrics_state = state.clone();
+        background.spawn_loop(async move {
+            if let Err(error) = portcullis_gateway::serve_metrics(listener, metrics_state).await {
+                tracing::warn!(%error, "the metrics listener stopped");
+            }
+        });
+    }
+    portcullis_gateway::dataplane::spawn_change_listener(&state);
+    portcullis_gateway::logs::spawn_retention(
+        &background,
+        db.clone(),
+        config.logs.retention_interval,
+    );
     let spend = std::sync::Arc::clone(&state.spend);
     let logs = state.logs.clone();
-    let background = state.clone();
     let serving = ServeOptions {
         grace: config.server.shutdown_grace,
         tls,
@@ -129,20 +131,11 @@ pub async fn run_with(config: Config, on_listening: impl FnOnce(SocketAddr)) -> 
         http2_max_streams: config.server.http2_max_streams,
         max_header_bytes: config.server.max_header_bytes,
     };
+    tracing::info!(%addr, "listening");
+    on_listening(addr);
     portcullis_gateway::serve(listener, state, shutdown_signal(), serving)
         .await
         .context("server failed")?;
-    listener_task.abort();
-    if let Some(task) = metrics_task {
-        task.abort();
-    }
-    // Audit entries written after their answer (failed logins, refusal summaries).
-    if !background
-        .finish_background(config.server.shutdown_grace)
-        .await
-    {
-        tracing::error!("background audit writes did not finish within the shutdown grace period");
-    }
     // Settled requests reach the ledger, and this process's leases go back, before it exits.
     if tokio::time::timeout(config.server.shutdown_grace, spend.close())
         .await
@@ -155,6 +148,11 @@ pub async fn run_with(config: Config, on_listening: impl FnOnce(SocketAddr)) -> 
     }
     if !logs.flush(config.server.shutdown_grace).await {
         tracing::error!("the request-log writer did not finish within the shutdown grace period");
+    }
+    // Then the loops stop, the writers end, and audit entries written after their answer
+    // (failed logins, refusal summaries) are waited for.
+    if !background.finish(config.server.shutdown_grace).await {
+        tracing::error!("background work did not finish within the shutdown grace period");
     }
     db.close().await;
     tracing::info!("stopped");

@@ -1,7 +1,8 @@
 //! Calling a chain of providers with fallback from `portcullis-providers`, outside the
 //! gateway: the first target fails (the `mock` provider's `mock-error-500` model), the chain
 //! falls back to the second, and its circuit breakers remember the failure. Swap the targets
-//! for your own (`ProviderKind::OpenAi`, `Anthropic`, `Gemini`, ... with a base URL and key).
+//! for your own (`ProviderKind::OpenAi`, `Anthropic`, `Gemini`, ... with a base URL and key), or
+//! serve one with an adapter of your own: anything that implements `Provider`.
 //!
 //! ```bash
 //! cargo run -p portcullis-providers --example fallback
@@ -12,12 +13,13 @@ use std::time::Duration;
 use portcullis_providers::{Breakers, Egress, ProviderKind, Reply, Target, Upstreams, serve_chat};
 use serde_json::json;
 
-fn mock(label: &str, model: &str) -> Target {
+fn mock(upstreams: &Upstreams, label: &str, model: &str) -> Target {
     Target {
         label: label.to_owned(),
         // A circuit per tenant, credential and model; one service may use the label.
         circuit: format!("example/{label}/{model}"),
-        provider: ProviderKind::Mock,
+        // Built-in adapters come from `Upstreams`; any `Arc<dyn Provider>` of your own works.
+        provider: upstreams.provider(ProviderKind::Mock),
         base_url: None,
         api_key: "no key for the mock".to_owned().into(),
         model: model.to_owned(),
@@ -35,8 +37,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         &Egress::default(),
     )?;
     let targets = [
-        mock("primary", "mock-error-500"),
-        mock("secondary", "mock-1"),
+        mock(&upstreams, "primary", "mock-error-500"),
+        mock(&upstreams, "secondary", "mock-1"),
     ];
     let request = json!({"model": "any", "messages": [{"role": "user", "content": "Hello"}]});
     let request = request.as_object().cloned().unwrap_or_default();

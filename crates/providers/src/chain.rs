@@ -4,6 +4,7 @@
 //! chunk arrives, so a stream that fails before its first byte still falls back; nothing is
 //! retried after that.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,17 +19,25 @@ use portcullis_core::net::Destinations;
 use crate::breaker::Breakers;
 use crate::error::ProviderError;
 use crate::exchange::wants_usage;
+use crate::provider::{self, Http, Provider};
 use crate::target::{ProviderKind, Target};
-use crate::{anthropic_api, gemini, mock, openai};
 
-/// The shared, pooled HTTP client and the breakers of every target.
-#[derive(Debug)]
+/// The adapters of every built-in provider over one pooled HTTP client, and the breakers of
+/// every target.
 pub struct Upstreams {
-    pub(crate) http: reqwest::Client,
     /// One circuit per target, keyed by `Target::circuit`.
     pub breakers: Breakers,
-    /// Checked again for every base URL that names an address, before it is called.
-    destinations: std::sync::Arc<Destinations>,
+    /// The adapter of each kind, in `ProviderKind::ALL`'s order (its discriminant), built-in
+    /// unless replaced (`with_provider`).
+    adapters: [Arc<dyn Provider>; ProviderKind::ALL.len()],
+}
+
+impl std::fmt::Debug for Upstreams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstreams")
+            .field("breakers", &self.breakers)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Upstreams {
@@ -43,7 +52,7 @@ impl Upstreams {
         breakers: Breakers,
         egress: &Egress,
     ) -> Result<Self, ProviderError> {
-        let destinations = std::sync::Arc::new(egress.destinations.clone());
+        let destinations = Arc::new(egress.destinations.clone());
         let builder = match &egress.proxy {
             None => reqwest::Client::builder().no_proxy(),
             Some(url) => {
@@ -52,9 +61,9 @@ impl Upstreams {
                 )?)
             }
         };
-        let http = builder
-            .dns_resolver(std::sync::Arc::new(GuardedResolver {
-                destinations: std::sync::Arc::clone(&destinations),
+        let client = builder
+            .dns_resolver(Arc::new(GuardedResolver {
+                destinations: Arc::clone(&destinations),
             }))
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(connect_timeout)
@@ -64,30 +73,24 @@ impl Upstreams {
             .user_agent(concat!("portcullis/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|_| ProviderError::Unsupported("cannot build the HTTP client".into()))?;
-        Ok(Self {
-            http,
-            breakers,
+        let http = Arc::new(Http {
+            client,
             destinations,
-        })
+        });
+        let adapters = ProviderKind::ALL.map(|kind| provider::built_in(kind, &http));
+        Ok(Self { breakers, adapters })
     }
 
-    /// A base URL that names an address (or `localhost`) is checked before each call: the
-    /// resolver sees only host names.
-    fn check(&self, target: &Target) -> Result<(), ProviderError> {
-        let Some(url) = &target.base_url else {
-            return Ok(());
-        };
-        let named = url
-            .host_str()
-            .zip(url.port_or_known_default())
-            .and_then(|(host, port)| portcullis_core::net::named_address(host, port));
-        match named {
-            Some(addr) => self
-                .destinations
-                .check(addr)
-                .map_err(|_| ProviderError::Refused),
-            None => Ok(()),
-        }
+    /// The adapter that serves targets of `kind`.
+    pub fn provider(&self, kind: ProviderKind) -> Arc<dyn Provider> {
+        Arc::clone(&self.adapters[kind as usize])
+    }
+
+    /// Serves targets of `kind` with `adapter` instead of the built-in one (a test's mock, or
+    /// an embedding service's own client for that API).
+    pub fn with_provider(mut self, kind: ProviderKind, adapter: Arc<dyn Provider>) -> Self {
+        self.adapters[kind as usize] = adapter;
+        self
     }
 }
 
@@ -106,12 +109,12 @@ pub struct Egress {
 /// gateway's own listener is refused only where a URL names it (`Upstreams::check`), and a
 /// host name that leads back to the gateway meets the hop header.
 struct GuardedResolver {
-    destinations: std::sync::Arc<Destinations>,
+    destinations: Arc<Destinations>,
 }
 
 impl reqwest::dns::Resolve for GuardedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let destinations = std::sync::Arc::clone(&self.destinations);
+        let destinations = Arc::clone(&self.destinations);
         Box::pin(async move {
             let found = tokio::net::lookup_host((name.as_str(), 0)).await?;
             let addrs: reqwest::dns::Addrs = Box::new(usable(found, &destinations)?.into_iter());
@@ -296,20 +299,15 @@ impl Operation {
 }
 
 async fn attempt(
-    upstreams: &Upstreams,
     target: &Target,
     body: &Map<String, Value>,
     operation: Operation,
     limits: &Limits,
 ) -> Result<Reply, ProviderError> {
-    if target.provider != ProviderKind::Mock {
-        upstreams.check(target)?;
-    }
-    // The client's own Anthropic request is for Anthropic targets only.
+    let provider = &target.provider;
+    // The client's own Anthropic request is for providers that speak Messages only.
     let stripped;
-    let body = if target.provider != ProviderKind::Anthropic
-        && body.contains_key(crate::anthropic::NATIVE)
-    {
+    let body = if !provider.speaks_messages() && body.contains_key(crate::anthropic::NATIVE) {
         let mut without = body.clone();
         without.remove(crate::anthropic::NATIVE);
         stripped = without;
@@ -317,17 +315,16 @@ async fn attempt(
     } else {
         body
     };
-    match target.provider {
-        ProviderKind::Mock => mock::call(target, body, operation, limits).await,
-        ProviderKind::OpenAi | ProviderKind::OpenAiCompatible | ProviderKind::Azure => {
-            openai::call(&upstreams.http, target, body, operation, limits).await
-        }
-        ProviderKind::Anthropic => {
-            anthropic_api::call(&upstreams.http, target, body, operation, limits).await
-        }
-        ProviderKind::Gemini => {
-            gemini::call(&upstreams.http, target, body, operation, limits).await
-        }
+    match operation {
+        Operation::Chat {
+            stream: false,
+            client_usage: _,
+        } => provider.complete(target, body, limits).await,
+        Operation::Chat {
+            stream: true,
+            client_usage,
+        } => provider.stream(target, body, client_usage, limits).await,
+        Operation::Embeddings => provider.embed(target, body, limits).await,
     }
 }
 
@@ -381,7 +378,7 @@ pub async fn serve(
                 attempt = attempts,
                 outcome = tracing::field::Empty,
             );
-            let outcome = attempt(upstreams, target, body, operation, limits)
+            let outcome = attempt(target, body, operation, limits)
                 .instrument(span.clone())
                 .await;
             span.record(
@@ -474,12 +471,231 @@ pub fn weighted_index(weights: &[u32], draw: u32) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::provider::MockProvider;
+    use serde_json::json;
 
-    fn target(label: &str, weight: u32) -> Target {
+    fn upstreams() -> Upstreams {
+        Upstreams::new(
+            Duration::from_secs(1),
+            Breakers::new(5, Duration::from_secs(30)),
+            &Egress::default(),
+        )
+        .unwrap()
+    }
+
+    /// A mock of the trait that names itself, and speaks Messages or not.
+    fn mock(speaks_messages: bool) -> MockProvider {
+        let mut provider = MockProvider::new();
+        provider.expect_name().return_const("mock");
+        provider
+            .expect_speaks_messages()
+            .return_const(speaks_messages);
+        provider
+    }
+
+    fn served_by(label: &str, provider: MockProvider) -> Target {
         Target {
             label: label.to_owned(),
             circuit: label.to_owned(),
-            provider: ProviderKind::Mock,
+            provider: Arc::new(provider),
+            base_url: None,
+            api_key: String::from("sk-test").into(),
+            model: format!("{label}-model"),
+            weight: 1,
+        }
+    }
+
+    fn answer() -> Result<Reply, ProviderError> {
+        Ok(Reply::Json {
+            status: 200,
+            body: Bytes::from_static(b"{}"),
+            usage: None,
+        })
+    }
+
+    fn chat(stream: bool) -> Operation {
+        Operation::Chat {
+            stream,
+            client_usage: false,
+        }
+    }
+
+    fn request() -> Map<String, Value> {
+        json!({"model": "alias", "messages": [{"role": "user", "content": "hi"}]})
+            .as_object()
+            .cloned()
+            .unwrap()
+    }
+
+    /// Counts the chain's questions, and answers `allow` to each.
+    struct Ledger {
+        asked: Vec<(usize, bool)>,
+        allow: bool,
+    }
+
+    impl Attempts for Ledger {
+        fn billed(&mut self, index: usize, more: bool) -> BoxFuture<'_, bool> {
+            self.asked.push((index, more));
+            Box::pin(std::future::ready(self.allow))
+        }
+    }
+
+    async fn run(
+        targets: &[Target],
+        operation: Operation,
+        body: &Map<String, Value>,
+        budget: &mut dyn Attempts,
+    ) -> Result<Served, ChainFailure> {
+        let targets: Vec<&Target> = targets.iter().collect();
+        let limits = Limits::new(Duration::from_secs(1));
+        serve(&upstreams(), &targets, body, operation, &limits, budget).await
+    }
+
+    #[tokio::test]
+    async fn av_1_a_refused_connection_is_retried_once_then_the_next_target_serves() {
+        let mut first = mock(false);
+        first
+            .expect_complete()
+            .times(2)
+            .returning(|_, _, _| Err(ProviderError::Connect));
+        let mut second = mock(false);
+        second
+            .expect_complete()
+            .times(1)
+            .withf(|target, body, _| target.model == "b-model" && body.contains_key("messages"))
+            .returning(|_, _, _| answer());
+        let targets = [served_by("a", first), served_by("b", second)];
+        let served = run(&targets, chat(false), &request(), &mut Unbudgeted)
+            .await
+            .unwrap();
+        assert_eq!((served.target.as_str(), served.index), ("b", 1));
+        assert_eq!(served.attempts, 3);
+        assert_eq!(served.failed, ["connect", "connect"]);
+    }
+
+    #[tokio::test]
+    async fn av_1_a_client_error_ends_the_chain_without_the_next_target() {
+        let mut first = mock(false);
+        first.expect_complete().times(1).returning(|_, _, _| {
+            Err(ProviderError::Status {
+                status: 400,
+                message: "bad".into(),
+            })
+        });
+        let mut second = mock(false);
+        second.expect_complete().times(0);
+        let targets = [served_by("a", first), served_by("b", second)];
+        let failure = run(&targets, chat(false), &request(), &mut Unbudgeted)
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            failure.last,
+            ProviderError::Status { status: 400, .. }
+        ));
+        assert_eq!(failure.attempts, 1);
+    }
+
+    #[tokio::test]
+    async fn av_2_an_attempt_that_may_have_been_billed_asks_the_budget_before_the_next() {
+        let timed_out = || {
+            let mut first = mock(false);
+            first
+                .expect_complete()
+                .times(1)
+                .returning(|_, _, _| Err(ProviderError::Timeout));
+            first
+        };
+        // Refused: the next target is never called, and the chain says why.
+        let mut never = mock(false);
+        never.expect_complete().times(0);
+        let mut spent = Ledger {
+            asked: Vec::new(),
+            allow: false,
+        };
+        let targets = [served_by("a", timed_out()), served_by("b", never)];
+        let failure = run(&targets, chat(false), &request(), &mut spent)
+            .await
+            .unwrap_err();
+        assert!(matches!(failure.last, ProviderError::BudgetSpent));
+        assert_eq!(spent.asked, [(0, true)]);
+        // Allowed: the next target serves.
+        let mut next = mock(false);
+        next.expect_complete()
+            .times(1)
+            .returning(|_, _, _| answer());
+        let mut room = Ledger {
+            asked: Vec::new(),
+            allow: true,
+        };
+        let targets = [served_by("a", timed_out()), served_by("b", next)];
+        let served = run(&targets, chat(false), &request(), &mut room)
+            .await
+            .unwrap();
+        assert_eq!(served.target, "b");
+        assert_eq!(room.asked, [(0, true)]);
+    }
+
+    #[tokio::test]
+    async fn each_operation_reaches_its_own_method_and_only_messages_providers_see_the_native_copy()
+    {
+        let mut body = request();
+        body.insert(crate::anthropic::NATIVE.to_owned(), json!({"body": {}}));
+        let mut plain = mock(false);
+        plain
+            .expect_stream()
+            .times(1)
+            .withf(|_, body, client_usage, _| {
+                !body.contains_key(crate::anthropic::NATIVE) && *client_usage
+            })
+            .returning(|_, _, _, _| {
+                Ok(Reply::Stream {
+                    first: Bytes::new(),
+                    rest: Box::pin(futures_util::stream::empty()),
+                })
+            });
+        let streamed = Operation::Chat {
+            stream: true,
+            client_usage: true,
+        };
+        let targets = [served_by("plain", plain)];
+        run(&targets, streamed, &body, &mut Unbudgeted)
+            .await
+            .unwrap();
+
+        let mut messages = mock(true);
+        messages
+            .expect_complete()
+            .times(1)
+            .withf(|_, body, _| body.contains_key(crate::anthropic::NATIVE))
+            .returning(|_, _, _| answer());
+        let targets = [served_by("messages", messages)];
+        run(&targets, chat(false), &body, &mut Unbudgeted)
+            .await
+            .unwrap();
+
+        let mut embeddings = mock(false);
+        embeddings
+            .expect_embed()
+            .times(1)
+            .returning(|_, _, _| answer());
+        embeddings.expect_complete().times(0);
+        let targets = [served_by("embeddings", embeddings)];
+        run(&targets, Operation::Embeddings, &request(), &mut Unbudgeted)
+            .await
+            .unwrap();
+    }
+
+    fn target(label: &str, weight: u32) -> Target {
+        let upstreams = Upstreams::new(
+            Duration::from_secs(1),
+            Breakers::new(5, Duration::from_secs(1)),
+            &Egress::default(),
+        )
+        .unwrap();
+        Target {
+            label: label.to_owned(),
+            circuit: label.to_owned(),
+            provider: upstreams.provider(ProviderKind::Mock),
             base_url: None,
             api_key: String::new().into(),
             model: "mock".to_owned(),

@@ -20,6 +20,7 @@ mod exchange;
 mod gemini;
 mod mock;
 mod openai;
+mod provider;
 pub mod responses;
 mod sse;
 mod target;
@@ -33,6 +34,9 @@ pub use chain::{
 };
 pub use error::ProviderError;
 pub use exchange::wants_usage;
+#[cfg(any(test, feature = "mock"))]
+pub use provider::MockProvider;
+pub use provider::Provider;
 pub use sse::EventSplitter;
 pub use target::{ProviderKind, Target};
 pub use translate::StreamTranslation;

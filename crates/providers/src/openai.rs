@@ -16,7 +16,11 @@ use crate::usage;
 const OPENAI_BASE: &str = "https://api.openai.com/v1";
 const AZURE_API_VERSION: &str = "2024-10-21";
 
-fn endpoint(target: &Target, operation: Operation) -> Result<String, ProviderError> {
+fn endpoint(
+    kind: ProviderKind,
+    target: &Target,
+    operation: Operation,
+) -> Result<String, ProviderError> {
     let path = match operation {
         Operation::Chat { .. } => "chat/completions",
         Operation::Embeddings => "embeddings",
@@ -25,7 +29,7 @@ fn endpoint(target: &Target, operation: Operation) -> Result<String, ProviderErr
         .base_url
         .as_ref()
         .map(|u| u.as_str().trim_end_matches('/').to_owned());
-    match (target.provider, base) {
+    match (kind, base) {
         (ProviderKind::OpenAi, base) => {
             Ok(format!("{}/{path}", base.as_deref().unwrap_or(OPENAI_BASE)))
         }
@@ -42,17 +46,18 @@ fn endpoint(target: &Target, operation: Operation) -> Result<String, ProviderErr
 
 pub(crate) async fn call(
     http: &reqwest::Client,
+    kind: ProviderKind,
     target: &Target,
     body: &Map<String, Value>,
     operation: Operation,
     limits: &Limits,
 ) -> Result<Reply, ProviderError> {
-    let url = endpoint(target, operation)?;
+    let url = endpoint(kind, target, operation)?;
     let payload = serde_json::to_vec(&WithModel {
         model: &target.model,
         body,
         // Compatible servers (vLLM, llama.cpp, Ollama) read the older name of the bound.
-        bound_as_max_tokens: target.provider == ProviderKind::OpenAiCompatible,
+        bound_as_max_tokens: kind == ProviderKind::OpenAiCompatible,
     })
     .map_err(|_| ProviderError::InvalidResponse)?;
     let key = target.api_key.expose_secret();
@@ -60,7 +65,7 @@ pub(crate) async fn call(
         .post(url)
         .header("content-type", "application/json")
         .body(payload);
-    let request = match target.provider {
+    let request = match kind {
         ProviderKind::Azure => request.header("api-key", key),
         _ => request.bearer_auth(key),
     };

@@ -1,42 +1,16 @@
 //! A target: one provider, one model, one key. What the gateway resolves a route into.
 
+use std::sync::Arc;
+
 use secrecy::SecretString;
 use url::Url;
 
-/// Which API a target speaks, and so which adapter calls it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ProviderKind {
-    /// OpenAI, at its public endpoint unless the credential names a base URL.
-    OpenAi,
-    /// Any server that speaks OpenAI's API, at the credential's base URL, which it needs.
-    OpenAiCompatible,
-    /// Azure OpenAI: the base URL names the resource and the model its deployment.
-    Azure,
-    /// Anthropic's Messages API.
-    Anthropic,
-    /// Google's Gemini API.
-    Gemini,
-    /// The built-in `mock` provider: no network, and the model name chooses its behaviour.
-    Mock,
-}
+pub use portcullis_core::provider::ProviderKind;
 
-impl ProviderKind {
-    /// The kind a credential's stored provider name stands for; `None` for an unknown name.
-    pub fn parse(name: &str) -> Option<Self> {
-        Some(match name {
-            "openai" => Self::OpenAi,
-            "openai_compatible" => Self::OpenAiCompatible,
-            "azure" => Self::Azure,
-            "anthropic" => Self::Anthropic,
-            "gemini" => Self::Gemini,
-            "mock" => Self::Mock,
-            _ => return None,
-        })
-    }
-}
+use crate::provider::Provider;
 
 /// One upstream to try.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Target {
     /// A stable label for logs, metrics and `x-portcullis-target`: no secret in it.
     pub label: String,
@@ -44,8 +18,9 @@ pub struct Target {
     /// alike); this names the tenant, credential and model, so that one tenant's failures
     /// never open another's circuit.
     pub circuit: String,
-    /// The API it speaks.
-    pub provider: ProviderKind,
+    /// The adapter of the API it speaks ([`crate::Upstreams::provider`] for the built-in
+    /// ones).
+    pub provider: Arc<dyn Provider>,
     /// The credential's base URL; `None` for the provider's public endpoint.
     pub base_url: Option<Url>,
     /// The provider key, sent only to this target and never logged.
@@ -54,4 +29,14 @@ pub struct Target {
     pub model: String,
     /// Its share of the first place among its route's targets (`weighted_first`); 0 counts as 1.
     pub weight: u32,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("label", &self.label)
+            .field("provider", &self.provider.name())
+            .field("model", &self.model)
+            .finish_non_exhaustive()
+    }
 }

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use portcullis_core::OrgId;
 use portcullis_core::audit::{Actor, Source};
 use portcullis_core::crypto::{CryptoError, DataKey, Keyring, sealed_version};
+use portcullis_core::provider::ProviderKind;
 use uuid::Uuid;
 
 use crate::Db;
@@ -16,7 +17,8 @@ use crate::tenant::{AuditedChange, TenantTx, WriteTx};
 pub struct Credential {
     pub credential_id: Uuid,
     pub name: String,
-    pub provider: String,
+    #[sqlx(try_from = "String")]
+    pub provider: ProviderKind,
     pub base_url: Option<String>,
     pub last4: String,
     pub created_at: DateTime<Utc>,
@@ -27,7 +29,7 @@ pub struct Credential {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewCredential<'a> {
     pub name: &'a str,
-    pub provider: &'a str,
+    pub provider: ProviderKind,
     pub base_url: Option<&'a str>,
     pub api_key: &'a str,
 }
@@ -100,7 +102,7 @@ async fn seal_credential(
         .map_err(crypto)?;
     let last4 = last4(new.api_key);
     tx.detail("name", new.name);
-    tx.detail("provider", new.provider);
+    tx.detail("provider", new.provider.name());
     tx.detail("last4", last4.as_str());
     Ok((dek_id, sealed, last4))
 }
@@ -123,7 +125,7 @@ pub async fn create(
     .bind(credential_id)
     .bind(org.as_uuid())
     .bind(new.name)
-    .bind(new.provider)
+    .bind(new.provider.name())
     .bind(new.base_url)
     .bind(dek_id)
     .bind(&sealed)
@@ -153,7 +155,7 @@ pub async fn replace(
     .bind(org.as_uuid())
     .bind(credential_id)
     .bind(new.name)
-    .bind(new.provider)
+    .bind(new.provider.name())
     .bind(new.base_url)
     .bind(dek_id)
     .bind(&sealed)

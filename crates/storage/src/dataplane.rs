@@ -3,6 +3,9 @@
 
 use chrono::{DateTime, Utc};
 use portcullis_core::crypto::Keyring;
+use portcullis_core::money::Period;
+use portcullis_core::privacy::{GuardrailMode, LoggingLevel};
+use portcullis_core::provider::ProviderKind;
 use portcullis_core::token::TokenHash;
 use portcullis_core::{KeyId, OrgId};
 use serde_json::Value;
@@ -31,18 +34,16 @@ pub struct LiveKey {
 /// key, dropped from caches when they change).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Privacy {
-    /// `metadata` or `content`.
-    pub logging_level: String,
+    pub logging_level: LoggingLevel,
     pub pii_redaction: bool,
-    /// `off`, `redact` or `block`.
-    pub pii_guardrail: String,
+    pub pii_guardrail: GuardrailMode,
 }
 
-/// A budget: a cap in micro-dollars and its period (`total` or `monthly`).
+/// A budget: a cap in micro-dollars and its period (`Total` or `Monthly`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Budget {
     pub micro_usd: i64,
-    pub period: String,
+    pub period: Period,
 }
 
 /// The caps that apply to a key's requests, read with the key (and dropped from caches when
@@ -65,7 +66,11 @@ impl Limits {
 fn budget(micro_usd: Option<i64>, period: Option<String>) -> Option<Budget> {
     Some(Budget {
         micro_usd: micro_usd?,
-        period: period.unwrap_or_else(|| "total".to_owned()),
+        // The columns' checks allow `total` and `monthly` only; none is `total`.
+        period: period
+            .as_deref()
+            .and_then(Period::parse)
+            .unwrap_or(Period::Total),
     })
 }
 
@@ -94,9 +99,18 @@ pub async fn live_key(db: &Db, token: &TokenHash) -> Result<Option<LiveKey>, Sto
             tpm: r.tpm_limit.map(i64::from),
         },
         privacy: Privacy {
-            logging_level: r.logging_level.unwrap_or_else(|| "metadata".to_owned()),
+            // The columns' checks allow only these names; null is a new org's default.
+            logging_level: r
+                .logging_level
+                .as_deref()
+                .and_then(LoggingLevel::parse)
+                .unwrap_or_default(),
             pii_redaction: r.pii_redaction.unwrap_or(false),
-            pii_guardrail: r.pii_guardrail.unwrap_or_else(|| "off".to_owned()),
+            pii_guardrail: r
+                .pii_guardrail
+                .as_deref()
+                .and_then(GuardrailMode::parse)
+                .unwrap_or_default(),
         },
     }))
 }
@@ -126,7 +140,7 @@ struct KeyRow {
 pub struct ResolvedTarget {
     pub credential_id: Uuid,
     pub credential_name: String,
-    pub provider: String,
+    pub provider: ProviderKind,
     pub base_url: Option<String>,
     pub api_key: String,
     pub model: String,
@@ -279,7 +293,7 @@ async fn open_targets(
         targets.push(ResolvedTarget {
             credential_id: id,
             credential_name: credential.name.clone(),
-            provider: credential.provider.clone(),
+            provider: credential.provider,
             base_url: credential.base_url.clone(),
             api_key: credentials::reveal(tx, ring, id).await?,
             model: target.model.clone(),

@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use portcullis_core::audit::{Actor, Source};
+use portcullis_core::privacy::{GuardrailMode, LoggingLevel};
 use portcullis_core::{OrgId, Role, UserId};
 use uuid::Uuid;
 
@@ -16,9 +17,11 @@ pub struct Org {
     pub org_id: OrgId,
     pub name: String,
     pub created_at: DateTime<Utc>,
-    pub logging_level: String,
+    #[sqlx(try_from = "String")]
+    pub logging_level: LoggingLevel,
     pub pii_redaction: bool,
-    pub pii_guardrail: String,
+    #[sqlx(try_from = "String")]
+    pub pii_guardrail: GuardrailMode,
     pub content_retention_days: i32,
     pub ledger_retention_days: i32,
     pub require_mfa: bool,
@@ -92,9 +95,9 @@ pub async fn get_org(tx: &mut TenantTx) -> Result<Org, StorageError> {
 /// Changes to an org's settings; `None` leaves a setting as it is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SettingsChange {
-    pub logging_level: Option<String>,
+    pub logging_level: Option<LoggingLevel>,
     pub pii_redaction: Option<bool>,
-    pub pii_guardrail: Option<String>,
+    pub pii_guardrail: Option<GuardrailMode>,
     pub content_retention_days: Option<i32>,
     pub ledger_retention_days: Option<i32>,
     pub require_mfa: Option<bool>,
@@ -112,14 +115,14 @@ pub async fn update_settings(
     change: &SettingsChange,
 ) -> Result<Org, StorageError> {
     let org = tx.org();
-    if let Some(v) = &change.logging_level {
-        tx.detail("logging_level", v.as_str());
+    if let Some(v) = change.logging_level {
+        tx.detail("logging_level", v.name());
     }
     if let Some(v) = change.pii_redaction {
         tx.detail("pii_redaction", v);
     }
-    if let Some(v) = &change.pii_guardrail {
-        tx.detail("pii_guardrail", v.as_str());
+    if let Some(v) = change.pii_guardrail {
+        tx.detail("pii_guardrail", v.name());
     }
     if let Some(v) = change.content_retention_days {
         tx.detail("content_retention_days", v);
@@ -162,9 +165,9 @@ pub async fn update_settings(
          where org_id = $1",
     )
     .bind(org.as_uuid())
-    .bind(&change.logging_level)
+    .bind(change.logging_level.map(LoggingLevel::name))
     .bind(change.pii_redaction)
-    .bind(&change.pii_guardrail)
+    .bind(change.pii_guardrail.map(GuardrailMode::name))
     .bind(change.content_retention_days)
     .bind(change.ledger_retention_days)
     .bind(change.require_mfa)

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::guard::OrgCaller;
-use crate::router::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -6,6 +6,7 @@ use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use portcullis_core::net::Destinations;
+use portcullis_core::provider::ProviderKind;
 use portcullis_policy::egress;
 use portcullis_storage::AuditedChange;
 use portcullis_storage::credentials::{self as store, Credential, NewCredential};
@@ -16,22 +17,13 @@ use super::{check_name, parse_id};
 use crate::error::ApiError;
 use crate::guard::OrgCaller;
 use crate::json::JsonBody;
-use crate::router::AppState;
-
-const PROVIDERS: [&str; 6] = [
-    "openai",
-    "openai_compatible",
-    "azure",
-    "anthropic",
-    "gemini",
-    "mock",
-];
+use crate::state::AppState;
 
 #[derive(Debug, Serialize)]
 pub struct CredentialView {
     credential_id: String,
     name: String,
-    provider: String,
+    provider: ProviderKind,
     base_url: Option<String>,
     last4: String,
     created_at: DateTime<Utc>,
@@ -67,15 +59,16 @@ pub struct CredentialBody {
 }
 
 impl CredentialBody {
-    /// Validates the body; the provider key itself is never echoed in an error.
-    async fn check(&self, state: &AppState) -> Result<(), ApiError> {
+    /// The credential the body asks for, once it is valid; the provider key itself is never
+    /// echoed in an error.
+    async fn check(&self, state: &AppState) -> Result<NewCredential<'_>, ApiError> {
         check_name(&self.name)?;
-        if !PROVIDERS.contains(&self.provider.as_str()) {
-            return Err(ApiError::invalid_request(format!(
+        let provider: ProviderKind = self.provider.parse().map_err(|_| {
+            ApiError::invalid_request(format!(
                 "`provider` must be one of {}",
-                PROVIDERS.join(", ")
-            )));
-        }
+                ProviderKind::NAMES.trim_end_matches(", ")
+            ))
+        })?;
         if self.api_key.trim().is_empty() || self.api_key.len() > 4096 {
             return Err(ApiError::invalid_request(
                 "`api_key` must be 1 to 4096 characters",
@@ -87,24 +80,19 @@ impl CredentialBody {
                     .map_err(|refusal| ApiError::invalid_request(refusal.to_string()))?;
                 resolves_somewhere_allowed(&url, &state.destinations).await?;
             }
-            None if matches!(self.provider.as_str(), "openai_compatible" | "azure") => {
+            None if provider.needs_base_url() => {
                 return Err(ApiError::invalid_request(format!(
-                    "provider `{}` needs a `base_url`",
-                    self.provider
+                    "provider `{provider}` needs a `base_url`"
                 )));
             }
             None => {}
         }
-        Ok(())
-    }
-
-    fn as_new(&self) -> NewCredential<'_> {
-        NewCredential {
+        Ok(NewCredential {
             name: self.name.trim(),
-            provider: &self.provider,
+            provider,
             base_url: self.base_url.as_deref(),
             api_key: self.api_key.trim(),
-        }
+        })
     }
 }
 
@@ -154,7 +142,7 @@ pub async fn create(
     Extension(caller): Extension<OrgCaller>,
     JsonBody(body): JsonBody<CredentialBody>,
 ) -> Result<(StatusCode, Json<CredentialView>), ApiError> {
-    body.check(&state).await?;
+    let new = body.check(&state).await?;
     let credential_id = Uuid::now_v7();
     let mut tx = caller
         .begin_write(
@@ -162,7 +150,7 @@ pub async fn create(
             AuditedChange::new("credential.added", "credential", credential_id),
         )
         .await?;
-    let created = store::create(&mut tx, &state.keyring, credential_id, &body.as_new()).await?;
+    let created = store::create(&mut tx, &state.keyring, credential_id, &new).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(created.into())))
 }
@@ -175,14 +163,14 @@ pub async fn replace(
     JsonBody(body): JsonBody<CredentialBody>,
 ) -> Result<Json<CredentialView>, ApiError> {
     let credential_id: Uuid = parse_id(&credential_id)?;
-    body.check(&state).await?;
+    let new = body.check(&state).await?;
     let mut tx = caller
         .begin_write(
             &state,
             AuditedChange::new("credential.rotated", "credential", credential_id),
         )
         .await?;
-    let replaced = store::replace(&mut tx, &state.keyring, credential_id, &body.as_new()).await?;
+    let replaced = store::replace(&mut tx, &state.keyring, credential_id, &new).await?;
     tx.commit().await?;
     super::routes_changed(&state, caller.org);
     Ok(Json(replaced.into()))

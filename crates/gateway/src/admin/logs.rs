@@ -17,7 +17,7 @@ use super::page_limit;
 use crate::error::ApiError;
 use crate::guard::OrgCaller;
 use crate::json::JsonBody;
-use crate::router::AppState;
+use crate::state::AppState;
 
 /// End-user ids are the client's `user` field: bounded like any identifier.
 const MAX_END_USER: usize = 512;

@@ -20,7 +20,7 @@ use crate::authn::MAX_EMAIL_BYTES;
 use crate::error::ApiError;
 use crate::guard::OrgCaller;
 use crate::json::JsonBody;
-use crate::router::AppState;
+use crate::state::AppState;
 
 /// An entry of `GET .../members`: an active member, or an open invitation.
 #[derive(Debug, Serialize)]

@@ -20,7 +20,7 @@ use portcullis_policy::rbac::Action;
 
 use crate::error::ApiError;
 use crate::guard::{RouteAccess, guard};
-use crate::router::AppState;
+use crate::state::AppState;
 
 /// One admin route: what the tests enumerate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::error::ApiError;
 use crate::guard::OrgCaller;
 use crate::json::JsonBody;
-use crate::router::AppState;
+use crate::state::AppState;
 
 const MAX_TARGETS: usize = 16;
 const MAX_FALLBACK: usize = 8;

@@ -4,6 +4,8 @@ use axum::Json;
 use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
+use portcullis_core::privacy::{GuardrailMode, LoggingLevel};
+use portcullis_core::word::UnknownWord;
 use portcullis_policy::rbac;
 use portcullis_storage::orgs::{self as store, Org, SettingsChange};
 use portcullis_storage::{AuditedChange, auth, platform};
@@ -14,7 +16,7 @@ use crate::caller::Principal;
 use crate::error::ApiError;
 use crate::guard::{OrgCaller, PlatformCaller};
 use crate::json::{JsonBody, nullable};
-use crate::router::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, Serialize)]
 pub struct OrgView {
@@ -26,9 +28,9 @@ pub struct OrgView {
 
 #[derive(Debug, Serialize)]
 struct SettingsView {
-    logging_level: String,
+    logging_level: LoggingLevel,
     pii_redaction: bool,
-    pii_guardrail: String,
+    pii_guardrail: GuardrailMode,
     content_retention_days: i32,
     ledger_retention_days: i32,
     require_mfa: bool,
@@ -186,16 +188,8 @@ pub async fn update_settings(
     for (setting, _) in touched.iter().filter(|(_, set)| *set) {
         rbac::may_change_setting(caller.role, setting)?;
     }
-    one_of(
-        "logging_level",
-        body.logging_level.as_deref(),
-        &["metadata", "content"],
-    )?;
-    one_of(
-        "pii_guardrail",
-        body.pii_guardrail.as_deref(),
-        &["off", "redact", "block"],
-    )?;
+    let logging_level = one_of::<LoggingLevel>("logging_level", body.logging_level.as_deref())?;
+    let pii_guardrail = one_of::<GuardrailMode>("pii_guardrail", body.pii_guardrail.as_deref())?;
     in_range(
         "content_retention_days",
         body.content_retention_days,
@@ -216,9 +210,9 @@ pub async fn update_settings(
         body.budget_period.clone().flatten().as_deref(),
     )?;
     let change = SettingsChange {
-        logging_level: body.logging_level,
+        logging_level,
         pii_redaction: body.pii_redaction,
-        pii_guardrail: body.pii_guardrail,
+        pii_guardrail,
         content_retention_days: body.content_retention_days,
         ledger_retention_days: body.ledger_retention_days,
         require_mfa: body.require_mfa,
@@ -245,14 +239,18 @@ pub async fn update_settings(
     Ok(Json(org.into()))
 }
 
-fn one_of(setting: &str, value: Option<&str>, allowed: &[&str]) -> Result<(), ApiError> {
-    match value {
-        Some(value) if !allowed.contains(&value) => Err(ApiError::invalid_request(format!(
-            "`{setting}` must be one of {}",
-            allowed.join(", ")
-        ))),
-        _ => Ok(()),
-    }
+/// The setting's value parsed, if the patch sets it.
+fn one_of<W: std::str::FromStr<Err = UnknownWord>>(
+    setting: &str,
+    value: Option<&str>,
+) -> Result<Option<W>, ApiError> {
+    value
+        .map(|text| {
+            text.parse().map_err(|unknown: UnknownWord| {
+                ApiError::invalid_request(format!("`{setting}` must be one of {}", unknown.names))
+            })
+        })
+        .transpose()
 }
 
 fn in_range(setting: &str, value: Option<i32>, min: i32, max: i32) -> Result<(), ApiError> {

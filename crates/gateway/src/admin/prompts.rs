@@ -17,7 +17,7 @@ use super::plain_name;
 use crate::error::ApiError;
 use crate::guard::OrgCaller;
 use crate::json::JsonBody;
-use crate::router::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

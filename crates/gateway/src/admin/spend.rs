@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::guard::OrgCaller;
-use crate::router::AppState;
+use crate::state::AppState;
 
 /// Longest span one `/usage` call may cover.
 const MAX_USAGE_DAYS: i64 = 3660;

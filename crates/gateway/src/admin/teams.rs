@@ -13,7 +13,7 @@ use super::{check_name, parse_id};
 use crate::error::ApiError;
 use crate::guard::OrgCaller;
 use crate::json::{JsonBody, nullable};
-use crate::router::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, Serialize)]
 pub struct TeamView {

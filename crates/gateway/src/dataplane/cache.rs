@@ -19,7 +19,7 @@ use portcullis_storage::dataplane::{Change, Changes, LiveKey};
 
 use super::plan::RoutePlan;
 
-use crate::router::AppState;
+use crate::state::AppState;
 
 const TTL: Duration = Duration::from_secs(30);
 /// Past this many entries a cache is emptied rather than grown: memory stays bounded.
@@ -199,8 +199,10 @@ impl Caches {
 }
 
 /// Listens for changes for as long as the process runs, reconnecting after failures.
-pub fn spawn_change_listener(state: AppState) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+pub fn spawn_change_listener(state: &AppState) {
+    let state_for_task = state.clone();
+    state.background.spawn_loop(async move {
+        let state = state_for_task;
         loop {
             match Changes::listen(&state.db).await {
                 Ok(mut changes) => {

@@ -22,7 +22,7 @@ use super::key::authenticate;
 use super::prompt::apply_prompt;
 use crate::error::{ApiError, ErrorShape};
 use crate::logs::Endpoint;
-use crate::router::AppState;
+use crate::state::AppState;
 
 /// Chat requests carry whole conversations, images included.
 const MAX_BODY: usize = 16 * 1024 * 1024;

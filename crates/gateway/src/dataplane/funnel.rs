@@ -20,8 +20,8 @@ use super::plan::{self, Bounds, RoutePlan};
 use crate::error::ApiError;
 use crate::guardrail;
 use crate::logs::{Draft, End, Endpoint};
-use crate::router::AppState;
 use crate::spend::Reservation;
+use crate::state::AppState;
 
 /// Bodies up to this size are scanned by the guardrail inline (tens of microseconds).
 const INLINE_SCAN_BYTES: usize = 64 * 1024;
@@ -93,6 +93,7 @@ pub(super) async fn plan(
         key.org_id,
         &resolved,
         state.spend.prices(),
+        &state.upstreams,
     ));
     state.caches.before_insert().await;
     state.caches.put_route(key.org_id, Arc::clone(&plan), fill);
@@ -222,8 +223,10 @@ pub(super) async fn serve_alias(state: &AppState, mut call: Call<'_>) -> Result<
     // The request as the serving target received it: a Messages client's own (redacted like
     // the rest) when an Anthropic target served it natively, else the chat request.
     let native = served.as_ref().is_ok_and(|served| {
-        plan.targets[order[served.index]].target.provider
-            == portcullis_providers::ProviderKind::Anthropic
+        plan.targets[order[served.index]]
+            .target
+            .provider
+            .speaks_messages()
     });
     draft.sent(call.request, call.prompt_bytes, native);
     let served = match served {
@@ -317,7 +320,7 @@ async fn prepare(
         span.in_scope(|| {
             guardrail::check(
                 &state.detector,
-                &key.privacy.pii_guardrail,
+                key.privacy.pii_guardrail,
                 &mut call.request,
             )
         })
@@ -326,12 +329,12 @@ async fn prepare(
         // the async workers that serve everyone else, and no number of large bodies may run
         // more scans at once than there are cores (AV-4).
         let detector = Arc::clone(&state.detector);
-        let mode = key.privacy.pii_guardrail.clone();
+        let mode = key.privacy.pii_guardrail;
         let mut request = std::mem::take(&mut call.request);
         let (request, checked) = state
             .compute
             .run(move || {
-                let checked = span.in_scope(|| guardrail::check(&detector, &mode, &mut request));
+                let checked = span.in_scope(|| guardrail::check(&detector, mode, &mut request));
                 (request, checked)
             })
             .await?;

@@ -10,7 +10,7 @@ use portcullis_storage::dataplane::{self, LiveKey};
 use tracing::Instrument;
 
 use crate::error::ApiError;
-use crate::router::AppState;
+use crate::state::AppState;
 
 fn credential(headers: &HeaderMap) -> Result<&str, ApiError> {
     let bearer = headers

@@ -18,7 +18,7 @@ use axum::routing::{MethodRouter, get, post};
 pub use cache::{Caches, spawn_change_listener};
 
 use crate::error::ApiError;
-use crate::router::AppState;
+use crate::state::AppState;
 
 /// Every endpoint that carries a prompt to a provider. Each reaches the provider only through
 /// `funnel::serve_alias`, past the guardrail, the bounds and the reservation, and into the

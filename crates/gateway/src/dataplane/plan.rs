@@ -9,7 +9,7 @@ use std::time::Duration;
 use portcullis_core::OrgId;
 use portcullis_core::money::{Price, Pricing, Usage};
 use portcullis_policy::spend::{DEFAULT_MAX_OUTPUT_TOKENS, ModelEntry, PriceTable};
-use portcullis_providers::{Limits, ProviderKind, Target, weighted_index};
+use portcullis_providers::{Limits, Target, Upstreams, weighted_index};
 use portcullis_storage::dataplane::{ResolvedRoute, ResolvedTarget};
 
 use super::head::{RequestHead, Tier};
@@ -52,11 +52,16 @@ pub struct RoutePlan {
     pub file_part_tokens: Option<i64>,
 }
 
-fn planned(org: OrgId, resolved: &ResolvedTarget, prices: &PriceTable) -> Option<PlannedTarget> {
+fn planned(
+    org: OrgId,
+    resolved: &ResolvedTarget,
+    prices: &PriceTable,
+    upstreams: &Upstreams,
+) -> PlannedTarget {
     let target = Target {
         label: format!("{}:{}", resolved.credential_name, resolved.model),
         circuit: format!("{org}:{}:{}", resolved.credential_id, resolved.model),
-        provider: ProviderKind::parse(&resolved.provider)?,
+        provider: upstreams.provider(resolved.provider),
         base_url: resolved.base_url.as_deref().and_then(|u| u.parse().ok()),
         api_key: resolved.api_key.clone().into(),
         model: resolved.model.clone(),
@@ -83,21 +88,26 @@ fn planned(org: OrgId, resolved: &ResolvedTarget, prices: &PriceTable) -> Option
         })),
         (None, table) => table,
     };
-    Some(PlannedTarget {
+    PlannedTarget {
         target,
         pricing,
         unpriced: resolved.unpriced,
         model: entry.unwrap_or_default(),
-    })
+    }
 }
 
 impl RoutePlan {
-    /// The plan of `org`'s route.
-    pub fn build(org: OrgId, route: &ResolvedRoute, prices: &PriceTable) -> Self {
+    /// The plan of `org`'s route, each target served by `upstreams`' adapter of its kind.
+    pub fn build(
+        org: OrgId,
+        route: &ResolvedRoute,
+        prices: &PriceTable,
+        upstreams: &Upstreams,
+    ) -> Self {
         let primary: Vec<PlannedTarget> = route
             .primary
             .iter()
-            .filter_map(|t| planned(org, t, prices))
+            .map(|t| planned(org, t, prices, upstreams))
             .collect();
         let primary_count = primary.len();
         let targets: Vec<PlannedTarget> = primary
@@ -106,7 +116,7 @@ impl RoutePlan {
                 route
                     .fallback
                     .iter()
-                    .filter_map(|t| planned(org, t, prices)),
+                    .map(|t| planned(org, t, prices, upstreams)),
             )
             .collect();
         let output_cap = route.max_output_tokens.map_or_else(
@@ -285,7 +295,7 @@ mod tests {
         let target = ResolvedTarget {
             credential_id: uuid::Uuid::now_v7(),
             credential_name: "c".to_owned(),
-            provider: "openai".to_owned(),
+            provider: portcullis_core::provider::ProviderKind::OpenAi,
             base_url: None,
             api_key: "sk".to_owned(),
             model: "gpt-4o-mini".to_owned(),
@@ -304,7 +314,18 @@ mod tests {
             stream_idle_ms: None,
             stream_max_ms: None,
         };
-        RoutePlan::build(OrgId::new(), &route, &PriceTable::builtin().unwrap())
+        let upstreams = Upstreams::new(
+            Duration::from_secs(1),
+            portcullis_providers::Breakers::new(5, Duration::from_secs(1)),
+            &portcullis_providers::Egress::default(),
+        )
+        .unwrap();
+        RoutePlan::build(
+            OrgId::new(),
+            &route,
+            &PriceTable::builtin().unwrap(),
+            &upstreams,
+        )
     }
 
     fn bounds_of(body: serde_json::Value, plan: &RoutePlan) -> Result<Bounds, ApiError> {

@@ -7,7 +7,7 @@ use portcullis_storage::prompts;
 use serde_json::{Map, Value, json};
 
 use crate::error::ApiError;
-use crate::router::AppState;
+use crate::state::AppState;
 
 /// A stored prompt (CM-2), `{"name", "label" or "version", "variables"}`: its version (by
 /// label, `production` when neither is given) rendered with the variables, its messages put

@@ -13,11 +13,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use portcullis_core::money::Usage;
+use portcullis_core::privacy::LoggingLevel;
 use portcullis_core::{KeyId, OrgId};
 use portcullis_storage::Db;
 use portcullis_storage::dataplane::LiveKey;
 use serde_json::{Map, Value};
 use uuid::Uuid;
+
+use crate::background::Background;
 
 pub use writer::{LogMetrics, RequestLogs};
 
@@ -164,7 +167,7 @@ impl Draft {
             org_id: key.org_id,
             key_id: key.key_id,
             team_id: key.team_id,
-            logs_content: key.privacy.logging_level == "content",
+            logs_content: key.privacy.logging_level == LoggingLevel::Content,
             redacting: key.privacy.pii_redaction,
             request_id: crate::request_id::current().unwrap_or_default(),
             endpoint,
@@ -240,8 +243,8 @@ impl Draft {
 
 /// Removes content past each org's retention, in one process at a time, for as long as the
 /// process runs.
-pub fn spawn_retention(db: Db, interval: Duration) {
-    tokio::spawn(async move {
+pub fn spawn_retention(background: &Background, db: Db, interval: Duration) {
+    background.spawn_loop(async move {
         loop {
             tokio::time::sleep(interval).await;
             match portcullis_storage::logs::expire_content(&db).await {

@@ -17,8 +17,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 use super::{Draft, End, LogOptions, Response};
+use crate::background::Background;
 
 /// The writer's counters, exported on `/metrics`.
 #[derive(Debug, Clone, Default)]
@@ -78,17 +80,23 @@ const MAX_BATCH_BYTES: usize = 32 << 20;
 
 impl RequestLogs {
     /// Starts the writer task: call within a Tokio runtime.
-    pub fn start(db: Db, detector: Arc<Detector>, options: LogOptions) -> Self {
+    pub fn start(
+        db: Db,
+        detector: Arc<Detector>,
+        options: LogOptions,
+        background: &Background,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(options.queue_capacity.max(1));
         let metrics = LogMetrics::default();
         let queued_bytes = Arc::new(AtomicUsize::new(0));
-        tokio::spawn(run(
+        background.spawn(run(
             db,
             detector,
             options,
             rx,
             metrics.clone(),
             Arc::clone(&queued_bytes),
+            background.stopping(),
         ));
         Self {
             tx,
@@ -146,8 +154,19 @@ async fn run(
     mut rx: mpsc::Receiver<Message>,
     metrics: LogMetrics,
     queued_bytes: Arc<AtomicUsize>,
+    stopping: CancellationToken,
 ) {
-    while let Some(first) = rx.recv().await {
+    loop {
+        // Once shutdown begins the queue takes nothing more; what it holds is still written.
+        let first = tokio::select! {
+            biased;
+            message = rx.recv() => message,
+            () = stopping.cancelled() => {
+                rx.close();
+                rx.recv().await
+            }
+        };
+        let Some(first) = first else { return };
         let mut batch_bytes = 0;
         let mut batch = Vec::new();
         let mut flushes = Vec::new();

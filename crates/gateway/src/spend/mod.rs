@@ -23,6 +23,7 @@ use portcullis_storage::dataplane::{Budget, LiveKey};
 use portcullis_storage::spend::{self as store, Charge, Counter, Scope, Settlement, Take, Want};
 use uuid::Uuid;
 
+use crate::background::Background;
 use crate::error::ApiError;
 pub use writer::WriterStats;
 
@@ -134,7 +135,7 @@ fn locked(books: &Mutex<Books>) -> MutexGuard<'_, Books> {
 }
 
 fn budget_counter(scope: Scope, id: Uuid, budget: &Budget, now: DateTime<Utc>) -> Counter {
-    let period = Period::parse(&budget.period).unwrap_or(Period::Total);
+    let period = budget.period;
     Counter {
         scope,
         scope_id: id,
@@ -144,8 +145,8 @@ fn budget_counter(scope: Scope, id: Uuid, budget: &Budget, now: DateTime<Utc>) -
 
 impl Spend {
     /// Starts the engine and its writer, lease renewal and housekeeping tasks.
-    pub fn start(db: Db, options: SpendOptions) -> Arc<Self> {
-        let writer = writer::Handle::spawn(db.clone());
+    pub fn start(db: Db, options: SpendOptions, background: &Background) -> Arc<Self> {
+        let writer = writer::Handle::spawn(db.clone(), background);
         let spend = Arc::new(Self {
             db,
             holder: Uuid::now_v7(),
@@ -153,7 +154,7 @@ impl Spend {
             books: Mutex::new(HashMap::new()),
             writer,
         });
-        spawn_upkeep(Arc::downgrade(&spend));
+        background.spawn_loop(upkeep(Arc::downgrade(&spend)));
         spend
     }
 
@@ -482,30 +483,28 @@ impl Drop for Reservation {
 
 /// Renews this process's leases, returns those idle for a while (so that other processes may
 /// have them), and runs the housekeeping sweep when no other process does. Ends when the
-/// engine is dropped.
-fn spawn_upkeep(spend: std::sync::Weak<Spend>) {
-    tokio::spawn(async move {
-        let mut last_sweep = Instant::now();
-        loop {
-            let period = match spend.upgrade() {
-                Some(s) => s.options.lease_ttl / 5,
-                None => return,
-            };
-            tokio::time::sleep(period.max(Duration::from_millis(100))).await;
-            let Some(spend) = spend.upgrade() else { return };
-            spend.renew().await;
-            if last_sweep.elapsed() >= Duration::from_secs(30) {
-                last_sweep = Instant::now();
-                match store::sweep(&spend.db).await {
-                    Ok(Some((leases, ledger))) if leases > 0 || ledger > 0 => {
-                        tracing::info!(leases, ledger_rows = ledger, "spend housekeeping");
-                    }
-                    Ok(_) => {}
-                    Err(error) => tracing::warn!(%error, "spend housekeeping failed"),
+/// engine is dropped or shutdown begins.
+async fn upkeep(spend: std::sync::Weak<Spend>) {
+    let mut last_sweep = Instant::now();
+    loop {
+        let period = match spend.upgrade() {
+            Some(s) => s.options.lease_ttl / 5,
+            None => return,
+        };
+        tokio::time::sleep(period.max(Duration::from_millis(100))).await;
+        let Some(spend) = spend.upgrade() else { return };
+        spend.renew().await;
+        if last_sweep.elapsed() >= Duration::from_secs(30) {
+            last_sweep = Instant::now();
+            match store::sweep(&spend.db).await {
+                Ok(Some((leases, ledger))) if leases > 0 || ledger > 0 => {
+                    tracing::info!(leases, ledger_rows = ledger, "spend housekeeping");
                 }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "spend housekeeping failed"),
             }
         }
-    });
+    }
 }
 
 impl Spend {

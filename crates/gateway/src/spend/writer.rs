@@ -13,7 +13,10 @@ use portcullis_core::OrgId;
 use portcullis_storage::Db;
 use portcullis_storage::spend::{self as store, Returned, Settlement};
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
+
+use crate::background::Background;
 
 /// Most settlements in one transaction.
 const MAX_BATCH: usize = 512;
@@ -51,10 +54,10 @@ pub(super) struct Handle {
 }
 
 impl Handle {
-    pub(super) fn spawn(db: Db) -> Self {
+    pub(super) fn spawn(db: Db, background: &Background) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let counters = Arc::new(Counters::default());
-        tokio::spawn(run(db, rx, Arc::clone(&counters)));
+        background.spawn(run(db, rx, Arc::clone(&counters), background.stopping()));
         Self { tx, counters }
     }
 
@@ -100,8 +103,23 @@ impl Handle {
     }
 }
 
-async fn run(db: Db, mut rx: mpsc::UnboundedReceiver<Message>, counters: Arc<Counters>) {
-    while let Some(first) = rx.recv().await {
+async fn run(
+    db: Db,
+    mut rx: mpsc::UnboundedReceiver<Message>,
+    counters: Arc<Counters>,
+    stopping: CancellationToken,
+) {
+    loop {
+        // Once shutdown begins the queue takes nothing more; what it holds is still written.
+        let first = tokio::select! {
+            biased;
+            message = rx.recv() => message,
+            () = stopping.cancelled() => {
+                rx.close();
+                rx.recv().await
+            }
+        };
+        let Some(first) = first else { return };
         let mut settlements = Vec::new();
         let mut returned = Vec::new();
         let mut flushes = Vec::new();

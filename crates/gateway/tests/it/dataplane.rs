@@ -315,14 +315,14 @@ async fn ac_2_a_key_revoked_or_rotated_through_one_process_is_refused_by_another
     let env = Env::new().await;
     env.mock_route("chat", &["mock-1"]).await;
     // A second gateway process on the same database, with its own caches and listener.
-    let other = AppState::new(
+    let other = AppState::builder(
         env.test.db.clone(),
         portcullis_core::crypto::Keyring::generate().unwrap(),
-        Vec::new(),
         crate::support::spend_options(),
     )
+    .build()
     .unwrap();
-    let listener = dataplane::spawn_change_listener(other.clone());
+    dataplane::spawn_change_listener(&other);
     // Listening: its first change heard (the drop of everything on connect).
     crate::support::eventually(|| {
         let listening = other.caches.changes_heard() > 0;
@@ -369,7 +369,7 @@ async fn ac_2_a_key_revoked_or_rotated_through_one_process_is_refused_by_another
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    listener.abort();
+    other.background.stop();
 }
 
 #[tokio::test]

@@ -21,12 +21,12 @@ async fn call(app: &Router, request: Request<Body>) -> (StatusCode, axum::http::
 }
 
 fn state(db: Db) -> AppState {
-    AppState::new(
+    AppState::builder(
         db,
         portcullis_core::crypto::Keyring::generate().unwrap(),
-        Vec::new(),
         crate::support::spend_options(),
     )
+    .build()
     .unwrap()
 }
 

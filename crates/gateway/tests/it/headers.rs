@@ -75,7 +75,6 @@ async fn en_3_every_admin_and_auth_route_carries_the_security_headers() {
 
 #[tokio::test]
 async fn en_3_hsts_is_sent_when_serving_tls() {
-    let mut env = Env::new().await;
-    env.state.serving_tls = true;
+    let env = Env::new_with(|state| state.serving_tls(true)).await;
     check_all(&env, true).await;
 }

@@ -36,6 +36,7 @@ async fn av_4_with_the_database_down_log_entries_past_the_queue_are_dropped_and_
             batch_size: 2,
             ..LogOptions::default()
         },
+        &portcullis_gateway::Background::default(),
     );
     let key = LiveKey {
         key_id: portcullis_core::KeyId::new(),

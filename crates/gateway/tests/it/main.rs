@@ -6,6 +6,10 @@
     clippy::panic,
     reason = "test code fails by panicking"
 )]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "fake upstreams and clients are spawned tasks that end with the test"
+)]
 
 mod attribution;
 mod billing;

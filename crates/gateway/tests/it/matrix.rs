@@ -99,7 +99,7 @@ async fn denials(env: &Env) -> Vec<portcullis_core::audit::ChainedRecord> {
 /// that records it, ASVS 16.3.2).
 #[tokio::test]
 async fn ac_1_every_admin_route_answers_each_role_as_documented() {
-    let env = Env::new_with(|state| state.with_denials_per_window(10_000)).await;
+    let env = Env::new_with(|state| state.denials_per_window(10_000)).await;
     let routes = admin::routes();
     assert!(
         routes.len() >= 18,

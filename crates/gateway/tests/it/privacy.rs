@@ -1,5 +1,5 @@
-//! CF-3, RM-1 and RM-5 through the HTTP surface, against a fake OpenAI-compatible upstream that
-//! records what it receives: the guardrail's `redact` and `block` on every prompt-carrying
+//! CF-3, RM-1 and RM-5 through the HTTP surface, against a mock of the provider trait that
+//! records what the funnel hands it: the guardrail's `redact` and `block` on every prompt-carrying
 //! route, streaming included; the logging level switched, audited and applied to the next
 //! request; a data-subject deletion through its route.
 
@@ -8,7 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
+use portcullis_core::money::Usage;
+use portcullis_core::provider::ProviderKind;
 use portcullis_gateway::dataplane::prompt_routes;
+use portcullis_providers::{Chunk, MockProvider, Reply};
 use serde_json::{Value, json};
 
 use crate::support::{Env, Who};
@@ -19,67 +22,68 @@ const PHONE: &str = "+44 20 7946 0958";
 
 type Seen = Arc<Mutex<Vec<Value>>>;
 
-/// An OpenAI-compatible upstream that keeps every body it is sent.
-async fn recording_upstream() -> (SocketAddr, Seen) {
-    use axum::routing::post;
+/// An OpenAI-compatible provider that keeps every body the funnel hands it: a `mockall` mock
+/// of the `Provider` trait, so no network stands between the guardrail and what is checked.
+fn recording_provider() -> (MockProvider, Seen) {
     let seen: Seen = Arc::default();
-    let chat_seen = Arc::clone(&seen);
-    let embed_seen = Arc::clone(&seen);
-    let app = axum::Router::new()
-        .route(
-            "/v1/chat/completions",
-            post(move |axum::Json(body): axum::Json<Value>| {
-                let seen = Arc::clone(&chat_seen);
-                async move {
-                    let stream = body["stream"] == true;
-                    seen.lock().unwrap().push(body);
-                    let usage = json!({"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7});
-                    if stream {
-                        let chunk = json!({"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
-                            "choices": [{"index": 0, "delta": {"role": "assistant", "content": "noted"}, "finish_reason": null}]});
-                        let last = json!({"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
-                            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]});
-                        let usage = json!({"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
-                            "choices": [], "usage": usage});
-                        let text = format!("data: {chunk}\n\ndata: {last}\n\ndata: {usage}\n\ndata: [DONE]\n\n");
-                        axum::http::Response::builder()
-                            .header("content-type", "text/event-stream")
-                            .body(axum::body::Body::from(text))
-                            .unwrap()
-                    } else {
-                        let body = json!({"id": "c", "object": "chat.completion", "created": 0, "model": "m",
-                            "choices": [{"index": 0, "message": {"role": "assistant", "content": "noted"}, "finish_reason": "stop"}],
-                            "usage": usage});
-                        axum::http::Response::builder()
-                            .header("content-type", "application/json")
-                            .body(axum::body::Body::from(body.to_string()))
-                            .unwrap()
-                    }
-                }
-            }),
-        )
-        .route(
-            "/v1/embeddings",
-            post(move |axum::Json(body): axum::Json<Value>| {
-                let seen = Arc::clone(&embed_seen);
-                async move {
-                    seen.lock().unwrap().push(body);
-                    axum::Json(json!({"object": "list", "model": "m",
-                        "data": [{"object": "embedding", "index": 0, "embedding": [0.5, 0.5]}],
-                        "usage": {"prompt_tokens": 3, "total_tokens": 3}}))
-                }
-            }),
-        );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (addr, seen)
+    let usage = Usage::totals(5, 2);
+    let mut provider = MockProvider::new();
+    provider.expect_name().return_const("recorder");
+    provider.expect_speaks_messages().return_const(false);
+    let kept = Arc::clone(&seen);
+    provider.expect_complete().returning(move |_, body, _| {
+        kept.lock().unwrap().push(Value::Object(body.clone()));
+        let answer = json!({"id": "c", "object": "chat.completion", "created": 0, "model": "m",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "noted"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}});
+        Ok(Reply::Json {
+            status: 200,
+            body: answer.to_string().into(),
+            usage: Some(usage),
+        })
+    });
+    let kept = Arc::clone(&seen);
+    provider
+        .expect_stream()
+        .returning(move |_, body, _client_usage, _| {
+            kept.lock().unwrap().push(Value::Object(body.clone()));
+            let chunk = json!({"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
+                "choices": [{"index": 0, "delta": {"role": "assistant", "content": "noted"}, "finish_reason": null}]});
+            let last = json!({"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
+                "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]});
+            let rest = [
+                Ok(Chunk::Events(format!("data: {last}\n\n").into())),
+                Ok(Chunk::Usage(usage)),
+                Ok(Chunk::Done),
+            ];
+            Ok(Reply::Stream {
+                first: format!("data: {chunk}\n\n").into(),
+                rest: Box::pin(futures_util::stream::iter(rest)),
+            })
+        });
+    let kept = Arc::clone(&seen);
+    provider.expect_embed().returning(move |_, body, _| {
+        kept.lock().unwrap().push(Value::Object(body.clone()));
+        let answer = json!({"object": "list", "model": "m",
+            "data": [{"object": "embedding", "index": 0, "embedding": [0.5, 0.5]}],
+            "usage": {"prompt_tokens": 3, "total_tokens": 3}});
+        Ok(Reply::Json {
+            status: 200,
+            body: answer.to_string().into(),
+            usage: Some(Usage::totals(3, 0)),
+        })
+    });
+    (provider, seen)
 }
 
-/// The harness with alias `rec` routed to the recording upstream.
+/// The harness with alias `rec` routed to the recording provider.
 async fn setup() -> (Env, Seen) {
-    let env = Env::new().await;
-    let (addr, seen) = recording_upstream().await;
+    let (provider, seen) = recording_provider();
+    let env =
+        Env::new_with(|state| state.provider(ProviderKind::OpenAiCompatible, Arc::new(provider)))
+            .await;
+    // Never called: the recording provider stands in for the built-in adapter.
+    let addr = "127.0.0.1:9";
     let credential = env
         .call(
             Method::POST,

@@ -9,7 +9,7 @@ use axum::extract::connect_info::MockConnectInfo;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use portcullis_core::crypto::Keyring;
 use portcullis_core::{OrgId, Role};
-use portcullis_gateway::{AppState, router};
+use portcullis_gateway::{AppState, AppStateBuilder, router};
 use portcullis_testkit::TestDb;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -86,20 +86,17 @@ impl Env {
         Self::new_with(|state| state).await
     }
 
-    /// The harness with its state adjusted by `adjust` before anything runs.
-    pub async fn new_with(adjust: impl FnOnce(AppState) -> AppState) -> Self {
+    /// The harness with its state's choices adjusted by `adjust` before anything runs.
+    pub async fn new_with(adjust: impl FnOnce(AppStateBuilder) -> AppStateBuilder) -> Self {
         let test = TestDb::new().await.unwrap();
-        let state = adjust(
-            AppState::new(
-                test.db.clone(),
-                Keyring::generate().unwrap(),
-                vec!["10.0.0.0/8".parse().unwrap()],
-                spend_options(),
-            )
-            .unwrap()
-            .with_egress(&loopback_upstreams())
-            .unwrap(),
-        );
+        let builder = AppState::builder(
+            test.db.clone(),
+            Keyring::generate().unwrap(),
+            spend_options(),
+        )
+        .trusted_proxies(vec!["10.0.0.0/8".parse().unwrap()])
+        .egress(loopback_upstreams());
+        let state = adjust(builder).build().unwrap();
         let master_key =
             portcullis_core::token::Token::generate(portcullis_core::token::TokenKind::Master)
                 .unwrap();
@@ -626,12 +623,11 @@ impl Env {
 /// A second gateway process on the harness's database: its own caches, listening for changes.
 pub struct Replica {
     pub state: AppState,
-    listener: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Replica {
     fn drop(&mut self) {
-        self.listener.abort();
+        self.state.background.stop();
     }
 }
 
@@ -649,17 +645,13 @@ pub fn loopback_upstreams() -> portcullis_gateway::Egress {
 impl Replica {
     /// Answers once the replica's listener is up (a change it missed would be a false pass).
     pub async fn start(env: &Env, caches: portcullis_gateway::dataplane::Caches) -> Self {
-        let mut state = AppState::new(
-            env.test.db.clone(),
-            Keyring::generate().unwrap(),
-            Vec::new(),
-            spend_options(),
-        )
-        .unwrap();
-        state.caches = std::sync::Arc::new(caches);
         // The same key-encryption key: one deployment.
-        state.keyring = std::sync::Arc::clone(&env.state.keyring);
-        let listener = portcullis_gateway::dataplane::spawn_change_listener(state.clone());
+        let keyring = std::sync::Arc::clone(&env.state.keyring);
+        let state = AppState::builder(env.test.db.clone(), keyring, spend_options())
+            .caches(caches)
+            .build()
+            .unwrap();
+        portcullis_gateway::dataplane::spawn_change_listener(&state);
         // The listener drops everything once it listens: its first change heard.
         let caches = std::sync::Arc::clone(&state.caches);
         eventually(|| {
@@ -667,7 +659,7 @@ impl Replica {
             async move { listening.then_some(()) }
         })
         .await;
-        Self { state, listener }
+        Self { state }
     }
 
     /// The status of a `GET /v1/models` with `secret` on this replica.

@@ -7,6 +7,10 @@
     clippy::panic,
     reason = "test code fails by panicking"
 )]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "fake upstreams and clients are spawned tasks that end with the test"
+)]
 
 use portcullis_providers::Egress;
 use std::net::SocketAddr;
@@ -111,11 +115,17 @@ async fn closed_port() -> SocketAddr {
     listener.local_addr().unwrap()
 }
 
-fn target(label: &str, provider: ProviderKind, addr: SocketAddr, base_suffix: &str) -> Target {
+fn target(
+    up: &Upstreams,
+    label: &str,
+    kind: ProviderKind,
+    addr: SocketAddr,
+    base_suffix: &str,
+) -> Target {
     Target {
         label: label.to_owned(),
         circuit: label.to_owned(),
-        provider,
+        provider: up.provider(kind),
         base_url: Some(format!("http://{addr}{base_suffix}").parse().unwrap()),
         api_key: KEY.to_owned().into(),
         model: format!("{label}-model"),
@@ -176,7 +186,13 @@ async fn openai_compatible_passes_the_body_with_the_targets_model_and_key() {
     let up = upstreams();
     let served = serve_chat(
         &up,
-        &[target("a", ProviderKind::OpenAiCompatible, addr, "/v1")],
+        &[target(
+            &up,
+            "a",
+            ProviderKind::OpenAiCompatible,
+            addr,
+            "/v1",
+        )],
         &body(false),
         false,
         Duration::from_secs(2),
@@ -197,7 +213,7 @@ async fn openai_compatible_passes_the_body_with_the_targets_model_and_key() {
 async fn host_names_resolve_through_the_guarded_resolver() {
     let (addr, seen) = upstream("ok").await;
     let up = upstreams();
-    let mut named = target("named", ProviderKind::OpenAiCompatible, addr, "/v1");
+    let mut named = target(&up, "named", ProviderKind::OpenAiCompatible, addr, "/v1");
     named.base_url = Some(
         format!("http://localhost:{}/v1", addr.port())
             .parse()
@@ -214,7 +230,7 @@ async fn azure_uses_the_deployment_path_and_api_key_header() {
     let up = upstreams();
     let served = serve_chat(
         &up,
-        &[target("az", ProviderKind::Azure, addr, "")],
+        &[target(&up, "az", ProviderKind::Azure, addr, "")],
         &body(false),
         false,
         Duration::from_secs(2),
@@ -232,7 +248,13 @@ async fn streams_arrive_chunk_by_chunk() {
     let up = upstreams();
     let served = serve_chat(
         &up,
-        &[target("s", ProviderKind::OpenAiCompatible, addr, "/v1")],
+        &[target(
+            &up,
+            "s",
+            ProviderKind::OpenAiCompatible,
+            addr,
+            "/v1",
+        )],
         &body(true),
         true,
         Duration::from_secs(2),
@@ -260,8 +282,8 @@ async fn av_1_refused_timed_out_500_and_429_targets_fall_back_to_the_next() {
     ] {
         let up = upstreams();
         let chain = [
-            target(name, ProviderKind::OpenAiCompatible, bad, "/v1"),
-            target("good", ProviderKind::OpenAiCompatible, good, "/v1"),
+            target(&up, name, ProviderKind::OpenAiCompatible, bad, "/v1"),
+            target(&up, "good", ProviderKind::OpenAiCompatible, good, "/v1"),
         ];
         let served = serve_chat(&up, &chain, &body(false), false, Duration::from_millis(300)).await;
         let served = served.unwrap_or_else(|f| panic!("{name}: {f:?}"));
@@ -277,8 +299,14 @@ async fn av_1_a_caller_error_is_not_retried_and_keys_are_scrubbed() {
     let (good, seen) = upstream("ok").await;
     let up = upstreams();
     let chain = [
-        target("strict", ProviderKind::OpenAiCompatible, bad_request, "/v1"),
-        target("good", ProviderKind::OpenAiCompatible, good, "/v1"),
+        target(
+            &up,
+            "strict",
+            ProviderKind::OpenAiCompatible,
+            bad_request,
+            "/v1",
+        ),
+        target(&up, "good", ProviderKind::OpenAiCompatible, good, "/v1"),
     ];
     let failure = serve_chat(&up, &chain, &body(false), false, Duration::from_secs(2))
         .await
@@ -303,6 +331,7 @@ async fn redirects_are_not_followed() {
     let failure = serve_chat(
         &up,
         &[target(
+            &up,
             "r",
             ProviderKind::OpenAiCompatible,
             redirecting,
@@ -328,8 +357,8 @@ async fn av_1_the_breaker_skips_a_failing_target_then_probes_it_back() {
     let (good, _) = upstream("ok").await;
     let up = upstreams();
     let chain = [
-        target("flaky", ProviderKind::OpenAiCompatible, error, "/v1"),
-        target("good", ProviderKind::OpenAiCompatible, good, "/v1"),
+        target(&up, "flaky", ProviderKind::OpenAiCompatible, error, "/v1"),
+        target(&up, "good", ProviderKind::OpenAiCompatible, good, "/v1"),
     ];
     for _ in 0..2 {
         serve_chat(&up, &chain, &body(false), false, Duration::from_secs(2))
@@ -361,8 +390,8 @@ async fn av_1_a_stream_broken_after_its_first_byte_is_not_retried() {
     let (good, seen) = upstream("ok").await;
     let up = upstreams();
     let chain = [
-        target("cut", ProviderKind::OpenAiCompatible, cut, "/v1"),
-        target("good", ProviderKind::OpenAiCompatible, good, "/v1"),
+        target(&up, "cut", ProviderKind::OpenAiCompatible, cut, "/v1"),
+        target(&up, "good", ProviderKind::OpenAiCompatible, good, "/v1"),
     ];
     let served = serve_chat(&up, &chain, &body(true), true, Duration::from_secs(2))
         .await
@@ -389,7 +418,7 @@ async fn the_mock_provider_answers_fails_and_streams_on_demand() {
     let mock = |model: &str| Target {
         label: model.to_owned(),
         circuit: model.to_owned(),
-        provider: ProviderKind::Mock,
+        provider: up.provider(ProviderKind::Mock),
         base_url: None,
         api_key: String::new().into(),
         model: model.to_owned(),
@@ -433,7 +462,13 @@ async fn embeddings_go_to_the_embeddings_endpoint() {
         .clone();
     let served = portcullis_providers::serve(
         &up,
-        &[&target("e", ProviderKind::OpenAiCompatible, addr, "/v1")],
+        &[&target(
+            &up,
+            "e",
+            ProviderKind::OpenAiCompatible,
+            addr,
+            "/v1",
+        )],
         &body,
         portcullis_providers::Operation::Embeddings,
         &portcullis_providers::Limits::new(Duration::from_secs(2)),
@@ -489,7 +524,7 @@ async fn anthropic_upstream() -> (SocketAddr, Seen) {
 async fn anthropic_is_called_in_its_own_format_and_answers_in_openais() {
     let (addr, seen) = anthropic_upstream().await;
     let up = upstreams();
-    let claude = target("claude", ProviderKind::Anthropic, addr, "");
+    let claude = target(&up, "claude", ProviderKind::Anthropic, addr, "");
     let request = json!({"model": "alias", "messages": [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "Weather in Oslo?"},
@@ -587,7 +622,7 @@ async fn gemini_is_called_in_its_own_format_with_the_key_in_a_header() {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let up = upstreams();
-    let gemini = target("gemini", ProviderKind::Gemini, addr, "/v1beta");
+    let gemini = target(&up, "gemini", ProviderKind::Gemini, addr, "/v1beta");
     let request = json!({"model": "alias", "max_tokens": 50, "messages": [
         {"role": "system", "content": "Be brief."}, {"role": "user", "content": "Weather?"}],
         "tools": [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}]});
@@ -647,9 +682,21 @@ async fn av_4_one_tenants_failures_leave_another_tenants_target_served_first() {
     let (good, seen) = upstream("ok").await;
     let down = closed_port().await;
     let up = upstreams();
-    let mut theirs = target("shared-name:m", ProviderKind::OpenAiCompatible, down, "/v1");
+    let mut theirs = target(
+        &up,
+        "shared-name:m",
+        ProviderKind::OpenAiCompatible,
+        down,
+        "/v1",
+    );
     theirs.circuit = "org-a:credential-a:m".to_owned();
-    let mut mine = target("shared-name:m", ProviderKind::OpenAiCompatible, good, "/v1");
+    let mut mine = target(
+        &up,
+        "shared-name:m",
+        ProviderKind::OpenAiCompatible,
+        good,
+        "/v1",
+    );
     mine.circuit = "org-b:credential-b:m".to_owned();
     for _ in 0..10 {
         let _ = serve_chat(
@@ -678,7 +725,13 @@ async fn av_4_html_truncated_unasked_encodings_and_error_objects_under_200_fall_
         let (bad, _) = upstream(mode).await;
         for stream in [false, true] {
             let up = upstreams();
-            let alone = [target(mode, ProviderKind::OpenAiCompatible, bad, "/v1")];
+            let alone = [target(
+                &up,
+                mode,
+                ProviderKind::OpenAiCompatible,
+                bad,
+                "/v1",
+            )];
             let failure = serve_chat(&up, &alone, &body(stream), stream, Duration::from_secs(2))
                 .await
                 .err()
@@ -690,7 +743,7 @@ async fn av_4_html_truncated_unasked_encodings_and_error_objects_under_200_fall_
             );
             let chain = [
                 alone[0].clone(),
-                target("good", ProviderKind::OpenAiCompatible, good, "/v1"),
+                target(&up, "good", ProviderKind::OpenAiCompatible, good, "/v1"),
             ];
             let served = serve_chat(&up, &chain, &body(stream), stream, Duration::from_secs(2))
                 .await
@@ -725,7 +778,7 @@ async fn an_anthropic_target_receives_the_clients_messages_request_natively_and_
     );
     let (addr, seen) = anthropic_upstream().await;
     let up = upstreams();
-    let claude = target("claude", ProviderKind::Anthropic, addr, "");
+    let claude = target(&up, "claude", ProviderKind::Anthropic, addr, "");
     let served = serve_chat(
         &up,
         std::slice::from_ref(&claude),
@@ -771,7 +824,13 @@ async fn an_anthropic_target_receives_the_clients_messages_request_natively_and_
     );
 
     let (openai_addr, openai_seen) = upstream("ok").await;
-    let compatible = target("vllm", ProviderKind::OpenAiCompatible, openai_addr, "/v1");
+    let compatible = target(
+        &up,
+        "vllm",
+        ProviderKind::OpenAiCompatible,
+        openai_addr,
+        "/v1",
+    );
     serve_chat(&up, &[compatible], &chat, false, Duration::from_secs(2))
         .await
         .unwrap();

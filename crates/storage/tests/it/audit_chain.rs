@@ -221,14 +221,13 @@ async fn au_3_concurrent_appends_in_one_org_keep_a_valid_chain() {
     let test = TestDb::new().await.unwrap();
     let org = org_with_chain(&test, 0).await;
     let writers = 40;
-    let tasks: Vec<_> = (0..writers)
-        .map(|n| {
-            let db = test.db.clone();
-            tokio::task::spawn(async move { add_team(&db, org, &format!("team-{n}")).await })
-        })
-        .collect();
-    for task in tasks {
-        task.await.unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..writers {
+        let db = test.db.clone();
+        tasks.spawn(async move { add_team(&db, org, &format!("team-{n}")).await });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
     }
     let summary = audit::verify(&test.db, org, None).await.unwrap();
     assert_eq!(summary.events_checked, writers + 1);

@@ -99,7 +99,7 @@ pub async fn populated_org(test: &TestDb, name: &str) -> Org {
         .unwrap();
     let credential = NewCredential {
         name: "upstream",
-        provider: "mock",
+        provider: portcullis_core::provider::ProviderKind::Mock,
         base_url: None,
         api_key: PROVIDER_KEY,
     };

@@ -110,7 +110,7 @@ async fn en_2_a_ciphertext_moved_to_another_credential_of_the_same_org_does_not_
         .unwrap();
     let other = credentials::NewCredential {
         name: "second",
-        provider: "mock",
+        provider: portcullis_core::provider::ProviderKind::Mock,
         base_url: None,
         api_key: "sk-second-credential-0123456789",
     };
