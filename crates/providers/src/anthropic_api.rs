@@ -357,6 +357,47 @@ fn native_request(
     Ok(request)
 }
 
+/// What Anthropic's token count reads of a Messages request; the rest (the output bound,
+/// sampling, streaming, metadata) does not change the input's count.
+const COUNTED_FIELDS: [&str; 5] = ["messages", "system", "tools", "tool_choice", "thinking"];
+
+/// The input tokens of a Messages request as Anthropic counts them
+/// (`POST /v1/messages/count_tokens`, which is not billed), for the target's model.
+pub(crate) async fn count_tokens(
+    http: &reqwest::Client,
+    target: &Target,
+    request: &Map<String, Value>,
+    limits: &Limits,
+) -> Result<Option<u64>, ProviderError> {
+    let base = target
+        .base_url
+        .as_ref()
+        .map_or(ANTHROPIC_BASE, |u| u.as_str())
+        .trim_end_matches('/');
+    let mut counted = Map::new();
+    counted.insert("model".into(), json!(target.model));
+    for field in COUNTED_FIELDS {
+        if let Some(value) = request.get(field) {
+            counted.insert(field.into(), value.clone());
+        }
+    }
+    let key = target.api_key.expose_secret();
+    let sent = http
+        .post(format!("{base}/v1/messages/count_tokens"))
+        .header("x-api-key", key)
+        .header("anthropic-version", ANTHROPIC_VERSION)
+        .header("content-type", "application/json")
+        .body(Value::Object(counted).to_string());
+    let response = exchange::send(sent, key, limits).await?;
+    let body = exchange::body(response, limits).await?;
+    let answer: Value =
+        serde_json::from_slice(&body).map_err(|_| ProviderError::InvalidResponse)?;
+    answer["input_tokens"]
+        .as_u64()
+        .map(Some)
+        .ok_or(ProviderError::InvalidResponse)
+}
+
 /// The least thinking budget Anthropic accepts.
 const MIN_THINKING_BUDGET: u64 = 1024;
 

@@ -19,7 +19,7 @@ use portcullis_core::net::Destinations;
 use crate::breaker::Breakers;
 use crate::error::ProviderError;
 use crate::exchange::wants_usage;
-use crate::provider::{self, Http, Provider};
+use crate::provider::{self, Http, Native, Provider};
 use crate::target::{ProviderKind, Target};
 
 /// The adapters of every built-in provider over one pooled HTTP client, and the breakers of
@@ -305,15 +305,16 @@ async fn attempt(
     limits: &Limits,
 ) -> Result<Reply, ProviderError> {
     let provider = &target.provider;
-    // The client's own Anthropic request is for providers that speak Messages only.
+    // The client's own request is for providers that speak its format only.
     let stripped;
-    let body = if !provider.speaks_messages() && body.contains_key(crate::anthropic::NATIVE) {
-        let mut without = body.clone();
-        without.remove(crate::anthropic::NATIVE);
-        stripped = without;
-        &stripped
-    } else {
-        body
+    let body = match Native::carried_by(body) {
+        Some(native) if !provider.speaks(native) => {
+            let mut without = body.clone();
+            without.remove(native.key());
+            stripped = without;
+            &stripped
+        }
+        _ => body,
     };
     match operation {
         Operation::Chat {
@@ -488,8 +489,8 @@ mod tests {
         let mut provider = MockProvider::new();
         provider.expect_name().return_const("mock");
         provider
-            .expect_speaks_messages()
-            .return_const(speaks_messages);
+            .expect_speaks()
+            .returning(move |format| speaks_messages && format == Native::Messages);
         provider
     }
 

@@ -20,6 +20,7 @@ mod exchange;
 mod gemini;
 mod mock;
 mod openai;
+mod openai_responses;
 mod provider;
 pub mod responses;
 mod sse;
@@ -36,7 +37,7 @@ pub use error::ProviderError;
 pub use exchange::wants_usage;
 #[cfg(any(test, feature = "mock"))]
 pub use provider::MockProvider;
-pub use provider::Provider;
+pub use provider::{Native, Provider};
 pub use sse::EventSplitter;
 pub use target::{ProviderKind, Target};
 pub use translate::StreamTranslation;

@@ -52,6 +52,14 @@ pub(crate) async fn call(
     operation: Operation,
     limits: &Limits,
 ) -> Result<Reply, ProviderError> {
+    if kind == ProviderKind::OpenAi
+        && let Operation::Chat { stream, .. } = operation
+        && let Some(original) = body
+            .get(crate::responses::NATIVE)
+            .and_then(|native| native.get("body"))
+    {
+        return crate::openai_responses::call(http, target, body, original, stream, limits).await;
+    }
     let url = endpoint(kind, target, operation)?;
     let payload = serde_json::to_vec(&WithModel {
         model: &target.model,

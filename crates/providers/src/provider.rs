@@ -14,6 +14,35 @@ use crate::error::ProviderError;
 use crate::target::{ProviderKind, Target};
 use crate::{anthropic_api, gemini, mock, openai};
 
+/// A client format that some providers take as the client sent it. A request translated
+/// from it to chat carries the client's own under [`Native::key`]; the chain removes that copy
+/// for every provider that does not speak the format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Native {
+    /// Anthropic's Messages ([`crate::anthropic::NATIVE`]): Anthropic's own API.
+    Messages,
+    /// OpenAI's Responses ([`crate::responses::NATIVE`]): OpenAI's own API.
+    Responses,
+}
+
+impl Native {
+    /// Every native format.
+    pub const ALL: [Native; 2] = [Native::Messages, Native::Responses];
+
+    /// The field of the chat request that carries the client's own request.
+    pub fn key(self) -> &'static str {
+        match self {
+            Native::Messages => crate::anthropic::NATIVE,
+            Native::Responses => crate::responses::NATIVE,
+        }
+    }
+
+    /// The native format a chat request carries, if any.
+    pub fn carried_by(body: &Map<String, Value>) -> Option<Native> {
+        Native::ALL.into_iter().find(|n| body.contains_key(n.key()))
+    }
+}
+
 /// One upstream API. Bodies come in OpenAI's chat (or embeddings) shape, with `model` already
 /// the target's concern; replies go back in that shape, usage included. Dyn-compatible: the
 /// chain holds `Arc<dyn Provider>`.
@@ -23,9 +52,10 @@ pub trait Provider: Send + Sync {
     /// A short name for logs (`openai`, `anthropic`, ...): no secret in it.
     fn name(&self) -> &'static str;
 
-    /// Whether it takes a Messages client's own request as it came
-    /// ([`crate::anthropic::NATIVE`]); other providers never see that copy.
-    fn speaks_messages(&self) -> bool {
+    /// Whether it takes a client's own request in `format` as it came (and answers in that
+    /// format); a provider that does not never sees that copy.
+    fn speaks(&self, format: Native) -> bool {
+        let _ = format;
         false
     }
 
@@ -55,6 +85,18 @@ pub trait Provider: Send + Sync {
         body: &Map<String, Value>,
         limits: &Limits,
     ) -> Result<Reply, ProviderError>;
+
+    /// The input tokens of a Messages request (Anthropic's shape) as this API counts them
+    /// for the target's model; `None` where it has no count.
+    async fn count_tokens(
+        &self,
+        target: &Target,
+        request: &Map<String, Value>,
+        limits: &Limits,
+    ) -> Result<Option<u64>, ProviderError> {
+        let _ = (target, request, limits);
+        Ok(None)
+    }
 }
 
 /// What a built-in adapter calls through: the pooled client and where it may go.
@@ -122,8 +164,11 @@ impl Provider for BuiltIn {
         self.kind.name()
     }
 
-    fn speaks_messages(&self) -> bool {
-        self.kind == ProviderKind::Anthropic
+    fn speaks(&self, format: Native) -> bool {
+        match format {
+            Native::Messages => self.kind == ProviderKind::Anthropic,
+            Native::Responses => self.kind == ProviderKind::OpenAi,
+        }
     }
 
     async fn complete(
@@ -160,6 +205,21 @@ impl Provider for BuiltIn {
         limits: &Limits,
     ) -> Result<Reply, ProviderError> {
         self.call(target, body, Operation::Embeddings, limits).await
+    }
+
+    async fn count_tokens(
+        &self,
+        target: &Target,
+        request: &Map<String, Value>,
+        limits: &Limits,
+    ) -> Result<Option<u64>, ProviderError> {
+        match &self.http {
+            Some(http) if self.kind == ProviderKind::Anthropic => {
+                http.check(target)?;
+                anthropic_api::count_tokens(&http.client, target, request, limits).await
+            }
+            _ => Ok(None),
+        }
     }
 }
 

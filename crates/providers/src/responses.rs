@@ -23,6 +23,47 @@ fn bad(message: impl Into<String>) -> BadInput {
     BadInput(message.into())
 }
 
+/// The field of a chat request translated from Responses that carries the client's own
+/// request: an OpenAI target is sent that one (reasoning items, `include`, `prompt_cache_key`
+/// and client-side tools kept; model, output bound, streaming and `store: false` set by the
+/// gateway) and answers in the Responses format, passed through under the alias. Every other
+/// target never sees it (the chain removes it), and the guardrail walks it with the rest.
+pub const NATIVE: &str = "portcullis_native_responses";
+
+/// Tools the client runs, which a native request keeps. OpenAI's hosted tools (web and file
+/// search, code interpreter, image generation, remote MCP, computer use) are billed beyond the
+/// price table and act beyond the request: left out, as the translation to chat leaves them.
+const CLIENT_TOOLS: [&str; 6] = [
+    "function",
+    "custom",
+    "namespace",
+    "local_shell",
+    "shell",
+    "apply_patch",
+];
+
+fn client_tool(tool: &Value) -> bool {
+    tool["type"]
+        .as_str()
+        .is_some_and(|kind| CLIENT_TOOLS.contains(&kind))
+}
+
+/// Keeps `original` inside `chat`, under [`NATIVE`], less the hosted tools (and a
+/// `tool_choice` that named one, which becomes `auto`).
+pub fn keep_native(chat: &mut Map<String, Value>, original: &Map<String, Value>) {
+    let mut body = original.clone();
+    if let Some(Value::Array(tools)) = body.get_mut("tools") {
+        tools.retain(client_tool);
+    }
+    if body
+        .get("tool_choice")
+        .is_some_and(|choice| choice.is_object() && !client_tool(choice))
+    {
+        body.insert("tool_choice".into(), json!("auto"));
+    }
+    chat.insert(NATIVE.into(), json!({ "body": body }));
+}
+
 /// A Responses request as a Chat Completions request (same `model` alias).
 pub fn request_to_chat(request: &Map<String, Value>) -> Result<Map<String, Value>, BadInput> {
     let model = request
@@ -301,6 +342,10 @@ pub fn response_from_chat(
     usage: Option<&Usage>,
 ) -> Option<Bytes> {
     let reply: Value = serde_json::from_slice(body).ok()?;
+    // An OpenAI target answered the client's own request in the client's own format.
+    if reply["object"] == "response" {
+        return Some(Bytes::copy_from_slice(body));
+    }
     let choice = reply["choices"].get(0)?;
     let mut output = Vec::new();
     if let Some(text) = choice["message"]["content"]
@@ -539,6 +584,18 @@ impl StreamTranslator {
         let Ok(chunk) = serde_json::from_str::<Value>(data) else {
             return Ok(());
         };
+        // An OpenAI target's own events (the client's request went natively): as they came.
+        if let Some(kind) = chunk["type"].as_str() {
+            self.started = true;
+            if matches!(
+                kind,
+                "response.completed" | "response.incomplete" | "response.failed"
+            ) {
+                self.finished = true;
+            }
+            out.push(Bytes::from(format!("event: {kind}\ndata: {data}\n\n")));
+            return Ok(());
+        }
         self.start(out);
         let Some(choice) = chunk["choices"].get(0) else {
             return Ok(());

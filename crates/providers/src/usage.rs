@@ -106,6 +106,13 @@ pub fn openai_chat(document: &[u8]) -> Option<Usage> {
     chat_counted(&usage).then(|| usage.into())
 }
 
+/// The `usage` of a Responses object (a whole answer, or the `response` of a stream's last
+/// event), on the terms of [`openai_chat`].
+pub(crate) fn responses(response: &serde_json::Value) -> Option<Usage> {
+    let usage = OpenAiUsage::deserialize(response.get("usage")?).ok()?;
+    chat_counted(&usage).then(|| usage.into())
+}
+
 /// Anthropic's `usage`: `input_tokens` counts only the prompt tokens neither read from nor
 /// written to the cache, so the total is the sum of the three.
 #[derive(Debug, Default, Deserialize)]

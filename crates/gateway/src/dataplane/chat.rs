@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use portcullis_core::money::Usage;
 use portcullis_providers::{
-    HOPS_HEADER, MAX_HOPS, StreamTranslation, anthropic, completions, responses,
+    HOPS_HEADER, MAX_HOPS, Native, StreamTranslation, anthropic, completions, responses,
 };
 use portcullis_storage::dataplane::{self, LiveKey};
 use serde_json::{Map, Value, json};
@@ -19,6 +19,7 @@ use super::answer::{self, Wire};
 use super::funnel::{self, Answer, Call, allowed, serve_alias};
 use super::head;
 use super::key::authenticate;
+use super::plan::RoutePlan;
 use super::prompt::apply_prompt;
 use crate::error::{ApiError, ErrorShape};
 use crate::logs::Endpoint;
@@ -97,16 +98,17 @@ fn end_user_from_header(headers: &HeaderMap, request: &mut Map<String, Value>) {
     }
 }
 
-/// A client's body may not carry what the gateway carries inside a request: the Messages
-/// client's own request for Anthropic targets (`anthropic::NATIVE`) is the gateway's to set.
+/// A client's body may not carry what the gateway carries inside a request: a client's own
+/// request in another format, for the providers that speak it (`Native::key`), is the
+/// gateway's to set.
 fn refuse_reserved(request: &Map<String, Value>) -> Result<(), ApiError> {
-    if request.contains_key(anthropic::NATIVE) {
-        return Err(ApiError::invalid_request(format!(
+    match Native::carried_by(request) {
+        Some(native) => Err(ApiError::invalid_request(format!(
             "`{}` is reserved for the gateway",
-            anthropic::NATIVE
-        )));
+            native.key()
+        ))),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// `POST /v1/chat/completions`: streaming is decided by the body, not by `Accept`.
@@ -204,7 +206,11 @@ const MESSAGES: Format = Format {
 const RESPONSES: Format = Format {
     endpoint: Endpoint::Responses,
     id_prefix: "resp_",
-    to_chat: |r, _| responses::request_to_chat(r).map_err(|e| e.0),
+    to_chat: |request, _| {
+        let mut chat = responses::request_to_chat(request).map_err(|e| e.0)?;
+        responses::keep_native(&mut chat, request);
+        Ok(chat)
+    },
     answer: responses::response_from_chat,
     stream: |id, alias, _| Box::new(responses::StreamTranslator::new(id, alias)),
 };
@@ -309,10 +315,11 @@ pub async fn completions_legacy(
 }
 
 /// `POST /v1/messages/count_tokens`: the input tokens of a Messages request, in Anthropic's
-/// shape. No provider is asked: the answer is an estimate (each byte of the prompt's text and
-/// tool definitions one token; images not counted), said so by the header
-/// `x-portcullis-token-count: estimate`. The key, its allowlist and the route are checked as
-/// for the request itself.
+/// shape. The key, its allowlist and the route are checked as for the request itself, and
+/// the request passes the guardrail before it leaves. The route's first target that can count
+/// (an Anthropic one) is asked, which Anthropic does not bill: `x-portcullis-token-count:
+/// provider`. Without one, or when it fails, the answer is an upper bound (each byte of the
+/// prompt's text and tool definitions one token; images not counted): `estimate`.
 pub async fn count_tokens(State(state): State<AppState>, request: Request) -> Response {
     match counted(&state, request).await {
         Ok(response) => response,
@@ -337,7 +344,15 @@ async fn counted(state: &AppState, request: Request) -> Result<Response, ApiErro
             format!("this key may not use `{alias}`"),
         ));
     }
-    funnel::plan(state, &key, alias).await?;
+    let plan = funnel::plan(state, &key, alias).await?;
+    // What leaves for a provider passes the guardrail, as a prompt does.
+    let checked = funnel::scan(state, &key, &mut request, body.len()).await?;
+    if checked.record.action == "blocked" {
+        return Err(crate::guardrail::blocked(&checked.record));
+    }
+    if let Some(count) = provider_count(state, &plan, &request).await {
+        return Ok(token_count(count, "provider"));
+    }
     let text_bytes: usize = chat
         .get("messages")
         .and_then(Value::as_array)
@@ -349,12 +364,47 @@ async fn counted(state: &AppState, request: Request) -> Result<Response, ApiErro
         } + m.get("tool_calls").map_or(0, |c| c.to_string().len()))
         .sum();
     let tools_bytes = chat.get("tools").map_or(0, |t| t.to_string().len());
-    let mut response = Json(json!({"input_tokens": text_bytes + tools_bytes})).into_response();
+    let estimate = u64::try_from(text_bytes + tools_bytes).unwrap_or(u64::MAX);
+    Ok(token_count(estimate, "estimate"))
+}
+
+/// The count of the route's first target whose API counts tokens, in the plan's order; a
+/// target whose circuit is open is skipped, and a failure falls back to the estimate.
+async fn provider_count(
+    state: &AppState,
+    plan: &RoutePlan,
+    request: &Map<String, Value>,
+) -> Option<u64> {
+    for index in plan.order() {
+        let target = &plan.targets[index].target;
+        if !target.provider.speaks(Native::Messages)
+            || !state.upstreams.breakers.allow(&target.circuit)
+        {
+            continue;
+        }
+        match target
+            .provider
+            .count_tokens(target, request, &plan.limits)
+            .await
+        {
+            Ok(Some(count)) => return Some(count),
+            Ok(None) => {}
+            Err(error) => {
+                tracing::info!(target = %target.label, error = %error.summary(), "token count failed: answering an estimate");
+            }
+        }
+    }
+    None
+}
+
+/// Anthropic's count answer; `how` says whether a provider counted or the gateway estimated.
+fn token_count(count: u64, how: &'static str) -> Response {
+    let mut response = Json(json!({ "input_tokens": count })).into_response();
     response.headers_mut().insert(
         "x-portcullis-token-count",
-        axum::http::HeaderValue::from_static("estimate"),
+        axum::http::HeaderValue::from_static(how),
     );
-    Ok(response)
+    response
 }
 
 /// `GET /v1/models`: the aliases this key may use, in OpenAI's list shape.

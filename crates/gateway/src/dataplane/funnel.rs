@@ -8,7 +8,7 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use portcullis_core::money::{Price, Usage};
 use portcullis_providers::{
-    Attempts, ChainFailure, Limits, Operation, ProviderError, Reply, serve,
+    Attempts, ChainFailure, Limits, Native, Operation, ProviderError, Reply, serve,
 };
 use portcullis_storage::dataplane::{self, LiveKey};
 use serde_json::{Map, Value, json};
@@ -220,13 +220,15 @@ pub(super) async fn serve_alias(state: &AppState, mut call: Call<'_>) -> Result<
             planned.pricing.is_some(),
         );
     }
-    // The request as the serving target received it: a Messages client's own (redacted like
-    // the rest) when an Anthropic target served it natively, else the chat request.
-    let native = served.as_ref().is_ok_and(|served| {
-        plan.targets[order[served.index]]
-            .target
-            .provider
-            .speaks_messages()
+    // The request as the serving target received it: the client's own (redacted like the
+    // rest) when its provider speaks the client's format, else the chat request.
+    let native = Native::carried_by(&call.request).filter(|format| {
+        served.as_ref().is_ok_and(|served| {
+            plan.targets[order[served.index]]
+                .target
+                .provider
+                .speaks(*format)
+        })
     });
     draft.sent(call.request, call.prompt_bytes, native);
     let served = match served {
@@ -315,33 +317,7 @@ async fn prepare(
             format!("this key may not use `{alias}`"),
         ));
     }
-    let span = tracing::info_span!("guardrail", org_id = %key.org_id);
-    let checked = if call.prompt_bytes <= INLINE_SCAN_BYTES {
-        span.in_scope(|| {
-            guardrail::check(
-                &state.detector,
-                key.privacy.pii_guardrail,
-                &mut call.request,
-            )
-        })
-    } else {
-        // A large body is scanned on the compute workers: milliseconds of CPU must not hold up
-        // the async workers that serve everyone else, and no number of large bodies may run
-        // more scans at once than there are cores (AV-4).
-        let detector = Arc::clone(&state.detector);
-        let mode = key.privacy.pii_guardrail;
-        let mut request = std::mem::take(&mut call.request);
-        let (request, checked) = state
-            .compute
-            .run(move || {
-                let checked = span.in_scope(|| guardrail::check(&detector, mode, &mut request));
-                (request, checked)
-            })
-            .await?;
-        call.request = request;
-        checked
-    };
-    state.metrics.guardrail(checked.record.action);
+    let checked = scan(state, key, &mut call.request, call.prompt_bytes).await?;
     let refusal = (checked.record.action == "blocked").then(|| guardrail::blocked(&checked.record));
     draft.guardrail(checked.record);
     if let Some(refusal) = refusal {
@@ -363,6 +339,38 @@ async fn prepare(
         bounds,
         reservation,
     })
+}
+
+/// Applies the org's guardrail to what is about to leave for a provider (`bytes`: its size),
+/// and counts what it did. A `blocked` record is the caller's to turn into the refusal.
+pub(super) async fn scan(
+    state: &AppState,
+    key: &LiveKey,
+    request: &mut Map<String, Value>,
+    bytes: usize,
+) -> Result<guardrail::Checked, ApiError> {
+    let span = tracing::info_span!("guardrail", org_id = %key.org_id);
+    let checked = if bytes <= INLINE_SCAN_BYTES {
+        span.in_scope(|| guardrail::check(&state.detector, key.privacy.pii_guardrail, request))
+    } else {
+        // A large body is scanned on the compute workers: milliseconds of CPU must not hold up
+        // the async workers that serve everyone else, and no number of large bodies may run
+        // more scans at once than there are cores (AV-4).
+        let detector = Arc::clone(&state.detector);
+        let mode = key.privacy.pii_guardrail;
+        let mut taken = std::mem::take(request);
+        let (taken, checked) = state
+            .compute
+            .run(move || {
+                let checked = span.in_scope(|| guardrail::check(&detector, mode, &mut taken));
+                (taken, checked)
+            })
+            .await?;
+        *request = taken;
+        checked
+    };
+    state.metrics.guardrail(checked.record.action);
+    Ok(checked)
 }
 
 /// Writes the reserved output bound into the request, in the field the adapters read for

@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use portcullis_core::money::Usage;
 use portcullis_core::privacy::LoggingLevel;
 use portcullis_core::{KeyId, OrgId};
+use portcullis_providers::Native;
 use portcullis_storage::Db;
 use portcullis_storage::dataplane::LiveKey;
 use serde_json::{Map, Value};
@@ -201,15 +202,22 @@ impl Draft {
 
     /// Keeps the request as sent, if its content is logged and it is small enough to queue
     /// (`body_len`: the client's body, a bound on the request's size).
-    /// `native`: an Anthropic target served the request natively, so the client's own request
-    /// (which rides along in the chat request) is what was sent, and what is kept.
-    pub fn sent(&mut self, mut request: Map<String, Value>, body_len: usize, native: bool) {
+    /// `native`: the serving provider took the client's own request in this format (it rides
+    /// along in the chat request), so that is what was sent, and what is kept.
+    pub fn sent(
+        &mut self,
+        mut request: Map<String, Value>,
+        body_len: usize,
+        native: Option<Native>,
+    ) {
         if !self.logs_content() {
             return;
         }
         // The log keeps the request once: the one the serving target received.
-        let original = request.remove(portcullis_providers::anthropic::NATIVE);
-        if native
+        let carried = Native::carried_by(&request);
+        let original = carried.and_then(|format| request.remove(format.key()));
+        if native.is_some()
+            && native == carried
             && let Some(Value::Object(mut original)) = original
             && let Some(Value::Object(body)) = original.remove("body")
         {

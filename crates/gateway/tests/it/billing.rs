@@ -447,3 +447,67 @@ async fn av_2_an_answer_too_large_to_read_is_charged_as_billed() {
     assert_eq!(entries.len(), 1, "the upstream did the work: {entries:?}");
     assert_eq!(entries[0]["estimated"], true);
 }
+
+/// A Responses request an OpenAI target served natively is billed by the usage of its own
+/// answer, cached and reasoning tokens included, streamed or not; the client gets OpenAI's
+/// answer under the alias.
+#[tokio::test]
+async fn av_2_a_responses_request_served_natively_by_openai_is_billed_by_its_own_usage() {
+    let env = Env::new().await;
+    let usage = json!({"input_tokens": 900, "input_tokens_details": {"cached_tokens": 800},
+        "output_tokens": 70, "output_tokens_details": {"reasoning_tokens": 50}, "total_tokens": 970});
+    let response = json!({"id": "resp_up", "object": "response", "status": "completed",
+        "model": "gpt-4o-mini", "output": [{"type": "message", "id": "msg_1", "role": "assistant",
+        "status": "completed", "content": [{"type": "output_text", "text": "Hi", "annotations": []}]}],
+        "usage": usage});
+    let whole = fake("/v1/responses", Answer::Json(response.clone())).await;
+    route_to(&env, "native", "openai", whole, "gpt-4o-mini", json!({})).await;
+    let completed =
+        json!({"type": "response.completed", "sequence_number": 1, "response": response});
+    let events = format!(
+        "event: response.output_text.delta\ndata: {}\n\nevent: response.completed\ndata: {completed}\n\n",
+        json!({"type": "response.output_text.delta", "sequence_number": 0, "item_id": "msg_1",
+               "output_index": 0, "content_index": 0, "delta": "Hi"})
+    );
+    let streamed = fake("/v1/responses", Answer::Events(events)).await;
+    route_to(
+        &env,
+        "native-stream",
+        "openai",
+        streamed,
+        "gpt-4o-mini",
+        json!({}),
+    )
+    .await;
+    for (alias, stream) in [("native", false), ("native-stream", true)] {
+        let body =
+            json!({"model": alias, "input": "hi", "stream": stream, "max_output_tokens": 100});
+        let r = env
+            .call(Method::POST, "/v1/responses", Who::VirtualKey, Some(body))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{alias}: {}", r.body);
+        if stream {
+            let text = r.body.as_str().unwrap();
+            assert!(text.contains("event: response.completed"), "{text}");
+            assert!(text.contains(&format!("\"model\":\"{alias}\"")), "{text}");
+        } else {
+            assert_eq!(r.body["object"], "response");
+            assert_eq!(r.body["model"], alias);
+            assert_eq!(r.body["output"][0]["content"][0]["text"], "Hi");
+        }
+    }
+    let entries = ledger(&env).await;
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    for entry in &entries {
+        assert_eq!(entry["estimated"], false, "{entry}");
+        assert_eq!(
+            (
+                &entry["input_tokens"],
+                &entry["cached_input_tokens"],
+                &entry["output_tokens"]
+            ),
+            (&json!(900), &json!(800), &json!(70)),
+            "{entry}"
+        );
+    }
+}

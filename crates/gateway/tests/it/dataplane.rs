@@ -637,19 +637,29 @@ async fn ac_2_a_route_removed_while_a_replica_fills_its_cache_is_gone_there_with
     .await;
 }
 
-/// The field under which the gateway carries a Messages client's own request to Anthropic
-/// targets is the gateway's: a chat or embeddings client that sends it is refused, so that no
-/// body a client chose reaches an Anthropic target as "native".
+/// The fields under which the gateway carries a client's own request to the providers that
+/// speak its format (Messages to Anthropic, Responses to OpenAI) are the gateway's: a chat or
+/// embeddings client that sends one is refused, so that no body a client chose reaches a
+/// target as "native".
 #[tokio::test]
-async fn a_client_cannot_send_the_gateways_native_anthropic_field() {
+async fn a_client_cannot_send_the_gateways_native_fields() {
     let env = Env::new().await;
     env.mock_route("chat", &["mock-1"]).await;
-    let native = portcullis_providers::anthropic::NATIVE;
-    for (path, mut body) in [
-        ("/v1/chat/completions", chat("chat", false)),
-        ("/v1/embeddings", json!({"model": "chat", "input": "hi"})),
-    ] {
-        body[native] = json!({"body": {"model": "x", "max_tokens": 100000, "messages": []}});
+    for (native, path, mut body) in
+        portcullis_providers::Native::ALL
+            .into_iter()
+            .flat_map(|native| {
+                [
+                    (native, "/v1/chat/completions", chat("chat", false)),
+                    (
+                        native,
+                        "/v1/embeddings",
+                        json!({"model": "chat", "input": "hi"}),
+                    ),
+                ]
+            })
+    {
+        body[native.key()] = json!({"body": {"model": "x", "max_tokens": 100000, "messages": []}});
         let response = env
             .call(Method::POST, path, Who::VirtualKey, Some(body))
             .await;

@@ -29,7 +29,7 @@ fn recording_provider() -> (MockProvider, Seen) {
     let usage = Usage::totals(5, 2);
     let mut provider = MockProvider::new();
     provider.expect_name().return_const("recorder");
-    provider.expect_speaks_messages().return_const(false);
+    provider.expect_speaks().return_const(false);
     let kept = Arc::clone(&seen);
     provider.expect_complete().returning(move |_, body, _| {
         kept.lock().unwrap().push(Value::Object(body.clone()));
@@ -667,4 +667,80 @@ async fn cf_3_the_native_request_to_an_anthropic_target_is_redacted_and_blocked_
         before,
         "a blocked request was sent"
     );
+}
+
+/// CF-3 on `/v1/messages/count_tokens`: the count is asked of the route's Anthropic target
+/// (a mock of the provider trait here), after the guardrail: redacted in `redact`, never sent
+/// in `block`. A route without a target that counts is answered with the estimate.
+#[tokio::test]
+async fn cf_3_a_token_count_is_the_providers_and_passes_the_guardrail_first() {
+    let mut counter = MockProvider::new();
+    counter.expect_name().return_const("anthropic");
+    counter
+        .expect_speaks()
+        .returning(|format| format == portcullis_providers::Native::Messages);
+    counter
+        .expect_count_tokens()
+        .times(1)
+        .withf(|target, request, _| {
+            let text = Value::Object(request.clone()).to_string();
+            target.model == "claude-model" && !holds_pii(&text) && text.contains("[EMAIL_1]")
+        })
+        .returning(|_, _, _| Ok(Some(42)));
+    let env =
+        Env::new_with(|state| state.provider(ProviderKind::Anthropic, Arc::new(counter))).await;
+    let credential = env
+        .call(
+            Method::POST,
+            &env.org_path("/credentials"),
+            Who::Master,
+            Some(
+                json!({"name": "claude", "provider": "anthropic", "api_key": "sk-ant-0123456789"}),
+            ),
+        )
+        .await;
+    assert_eq!(
+        credential.status,
+        StatusCode::CREATED,
+        "{}",
+        credential.body
+    );
+    let route = json!({"targets": [{"credential_id": credential.body["credential_id"], "model": "claude-model"}]});
+    let put = env
+        .call(
+            Method::PUT,
+            &env.org_path("/routes/claude"),
+            Who::Master,
+            Some(route),
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+    let count = |alias: &str| {
+        json!({"model": alias, "system": "Be brief.",
+               "messages": [{"role": "user", "content": format!("Mail {EMAIL} please")}]})
+    };
+    let path = "/v1/messages/count_tokens";
+
+    set(&env, json!({"pii_guardrail": "block"})).await;
+    let blocked = env
+        .call(Method::POST, path, Who::VirtualKey, Some(count("claude")))
+        .await;
+    assert_eq!(blocked.status, StatusCode::BAD_REQUEST, "{}", blocked.body);
+    assert_eq!(blocked.body["error"]["type"], "invalid_request_error");
+
+    set(&env, json!({"pii_guardrail": "redact"})).await;
+    let counted = env
+        .call(Method::POST, path, Who::VirtualKey, Some(count("claude")))
+        .await;
+    assert_eq!(counted.status, StatusCode::OK, "{}", counted.body);
+    assert_eq!(counted.body["input_tokens"], 42);
+    assert_eq!(counted.headers["x-portcullis-token-count"], "provider");
+
+    env.mock_route("plain", &["mock-1"]).await;
+    let estimated = env
+        .call(Method::POST, path, Who::VirtualKey, Some(count("plain")))
+        .await;
+    assert_eq!(estimated.status, StatusCode::OK, "{}", estimated.body);
+    assert_eq!(estimated.headers["x-portcullis-token-count"], "estimate");
+    assert!(estimated.body["input_tokens"].as_u64().unwrap() > 0);
 }

@@ -845,3 +845,138 @@ async fn an_anthropic_target_receives_the_clients_messages_request_natively_and_
         Some(&json!(512))
     );
 }
+
+async fn fake_openai_responses(State(seen): State<Seen>, body: Bytes) -> Response {
+    seen.hits.fetch_add(1, Ordering::SeqCst);
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    *seen.last_body.lock().unwrap() = Some(body.clone());
+    let usage = json!({"input_tokens": 120, "input_tokens_details": {"cached_tokens": 100},
+        "output_tokens": 30, "output_tokens_details": {"reasoning_tokens": 20}, "total_tokens": 150});
+    let response = json!({"id": "resp_up", "object": "response", "status": "completed",
+        "model": body["model"], "output": [
+            {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "opaque-2"},
+            {"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
+             "content": [{"type": "output_text", "text": "Done.", "annotations": []}]}],
+        "usage": usage});
+    if body["stream"] == true {
+        let created = json!({"type": "response.created", "sequence_number": 0,
+            "response": {"id": "resp_up", "object": "response", "status": "in_progress",
+                         "model": body["model"], "output": []}});
+        let delta = json!({"type": "response.output_text.delta", "sequence_number": 1,
+            "item_id": "msg_1", "output_index": 1, "content_index": 0, "delta": "Done."});
+        let completed =
+            json!({"type": "response.completed", "sequence_number": 2, "response": response});
+        let text = format!(
+            "event: response.created\ndata: {created}\n\nevent: response.output_text.delta\ndata: {delta}\n\nevent: response.completed\ndata: {completed}\n\n"
+        );
+        return Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(Body::from(text))
+            .unwrap();
+    }
+    axum::Json(response).into_response()
+}
+
+/// A Responses client's own request (Codex CLI's, recorded) goes to an OpenAI target as it
+/// came: reasoning items, `include` and client tools kept, hosted tools left out, bounded and
+/// unstored; the answer comes back in the Responses format under the alias, its usage read.
+#[tokio::test]
+async fn av_2_an_openai_target_is_sent_a_responses_request_natively() {
+    let seen = Seen::default();
+    let app = Router::new()
+        .route("/v1/responses", post(fake_openai_responses))
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let recorded: Value =
+        serde_json::from_str(include_str!("../fixtures/codex-0.171.0-responses.json")).unwrap();
+    let mut client = recorded["body"].as_object().unwrap().clone();
+    client.insert("model".into(), json!("alias"));
+    let items = client["input"].as_array().unwrap().len();
+    client["input"].as_array_mut().unwrap().push(
+        json!({"type": "reasoning", "id": "rs_0", "summary": [], "encrypted_content": "opaque-1"}),
+    );
+    let up = upstreams();
+    let gpt = target(&up, "gpt", ProviderKind::OpenAi, addr, "/v1");
+    for stream in [false, true] {
+        client.insert("stream".into(), json!(stream));
+        let mut chat = portcullis_providers::responses::request_to_chat(&client).unwrap();
+        portcullis_providers::responses::keep_native(&mut chat, &client);
+        chat.insert("max_completion_tokens".into(), json!(2048));
+        let served = serve_chat(
+            &up,
+            std::slice::from_ref(&gpt),
+            &chat,
+            stream,
+            Duration::from_secs(2),
+        )
+        .await
+        .unwrap();
+        let sent = seen.last_body.lock().unwrap().clone().unwrap();
+        assert_eq!(sent["model"], "gpt-model");
+        assert_eq!(sent["max_output_tokens"], 2048);
+        assert_eq!(
+            (&sent["store"], &sent["stream"]),
+            (&json!(false), &json!(stream))
+        );
+        assert_eq!(sent["input"].as_array().unwrap().len(), items + 1);
+        assert_eq!(sent["input"][items]["encrypted_content"], "opaque-1");
+        assert_eq!(sent["include"], recorded["body"]["include"]);
+        let kinds: Vec<&str> = sent["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["type"].as_str().unwrap())
+            .collect();
+        assert!(
+            kinds.contains(&"function") && kinds.contains(&"namespace"),
+            "{kinds:?}"
+        );
+        assert!(
+            !kinds.contains(&"web_search"),
+            "a hosted, billed tool went out: {kinds:?}"
+        );
+        assert!(sent.get(portcullis_providers::responses::NATIVE).is_none());
+        let usage = portcullis_core::money::Usage {
+            input_tokens: 120,
+            cached_input_tokens: 100,
+            output_tokens: 30,
+            reasoning_tokens: 20,
+            ..Default::default()
+        };
+        if stream {
+            let (text, reported, complete) = collected(served.reply).await;
+            assert!(complete, "{text}");
+            assert_eq!(reported, Some(usage));
+            assert!(text.contains("event: response.output_text.delta"), "{text}");
+            assert!(text.contains("\"model\":\"alias\""), "{text}");
+            assert!(!text.contains("gpt-model"), "{text}");
+        } else {
+            let Reply::Json {
+                body,
+                usage: reported,
+                ..
+            } = served.reply
+            else {
+                panic!("not a whole answer");
+            };
+            let answer: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(answer["object"], "response");
+            assert_eq!(answer["model"], "alias");
+            assert_eq!(answer["output"][0]["encrypted_content"], "opaque-2");
+            assert_eq!(reported, Some(usage));
+        }
+    }
+    // Any other target gets the chat translation, never the native copy.
+    let (other, other_seen) = upstream("ok").await;
+    let compatible = target(&up, "compat", ProviderKind::OpenAiCompatible, other, "/v1");
+    let mut chat = portcullis_providers::responses::request_to_chat(&client).unwrap();
+    portcullis_providers::responses::keep_native(&mut chat, &client);
+    serve_chat(&up, &[compatible], &chat, true, Duration::from_secs(2))
+        .await
+        .unwrap();
+    let sent = other_seen.last_body.lock().unwrap().clone().unwrap();
+    assert!(sent.get(portcullis_providers::responses::NATIVE).is_none());
+    assert!(sent["messages"].is_array());
+}
