@@ -17,6 +17,44 @@ use crate::translate::StreamTranslation;
 #[error("{0}")]
 pub struct BadPrompt(pub String);
 
+/// The field of a chat request translated from Completions that carries the client's own
+/// request: an OpenAI, OpenAI-compatible or Azure target is sent that one (the prompt raw, for
+/// the completion and base models such servers host; model, output bound and streaming set by
+/// the gateway) and answers in the Completions format, passed through under the alias. Every
+/// other target never sees it (the chain removes it), and the guardrail walks it with the rest.
+pub const NATIVE: &str = "portcullis_native_completions";
+
+/// Keeps `original` inside `chat`, under [`NATIVE`].
+pub fn keep_native(chat: &mut Map<String, Value>, original: &Map<String, Value>) {
+    chat.insert(NATIVE.into(), json!({ "body": original }));
+}
+
+/// The client's request as sent: `original` with the target's model, the chat request's bound
+/// as `max_tokens`, `stream` as asked, and the usage chunk asked for when streaming (the
+/// gateway bills by it; the client sees it only if it asked).
+pub(crate) fn native_request(
+    original: &Value,
+    chat: &Map<String, Value>,
+    model: &str,
+    stream: bool,
+) -> Result<Value, ProviderError> {
+    let bound = chat
+        .get("max_completion_tokens")
+        .or_else(|| chat.get("max_tokens"))
+        .and_then(Value::as_u64)
+        .ok_or_else(|| ProviderError::Unsupported("a request without an output bound".into()))?;
+    let mut request = original.clone();
+    request["model"] = json!(model);
+    request["max_tokens"] = json!(bound);
+    request["stream"] = json!(stream);
+    if stream {
+        request["stream_options"] = json!({"include_usage": true});
+    } else if let Some(object) = request.as_object_mut() {
+        object.remove("stream_options");
+    }
+    Ok(request)
+}
+
 /// A Completions request as a Chat Completions request (same `model` alias).
 pub fn request_to_chat(request: &Map<String, Value>) -> Result<Map<String, Value>, BadPrompt> {
     let bad = |m: &str| BadPrompt(m.to_owned());
@@ -92,7 +130,12 @@ pub fn response_from_chat(
     alias: &str,
     usage: Option<&Usage>,
 ) -> Option<Bytes> {
-    let reply: Value = serde_json::from_slice(body).ok()?;
+    let mut reply: Value = serde_json::from_slice(body).ok()?;
+    // The target answered the client's own request in the client's own format.
+    if reply["object"] == "text_completion" {
+        reply["model"] = json!(alias);
+        return Some(Bytes::from(reply.to_string()));
+    }
     let choices: Vec<Value> = reply["choices"]
         .as_array()?
         .iter()
@@ -122,6 +165,8 @@ pub struct StreamTranslator {
     include_usage: bool,
     usage: Option<Usage>,
     finished: bool,
+    /// The target answered in the Completions format itself: its chunks pass on.
+    native: bool,
 }
 
 impl StreamTranslator {
@@ -135,6 +180,7 @@ impl StreamTranslator {
             include_usage,
             usage: None,
             finished: false,
+            native: false,
         }
     }
 
@@ -152,9 +198,21 @@ impl StreamTranslator {
             self.finish_into(out);
             return;
         }
-        let Ok(chunk) = serde_json::from_str::<Value>(data) else {
+        let Ok(mut chunk) = serde_json::from_str::<Value>(data) else {
             return;
         };
+        // The target's own chunks (the client's request went natively): under the alias, and
+        // the usage chunk only if the client asked for it.
+        if chunk["object"] == "text_completion" {
+            self.native = true;
+            let usage_only =
+                chunk["choices"].as_array().is_some_and(Vec::is_empty) && !chunk["usage"].is_null();
+            if !usage_only || self.include_usage {
+                chunk["model"] = json!(self.alias);
+                out.push(Bytes::from(format!("data: {chunk}\n\n")));
+            }
+            return;
+        }
         for (n, choice) in chunk["choices"]
             .as_array()
             .into_iter()
@@ -180,6 +238,7 @@ impl StreamTranslator {
         }
         self.finished = true;
         if self.include_usage
+            && !self.native
             && let Some(usage) = self.usage
         {
             out.push(self.chunk(json!([]), Some(completion_usage(&usage))));

@@ -16,15 +16,7 @@ use crate::usage;
 const OPENAI_BASE: &str = "https://api.openai.com/v1";
 const AZURE_API_VERSION: &str = "2024-10-21";
 
-fn endpoint(
-    kind: ProviderKind,
-    target: &Target,
-    operation: Operation,
-) -> Result<String, ProviderError> {
-    let path = match operation {
-        Operation::Chat { .. } => "chat/completions",
-        Operation::Embeddings => "embeddings",
-    };
+fn endpoint(kind: ProviderKind, target: &Target, path: &str) -> Result<String, ProviderError> {
     let base = target
         .base_url
         .as_ref()
@@ -60,14 +52,29 @@ pub(crate) async fn call(
     {
         return crate::openai_responses::call(http, target, body, original, stream, limits).await;
     }
-    let url = endpoint(kind, target, operation)?;
-    let payload = serde_json::to_vec(&WithModel {
-        model: &target.model,
-        body,
-        // Compatible servers (vLLM, llama.cpp, Ollama) read the older name of the bound.
-        bound_as_max_tokens: kind == ProviderKind::OpenAiCompatible,
-    })
-    .map_err(|_| ProviderError::InvalidResponse)?;
+    // A legacy Completions client's own request, as it came (its prompt raw, not a chat turn).
+    let native_completion = match operation {
+        Operation::Chat { stream, .. } => body
+            .get(crate::completions::NATIVE)
+            .and_then(|native| native.get("body"))
+            .map(|original| {
+                crate::completions::native_request(original, body, &target.model, stream)
+            }),
+        Operation::Embeddings => None,
+    };
+    let (path, payload) = match (native_completion, operation) {
+        (Some(native), _) => ("completions", serde_json::to_vec(&native?)),
+        (None, Operation::Embeddings) => (
+            "embeddings",
+            serde_json::to_vec(&WithModel::new(kind, target, body)),
+        ),
+        (None, Operation::Chat { .. }) => (
+            "chat/completions",
+            serde_json::to_vec(&WithModel::new(kind, target, body)),
+        ),
+    };
+    let payload = payload.map_err(|_| ProviderError::InvalidResponse)?;
+    let url = endpoint(kind, target, path)?;
     let key = target.api_key.expose_secret();
     let request = http
         .post(url)
@@ -153,6 +160,17 @@ struct WithModel<'a> {
     model: &'a str,
     body: &'a Map<String, Value>,
     bound_as_max_tokens: bool,
+}
+
+impl<'a> WithModel<'a> {
+    fn new(kind: ProviderKind, target: &'a Target, body: &'a Map<String, Value>) -> Self {
+        Self {
+            model: &target.model,
+            body,
+            // Compatible servers (vLLM, llama.cpp, Ollama) read the older name of the bound.
+            bound_as_max_tokens: kind == ProviderKind::OpenAiCompatible,
+        }
+    }
 }
 
 impl serde::Serialize for WithModel<'_> {

@@ -23,17 +23,21 @@ pub enum Native {
     Messages,
     /// OpenAI's Responses ([`crate::responses::NATIVE`]): OpenAI's own API.
     Responses,
+    /// OpenAI's legacy Completions ([`crate::completions::NATIVE`]): OpenAI's API, Azure's
+    /// and the OpenAI-compatible servers'.
+    Completions,
 }
 
 impl Native {
     /// Every native format.
-    pub const ALL: [Native; 2] = [Native::Messages, Native::Responses];
+    pub const ALL: [Native; 3] = [Native::Messages, Native::Responses, Native::Completions];
 
     /// The field of the chat request that carries the client's own request.
     pub fn key(self) -> &'static str {
         match self {
             Native::Messages => crate::anthropic::NATIVE,
             Native::Responses => crate::responses::NATIVE,
+            Native::Completions => crate::completions::NATIVE,
         }
     }
 
@@ -168,6 +172,10 @@ impl Provider for BuiltIn {
         match format {
             Native::Messages => self.kind == ProviderKind::Anthropic,
             Native::Responses => self.kind == ProviderKind::OpenAi,
+            Native::Completions => matches!(
+                self.kind,
+                ProviderKind::OpenAi | ProviderKind::OpenAiCompatible | ProviderKind::Azure
+            ),
         }
     }
 

@@ -218,7 +218,11 @@ const RESPONSES: Format = Format {
 const COMPLETIONS: Format = Format {
     endpoint: Endpoint::Completions,
     id_prefix: "cmpl-",
-    to_chat: |r, _| completions::request_to_chat(r).map_err(|e| e.0),
+    to_chat: |request, _| {
+        let mut chat = completions::request_to_chat(request).map_err(|e| e.0)?;
+        completions::keep_native(&mut chat, request);
+        Ok(chat)
+    },
     answer: completions::response_from_chat,
     stream: |id, alias, request| {
         let include_usage = request

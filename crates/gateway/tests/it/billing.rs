@@ -511,3 +511,58 @@ async fn av_2_a_responses_request_served_natively_by_openai_is_billed_by_its_own
         );
     }
 }
+
+/// A Completions request an OpenAI-compatible server served natively is billed by its usage
+/// chunk, which the client sees only when it asked for it; chunks name the alias.
+#[tokio::test]
+async fn av_2_a_completions_request_served_natively_is_billed_and_shows_usage_only_if_asked() {
+    let env = Env::new().await;
+    let chunk = json!({"id": "cmpl-up", "object": "text_completion", "created": 0,
+        "model": "upstream-name", "choices": [{"text": " world", "index": 0, "logprobs": null, "finish_reason": "stop"}]});
+    let usage = json!({"id": "cmpl-up", "object": "text_completion", "created": 0, "model": "upstream-name",
+        "choices": [], "usage": {"prompt_tokens": 6, "completion_tokens": 3, "total_tokens": 9}});
+    let events = format!("data: {chunk}\n\ndata: {usage}\n\ndata: [DONE]\n\n");
+    let addr = fake("/v1/completions", Answer::Events(events)).await;
+    let price =
+        json!({"input_micro_usd_per_mtok": 1_000_000, "output_micro_usd_per_mtok": 2_000_000});
+    route_to(
+        &env,
+        "base",
+        "openai_compatible",
+        addr,
+        "upstream-name",
+        price,
+    )
+    .await;
+    for asked in [false, true] {
+        let mut body =
+            json!({"model": "base", "prompt": "Hello", "max_tokens": 20, "stream": true});
+        if asked {
+            body["stream_options"] = json!({"include_usage": true});
+        }
+        let r = env
+            .call(Method::POST, "/v1/completions", Who::VirtualKey, Some(body))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let text = r.body.as_str().unwrap();
+        assert!(
+            text.contains(" world") && text.ends_with("data: [DONE]\n\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\"model\":\"base\"") && !text.contains("upstream-name"),
+            "{text}"
+        );
+        assert_eq!(text.contains("\"usage\""), asked, "usage shown: {text}");
+        assert_eq!(text.matches("[DONE]").count(), 1, "{text}");
+    }
+    let entries = ledger(&env).await;
+    assert_eq!(entries.len(), 2);
+    for entry in &entries {
+        assert_eq!(entry["estimated"], false, "{entry}");
+        assert_eq!(
+            (&entry["input_tokens"], &entry["output_tokens"]),
+            (&json!(6), &json!(3))
+        );
+    }
+}

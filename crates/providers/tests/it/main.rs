@@ -980,3 +980,88 @@ async fn av_2_an_openai_target_is_sent_a_responses_request_natively() {
     assert!(sent.get(portcullis_providers::responses::NATIVE).is_none());
     assert!(sent["messages"].is_array());
 }
+
+async fn fake_completions(State(seen): State<Seen>, body: Bytes) -> Response {
+    seen.hits.fetch_add(1, Ordering::SeqCst);
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    *seen.last_body.lock().unwrap() = Some(body.clone());
+    let usage = json!({"prompt_tokens": 6, "completion_tokens": 3, "total_tokens": 9});
+    if body["stream"] == true {
+        let chunk = json!({"id": "cmpl-up", "object": "text_completion", "created": 0,
+            "model": body["model"], "choices": [{"text": " world", "index": 0, "logprobs": null,
+            "finish_reason": "stop"}]});
+        let usage = json!({"id": "cmpl-up", "object": "text_completion", "created": 0,
+            "model": body["model"], "choices": [], "usage": usage});
+        let text = format!("data: {chunk}\n\ndata: {usage}\n\ndata: [DONE]\n\n");
+        return Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(Body::from(text))
+            .unwrap();
+    }
+    axum::Json(
+        json!({"id": "cmpl-up", "object": "text_completion", "created": 0,
+        "model": body["model"], "choices": [{"text": " world", "index": 0, "logprobs": null,
+        "finish_reason": "stop"}], "usage": usage}),
+    )
+    .into_response()
+}
+
+/// A legacy Completions request goes to an OpenAI-compatible server as it came (the prompt
+/// raw, not wrapped in a chat turn), bounded, with the usage chunk asked for when streamed.
+#[tokio::test]
+async fn av_2_a_compatible_server_is_sent_a_completions_request_natively() {
+    let seen = Seen::default();
+    let app = Router::new()
+        .route("/v1/completions", post(fake_completions))
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let up = upstreams();
+    let vllm = target(&up, "base", ProviderKind::OpenAiCompatible, addr, "/v1");
+    for stream in [false, true] {
+        let client = json!({"model": "alias", "prompt": "Hello", "max_tokens": 99999,
+                            "stream": stream, "stop": ["\n"]});
+        let client = client.as_object().unwrap();
+        let mut chat = portcullis_providers::completions::request_to_chat(client).unwrap();
+        portcullis_providers::completions::keep_native(&mut chat, client);
+        chat.insert("max_completion_tokens".into(), json!(64));
+        let served = serve_chat(
+            &up,
+            std::slice::from_ref(&vllm),
+            &chat,
+            stream,
+            Duration::from_secs(2),
+        )
+        .await
+        .unwrap();
+        let sent = seen.last_body.lock().unwrap().clone().unwrap();
+        assert_eq!(sent["prompt"], "Hello", "the prompt went raw");
+        assert!(sent.get("messages").is_none());
+        assert_eq!(
+            (&sent["model"], &sent["max_tokens"]),
+            (&json!("base-model"), &json!(64))
+        );
+        assert_eq!(sent["stop"], json!(["\n"]));
+        assert!(
+            sent.get(portcullis_providers::completions::NATIVE)
+                .is_none()
+        );
+        let usage = Some(portcullis_core::money::Usage::totals(6, 3));
+        if stream {
+            assert_eq!(sent["stream_options"]["include_usage"], true);
+            let (text, reported, complete) = collected(served.reply).await;
+            assert!(complete && text.contains(" world"), "{text}");
+            assert_eq!(reported, usage);
+        } else {
+            let Reply::Json {
+                usage: reported, ..
+            } = served.reply
+            else {
+                panic!("not a whole answer");
+            };
+            assert_eq!(reported, usage);
+        }
+    }
+    assert_eq!(seen.hits.load(Ordering::SeqCst), 2);
+}
