@@ -241,3 +241,60 @@ async fn av_2_requests_per_minute_hold_across_two_processes() {
         "{statuses:?}"
     );
 }
+
+/// AV-2 at shutdown: a request still in flight when the grace period ends is cut, and its
+/// reservation is settled into the ledger (at its worst case) before the process exits: the
+/// upstream may have billed it, so it is never lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn av_2_a_request_cut_at_the_end_of_the_grace_period_is_in_the_ledger() {
+    let setup = setup().await;
+    let mut command = command(&setup.test);
+    command.env("PORTCULLIS_SERVER__SHUTDOWN_GRACE_SECS", "1");
+    let server = Server::start(command);
+    let client = reqwest::Client::new();
+    let (_, secret) = routes_and_key(
+        &client,
+        &setup,
+        &server,
+        json!({"budget_micro_usd": 1_000_000}),
+    )
+    .await;
+    let slow = {
+        let (client, url, secret) = (client.clone(), server.url(""), secret.clone());
+        tokio::spawn(async move { call(&client, &url, &secret, "slow").await })
+    };
+    // In flight: the mock answers after 3 s, the grace period ends after 1.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stopped = tokio::task::spawn_blocking(move || {
+        let mut server = server;
+        let status = server.stop();
+        (status, server.log_lines().to_vec())
+    });
+    assert_ne!(
+        slow.await.unwrap(),
+        200,
+        "the request outlived the grace period"
+    );
+    let (status, lines) = stopped.await.unwrap();
+    assert!(status.success(), "{lines:#?}");
+    let org = OrgId::from_uuid(setup.org.parse().unwrap());
+    let mut tx = setup.test.db.begin_tenant(org).await.unwrap();
+    let now = chrono_now();
+    let rows = store::ledger(
+        &mut tx,
+        now - chrono_hours(1),
+        now + chrono_hours(1),
+        None,
+        100,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        rows.len(),
+        1,
+        "the cut request left no ledger row: {lines:#?}"
+    );
+    assert!(rows[0].estimated, "{:?}", rows[0]);
+    assert!(rows[0].cost_micro_usd > 0, "{:?}", rows[0]);
+}

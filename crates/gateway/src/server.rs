@@ -82,8 +82,10 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(tokio::sync::Semaphore::new(options.max_connections.max(1)));
     let mut shutdown = std::pin::pin!(shutdown);
-    // The graceful watcher drains them; the tracker keeps every task named.
+    // The graceful watcher drains them; past the grace period `cut` drops what is left, and
+    // the tracker tells when every one is gone.
     let connections = tokio_util::task::TaskTracker::new();
+    let cut = tokio_util::sync::CancellationToken::new();
     loop {
         // A slot first: at the limit nothing more is accepted until a connection ends.
         let slot = tokio::select! {
@@ -117,8 +119,12 @@ pub async fn serve(
             first_request_timeout: HANDSHAKE_TIMEOUT + options.header_read_timeout,
         };
         let tls = options.tls.clone();
+        let cut = cut.clone();
         connections.spawn(async move {
-            connection.serve(stream, tls).await;
+            tokio::select! {
+                () = connection.serve(stream, tls) => {}
+                () = cut.cancelled() => {}
+            }
             drop(slot);
         });
     }
@@ -133,8 +139,21 @@ pub async fn serve(
             tracing::warn!("shutdown grace period over: closing open connections");
         }
     }
+    // A request still running is dropped here, so that what its end writes (its settlement at
+    // the reservation, its log entry) is queued before the writers are closed after `serve`.
+    cut.cancel();
+    connections.close();
+    if tokio::time::timeout(CUT_WAIT, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after being closed");
+    }
     Ok(())
 }
+
+/// How long closed connections may take to let go of their requests.
+const CUT_WAIT: Duration = Duration::from_secs(1);
 
 /// One accepted connection and what it needs to be served.
 struct Connection {

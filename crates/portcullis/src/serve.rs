@@ -136,8 +136,12 @@ pub async fn run_with(config: Config, on_listening: impl FnOnce(SocketAddr)) -> 
     portcullis_gateway::serve(listener, state, shutdown_signal(), serving)
         .await
         .context("server failed")?;
+    // The writers get one more grace period in all, not one each: an orchestrator's kill
+    // timeout is about twice the grace period.
+    let deadline = tokio::time::Instant::now() + config.server.shutdown_grace;
+    let left = || deadline.saturating_duration_since(tokio::time::Instant::now());
     // Settled requests reach the ledger, and this process's leases go back, before it exits.
-    if tokio::time::timeout(config.server.shutdown_grace, spend.close())
+    if tokio::time::timeout_at(deadline, spend.close())
         .await
         .is_err()
     {
@@ -146,12 +150,12 @@ pub async fn run_with(config: Config, on_listening: impl FnOnce(SocketAddr)) -> 
             "the ledger writer did not finish within the shutdown grace period"
         );
     }
-    if !logs.flush(config.server.shutdown_grace).await {
+    if !logs.flush(left()).await {
         tracing::error!("the request-log writer did not finish within the shutdown grace period");
     }
     // Then the loops stop, the writers end, and audit entries written after their answer
     // (failed logins, refusal summaries) are waited for.
-    if !background.finish(config.server.shutdown_grace).await {
+    if !background.finish(left()).await {
         tracing::error!("background work did not finish within the shutdown grace period");
     }
     db.close().await;

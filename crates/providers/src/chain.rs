@@ -87,7 +87,8 @@ impl Upstreams {
     }
 
     /// Serves targets of `kind` with `adapter` instead of the built-in one (a test's mock, or
-    /// an embedding service's own client for that API).
+    /// an embedding service's own client for that API). The egress rules bind the built-in
+    /// adapters only: `adapter` decides itself where it sends.
     pub fn with_provider(mut self, kind: ProviderKind, adapter: Arc<dyn Provider>) -> Self {
         self.adapters[kind as usize] = adapter;
         self

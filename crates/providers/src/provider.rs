@@ -50,6 +50,10 @@ impl Native {
 /// One upstream API. Bodies come in OpenAI's chat (or embeddings) shape, with `model` already
 /// the target's concern; replies go back in that shape, usage included. Dyn-compatible: the
 /// chain holds `Arc<dyn Provider>`.
+///
+/// The built-in adapters send only where the operator's egress rules allow (`Egress`: the
+/// resolver and a check of every base URL that names an address). An adapter of your own
+/// sends wherever it chooses: keeping provider keys where they belong is then its concern.
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
 pub trait Provider: Send + Sync {

@@ -30,16 +30,42 @@ fn bad(message: impl Into<String>) -> BadInput {
 /// target never sees it (the chain removes it), and the guardrail walks it with the rest.
 pub const NATIVE: &str = "portcullis_native_responses";
 
-/// Tools the client runs, which a native request keeps. OpenAI's hosted tools (web and file
-/// search, code interpreter, image generation, remote MCP, computer use) are billed beyond the
-/// price table and act beyond the request: left out, as the translation to chat leaves them.
-const CLIENT_TOOLS: [&str; 6] = [
+/// Tools the client runs, which a native request keeps (a namespace keeps only such tools of
+/// its own). OpenAI's hosted tools (web and file search, code interpreter, image generation,
+/// remote MCP, computer use, hosted shells) are billed beyond the price table and act beyond
+/// the request: left out, as the translation to chat leaves them.
+const CLIENT_TOOLS: [&str; 5] = [
     "function",
     "custom",
     "namespace",
     "local_shell",
-    "shell",
     "apply_patch",
+];
+
+/// What a native request may carry: the fields of a stateless request. Others (`conversation`
+/// and `prompt` are refused before; `prompt_cache_retention` keeps prompts at OpenAI past the
+/// request) are left out.
+const NATIVE_FIELDS: [&str; 20] = [
+    "model",
+    "input",
+    "instructions",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "max_tool_calls",
+    "max_output_tokens",
+    "temperature",
+    "top_p",
+    "top_logprobs",
+    "text",
+    "reasoning",
+    "include",
+    "metadata",
+    "user",
+    "safety_identifier",
+    "prompt_cache_key",
+    "truncation",
+    "service_tier",
 ];
 
 fn client_tool(tool: &Value) -> bool {
@@ -48,12 +74,32 @@ fn client_tool(tool: &Value) -> bool {
         .is_some_and(|kind| CLIENT_TOOLS.contains(&kind))
 }
 
-/// Keeps `original` inside `chat`, under [`NATIVE`], less the hosted tools (and a
-/// `tool_choice` that named one, which becomes `auto`).
+/// The client-run tools of `tools`, namespaces' own tools included.
+fn client_tools(tools: &[Value]) -> Vec<Value> {
+    tools
+        .iter()
+        .filter(|tool| client_tool(tool))
+        .map(|tool| {
+            let mut tool = tool.clone();
+            if let Some(Value::Array(inner)) = tool.get("tools") {
+                tool["tools"] = Value::Array(client_tools(inner));
+            }
+            tool
+        })
+        .collect()
+}
+
+/// Keeps the stateless fields of `original` inside `chat`, under [`NATIVE`], less the hosted
+/// tools (and a `tool_choice` that named one, which becomes `auto`).
 pub fn keep_native(chat: &mut Map<String, Value>, original: &Map<String, Value>) {
-    let mut body = original.clone();
-    if let Some(Value::Array(tools)) = body.get_mut("tools") {
-        tools.retain(client_tool);
+    let mut body: Map<String, Value> = original
+        .iter()
+        .filter(|(field, _)| NATIVE_FIELDS.contains(&field.as_str()))
+        .map(|(field, value)| (field.clone(), value.clone()))
+        .collect();
+    if let Some(Value::Array(tools)) = body.get("tools") {
+        let kept = client_tools(tools);
+        body.insert("tools".into(), Value::Array(kept));
     }
     if body
         .get("tool_choice")
@@ -83,6 +129,17 @@ pub fn request_to_chat(request: &Map<String, Value>) -> Result<Map<String, Value
         return Err(bad(
             "`background` needs stored responses, which this gateway does not keep",
         ));
+    }
+    for (field, what) in [
+        ("conversation", "stored conversations"),
+        ("prompt", "prompts stored at OpenAI"),
+    ] {
+        if request.get(field).is_some_and(|v| !v.is_null()) {
+            return Err(BadInput(format!(
+                "`{field}` needs {what}, which this gateway does not use: send the whole \
+                 conversation in `input`"
+            )));
+        }
     }
     let mut messages = Vec::new();
     if let Some(instructions) = request.get("instructions").and_then(Value::as_str) {
@@ -797,11 +854,47 @@ mod tests {
         assert!(chat.get("stream").is_none());
     }
 
+    /// AV-2: what OpenAI would bill beyond tokens, or keep past the request, never goes out
+    /// natively: hosted tools (also inside a namespace) and fields outside a stateless request.
+    #[test]
+    fn av_2_the_native_copy_keeps_only_client_tools_and_stateless_fields() {
+        let original = map(json!({"model": "m", "input": "hi", "store": true,
+            "prompt_cache_retention": "24h", "prompt_cache_key": "k",
+            "tools": [
+                {"type": "function", "name": "ls", "parameters": {}},
+                {"type": "web_search"},
+                {"type": "namespace", "name": "ns", "tools": [
+                    {"type": "function", "name": "inner", "parameters": {}},
+                    {"type": "code_interpreter", "container": {"type": "auto"}},
+                    {"type": "mcp", "server_url": "https://example.com"}]}],
+            "tool_choice": {"type": "web_search"}}));
+        let mut chat = Map::new();
+        keep_native(&mut chat, &original);
+        let body = &chat[NATIVE]["body"];
+        let text = body.to_string();
+        for hosted in [
+            "web_search",
+            "code_interpreter",
+            "mcp",
+            "prompt_cache_retention",
+            "store",
+        ] {
+            assert!(!text.contains(hosted), "{hosted} went out: {text}");
+        }
+        assert_eq!(body["tools"][0]["name"], "ls");
+        assert_eq!(body["tools"][1]["tools"][0]["name"], "inner");
+        assert_eq!(body["tools"][1]["tools"].as_array().map(Vec::len), Some(1));
+        assert_eq!(body["tool_choice"], "auto");
+        assert_eq!(body["prompt_cache_key"], "k");
+    }
+
     #[test]
     fn what_needs_stored_state_is_refused_with_a_reason() {
         for (field, value) in [
             ("previous_response_id", json!("resp_1")),
             ("background", json!(true)),
+            ("conversation", json!("conv_1")),
+            ("prompt", json!({"id": "pmpt_1"})),
             ("input", json!([{"type": "item_reference", "id": "msg_1"}])),
             ("input", json!(42)),
             ("input", json!([{"role": "tool", "content": "x"}])),

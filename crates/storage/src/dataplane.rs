@@ -106,11 +106,13 @@ pub async fn live_key(db: &Db, token: &TokenHash) -> Result<Option<LiveKey>, Sto
                 .and_then(LoggingLevel::parse)
                 .unwrap_or_default(),
             pii_redaction: r.pii_redaction.unwrap_or(false),
+            // A name no release wrote fails closed: the strictest mode.
             pii_guardrail: r
                 .pii_guardrail
                 .as_deref()
-                .and_then(GuardrailMode::parse)
-                .unwrap_or_default(),
+                .map_or_else(GuardrailMode::default, |mode| {
+                    GuardrailMode::parse(mode).unwrap_or(GuardrailMode::Block)
+                }),
         },
     }))
 }

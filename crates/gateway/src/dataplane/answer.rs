@@ -119,8 +119,18 @@ impl Tally {
         struct Chunk {
             #[serde(default)]
             choices: Vec<Choice>,
-            /// An Anthropic target's own event (a Messages client's native request).
-            delta: Option<AnthropicDelta>,
+            /// A target's own event (a client's request went natively): Anthropic's blocks,
+            /// or a Responses event's text.
+            delta: Option<EventDelta>,
+            #[serde(rename = "type")]
+            kind: Option<String>,
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum EventDelta {
+            /// OpenAI's Responses: text, reasoning summary or call arguments, by `type`.
+            Text(String),
+            Anthropic(AnthropicDelta),
         }
         #[derive(serde::Deserialize)]
         struct AnthropicDelta {
@@ -155,7 +165,16 @@ impl Tally {
             let Ok(chunk) = serde_json::from_slice::<Chunk>(&data) else {
                 continue;
             };
-            if let Some(delta) = &chunk.delta {
+            if let Some(EventDelta::Text(text)) = &chunk.delta {
+                self.output_bytes += i64::try_from(text.len()).unwrap_or(i64::MAX);
+                if chunk.kind.as_deref() == Some("response.output_text.delta")
+                    && let Some(transcript) = self.transcript.as_mut()
+                    && transcript.len() < MAX_TRANSCRIPT
+                {
+                    transcript.push_str(text);
+                }
+            }
+            if let Some(EventDelta::Anthropic(delta)) = &chunk.delta {
                 let texts = [&delta.text, &delta.thinking, &delta.partial_json];
                 for text in texts.into_iter().flatten() {
                     self.output_bytes += i64::try_from(text.len()).unwrap_or(i64::MAX);
@@ -378,4 +397,33 @@ pub(super) fn served_by(response: &mut Response, target: &str, attempts: u32) {
         headers.insert("x-portcullis-target", value);
     }
     headers.insert("x-portcullis-attempts", HeaderValue::from(attempts));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RM-1 and AV-2: a stream's text is transcribed and counted whichever format the target
+    /// answered in: chat chunks, Anthropic's own events, OpenAI's own Responses events.
+    #[test]
+    fn rm_1_the_transcript_and_the_count_read_every_format_a_target_streams() {
+        let streams = [
+            "data: {\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"lo\"}}]}\n\n",
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"type\":\"text_delta\",\"text\":\"Hello\"}}\n\n",
+            concat!(
+                "event: response.reasoning_summary_text.delta\ndata: {\"type\":\"response.reasoning_summary_text.delta\",\"delta\":\"think\"}\n\n",
+                "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"Hello\"}\n\n"
+            ),
+        ];
+        for (n, events) in streams.into_iter().enumerate() {
+            let mut tally = Tally::new(true, true);
+            tally.see(events.as_bytes());
+            assert_eq!(tally.transcript.as_deref(), Some("Hello"), "stream {n}");
+            assert!(
+                tally.output_bytes >= 5,
+                "stream {n}: {}",
+                tally.output_bytes
+            );
+        }
+    }
 }

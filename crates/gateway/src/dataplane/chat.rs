@@ -8,7 +8,7 @@ use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use portcullis_core::money::Usage;
+use portcullis_core::money::{Price, Usage};
 use portcullis_providers::{
     HOPS_HEADER, MAX_HOPS, Native, StreamTranslation, anthropic, completions, responses,
 };
@@ -22,7 +22,7 @@ use super::key::authenticate;
 use super::plan::RoutePlan;
 use super::prompt::apply_prompt;
 use crate::error::{ApiError, ErrorShape};
-use crate::logs::Endpoint;
+use crate::logs::{Draft, End, Endpoint};
 use crate::state::AppState;
 
 /// Chat requests carry whole conversations, images included.
@@ -332,7 +332,9 @@ pub async fn count_tokens(State(state): State<AppState>, request: Request) -> Re
 }
 
 async fn counted(state: &AppState, request: Request) -> Result<Response, ApiError> {
-    let Keyed { key, body, .. } = keyed_body(state, request).await?;
+    let Keyed {
+        key, body, hops, ..
+    } = keyed_body(state, request).await?;
     let mut request = crate::json::object(&body)?;
     // A count has no output bound; the translation asks for one.
     request.entry("max_tokens").or_insert(json!(1));
@@ -341,22 +343,83 @@ async fn counted(state: &AppState, request: Request) -> Result<Response, ApiErro
     let alias = chat
         .get("model")
         .and_then(Value::as_str)
-        .unwrap_or_default();
-    if !allowed(&key, alias) {
-        return Err(ApiError::forbidden(
-            "model_not_allowed",
-            format!("this key may not use `{alias}`"),
-        ));
+        .unwrap_or_default()
+        .to_owned();
+    // Logged like a prompt: it may leave for a provider.
+    let mut draft = Draft::open(&key, Endpoint::CountTokens, &alias, false, &request);
+    let count = Count {
+        key: &key,
+        alias: &alias,
+        bytes: body.len(),
+        hops,
+    };
+    let answer = count.run(state, &chat, request, &mut draft).await;
+    let end = match &answer {
+        Ok((_, target)) => End {
+            status: 200,
+            target: target.clone(),
+            ..End::default()
+        },
+        Err(error) => End::refused(error),
+    };
+    draft.finish(&state.logs, end);
+    answer.map(|(response, _)| response)
+}
+
+/// A token count's request, once its key is known.
+struct Count<'a> {
+    key: &'a LiveKey,
+    alias: &'a str,
+    /// The client's body size: where the guardrail scans it.
+    bytes: usize,
+    /// Gateways the request went through.
+    hops: u32,
+}
+
+impl Count<'_> {
+    /// The answer, and the target that counted (none for the estimate).
+    async fn run(
+        &self,
+        state: &AppState,
+        chat: &Map<String, Value>,
+        mut request: Map<String, Value>,
+        draft: &mut Draft,
+    ) -> Result<(Response, Option<String>), ApiError> {
+        let (key, alias) = (self.key, self.alias);
+        if !allowed(key, alias) {
+            return Err(ApiError::forbidden(
+                "model_not_allowed",
+                format!("this key may not use `{alias}`"),
+            ));
+        }
+        let plan = funnel::plan(state, key, alias).await?;
+        // A count is one of the key's requests: it takes its place under the rate limit (and
+        // spends nothing).
+        state
+            .spend
+            .reserve(key, Usage::default(), Price::default())
+            .await?
+            .keep_rate_place();
+        // What leaves for a provider passes the guardrail, as a prompt does.
+        let checked = funnel::scan(state, key, &mut request, self.bytes).await?;
+        let refusal = (checked.record.action == "blocked")
+            .then(|| crate::guardrail::blocked(&checked.record));
+        draft.guardrail(checked.record);
+        if let Some(refusal) = refusal {
+            return Err(refusal);
+        }
+        if let Some((count, target)) = provider_count(state, &plan, &request, self.hops).await {
+            draft.sent(request, self.bytes, None);
+            return Ok((token_count(count, "provider"), Some(target)));
+        }
+        draft.sent(request, self.bytes, None);
+        Ok((token_count(estimate(chat), "estimate"), None))
     }
-    let plan = funnel::plan(state, &key, alias).await?;
-    // What leaves for a provider passes the guardrail, as a prompt does.
-    let checked = funnel::scan(state, &key, &mut request, body.len()).await?;
-    if checked.record.action == "blocked" {
-        return Err(crate::guardrail::blocked(&checked.record));
-    }
-    if let Some(count) = provider_count(state, &plan, &request).await {
-        return Ok(token_count(count, "provider"));
-    }
+}
+
+/// An upper bound on a request's input tokens: each byte of its messages' text and tool calls
+/// and of its tool definitions one token; images not counted.
+fn estimate(chat: &Map<String, Value>) -> u64 {
     let text_bytes: usize = chat
         .get("messages")
         .and_then(Value::as_array)
@@ -368,30 +431,32 @@ async fn counted(state: &AppState, request: Request) -> Result<Response, ApiErro
         } + m.get("tool_calls").map_or(0, |c| c.to_string().len()))
         .sum();
     let tools_bytes = chat.get("tools").map_or(0, |t| t.to_string().len());
-    let estimate = u64::try_from(text_bytes + tools_bytes).unwrap_or(u64::MAX);
-    Ok(token_count(estimate, "estimate"))
+    u64::try_from(text_bytes + tools_bytes).unwrap_or(u64::MAX)
 }
 
 /// The count of the route's first target whose API counts tokens, in the plan's order; a
-/// target whose circuit is open is skipped, and a failure falls back to the estimate.
+/// target whose circuit is open is skipped (looked at, not probed: a count never takes the
+/// one probe that decides whether the target serves again), and a failure falls back to the
+/// estimate. `hops`: gateways the request went through, as for a prompt.
 async fn provider_count(
     state: &AppState,
     plan: &RoutePlan,
     request: &Map<String, Value>,
-) -> Option<u64> {
+    hops: u32,
+) -> Option<(u64, String)> {
+    let limits = portcullis_providers::Limits {
+        hops,
+        ..plan.limits
+    };
     for index in plan.order() {
         let target = &plan.targets[index].target;
         if !target.provider.speaks(Native::Messages)
-            || !state.upstreams.breakers.allow(&target.circuit)
+            || state.upstreams.breakers.is_open(&target.circuit)
         {
             continue;
         }
-        match target
-            .provider
-            .count_tokens(target, request, &plan.limits)
-            .await
-        {
-            Ok(Some(count)) => return Some(count),
+        match target.provider.count_tokens(target, request, &limits).await {
+            Ok(Some(count)) => return Some((count, target.label.clone())),
             Ok(None) => {}
             Err(error) => {
                 tracing::info!(target = %target.label, error = %error.summary(), "token count failed: answering an estimate");

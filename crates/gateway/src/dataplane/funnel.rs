@@ -182,6 +182,10 @@ pub(super) async fn serve_alias(state: &AppState, mut call: Call<'_>) -> Result<
                 client_usage: call.head.client_usage,
             }
         }
+        // A count is answered by `chat::count_tokens`, which asks no chain.
+        Endpoint::CountTokens => {
+            return Err(ApiError::Internal("a token count reached the chain".into()));
+        }
     };
     let request_id = crate::request_id::current().unwrap_or_default();
     let mut reservation = reservation;
@@ -317,6 +321,17 @@ async fn prepare(
             format!("this key may not use `{alias}`"),
         ));
     }
+    let plan = plan(state, key, &alias).await?;
+    // The client's own request rides along only for a route with a target that speaks its
+    // format: otherwise it would be scanned twice and stripped on every attempt for nothing.
+    if let Some(native) = Native::carried_by(&call.request)
+        && !plan
+            .targets
+            .iter()
+            .any(|planned| planned.target.provider.speaks(native))
+    {
+        call.request.remove(native.key());
+    }
     let checked = scan(state, key, &mut call.request, call.prompt_bytes).await?;
     let refusal = (checked.record.action == "blocked").then(|| guardrail::blocked(&checked.record));
     draft.guardrail(checked.record);
@@ -325,7 +340,6 @@ async fn prepare(
     }
     // Placeholders may be longer than what they replace: the prompt bound grows with them.
     call.prompt_bytes += checked.grown;
-    let plan = plan(state, key, &alias).await?;
     let prompt_bytes = i64::try_from(call.prompt_bytes).unwrap_or(i64::MAX);
     let bounds = plan::bounds(&call.head, &plan, prompt_bytes)?;
     bound_the_request(&mut call.request, &call.head, &bounds, call.endpoint);

@@ -50,7 +50,8 @@ pub const NOT_YET: [&str; 6] = [
 ];
 
 pub fn router() -> Router<AppState> {
-    // A count asks no provider: not a prompt route.
+    // A count is no completion: it asks a provider only to count (after the guardrail, under
+    // the rate limit, into the request log), so it is served apart from the funnel.
     let mut router = Router::new()
         .route("/v1/models", get(chat::models))
         .route("/v1/messages/count_tokens", post(chat::count_tokens));

@@ -76,6 +76,8 @@ pub enum Endpoint {
     Messages,
     Responses,
     Completions,
+    /// `/v1/messages/count_tokens`: no answer, but the request may leave for a provider.
+    CountTokens,
 }
 
 impl Endpoint {
@@ -86,6 +88,7 @@ impl Endpoint {
             Endpoint::Messages => "messages",
             Endpoint::Responses => "responses",
             Endpoint::Completions => "completions",
+            Endpoint::CountTokens => "count_tokens",
         }
     }
 }

@@ -389,6 +389,16 @@ impl Reservation {
         let _returned = self.spend.release(&self, |_| 0);
     }
 
+    /// Keeps the request's place under the key's requests-per-minute limit and gives the rest
+    /// back, with no ledger row: a request that costs nothing (a token count). The place stays
+    /// spent in this process's lease of the minute, which no other process can take either.
+    pub fn keep_rate_place(mut self) {
+        self.settled = true;
+        let _kept = self
+            .spend
+            .release(&self, |scope| i64::from(scope == Scope::KeyRpm));
+    }
+
     /// Settles at the worst case reserved, marked estimated: usage unknown (a stream the
     /// client left, an upstream that reported none, an attempt that timed out after the
     /// upstream took it) is never recorded below what the upstream may have billed.

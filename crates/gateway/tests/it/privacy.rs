@@ -743,4 +743,69 @@ async fn cf_3_a_token_count_is_the_providers_and_passes_the_guardrail_first() {
     assert_eq!(estimated.status, StatusCode::OK, "{}", estimated.body);
     assert_eq!(estimated.headers["x-portcullis-token-count"], "estimate");
     assert!(estimated.body["input_tokens"].as_u64().unwrap() > 0);
+
+    // Each count is in the request log (RM-1), with what the guardrail did.
+    assert!(env.state.logs.flush(Duration::from_secs(10)).await);
+    let logs = env
+        .call(Method::GET, &env.org_path("/logs"), Who::Admin, None)
+        .await;
+    let mut seen: Vec<(String, String, u64)> = logs.body["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["endpoint"] == "count_tokens")
+        .map(|l| {
+            (
+                l["model"].as_str().unwrap().to_owned(),
+                l["guardrail"].as_str().unwrap().to_owned(),
+                l["status"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("claude".to_owned(), "blocked".to_owned(), 400),
+            ("claude".to_owned(), "redacted".to_owned(), 200),
+            ("plain".to_owned(), "redacted".to_owned(), 200),
+        ]
+    );
+}
+
+/// AV-4: a token count takes its place under the key's rate limit, like any request.
+#[tokio::test]
+async fn av_4_token_counts_are_rate_limited_like_requests() {
+    let env = Env::new().await;
+    env.mock_route("plain", &["mock-1"]).await;
+    let key = env
+        .call(
+            Method::POST,
+            &env.org_path("/keys"),
+            Who::Master,
+            Some(json!({"name": "counted", "rpm_limit": 2})),
+        )
+        .await;
+    assert_eq!(key.status, StatusCode::CREATED, "{}", key.body);
+    let secret = key.body["secret"].as_str().unwrap();
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let response = env
+            .call_as(
+                Method::POST,
+                "/v1/messages/count_tokens",
+                secret,
+                Some(json!({"model": "plain", "messages": [{"role": "user", "content": "hi"}]})),
+            )
+            .await;
+        statuses.push(response.status);
+    }
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
 }
