@@ -14,6 +14,7 @@
 mod agents;
 mod billing;
 mod cli;
+mod console;
 mod hardening;
 mod isolation;
 mod privacy;

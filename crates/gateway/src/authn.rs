@@ -9,6 +9,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use chrono::{DateTime, Utc};
 use portcullis_core::audit::{Actor, ActorKind, Source};
@@ -173,7 +174,8 @@ struct Login {
 
 #[derive(Debug, Serialize)]
 struct SessionView {
-    session_token: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session_token: Option<String>,
     expires_at: DateTime<Utc>,
     mfa_verified: bool,
 }
@@ -221,8 +223,9 @@ async fn new_session(
 async fn login(
     State(state): State<AppState>,
     ClientSource(source): ClientSource,
+    headers: HeaderMap,
     JsonBody(body): JsonBody<Login>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let email = body.email.trim();
     if email.is_empty() || email.len() > MAX_EMAIL_BYTES {
         return Err(ApiError::invalid_request(format!(
@@ -273,7 +276,8 @@ async fn login(
         return Ok(Json(json!(ChallengeView {
             mfa_challenge: challenge.expose().to_owned(),
             expires_at,
-        })));
+        }))
+        .into_response());
     }
     let mut tx = state
         .db
@@ -282,11 +286,30 @@ async fn login(
     tx.detail("mfa", false);
     let (token, expires_at) = new_session(&mut tx, SessionKind::Session, false).await?;
     tx.commit().await?;
-    Ok(Json(json!(SessionView {
-        session_token: token.expose().to_owned(),
+    Ok(session_answer(&state, &headers, &token, expires_at, false))
+}
+
+/// A new session's answer: its token in the body, or, when the client asked for cookies
+/// (`x-portcullis-session: cookie`, the console), in an HttpOnly cookie beside its CSRF
+/// token, and not in the body, so that no script of the page ever holds it.
+fn session_answer(
+    state: &AppState,
+    headers: &HeaderMap,
+    token: &Token,
+    expires_at: DateTime<Utc>,
+    mfa_verified: bool,
+) -> Response {
+    let cookie = crate::browser::wants_cookie(headers);
+    let view = SessionView {
+        session_token: (!cookie).then(|| token.expose().to_owned()),
         expires_at,
-        mfa_verified: false,
-    })))
+        mfa_verified,
+    };
+    let mut response = Json(view).into_response();
+    if cookie {
+        crate::browser::issue(response.headers_mut(), token.expose(), state.serving_tls);
+    }
+    response
 }
 
 #[derive(Debug, Deserialize)]
@@ -387,8 +410,9 @@ fn unix_now() -> u64 {
 async fn login_mfa(
     State(state): State<AppState>,
     ClientSource(source): ClientSource,
+    headers: HeaderMap,
     JsonBody(body): JsonBody<LoginMfa>,
-) -> Result<Json<SessionView>, ApiError> {
+) -> Result<Response, ApiError> {
     let challenge = Token::parse(body.mfa_challenge.trim())
         .ok()
         .filter(|t| t.kind() == TokenKind::MfaChallenge)
@@ -422,11 +446,7 @@ async fn login_mfa(
     }
     let (token, expires_at) = new_session(&mut tx, SessionKind::Session, true).await?;
     tx.commit().await?;
-    Ok(Json(SessionView {
-        session_token: token.expose().to_owned(),
-        expires_at,
-        mfa_verified: true,
-    }))
+    Ok(session_answer(&state, &headers, &token, expires_at, true))
 }
 
 /// `POST /auth/v1/logout`.
@@ -434,7 +454,7 @@ async fn logout(
     State(state): State<AppState>,
     ClientSource(source): ClientSource,
     headers: HeaderMap,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Response, ApiError> {
     let (user, _, _) = session_user(&state, &headers).await?;
     let token = bearer(&headers)?;
     let mut tx = state
@@ -445,7 +465,12 @@ async fn logout(
     if auth::end_session(&mut tx, &token.hash()).await? {
         tx.commit().await?;
     }
-    Ok(StatusCode::NO_CONTENT)
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    // A browser's session: its cookies go with it.
+    if !headers.contains_key(axum::http::header::AUTHORIZATION) {
+        crate::browser::clear(response.headers_mut(), state.serving_tls);
+    }
+    Ok(response)
 }
 
 #[derive(Debug, Serialize)]

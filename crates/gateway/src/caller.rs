@@ -52,12 +52,19 @@ impl Principal {
     }
 }
 
-/// The bearer token, parsed. No header, or a malformed token, is 401.
+/// The bearer token, parsed; without an `Authorization` header, a browser's session cookie
+/// (whose state-changing calls `browser::require_csrf` has already checked). Neither, or a
+/// malformed token, is 401.
 pub fn bearer(headers: &HeaderMap) -> Result<Token, ApiError> {
-    let value = headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| ApiError::unauthenticated("invalid_api_key", "missing credential"))?;
+    let Some(value) = headers.get(AUTHORIZATION) else {
+        let cookie = crate::browser::session(headers)
+            .ok_or_else(|| ApiError::unauthenticated("invalid_api_key", "missing credential"))?;
+        return Token::parse(cookie.trim())
+            .map_err(|_| ApiError::unauthenticated("invalid_session", "malformed session cookie"));
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::unauthenticated("invalid_api_key", "malformed credential"))?;
     let text = value
         .strip_prefix("Bearer ")
         .or_else(|| value.strip_prefix("bearer "))

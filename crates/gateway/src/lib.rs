@@ -15,13 +15,15 @@
 pub mod admin;
 pub mod authn;
 mod background;
+mod browser;
 mod caller;
+pub mod console;
 pub mod dataplane;
 mod denials;
 mod error;
 pub mod guard;
 mod guardrail;
-mod headers;
+pub mod headers;
 mod health;
 mod json;
 pub mod logs;

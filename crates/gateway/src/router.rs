@@ -7,7 +7,7 @@ use axum::routing::get;
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::{admin, authn, dataplane, headers, health, metrics, request_id};
+use crate::{admin, authn, browser, console, dataplane, headers, health, metrics, request_id};
 
 /// Admin and auth bodies are small documents; prompts go to the data plane.
 const ADMIN_MAX_BODY: usize = 64 * 1024;
@@ -22,10 +22,15 @@ pub(crate) fn metrics_router(state: AppState) -> Router {
 pub fn router(state: AppState) -> Router {
     let people = authn::router()
         .merge(admin::router(&state))
-        .layer(DefaultBodyLimit::max(ADMIN_MAX_BODY));
+        .layer(DefaultBodyLimit::max(ADMIN_MAX_BODY))
+        // Before any handler: a cookie session's write without its CSRF token does nothing.
+        .layer(middleware::from_fn(browser::require_csrf));
     let mut main = Router::new();
     if !state.metrics_elsewhere {
         main = main.route("/metrics", get(metrics::metrics));
+    }
+    if state.console {
+        main = main.merge(console::router());
     }
     main.route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

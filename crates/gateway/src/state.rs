@@ -73,6 +73,8 @@ pub struct State {
     pub body_read_timeout: Duration,
     /// `/metrics` is served on a listener of its own (`metrics_router`), not on the main one.
     pub metrics_elsewhere: bool,
+    /// The web console is served at `/console` (`server.console`).
+    pub console: bool,
 }
 
 /// Why the state could not be built.
@@ -108,6 +110,7 @@ pub struct AppStateBuilder {
     serving_tls: bool,
     body_read_timeout: Duration,
     metrics_elsewhere: bool,
+    console: bool,
 }
 
 impl std::fmt::Debug for AppStateBuilder {
@@ -141,6 +144,7 @@ impl AppState {
             serving_tls: false,
             body_read_timeout: Duration::from_secs(30),
             metrics_elsewhere: false,
+            console: true,
         }
     }
 
@@ -214,6 +218,12 @@ impl AppStateBuilder {
         self
     }
 
+    /// Serves the web console at `/console` (on unless turned off).
+    pub fn console(mut self, console: bool) -> Self {
+        self.console = console;
+        self
+    }
+
     /// Builds the state and starts its background work (the spend engine, the log writer,
     /// the refusal summaries): call within a Tokio runtime.
     pub fn build(self) -> Result<AppState, StartError> {
@@ -262,6 +272,7 @@ impl AppStateBuilder {
             serving_tls: self.serving_tls,
             body_read_timeout: self.body_read_timeout,
             metrics_elsewhere: self.metrics_elsewhere,
+            console: self.console,
         })))
     }
 }

@@ -156,6 +156,8 @@ struct RawServer {
     /// Serve `/metrics` here (plaintext, for a scraper on a private network) instead of on
     /// the main listener.
     metrics_listen: Option<String>,
+    /// Serve the web console at `/console`.
+    console: bool,
 }
 
 impl Default for RawServer {
@@ -174,6 +176,7 @@ impl Default for RawServer {
             max_connections: 10_000,
             http2_max_streams: 100,
             metrics_listen: None,
+            console: true,
         }
     }
 }
@@ -275,6 +278,8 @@ pub struct ServerConfig {
     pub max_connections: usize,
     pub http2_max_streams: u32,
     pub metrics_listen: Option<SocketAddr>,
+    /// The web console at `/console`.
+    pub console: bool,
 }
 
 #[derive(Debug)]
@@ -426,6 +431,7 @@ impl Config {
                         })
                     })
                     .transpose()?,
+                console: raw.server.console,
             },
             secrets: SecretsConfig {
                 kek: secret("secrets.kek", raw.secrets.kek, raw.secrets.kek_file)?,

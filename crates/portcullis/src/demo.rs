@@ -202,7 +202,8 @@ fn print_banner(
          \n  curl -s http://{addr}/v1/chat/completions -H 'authorization: Bearer {key}' \\\
          \n    -H 'content-type: application/json' \\\
          \n    -d '{{\"model\": \"gpt-4o-mini\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello\"}}]}}'\n\
-         \n  OpenAI SDKs: base_url http://{addr}/v1, api_key {key}\n"
+         \n  OpenAI SDKs: base_url http://{addr}/v1, api_key {key}\n\
+         \nConsole: http://{addr}/console (sign in as {DEMO_EMAIL})\n"
     );
     match credentials {
         Some((outcome, password)) => banner.push_str(&format!(

@@ -93,6 +93,7 @@ pub async fn run_with(config: Config, on_listening: impl FnOnce(SocketAddr)) -> 
         .serving_tls(tls.is_some())
         .body_read_timeout(config.server.body_read_timeout)
         .metrics_elsewhere(metrics_listener.is_some())
+        .console(config.server.console)
         .build()
         .context("building the gateway's state")?;
     let background = state.background.clone();

@@ -25,6 +25,7 @@ mod provider;
 pub mod responses;
 mod sse;
 mod target;
+pub mod tokens;
 mod translate;
 pub mod usage;
 

@@ -322,7 +322,8 @@ pub async fn completions_legacy(
 /// shape. The key, its allowlist and the route are checked as for the request itself, and
 /// the request passes the guardrail before it leaves. The route's first target that can count
 /// (an Anthropic one) is asked, which Anthropic does not bill: `x-portcullis-token-count:
-/// provider`. Without one, or when it fails, the answer is an upper bound (each byte of the
+/// provider`. Without one, or when it fails, a target model's own tokenizer counts it
+/// (OpenAI's encodings): `tokenizer`; else the answer is an upper bound (each byte of the
 /// prompt's text and tool definitions one token; images not counted): `estimate`.
 pub async fn count_tokens(State(state): State<AppState>, request: Request) -> Response {
     match counted(&state, request).await {
@@ -413,7 +414,26 @@ impl Count<'_> {
             return Ok((token_count(count, "provider"), Some(target)));
         }
         draft.sent(request, self.bytes, None);
-        Ok((token_count(estimate(chat), "estimate"), None))
+        // Else the first target whose model has a published tokenizer counts it here, on the
+        // compute workers (CPU in the size of the request); else the upper bound.
+        let models: Vec<String> = plan
+            .order()
+            .into_iter()
+            .map(|index| plan.targets[index].target.model.clone())
+            .collect();
+        let text = chat.clone();
+        let counted = state
+            .compute
+            .run(move || {
+                models
+                    .iter()
+                    .find_map(|model| portcullis_providers::tokens::count_chat(model, &text))
+            })
+            .await?;
+        Ok(match counted {
+            Some(count) => (token_count(count, "tokenizer"), None),
+            None => (token_count(estimate(chat), "estimate"), None),
+        })
     }
 }
 

@@ -67,6 +67,61 @@ async fn check_all(env: &Env, tls: bool) {
     }
 }
 
+/// EN-3 on the console: every path it serves carries the console's policy (its own script
+/// and style only, nothing inline, no frames) and the other headers; HSTS under TLS. With the
+/// console turned off, nothing is served there.
+#[tokio::test]
+async fn en_3_every_console_path_carries_the_console_policy() {
+    for tls in [false, true] {
+        let env = Env::new_with(|state| state.serving_tls(tls)).await;
+        for path in portcullis_gateway::console::PATHS {
+            let response = env.call(Method::GET, path, Who::Nobody, None).await;
+            assert_eq!(response.status, axum::http::StatusCode::OK, "{path}");
+            let headers = &response.headers;
+            let csp = headers["content-security-policy"].to_str().unwrap();
+            assert_eq!(csp, portcullis_gateway::headers::CONSOLE_POLICY, "{path}");
+            for forbidden in ["unsafe-inline", "unsafe-eval", "*"] {
+                assert!(!csp.contains(forbidden), "{path}: {csp}");
+            }
+            for directive in [
+                "default-src 'self'",
+                "frame-ancestors 'none'",
+                "form-action 'self'",
+                "base-uri 'none'",
+            ] {
+                assert!(csp.contains(directive), "{path}: {csp}");
+            }
+            for (name, value) in [
+                ("x-frame-options", "DENY"),
+                ("x-content-type-options", "nosniff"),
+                ("referrer-policy", "no-referrer"),
+            ] {
+                assert_eq!(headers[name], value, "{path}");
+            }
+            assert_eq!(
+                headers.contains_key("strict-transport-security"),
+                tls,
+                "{path}"
+            );
+        }
+        // The page carries no script or style of its own: everything it runs is a file.
+        let page = env.call(Method::GET, "/console", Who::Nobody, None).await;
+        let html = page.body.as_str().unwrap();
+        assert!(
+            !html.contains("<style") && !html.contains(" style="),
+            "{html}"
+        );
+        assert_eq!(html.matches("<script").count(), 1, "{html}");
+        assert!(
+            html.contains(r#"<script type="module" src="/console/app.js">"#),
+            "{html}"
+        );
+    }
+    let off = Env::new_with(|state| state.console(false)).await;
+    let response = off.call(Method::GET, "/console", Who::Nobody, None).await;
+    assert_eq!(response.status, axum::http::StatusCode::NOT_FOUND);
+}
+
 #[tokio::test]
 async fn en_3_every_admin_and_auth_route_carries_the_security_headers() {
     let env = Env::new().await;

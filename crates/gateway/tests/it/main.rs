@@ -13,6 +13,7 @@
 
 mod attribution;
 mod billing;
+mod browser;
 mod dataplane;
 mod envelope;
 mod headers;

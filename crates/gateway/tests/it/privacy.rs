@@ -744,6 +744,41 @@ async fn cf_3_a_token_count_is_the_providers_and_passes_the_guardrail_first() {
     assert_eq!(estimated.headers["x-portcullis-token-count"], "estimate");
     assert!(estimated.body["input_tokens"].as_u64().unwrap() > 0);
 
+    // An OpenAI model's published tokenizer counts it, without asking anyone.
+    let openai = env
+        .call(
+            Method::POST,
+            &env.org_path("/credentials"),
+            Who::Master,
+            Some(
+                json!({"name": "gpt", "provider": "openai_compatible", "api_key": "sk-0123456789",
+                        "base_url": "http://127.0.0.1:9/v1"}),
+            ),
+        )
+        .await;
+    assert_eq!(openai.status, StatusCode::CREATED, "{}", openai.body);
+    let route = json!({"targets": [{"credential_id": openai.body["credential_id"], "model": "gpt-4o-mini"}]});
+    let put = env
+        .call(
+            Method::PUT,
+            &env.org_path("/routes/gpt"),
+            Who::Master,
+            Some(route),
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+    let tokenized = env
+        .call(Method::POST, path, Who::VirtualKey, Some(count("gpt")))
+        .await;
+    assert_eq!(tokenized.status, StatusCode::OK, "{}", tokenized.body);
+    assert_eq!(tokenized.headers["x-portcullis-token-count"], "tokenizer");
+    let tokens = tokenized.body["input_tokens"].as_u64().unwrap();
+    let estimate = estimated.body["input_tokens"].as_u64().unwrap();
+    assert!(
+        tokens > 0 && tokens < estimate,
+        "{tokens} tokens, estimate {estimate}"
+    );
+
     // Each count is in the request log (RM-1), with what the guardrail did.
     assert!(env.state.logs.flush(Duration::from_secs(10)).await);
     let logs = env
@@ -768,6 +803,7 @@ async fn cf_3_a_token_count_is_the_providers_and_passes_the_guardrail_first() {
         [
             ("claude".to_owned(), "blocked".to_owned(), 400),
             ("claude".to_owned(), "redacted".to_owned(), 200),
+            ("gpt".to_owned(), "redacted".to_owned(), 200),
             ("plain".to_owned(), "redacted".to_owned(), 200),
         ]
     );

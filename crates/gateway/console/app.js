@@ -1,0 +1,396 @@
+// The Portcullis console: a page over the admin and auth JSON API, with the same guard,
+// roles and audit as any other client. The session lives in an HttpOnly cookie; every
+// state-changing call carries the CSRF token. Nothing here builds HTML from data: text goes
+// in through textContent only.
+
+const ROLES = ["viewer", "member", "admin", "owner"];
+const main = document.getElementById("main");
+const nav = document.getElementById("nav");
+const orgSelect = document.getElementById("org");
+const status = document.getElementById("status");
+
+let me = null;
+let orgId = null;
+
+class ApiError extends Error {
+  constructor(status, body) {
+    super(body?.error?.message ?? `HTTP ${status}`);
+    this.status = status;
+    this.code = body?.error?.code;
+  }
+}
+
+function csrfToken() {
+  const pair = document.cookie.split("; ").find((c) => c.startsWith("portcullis_csrf="));
+  return pair ? pair.slice("portcullis_csrf=".length) : "";
+}
+
+async function api(method, path, body) {
+  const headers = { "x-portcullis-session": "cookie" };
+  if (body !== undefined) headers["content-type"] = "application/json";
+  if (method !== "GET") headers["x-csrf-token"] = csrfToken();
+  const response = await fetch(path, {
+    method,
+    headers,
+    credentials: "same-origin",
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  const data = text ? JSON.parse(text) : null;
+  if (!response.ok) throw new ApiError(response.status, data);
+  return data;
+}
+
+function el(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (name === "text") node.textContent = value;
+    else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else if (value === true) node.setAttribute(name, "");
+    else if (value !== false && value !== undefined) node.setAttribute(name, value);
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+function show(...nodes) {
+  main.replaceChildren(...nodes);
+  main.focus();
+}
+
+function say(text) {
+  status.textContent = text;
+}
+
+function go(hash) {
+  if (location.hash === hash) render();
+  else location.hash = hash;
+}
+
+function role() {
+  return me?.memberships.find((m) => m.org_id === orgId)?.role ?? "viewer";
+}
+
+function may(least) {
+  return ROLES.indexOf(role()) >= ROLES.indexOf(least);
+}
+
+function errorLine(error) {
+  return el("p", { class: "error", role: "alert", text: error.message });
+}
+
+// Sign-in: the password, then (when the account has MFA) a TOTP or a recovery code.
+function signIn() {
+  nav.hidden = true;
+  const failed = el("p", { class: "error", role: "alert" });
+  const email = el("input", { type: "email", name: "email", autocomplete: "username", required: true });
+  const password = el("input", { type: "password", name: "password", autocomplete: "current-password", required: true });
+  const form = el(
+    "form",
+    {
+      onsubmit: async (event) => {
+        event.preventDefault();
+        failed.textContent = "";
+        try {
+          const answer = await api("POST", "/auth/v1/login", { email: email.value, password: password.value });
+          if (answer.mfa_challenge) secondFactor(answer.mfa_challenge);
+          else await signedIn();
+        } catch (error) {
+          failed.textContent = error.message;
+        }
+      },
+    },
+    el("label", { text: "Email" }, email),
+    el("label", { text: "Password" }, password),
+    el("button", { type: "submit", text: "Sign in" }),
+    failed,
+  );
+  show(el("h1", { text: "Sign in" }), form);
+}
+
+function secondFactor(challenge) {
+  const failed = el("p", { class: "error", role: "alert" });
+  const code = el("input", { name: "code", autocomplete: "one-time-code", required: true, inputmode: "text" });
+  const form = el(
+    "form",
+    {
+      onsubmit: async (event) => {
+        event.preventDefault();
+        try {
+          await api("POST", "/auth/v1/login/mfa", { mfa_challenge: challenge, code: code.value.trim() });
+          await signedIn();
+        } catch (error) {
+          failed.textContent = error.message;
+        }
+      },
+    },
+    el("label", { text: "Code from your authenticator app, or a recovery code" }, code),
+    el("button", { type: "submit", text: "Verify" }),
+    failed,
+  );
+  show(el("h1", { text: "Second factor" }), form);
+  code.focus();
+}
+
+async function signedIn() {
+  me = await api("GET", "/auth/v1/me");
+  orgSelect.replaceChildren(
+    ...me.memberships.map((m) => el("option", { value: m.org_id, text: `${m.name} (${m.role})` })),
+  );
+  orgId = me.memberships[0]?.org_id ?? null;
+  nav.hidden = false;
+  go("#/keys");
+}
+
+// Keys: a secret just made (`shown`) is shown once, here, and never kept by the page.
+async function keys(shown) {
+  const list = await api("GET", `/admin/v1/orgs/${orgId}/keys`);
+  const canWrite = may("member");
+  const revealed = el("div");
+  const name = el("input", { name: "name", required: true, disabled: !canWrite });
+  const create = el(
+    "form",
+    {
+      onsubmit: async (event) => {
+        event.preventDefault();
+        try {
+          const key = await api("POST", `/admin/v1/orgs/${orgId}/keys`, { name: name.value });
+          await keys(key.secret);
+        } catch (error) {
+          revealed.replaceChildren(errorLine(error));
+        }
+      },
+    },
+    el("label", { text: "New key's name" }, name),
+    el("button", { type: "submit", text: "Create key", disabled: !canWrite }),
+  );
+  const rows = list.data
+    .filter((k) => !k.revoked_at)
+    .map((k) =>
+      el(
+        "tr",
+        {},
+        el("td", { text: k.name }),
+        el("td", { text: `…${k.last4}` }),
+        el("td", { text: k.created_at.slice(0, 10) }),
+        el("td", { text: k.expires_at ? k.expires_at.slice(0, 10) : "never" }),
+        el(
+          "td",
+          {},
+          el("button", {
+            type: "button",
+            class: "secondary",
+            text: "Rotate",
+            disabled: !canWrite,
+            onclick: async () => {
+              const rotated = await api("POST", `/admin/v1/orgs/${orgId}/keys/${k.key_id}/rotate`);
+              await keys(rotated.secret);
+            },
+          }),
+          " ",
+          el("button", {
+            type: "button",
+            class: "secondary",
+            text: "Revoke",
+            disabled: !canWrite,
+            onclick: async () => {
+              if (!confirm(`Revoke ${k.name}? Requests with it stop at once.`)) return;
+              await api("DELETE", `/admin/v1/orgs/${orgId}/keys/${k.key_id}`);
+              await keys();
+              say(`${k.name} revoked`);
+            },
+          }),
+        ),
+      ),
+    );
+  const table = rows.length
+    ? el(
+        "table",
+        {},
+        el("thead", {}, el("tr", {}, ...["Name", "Key", "Created", "Expires", ""].map((h) => el("th", { text: h })))),
+        el("tbody", {}, ...rows),
+      )
+    : el("p", { class: "empty", text: "No keys yet. A key carries an application's requests to the models of this organization." });
+  show(el("h1", { text: "Virtual keys" }), create, revealed, table);
+  if (shown) reveal(shown);
+
+  function reveal(secret) {
+    const code = el("code", { id: "new-secret", text: secret });
+    revealed.replaceChildren(
+      el(
+        "div",
+        { class: "secret", role: "alert" },
+        el("p", { class: "warning", text: "Copy this key now: it is shown once and cannot be shown again." }),
+        code,
+        el("button", {
+          type: "button",
+          text: "Copy",
+          onclick: async () => {
+            await navigator.clipboard.writeText(secret);
+            say("Copied");
+          },
+        }),
+        " ",
+        el("button", { type: "button", class: "secondary", text: "Done", onclick: () => revealed.replaceChildren() }),
+      ),
+    );
+  }
+}
+
+async function members(shownInvite) {
+  const list = await api("GET", `/admin/v1/orgs/${orgId}/members`);
+  const canInvite = may("admin");
+  const invited = el("div");
+  const email = el("input", { type: "email", name: "email", required: true, disabled: !canInvite });
+  const roleChoice = el(
+    "select",
+    { name: "role", disabled: !canInvite },
+    ...["viewer", "member", "admin"].map((r) => el("option", { value: r, text: r })),
+  );
+  const invite = el(
+    "form",
+    {
+      onsubmit: async (event) => {
+        event.preventDefault();
+        try {
+          const made = await api("POST", `/admin/v1/orgs/${orgId}/members`, { email: email.value, role: roleChoice.value });
+          await members(made.invite_token);
+        } catch (error) {
+          invited.replaceChildren(errorLine(error));
+        }
+      },
+    },
+    el("label", { text: "Invite by email" }, email),
+    el("label", { text: "Role" }, roleChoice),
+    el("button", { type: "submit", text: "Invite", disabled: !canInvite }),
+  );
+  const rows = list.data.map((m) =>
+    el(
+      "tr",
+      {},
+      el("td", { text: m.email }),
+      el("td", { text: m.role }),
+      el("td", { text: m.status === "pending" ? "invited" : "member" }),
+      el("td", { text: m.status === "pending" ? "" : m.mfa_enabled ? "on" : "off" }),
+    ),
+  );
+  const table = rows.length
+    ? el(
+        "table",
+        {},
+        el("thead", {}, el("tr", {}, ...["Email", "Role", "Status", "MFA"].map((h) => el("th", { text: h })))),
+        el("tbody", {}, ...rows),
+      )
+    : el("p", { class: "empty", text: "No members." });
+  show(el("h1", { text: "Members" }), invite, invited, table);
+  if (shownInvite) {
+    invited.replaceChildren(
+      el(
+        "div",
+        { class: "secret", role: "alert" },
+        el("p", { class: "warning", text: "Send this invitation token to the person: it is shown once." }),
+        el("code", { id: "new-invite", text: shownInvite }),
+      ),
+    );
+  }
+}
+
+// The audit trail: every entry with who, from where, and the chain's verification.
+async function audit() {
+  if (!may("admin")) {
+    show(el("h1", { text: "Audit trail" }), el("p", { class: "empty", text: "The audit trail is for owners and admins." }));
+    return;
+  }
+  const [verification, page, people] = await Promise.all([
+    api("GET", `/admin/v1/orgs/${orgId}/audit/verify`),
+    api("GET", `/admin/v1/orgs/${orgId}/audit?limit=200`),
+    api("GET", `/admin/v1/orgs/${orgId}/members`),
+  ]);
+  const emails = new Map(people.data.filter((m) => m.user_id).map((m) => [m.user_id, m.email]));
+  const who = (e) => (e.actor_type === "user" ? emails.get(e.actor_id) ?? e.actor_id : e.actor_type);
+  const state = verification.ok
+    ? `Chain verified: ${verification.events_checked} entries, head ${verification.head_hash ?? "(empty)"}`
+    : `Chain broken: ${verification.error}`;
+  const rows = page.events
+    .slice()
+    .reverse()
+    .map((e) =>
+      el(
+        "tr",
+        {},
+        el("td", { text: e.occurred_at.replace("T", " ").slice(0, 19) }),
+        el("td", { text: who(e) }),
+        el("td", { text: e.action }),
+        el("td", { text: `${e.target_type} ${e.target_id}` }),
+        el("td", { text: e.client_ip ?? "" }),
+        el("td", { text: e.request_id ?? "" }),
+      ),
+    );
+  const lines = page.events.map((e) => JSON.stringify(e)).join("\n");
+  const download = el("a", {
+    href: URL.createObjectURL(new Blob([lines], { type: "application/jsonl" })),
+    download: "audit.jsonl",
+    text: "Export as JSON lines",
+  });
+  show(
+    el("h1", { text: "Audit trail" }),
+    el("p", { class: verification.ok ? "" : "error", text: state }),
+    download,
+    el(
+      "table",
+      {},
+      el("thead", {}, el("tr", {}, ...["When (UTC)", "Who", "Action", "Target", "IP", "Request"].map((h) => el("th", { text: h })))),
+      el("tbody", {}, ...rows),
+    ),
+  );
+}
+
+const pages = { "#/keys": () => keys(), "#/members": () => members(), "#/audit": audit };
+
+async function render() {
+  if (!me) {
+    try {
+      await signedInAlready();
+    } catch {
+      return signIn();
+    }
+  }
+  const page = pages[location.hash] ?? keys;
+  try {
+    await page();
+  } catch (error) {
+    // An ended or timed-out session is a clean return to sign-in, not an error page.
+    if (error.status === 401) {
+      me = null;
+      signIn();
+    } else {
+      show(errorLine(error));
+    }
+  }
+}
+
+async function signedInAlready() {
+  me = await api("GET", "/auth/v1/me");
+  orgSelect.replaceChildren(
+    ...me.memberships.map((m) => el("option", { value: m.org_id, text: `${m.name} (${m.role})` })),
+  );
+  orgId = orgId ?? me.memberships[0]?.org_id ?? null;
+  nav.hidden = false;
+}
+
+orgSelect.addEventListener("change", () => {
+  orgId = orgSelect.value;
+  render();
+});
+
+document.getElementById("sign-out").addEventListener("click", async () => {
+  try {
+    await api("POST", "/auth/v1/logout");
+  } finally {
+    me = null;
+    go("#/signin");
+  }
+});
+
+window.addEventListener("hashchange", render);
+render();

@@ -1,0 +1,207 @@
+//! Browser sessions (the console): the session in an HttpOnly, SameSite=Strict cookie, and a
+//! CSRF token every state-changing call must carry. Tried as a page of another site would:
+//! a write that rides on the cookie alone, or with a token of another session, does nothing.
+
+use axum::http::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::support::{Call, Env, PASSWORD, Who, snapshot};
+
+/// A browser's sign-in: its cookies as a `Cookie` header, and its CSRF token.
+struct Browser {
+    cookie: String,
+    csrf: String,
+}
+
+async fn sign_in(env: &Env, email: &str) -> Browser {
+    let mut call = Call::new(
+        Method::POST,
+        "/auth/v1/login",
+        None,
+        Some(json!({"email": email, "password": PASSWORD})),
+    );
+    call.headers
+        .push(("x-portcullis-session", "cookie".to_owned()));
+    let login = env.send(call).await;
+    assert_eq!(login.status, StatusCode::OK, "{}", login.body);
+    assert!(
+        login.body.get("session_token").is_none(),
+        "a cookie session's token reached the page: {}",
+        login.body
+    );
+    let cookies: Vec<String> = login
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    let session = cookies
+        .iter()
+        .find(|c| c.starts_with("portcullis_session="))
+        .unwrap();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(session.contains(attribute), "{session}");
+    }
+    let pair = |c: &String| c.split(';').next().unwrap().to_owned();
+    let csrf = cookies
+        .iter()
+        .find(|c| c.starts_with("portcullis_csrf="))
+        .unwrap();
+    Browser {
+        cookie: cookies.iter().map(pair).collect::<Vec<_>>().join("; "),
+        csrf: pair(csrf).trim_start_matches("portcullis_csrf=").to_owned(),
+    }
+}
+
+fn from_browser(
+    browser: &Browser,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+    csrf: Option<&str>,
+) -> Call<'static> {
+    let mut call = Call::new(method, path, None, body);
+    call.headers.push(("cookie", browser.cookie.clone()));
+    if let Some(csrf) = csrf {
+        call.headers.push(("x-csrf-token", csrf.to_owned()));
+    }
+    call
+}
+
+#[tokio::test]
+async fn ac_1_a_cookie_session_writes_only_with_its_own_csrf_token() {
+    let env = Env::new().await;
+    let owner = sign_in(&env, "owner@example.com").await;
+    let teams = env.org_path("/teams");
+    // Reads ride on the cookie.
+    let read = env
+        .send(from_browser(&owner, Method::GET, &teams, None, None))
+        .await;
+    assert_eq!(read.status, StatusCode::OK, "{}", read.body);
+    let me = env
+        .send(from_browser(&owner, Method::GET, "/auth/v1/me", None, None))
+        .await;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.body);
+
+    // A write without the token, or with another session's, changes nothing.
+    let other = sign_in(&env, "owner@example.com").await;
+    let before = snapshot(&env.test).await;
+    for csrf in [None, Some("0".repeat(64)), Some(other.csrf.clone())] {
+        let body = Some(json!({"name": "forged"}));
+        let forged = env
+            .send(from_browser(
+                &owner,
+                Method::POST,
+                &teams,
+                body,
+                csrf.as_deref(),
+            ))
+            .await;
+        assert_eq!(
+            forged.status,
+            StatusCode::FORBIDDEN,
+            "{csrf:?}: {}",
+            forged.body
+        );
+        assert_eq!(forged.body["error"]["code"], "csrf_failed");
+        let logout = env
+            .send(from_browser(
+                &owner,
+                Method::POST,
+                "/auth/v1/logout",
+                None,
+                csrf.as_deref(),
+            ))
+            .await;
+        assert_eq!(
+            logout.status,
+            StatusCode::FORBIDDEN,
+            "a forged logout: {}",
+            logout.body
+        );
+    }
+    assert_eq!(
+        before,
+        snapshot(&env.test).await,
+        "a forged write changed something"
+    );
+
+    // With its own token the write goes through, attributed to the person.
+    let made = env
+        .send(from_browser(
+            &owner,
+            Method::POST,
+            &teams,
+            Some(json!({"name": "made in a browser"})),
+            Some(&owner.csrf),
+        ))
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    let entries = env.audit("team.created").await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(
+        entries[0].record.actor.kind,
+        portcullis_core::audit::ActorKind::User
+    );
+
+    // A bearer session needs no token: no browser sends it by itself.
+    let bearer = env
+        .call(
+            Method::POST,
+            &teams,
+            Who::Owner,
+            Some(json!({"name": "by bearer"})),
+        )
+        .await;
+    assert_eq!(bearer.status, StatusCode::CREATED, "{}", bearer.body);
+
+    // Signing out ends the session and clears both cookies.
+    let out = env
+        .send(from_browser(
+            &owner,
+            Method::POST,
+            "/auth/v1/logout",
+            None,
+            Some(&owner.csrf),
+        ))
+        .await;
+    assert_eq!(out.status, StatusCode::NO_CONTENT, "{}", out.body);
+    let cleared: Vec<&str> = out
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(cleared.len(), 2, "{cleared:?}");
+    assert!(
+        cleared.iter().all(|c| c.contains("Max-Age=0")),
+        "{cleared:?}"
+    );
+    let after = env
+        .send(from_browser(&owner, Method::GET, &teams, None, None))
+        .await;
+    assert_eq!(after.status, StatusCode::UNAUTHORIZED, "{}", after.body);
+}
+
+#[tokio::test]
+async fn en_3_session_cookies_are_secure_when_serving_tls() {
+    let env = Env::new_with(|state| state.serving_tls(true)).await;
+    let mut call = Call::new(
+        Method::POST,
+        "/auth/v1/login",
+        None,
+        Some(json!({"email": "owner@example.com", "password": PASSWORD})),
+    );
+    call.headers
+        .push(("x-portcullis-session", "cookie".to_owned()));
+    let login = env.send(call).await;
+    assert_eq!(login.status, StatusCode::OK, "{}", login.body);
+    let cookies: Vec<&str> = login
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(cookies.len(), 2);
+    assert!(cookies.iter().all(|c| c.contains("Secure")), "{cookies:?}");
+}
