@@ -46,13 +46,22 @@ async function main() {
   page.on("pageerror", (error) => problems.push(`page: ${error}`));
   const shots = need("SCREENSHOTS");
 
+  const signIn = async (email, password) => {
+    await page.getByRole("heading", { name: "Sign in" }).waitFor();
+    await page.getByLabel("Email").fill(email);
+    await page.getByLabel("Password").fill(password);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByRole("heading", { name: "Virtual keys" }).waitFor();
+  };
+  const signOut = async () => {
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.getByRole("heading", { name: "Sign in" }).waitFor();
+  };
+
   await page.goto(url);
   await page.getByRole("heading", { name: "Sign in" }).waitFor();
   await page.screenshot({ path: path.join(shots, "sign-in.png") });
-  await page.getByLabel("Email").fill(need("EMAIL"));
-  await page.getByLabel("Password").fill(need("PASSWORD"));
-  await page.getByRole("button", { name: "Sign in" }).click();
-  await page.getByRole("heading", { name: "Virtual keys" }).waitFor();
+  await signIn(need("EMAIL"), need("PASSWORD"));
 
   // The session is in an HttpOnly cookie: no script of the page can read it.
   const visible = await page.evaluate(() => document.cookie);
@@ -81,7 +90,6 @@ async function main() {
     check(!html.includes(secret), `the secret is on ${hash} again`);
   }
   await page.getByRole("heading", { name: "Members" }).waitFor();
-  await page.screenshot({ path: path.join(shots, "members.png") });
   for (const asset of ["", "/app.js", "/app.css"]) {
     const source = await (await page.request.get(`${url}${asset}`)).text();
     check(!source.includes(secret), `the secret is in the source of ${asset || "the page"}`);
@@ -98,10 +106,63 @@ async function main() {
   }, need("ORG_ID"));
   check(forged === 403, `a write without the CSRF token answered ${forged}`);
 
+  // An invitation, its token shown once, accepted in the browser by a new person, who then
+  // signs in as a viewer: no write control is enabled, and a forced write is refused anyway.
+  await page.goto(`${url}#/members`);
+  await page.getByLabel("Invite by email").fill("viewer@e2e.example");
+  await page.getByLabel("Role").selectOption("viewer");
+  await page.getByRole("button", { name: "Invite" }).click();
+  const invite = (await page.locator("#new-invite").textContent()).trim();
+  check(invite.startsWith("pci_"), `no invitation token shown: ${invite}`);
+  await page.screenshot({ path: path.join(shots, "members.png"), mask: [page.locator("#new-invite")] });
+  await signOut();
+  await page.getByRole("link", { name: "Accept an invitation" }).click();
+  await page.getByLabel("Invitation token").fill(invite);
+  await page.getByLabel(/A password/).fill("viewer passphrase 123");
+  await page.getByRole("button", { name: "Accept" }).click();
+  await page.getByText("Invitation accepted").waitFor();
+  await page.getByRole("link", { name: "Sign in" }).click();
+  await signIn("viewer@e2e.example", "viewer passphrase 123");
+  for (const hash of ["#/keys", "#/members"]) {
+    await page.goto(`${url}${hash}`);
+    await page.waitForLoadState("networkidle");
+    const enabled = await page.locator("main button:enabled, main input:enabled, main select:enabled").count();
+    check(enabled === 0, `${hash}: a viewer has ${enabled} enabled write controls`);
+  }
+  const forcedKey = await page.evaluate(async (org) => {
+    const csrf = document.cookie.split("; ").find((c) => c.startsWith("portcullis_csrf="));
+    const response = await fetch(`/admin/v1/orgs/${org}/keys`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-csrf-token": csrf.slice("portcullis_csrf=".length) },
+      body: JSON.stringify({ name: "forced by a viewer" }),
+    });
+    return [response.status, (await response.json()).error.code];
+  }, need("ORG_ID"));
+  check(
+    forcedKey[0] === 403 && forcedKey[1] === "permission_denied",
+    `a viewer's forced write answered ${forcedKey}`,
+  );
+  await signOut();
+
+  // The audit page shows each of those actions attributed to the person who did it.
+  await signIn(need("EMAIL"), need("PASSWORD"));
+  await page.goto(`${url}#/audit`);
+  await page.getByText("Chain verified").waitFor();
+  for (const [who, action] of [
+    [need("EMAIL"), "key.created"],
+    [need("EMAIL"), "member.invited"],
+    ["viewer@e2e.example", "invite.accepted"],
+  ]) {
+    const row = page.locator("tr", { has: page.getByRole("cell", { name: action, exact: true }) });
+    const actors = await row.locator("td:nth-child(2)").allTextContents();
+    check(actors.includes(who), `${action}: by ${actors}, not ${who}`);
+  }
+  await page.screenshot({ path: path.join(shots, "audit.png") });
+
   // Accessibility: axe-core, injected past the page's policy in a context of its own.
   const audit = await browser.newContext({ bypassCSP: true, storageState: await context.storageState() });
   const audited = await audit.newPage();
-  for (const hash of ["#/keys", "#/members"]) {
+  for (const hash of ["#/keys", "#/members", "#/audit", "#/accept"]) {
     await audited.goto(`${url}${hash}`);
     await audited.waitForLoadState("networkidle");
     await audited.addScriptTag({ path: axePath });

@@ -105,7 +105,40 @@ function signIn() {
     el("button", { type: "submit", text: "Sign in" }),
     failed,
   );
-  show(el("h1", { text: "Sign in" }), form);
+  show(el("h1", { text: "Sign in" }), form, el("p", {}, el("a", { href: "#/accept", text: "Accept an invitation" })));
+}
+
+// A new person accepts an invitation with its token and a password of their own; a person
+// with an account signs in first and accepts from their session.
+function acceptInvitation() {
+  nav.hidden = !me;
+  const outcome = el("p", { role: "alert" });
+  const token = el("input", { name: "invite_token", required: true, autocomplete: "off" });
+  const password = el("input", { type: "password", name: "password", autocomplete: "new-password" });
+  const form = el(
+    "form",
+    {
+      onsubmit: async (event) => {
+        event.preventDefault();
+        outcome.className = "";
+        try {
+          const body = { invite_token: token.value.trim() };
+          if (password.value) body.password = password.value;
+          await api("POST", "/auth/v1/invites/accept", body);
+          outcome.textContent = "Invitation accepted. Sign in to continue.";
+          if (me) await signedIn();
+        } catch (error) {
+          outcome.className = "error";
+          outcome.textContent = error.message;
+        }
+      },
+    },
+    el("label", { text: "Invitation token" }, token),
+    el("label", { text: "A password for your new account (none if you already have one and are signed in)" }, password),
+    el("button", { type: "submit", text: "Accept" }),
+    outcome,
+  );
+  show(el("h1", { text: "Accept an invitation" }), form, el("p", {}, el("a", { href: "#/signin", text: "Sign in" })));
 }
 
 function secondFactor(challenge) {
@@ -348,6 +381,7 @@ async function audit() {
 const pages = { "#/keys": () => keys(), "#/members": () => members(), "#/audit": audit };
 
 async function render() {
+  if (location.hash === "#/accept") return acceptInvitation();
   if (!me) {
     try {
       await signedInAlready();
