@@ -19,6 +19,21 @@ const fromBrowserDir = createRequire(path.join(need("BROWSER_DIR"), "node_module
 const { chromium } = fromBrowserDir("playwright-core");
 const axePath = fromBrowserDir.resolve("axe-core/axe.min.js");
 
+// The code an authenticator app shows now for a base32 `secret` (RFC 6238: SHA-1, 6 digits,
+// 30 s), as a person's phone would compute it. Test-only: the gateway checks codes with totp-rs.
+function totp(secret) {
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+  let bits = "";
+  for (const c of secret.replace(/=+$/, "")) bits += alphabet.indexOf(c).toString(2).padStart(5, "0");
+  const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(Date.now() / 1000 / 30)));
+  const mac = require("node:crypto").createHmac("sha1", key).update(counter).digest();
+  const offset = mac[mac.length - 1] & 0xf;
+  const value = (mac.readUInt32BE(offset) & 0x7fffffff) % 1_000_000;
+  return value.toString().padStart(6, "0");
+}
+
 function check(condition, message) {
   if (!condition) throw new Error(message);
 }
@@ -54,7 +69,7 @@ async function main() {
     await page.getByRole("heading", { name: "Virtual keys" }).waitFor();
   };
   const signOut = async () => {
-    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.getByRole("button", { name: "Sign out", exact: true }).click();
     await page.getByRole("heading", { name: "Sign in" }).waitFor();
   };
 
@@ -144,13 +159,34 @@ async function main() {
   );
   await signOut();
 
-  // The audit page shows each of those actions attributed to the person who did it.
+  // A prompt deployed and rolled back: a label moved to a new version with a confirmation,
+  // then back to the one before.
   await signIn(need("EMAIL"), need("PASSWORD"));
+  page.on("dialog", (dialog) => dialog.accept());
+  await page.goto(`${url}#/prompts`);
+  await page.getByLabel("New prompt's name").fill("greeting");
+  await page.getByLabel("User message template").fill("Say hello to {{ name }}.");
+  await page.getByRole("button", { name: "Create prompt" }).click();
+  await page.getByRole("heading", { name: "Prompt greeting" }).waitFor();
+  await page.getByRole("button", { name: "Move label" }).click();
+  await page.getByText("Labels: production → v1").waitFor();
+  await page.getByLabel("User message template").fill("Say hello to {{ name }}, warmly.");
+  await page.getByRole("button", { name: "Save as a new version" }).click();
+  await page.getByLabel("Version").selectOption("2");
+  await page.getByRole("button", { name: "Move label" }).click();
+  await page.getByText("Labels: production → v2").waitFor();
+  await page.locator("table.diff tr.added").first().waitFor();
+  await page.screenshot({ path: path.join(shots, "prompt-deploy.png") });
+  await page.getByRole("button", { name: "Roll back to v1" }).click();
+  await page.getByText("Labels: production → v1").waitFor();
+
+  // The audit page shows each of those actions attributed to the person who did it.
   await page.goto(`${url}#/audit`);
   await page.getByText("Chain verified").waitFor();
   for (const [who, action] of [
     [need("EMAIL"), "key.created"],
     [need("EMAIL"), "member.invited"],
+    [need("EMAIL"), "prompt.label_moved"],
     ["viewer@e2e.example", "invite.accepted"],
   ]) {
     const row = page.locator("tr", { has: page.getByRole("cell", { name: action, exact: true }) });
@@ -159,10 +195,35 @@ async function main() {
   }
   await page.screenshot({ path: path.join(shots, "audit.png") });
 
+  // Two-factor sign-in: enrolled from the profile (a QR code and the secret, then recovery
+  // codes shown once), then a sign-in that needs the second factor (a recovery code here).
+  await page.goto(`${url}#/profile`);
+  await page.getByRole("button", { name: "Turn on two-factor sign-in" }).click();
+  const seed = (await page.locator("#new-totp-secret").textContent()).trim();
+  await page.getByRole("img", { name: /QR code/ }).waitFor();
+  await page.getByLabel("Code from the app").fill(totp(seed));
+  await page.getByRole("button", { name: "Turn on", exact: true }).click();
+  await page.locator("#recovery-codes").waitFor();
+  const codes = await page.locator("#recovery-codes li").allTextContents();
+  check(codes.length === 10, `${codes.length} recovery codes shown`);
+  await page.screenshot({ path: path.join(shots, "profile-recovery-codes.png"), mask: [page.locator("#recovery-codes")] });
+  await page.getByRole("button", { name: "Done" }).click();
+  await page.getByText("Two-factor sign-in is on.", { exact: true }).waitFor();
+  const profileHtml = await page.content();
+  check(!profileHtml.includes(seed) && !codes.some((c) => profileHtml.includes(c.trim())), "the seed or a recovery code is still on the page");
+  await signOut();
+  await page.getByLabel("Email").fill(need("EMAIL"));
+  await page.getByLabel("Password").fill(need("PASSWORD"));
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("heading", { name: "Second factor" }).waitFor();
+  await page.getByLabel(/recovery code/).fill(codes[0].trim());
+  await page.getByRole("button", { name: "Verify" }).click();
+  await page.getByRole("heading", { name: "Virtual keys" }).waitFor();
+
   // Accessibility: axe-core, injected past the page's policy in a context of its own.
   const audit = await browser.newContext({ bypassCSP: true, storageState: await context.storageState() });
   const audited = await audit.newPage();
-  for (const hash of ["#/keys", "#/members", "#/audit", "#/accept"]) {
+  for (const hash of ["#/keys", "#/members", "#/prompts", "#/prompts/greeting", "#/audit", "#/profile", "#/accept"]) {
     await audited.goto(`${url}${hash}`);
     await audited.waitForLoadState("networkidle");
     await audited.addScriptTag({ path: axePath });
@@ -173,7 +234,7 @@ async function main() {
   await audit.close();
 
   // Signing out is a clean return to sign-in, and the session ends.
-  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByRole("button", { name: "Sign out", exact: true }).click();
   await page.getByRole("heading", { name: "Sign in" }).waitFor();
   const after = await page.evaluate(async () => (await fetch("/auth/v1/me")).status);
   check(after === 401, `after sign-out /auth/v1/me answered ${after}`);

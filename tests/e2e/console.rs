@@ -3,7 +3,8 @@
 //! packages into `PORTCULLIS_BROWSER_DIR`, default `~/.cache/portcullis/browser`). Sign-in,
 //! a key's secret shown once and never again (AC-5), a CSRF-less write refused, an invitation
 //! accepted by a new person who signs in as a viewer with no write control enabled and whose
-//! forced write is refused (AC-1), the audit page naming who did each (AU-2), the page's
+//! forced write is refused (AC-1), the audit page naming who did each (AU-2), two-factor
+//! sign-in enrolled from the profile and a sign-in with a recovery code (AC-4), the page's
 //! policy never broken (EN-3), an accessibility check; screenshots to `docs/console/`.
 
 use std::path::PathBuf;

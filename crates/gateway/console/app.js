@@ -378,7 +378,326 @@ async function audit() {
   );
 }
 
-const pages = { "#/keys": () => keys(), "#/members": () => members(), "#/audit": audit };
+// Profile: two-factor sign-in (a QR code and the secret, then recovery codes shown once), and
+// signing out of every device.
+async function profile() {
+  me = await api("GET", "/auth/v1/me");
+  const area = el("div");
+  const outcome = el("p", { role: "alert" });
+  const fail = (error) => {
+    outcome.className = "error";
+    outcome.textContent = error.message;
+  };
+  const everywhere = el("button", {
+    type: "button",
+    class: "secondary",
+    text: "Sign out of all devices",
+    onclick: async () => {
+      try {
+        await api("POST", "/auth/v1/sessions/revoke", {});
+      } finally {
+        me = null;
+        signIn();
+      }
+    },
+  });
+  if (me.mfa_enabled) {
+    const code = el("input", { name: "code", autocomplete: "one-time-code", required: true });
+    area.append(
+      el("p", { text: "Two-factor sign-in is on." }),
+      el(
+        "form",
+        {
+          onsubmit: async (event) => {
+            event.preventDefault();
+            try {
+              await api("POST", "/auth/v1/mfa/remove", { code: code.value.trim() });
+              await profile();
+            } catch (error) {
+              fail(error);
+            }
+          },
+        },
+        el("label", { text: "A current code or a recovery code, to turn it off" }, code),
+        el("button", { type: "submit", class: "secondary", text: "Turn off two-factor sign-in" }),
+      ),
+    );
+  } else {
+    area.append(
+      el("p", { text: "Two-factor sign-in is off." }),
+      el("button", {
+        type: "button",
+        text: "Turn on two-factor sign-in",
+        onclick: async () => {
+          try {
+            enrol(area, await api("POST", "/auth/v1/mfa/enroll", {}));
+          } catch (error) {
+            fail(error);
+          }
+        },
+      }),
+    );
+  }
+  show(el("h1", { text: "Profile" }), el("p", { text: me.email }), area, outcome, el("h2", { text: "Sessions" }), everywhere);
+
+  function enrol(target, enrolment) {
+    const code = el("input", { name: "code", autocomplete: "one-time-code", inputmode: "numeric", required: true });
+    target.replaceChildren(
+      el("p", { text: "Scan the code with your authenticator app, or type the secret into it; then enter the code it shows." }),
+      el("img", { src: `data:image/svg+xml;base64,${btoa(enrolment.qr_svg)}`, alt: "QR code of your two-factor secret", width: "200", height: "200" }),
+      el("p", {}, "Secret: ", el("code", { id: "new-totp-secret", text: enrolment.secret })),
+      el(
+        "form",
+        {
+          onsubmit: async (event) => {
+            event.preventDefault();
+            try {
+              const confirmed = await api("POST", "/auth/v1/mfa/confirm", { code: code.value.trim() });
+              recoveryCodes(target, confirmed.recovery_codes);
+            } catch (error) {
+              fail(error);
+            }
+          },
+        },
+        el("label", { text: "Code from the app" }, code),
+        el("button", { type: "submit", text: "Turn on" }),
+      ),
+    );
+    code.focus();
+  }
+
+  function recoveryCodes(target, codes) {
+    const text = codes.join("\n");
+    target.replaceChildren(
+      el(
+        "div",
+        { class: "secret", role: "alert" },
+        el("p", { class: "warning", text: "Two-factor sign-in is on. Keep these recovery codes somewhere safe: each works once, and they are shown only now." }),
+        el("ol", { id: "recovery-codes" }, ...codes.map((c) => el("li", {}, el("code", { text: c })))),
+        el("button", {
+          type: "button",
+          text: "Copy",
+          onclick: async () => {
+            await navigator.clipboard.writeText(text);
+            say("Copied");
+          },
+        }),
+        " ",
+        el("a", {
+          href: URL.createObjectURL(new Blob([text], { type: "text/plain" })),
+          download: "portcullis-recovery-codes.txt",
+          text: "Download",
+        }),
+        " ",
+        el("button", { type: "button", class: "secondary", text: "Done", onclick: () => profile() }),
+      ),
+    );
+  }
+}
+
+// Prompts: versions (immutable), a side-by-side diff, and labels moved with a confirmation:
+// deploying a version, and rolling back to the one before.
+function messagesText(messages) {
+  return messages.map((m) => `[${m.role}]\n${m.content}`).join("\n\n");
+}
+
+// A line diff (longest common subsequence): each row is [left, right, kind].
+function diffLines(a, b) {
+  const x = a.split("\n");
+  const y = b.split("\n");
+  const table = Array.from({ length: x.length + 1 }, () => new Array(y.length + 1).fill(0));
+  for (let i = x.length - 1; i >= 0; i--) {
+    for (let j = y.length - 1; j >= 0; j--) {
+      table[i][j] = x[i] === y[j] ? table[i + 1][j + 1] + 1 : Math.max(table[i + 1][j], table[i][j + 1]);
+    }
+  }
+  const rows = [];
+  let i = 0;
+  let j = 0;
+  while (i < x.length || j < y.length) {
+    if (i < x.length && j < y.length && x[i] === y[j]) rows.push([x[i++], y[j++], "same"]);
+    else if (j < y.length && (i === x.length || table[i][j + 1] >= table[i + 1][j])) rows.push(["", y[j++], "added"]);
+    else rows.push([x[i++], "", "removed"]);
+  }
+  return rows;
+}
+
+async function prompts() {
+  const list = await api("GET", `/admin/v1/orgs/${orgId}/prompts`);
+  const canWrite = may("member");
+  const failed = el("p", { class: "error", role: "alert" });
+  const name = el("input", { name: "name", required: true, disabled: !canWrite });
+  const system = el("textarea", { name: "system", rows: "3", disabled: !canWrite });
+  const user = el("textarea", { name: "user", rows: "3", required: true, disabled: !canWrite });
+  const create = el(
+    "form",
+    {
+      onsubmit: async (event) => {
+        event.preventDefault();
+        const messages = [];
+        if (system.value) messages.push({ role: "system", content: system.value });
+        messages.push({ role: "user", content: user.value });
+        try {
+          await api("POST", `/admin/v1/orgs/${orgId}/prompts`, { name: name.value, messages });
+          go(`#/prompts/${encodeURIComponent(name.value)}`);
+        } catch (error) {
+          failed.textContent = error.message;
+        }
+      },
+    },
+    el("label", { text: "New prompt's name" }, name),
+    el("label", { text: "System message (optional)" }, system),
+    el("label", { text: "User message template" }, user),
+    el("button", { type: "submit", text: "Create prompt", disabled: !canWrite }),
+    failed,
+  );
+  const rows = list.data.map((p) =>
+    el(
+      "tr",
+      {},
+      el("td", {}, el("a", { href: `#/prompts/${encodeURIComponent(p.name)}`, text: p.name })),
+      el("td", { text: Object.entries(p.labels).map(([l, v]) => `${l} → v${v}`).join(", ") || "none" }),
+      el("td", { text: p.latest_version ? `v${p.latest_version}` : "" }),
+    ),
+  );
+  const table = rows.length
+    ? el(
+        "table",
+        {},
+        el("thead", {}, el("tr", {}, ...["Prompt", "Labels", "Latest"].map((h) => el("th", { text: h })))),
+        el("tbody", {}, ...rows),
+      )
+    : el("p", { class: "empty", text: "No prompts yet. A prompt keeps its versions; labels such as production name the one requests use." });
+  show(el("h1", { text: "Prompts" }), create, table);
+}
+
+async function prompt(name) {
+  const base = `/admin/v1/orgs/${orgId}/prompts/${encodeURIComponent(name)}`;
+  const [list, history] = await Promise.all([api("GET", `/admin/v1/orgs/${orgId}/prompts`), api("GET", `${base}/versions`)]);
+  const summary = list.data.find((p) => p.name === name);
+  const versions = history.versions;
+  const canWrite = may("member");
+  const canDeploy = may("admin");
+  const outcome = el("p", { role: "status" });
+  const failed = el("p", { class: "error", role: "alert" });
+
+  const moveLabel = async (label, version) => {
+    if (!confirm(`Point ${label} at version ${version} of ${name}? Requests using ${label} get it at once.`)) return;
+    try {
+      const moved = await api("PUT", `${base}/labels/${encodeURIComponent(label)}`, { version });
+      await prompt(name);
+      if (moved.previous_version && moved.previous_version !== version) {
+        outcomeArea(moved);
+      }
+    } catch (error) {
+      failed.textContent = error.message;
+    }
+  };
+
+  function outcomeArea(moved) {
+    const area = document.getElementById("label-outcome");
+    area.replaceChildren(
+      el("span", { text: `${moved.label} now points at v${moved.version} (was v${moved.previous_version}). ` }),
+      el("button", {
+        type: "button",
+        class: "secondary",
+        text: `Roll back to v${moved.previous_version}`,
+        disabled: !canDeploy,
+        onclick: () => moveLabel(moved.label, moved.previous_version),
+      }),
+    );
+  }
+
+  const labelName = el("input", { name: "label", value: "production", required: true, disabled: !canDeploy });
+  const labelVersion = el(
+    "select",
+    { name: "version", disabled: !canDeploy },
+    ...versions.map((v) => el("option", { value: String(v.version), text: `v${v.version}` })).reverse(),
+  );
+  const deploy = el(
+    "form",
+    {
+      onsubmit: (event) => {
+        event.preventDefault();
+        moveLabel(labelName.value, Number(labelVersion.value));
+      },
+    },
+    el("label", { text: "Label" }, labelName),
+    el("label", { text: "Version" }, labelVersion),
+    el("button", { type: "submit", text: "Move label", disabled: !canDeploy }),
+  );
+
+  const latest = versions[versions.length - 1];
+  const nextUser = el("textarea", { name: "content", rows: "4", disabled: !canWrite });
+  const nextSystem = el("textarea", { name: "system", rows: "2", disabled: !canWrite });
+  const systemOf = latest?.messages.find((m) => m.role === "system");
+  nextSystem.value = systemOf ? systemOf.content : "";
+  nextUser.value = latest?.messages.filter((m) => m.role === "user").map((m) => m.content).join("\n") ?? "";
+  const addVersion = el(
+    "form",
+    {
+      onsubmit: async (event) => {
+        event.preventDefault();
+        const messages = [];
+        if (nextSystem.value) messages.push({ role: "system", content: nextSystem.value });
+        messages.push({ role: "user", content: nextUser.value });
+        try {
+          await api("POST", `${base}/versions`, { messages });
+          await prompt(name);
+        } catch (error) {
+          failed.textContent = error.message;
+        }
+      },
+    },
+    el("label", { text: "System message" }, nextSystem),
+    el("label", { text: "User message template" }, nextUser),
+    el("button", { type: "submit", text: "Save as a new version", disabled: !canWrite }),
+  );
+
+  const left = el("select", { name: "left", "aria-label": "Compare from" }, ...versions.map((v) => el("option", { value: String(v.version), text: `v${v.version}` })));
+  const right = el("select", { name: "right", "aria-label": "Compare to" }, ...versions.map((v) => el("option", { value: String(v.version), text: `v${v.version}` })));
+  if (versions.length > 1) left.value = String(versions[versions.length - 2].version);
+  if (latest) right.value = String(latest.version);
+  const diff = el("div");
+  const drawDiff = () => {
+    const of = (n) => versions.find((v) => v.version === Number(n));
+    const rows = diffLines(messagesText(of(left.value).messages), messagesText(of(right.value).messages));
+    diff.replaceChildren(
+      el(
+        "table",
+        { class: "diff" },
+        el("thead", {}, el("tr", {}, el("th", { text: `v${left.value}` }), el("th", { text: `v${right.value}` }))),
+        el("tbody", {}, ...rows.map(([a, b, kind]) => el("tr", { class: kind }, el("td", { text: a }), el("td", { text: b })))),
+      ),
+    );
+  };
+  left.addEventListener("change", drawDiff);
+  right.addEventListener("change", drawDiff);
+  const labels = Object.entries(summary?.labels ?? {}).map(([l, v]) => `${l} → v${v}`).join(", ") || "none";
+  show(
+    el("h1", { text: `Prompt ${name}` }),
+    el("p", { id: "labels", text: `Labels: ${labels}` }),
+    el("h2", { text: "Deploy" }),
+    deploy,
+    el("p", { id: "label-outcome", role: "status" }),
+    failed,
+    outcome,
+    el("h2", { text: "Compare versions" }),
+    el("p", {}, left, " → ", right),
+    diff,
+    el("h2", { text: "New version" }),
+    addVersion,
+  );
+  if (versions.length) drawDiff();
+}
+
+const pages = {
+  "#/keys": () => keys(),
+  "#/members": () => members(),
+  "#/prompts": prompts,
+  "#/audit": audit,
+  "#/profile": profile,
+};
 
 async function render() {
   if (location.hash === "#/accept") return acceptInvitation();
@@ -389,7 +708,8 @@ async function render() {
       return signIn();
     }
   }
-  const page = pages[location.hash] ?? keys;
+  const promptName = location.hash.startsWith("#/prompts/") ? decodeURIComponent(location.hash.slice(10)) : null;
+  const page = promptName ? () => prompt(promptName) : pages[location.hash] ?? (() => keys());
   try {
     await page();
   } catch (error) {

@@ -559,6 +559,17 @@ async fn me(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Me
 struct Enrolment {
     secret: String,
     otpauth_uri: String,
+    /// The URI as a QR code (SVG), for an authenticator app's camera: as secret as the rest.
+    qr_svg: String,
+}
+
+/// `uri` as a QR code drawn in SVG.
+fn qr_svg(uri: &str) -> Result<String, ApiError> {
+    let code = qrcode::QrCode::new(uri.as_bytes()).map_err(ApiError::internal)?;
+    Ok(code
+        .render::<qrcode::render::svg::Color<'_>>()
+        .min_dimensions(200, 200)
+        .build())
 }
 
 /// `POST /auth/v1/mfa/enroll`: a new pending seed, shown once, sealed at rest.
@@ -589,9 +600,11 @@ async fn mfa_enroll(
     tx.detail("method", "totp");
     auth::set_totp_pending(&mut tx, &sealed).await?;
     tx.commit().await?;
+    let otpauth_uri = totp.uri();
     Ok(Json(Enrolment {
         secret: totp.secret_base32(),
-        otpauth_uri: totp.uri(),
+        qr_svg: qr_svg(&otpauth_uri)?,
+        otpauth_uri,
     }))
 }
 
