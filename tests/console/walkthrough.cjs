@@ -180,6 +180,32 @@ async function main() {
   await page.getByRole("button", { name: "Roll back to v1" }).click();
   await page.getByText("Labels: production → v1").waitFor();
 
+  // Traffic with the key made above (route `chat` to the mock provider), then the usage,
+  // logs and settings pages.
+  const origin = new URL(url).origin;
+  for (let i = 0; i < 3; i++) {
+    const sent = await fetch(`${origin}/v1/chat/completions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${secret}`, "content-type": "application/json" },
+      body: JSON.stringify({ model: "chat", messages: [{ role: "user", content: "hello" }] }),
+    });
+    check(sent.status === 200, `a request with the new key answered ${sent.status}`);
+  }
+  await page.goto(`${url}#/usage`);
+  await page.getByRole("img", { name: "Requests per day" }).waitFor();
+  await page.screenshot({ path: path.join(shots, "usage.png") });
+  await page.goto(`${url}#/logs`);
+  await page.getByRole("heading", { name: "Request logs" }).waitFor();
+  await page.getByRole("cell", { name: "chat", exact: true }).first().waitFor();
+  await page.getByRole("button", { name: "Detail" }).first().click();
+  await page.getByText("logged at level metadata").waitFor();
+  await page.screenshot({ path: path.join(shots, "logs.png") });
+  await page.goto(`${url}#/settings`);
+  await page.getByLabel("Personal data in prompts").selectOption("redact");
+  await page.getByRole("button", { name: "Save settings" }).click();
+  await page.getByText("Saved: pii_guardrail").waitFor();
+  await page.screenshot({ path: path.join(shots, "settings.png") });
+
   // The audit page shows each of those actions attributed to the person who did it.
   await page.goto(`${url}#/audit`);
   await page.getByText("Chain verified").waitFor();
@@ -187,6 +213,7 @@ async function main() {
     [need("EMAIL"), "key.created"],
     [need("EMAIL"), "member.invited"],
     [need("EMAIL"), "prompt.label_moved"],
+    [need("EMAIL"), "settings.changed"],
     ["viewer@e2e.example", "invite.accepted"],
   ]) {
     const row = page.locator("tr", { has: page.getByRole("cell", { name: action, exact: true }) });
@@ -223,7 +250,7 @@ async function main() {
   // Accessibility: axe-core, injected past the page's policy in a context of its own.
   const audit = await browser.newContext({ bypassCSP: true, storageState: await context.storageState() });
   const audited = await audit.newPage();
-  for (const hash of ["#/keys", "#/members", "#/prompts", "#/prompts/greeting", "#/audit", "#/profile", "#/accept"]) {
+  for (const hash of ["#/keys", "#/members", "#/prompts", "#/prompts/greeting", "#/usage", "#/logs", "#/settings", "#/audit", "#/profile", "#/accept"]) {
     await audited.goto(`${url}${hash}`);
     await audited.waitForLoadState("networkidle");
     await audited.addScriptTag({ path: axePath });

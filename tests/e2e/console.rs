@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{Server, command, setup};
+use crate::support::{Server, command, mock_routes_and_key, setup};
 
 fn browser_dir() -> PathBuf {
     let dir = std::env::var_os("PORTCULLIS_BROWSER_DIR").map_or_else(
@@ -46,6 +46,9 @@ fn chromium() -> PathBuf {
 async fn ac_5_en_3_the_console_signs_in_shows_a_secret_once_and_refuses_forged_writes() {
     let setup = setup().await;
     let server = Server::start(command(&setup.test));
+    // A route for the traffic the walkthrough sends with the key it makes.
+    let client = reqwest::Client::new();
+    mock_routes_and_key(&client, &setup, &server, &[("chat", "mock-1")]).await;
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let shots = root.join("docs/console");
     std::fs::create_dir_all(&shots).unwrap();

@@ -691,10 +691,245 @@ async function prompt(name) {
   if (versions.length) drawDiff();
 }
 
+function dollars(micro) {
+  return micro === null || micro === undefined ? "" : `$${(micro / 1e6).toFixed(6)}`;
+}
+
+function table(headings, rows, empty) {
+  if (!rows.length) return el("p", { class: "empty", text: empty });
+  return el(
+    "table",
+    {},
+    el("thead", {}, el("tr", {}, ...headings.map((h) => el("th", { text: h })))),
+    el("tbody", {}, ...rows),
+  );
+}
+
+function download(name, type, text, label) {
+  return el("a", { href: URL.createObjectURL(new Blob([text], { type })), download: name, text: label });
+}
+
+function csv(rows) {
+  const cell = (v) => {
+    const text = v === null || v === undefined ? "" : String(v);
+    return /[",\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+  };
+  return rows.map((r) => r.map(cell).join(",")).join("\n");
+}
+
+// A bar chart drawn as SVG from numbers: no library, nothing inline but attributes.
+function bars(points, label) {
+  const ns = "http://www.w3.org/2000/svg";
+  const width = 640;
+  const height = 160;
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", `0 0 ${width} ${height + 20}`);
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", label);
+  svg.setAttribute("class", "chart");
+  const max = Math.max(1, ...points.map((p) => p.value));
+  const step = Math.min(48, width / Math.max(1, points.length));
+  points.forEach((p, i) => {
+    const bar = document.createElementNS(ns, "rect");
+    const h = (p.value / max) * height;
+    bar.setAttribute("x", String(i * step + 2));
+    bar.setAttribute("y", String(height - h));
+    bar.setAttribute("width", String(Math.max(1, step - 4)));
+    bar.setAttribute("height", String(h));
+    bar.setAttribute("fill", "#1f5fbf");
+    const title = document.createElementNS(ns, "title");
+    title.textContent = `${p.label}: ${p.text ?? p.value}`;
+    bar.append(title);
+    svg.append(bar);
+  });
+  return svg;
+}
+
+// Usage: requests, tokens and spend per day, as a chart and a table; the ledger as CSV.
+async function usage() {
+  const page = await api("GET", `/admin/v1/orgs/${orgId}/usage?group_by=day`);
+  const days = page.data.slice().sort((a, b) => (a.day < b.day ? -1 : 1));
+  const children = [
+    el("h1", { text: "Usage" }),
+    el("p", { text: `From ${page.from} to ${page.to}.` }),
+  ];
+  if (days.length) {
+    children.push(el("h2", { text: "Requests per day" }), bars(days.map((d) => ({ label: d.day, value: d.requests })), "Requests per day"));
+    children.push(el("h2", { text: "Spend per day" }), bars(days.map((d) => ({ label: d.day, value: d.cost_micro_usd, text: dollars(d.cost_micro_usd) })), "Spend per day"));
+  }
+  children.push(
+    table(
+      ["Day", "Requests", "Input tokens", "Output tokens", "Spend"],
+      days.map((d) =>
+        el("tr", {}, ...[d.day, d.requests, d.input_tokens, d.output_tokens, dollars(d.cost_micro_usd)].map((v) => el("td", { text: String(v) }))),
+      ),
+      "No requests in this period.",
+    ),
+  );
+  if (may("admin")) {
+    const ledger = await api("GET", `/admin/v1/orgs/${orgId}/ledger?limit=1000`);
+    const header = ["occurred_at", "request_id", "key_id", "team_id", "model", "target", "input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens", "cost_micro_usd", "estimated"];
+    const lines = [header, ...ledger.entries.map((e) => header.map((h) => e[h]))];
+    children.push(el("h2", { text: "Ledger" }), el("p", {}, download("ledger.csv", "text/csv", csv(lines), `Export ${ledger.entries.length} ledger entries as CSV`)));
+  }
+  show(...children);
+}
+
+// Request logs: metadata always; content only where the org logs content, redacted as stored.
+async function logs() {
+  if (!may("admin")) {
+    show(el("h1", { text: "Request logs" }), el("p", { class: "empty", text: "Request logs are for owners and admins." }));
+    return;
+  }
+  const params = new URLSearchParams(location.hash.split("?")[1] ?? "");
+  const query = new URLSearchParams({ limit: "200" });
+  for (const f of ["key_id", "end_user"]) if (params.get(f)) query.set(f, params.get(f));
+  const page = await api("GET", `/admin/v1/orgs/${orgId}/logs?${query}`);
+  const model = params.get("model") ?? "";
+  const status = params.get("status") ?? "";
+  const shown = page.logs.filter((l) => (!model || l.model === model) && (!status || String(l.status) === status));
+  const field = (name, label) => el("label", { text: label }, el("input", { name, value: params.get(name) ?? "" }));
+  const filters = el(
+    "form",
+    {
+      class: "filters",
+      onsubmit: (event) => {
+        event.preventDefault();
+        const chosen = new URLSearchParams();
+        for (const input of event.target.querySelectorAll("input")) if (input.value) chosen.set(input.name, input.value);
+        go(`#/logs?${chosen}`);
+      },
+    },
+    field("key_id", "Key id"),
+    field("model", "Model"),
+    field("status", "Status"),
+    field("end_user", "End user"),
+    el("button", { type: "submit", text: "Filter" }),
+  );
+  const detail = el("div");
+  const rows = shown.map((l) =>
+    el(
+      "tr",
+      {},
+      el("td", { text: l.created_at.replace("T", " ").slice(0, 19) }),
+      el("td", { text: l.endpoint }),
+      el("td", { text: l.model }),
+      el("td", { text: String(l.status) }),
+      el("td", { text: l.end_user ?? "" }),
+      el("td", { text: `${l.input_tokens ?? ""} / ${l.output_tokens ?? ""}` }),
+      el("td", { text: dollars(l.cost_micro_usd) }),
+      el("td", { text: l.guardrail }),
+      el(
+        "td",
+        {},
+        el("button", {
+          type: "button",
+          class: "secondary",
+          text: "Detail",
+          onclick: async () => {
+            const one = await api("GET", `/admin/v1/orgs/${orgId}/logs/${encodeURIComponent(l.request_id)}`);
+            detail.replaceChildren(
+              el("h2", { text: `Request ${one.request_id}` }),
+              one.content
+                ? el("pre", { text: `${JSON.stringify(one.content.request, null, 2)}\n\n${one.content.response ?? ""}` })
+                : el("p", { class: "empty", text: "No content: this request was logged at level metadata." }),
+            );
+          },
+        }),
+      ),
+    ),
+  );
+  const subject = el("input", { name: "subject", required: true });
+  const erase = el(
+    "form",
+    {
+      onsubmit: async (event) => {
+        event.preventDefault();
+        if (!confirm(`Delete every request log and content of end user ${subject.value}? This cannot be undone.`)) return;
+        const done = await api("POST", `/admin/v1/orgs/${orgId}/data-subject-deletions`, { end_user: subject.value });
+        say(`Deleted ${done.deleted.request_logs} request logs and ${done.deleted.contents} contents`);
+        await logs();
+      },
+    },
+    el("label", { text: "End user to erase (data-subject deletion)" }, subject),
+    el("button", { type: "submit", class: "secondary", text: "Delete their logs" }),
+  );
+  show(
+    el("h1", { text: "Request logs" }),
+    filters,
+    table(["When (UTC)", "Endpoint", "Model", "Status", "End user", "Tokens in / out", "Cost", "Guardrail", ""], rows, "No requests match."),
+    detail,
+    el("h2", { text: "Data-subject deletion" }),
+    erase,
+  );
+}
+
+// Settings: what the org's owners and admins decide; the API checks each against the role.
+async function settings() {
+  const org = await api("GET", `/admin/v1/orgs/${orgId}`);
+  const current = org.settings;
+  const canChange = may("admin");
+  const outcome = el("p", { role: "status" });
+  const inputs = {};
+  const choice = (name, label, options) => {
+    inputs[name] = el("select", { name, disabled: !canChange }, ...options.map((o) => el("option", { value: o, text: o })));
+    inputs[name].value = current[name];
+    return el("label", { text: label }, inputs[name]);
+  };
+  const number = (name, label) => {
+    inputs[name] = el("input", { type: "number", name, value: String(current[name]), disabled: !canChange });
+    return el("label", { text: label }, inputs[name]);
+  };
+  const flag = (name, label) => {
+    inputs[name] = el("input", { type: "checkbox", name, disabled: !canChange });
+    inputs[name].checked = current[name];
+    return el("label", { class: "check" }, inputs[name], label);
+  };
+  const form = el(
+    "form",
+    {
+      onsubmit: async (event) => {
+        event.preventDefault();
+        const patch = {};
+        for (const [name, input] of Object.entries(inputs)) {
+          const value = input.type === "checkbox" ? input.checked : input.type === "number" ? Number(input.value) : input.value;
+          if (value !== current[name]) patch[name] = value;
+        }
+        if (!Object.keys(patch).length) {
+          outcome.textContent = "Nothing changed.";
+          return;
+        }
+        try {
+          await api("PATCH", `/admin/v1/orgs/${orgId}/settings`, patch);
+          await settings();
+          say(`Saved: ${Object.keys(patch).join(", ")}`);
+        } catch (error) {
+          outcome.className = "error";
+          outcome.textContent = error.message;
+        }
+      },
+    },
+    choice("logging_level", "Request logging", ["metadata", "content"]),
+    flag("pii_redaction", "Redact personal data in logged content"),
+    choice("pii_guardrail", "Personal data in prompts", ["off", "redact", "block"]),
+    number("content_retention_days", "Keep logged content (days)"),
+    number("ledger_retention_days", "Keep the ledger (days)"),
+    flag("require_mfa", "Owners and admins need two-factor sign-in"),
+    number("session_idle_minutes", "End a session idle this long (minutes)"),
+    number("session_max_hours", "End any session after (hours)"),
+    el("button", { type: "submit", text: "Save settings", disabled: !canChange }),
+    outcome,
+  );
+  show(el("h1", { text: "Settings" }), form);
+}
+
 const pages = {
   "#/keys": () => keys(),
   "#/members": () => members(),
   "#/prompts": prompts,
+  "#/usage": usage,
+  "#/logs": logs,
+  "#/settings": settings,
   "#/audit": audit,
   "#/profile": profile,
 };
@@ -709,7 +944,7 @@ async function render() {
     }
   }
   const promptName = location.hash.startsWith("#/prompts/") ? decodeURIComponent(location.hash.slice(10)) : null;
-  const page = promptName ? () => prompt(promptName) : pages[location.hash] ?? (() => keys());
+  const page = promptName ? () => prompt(promptName) : pages[location.hash.split("?")[0]] ?? (() => keys());
   try {
     await page();
   } catch (error) {

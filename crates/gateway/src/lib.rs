@@ -28,6 +28,7 @@ mod health;
 mod json;
 pub mod logs;
 mod metrics;
+pub mod openapi;
 pub mod request_id;
 mod router;
 mod server;

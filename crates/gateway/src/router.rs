@@ -7,7 +7,9 @@ use axum::routing::get;
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::{admin, authn, browser, console, dataplane, headers, health, metrics, request_id};
+use crate::{
+    admin, authn, browser, console, dataplane, headers, health, metrics, openapi, request_id,
+};
 
 /// Admin and auth bodies are small documents; prompts go to the data plane.
 const ADMIN_MAX_BODY: usize = 64 * 1024;
@@ -22,6 +24,7 @@ pub(crate) fn metrics_router(state: AppState) -> Router {
 pub fn router(state: AppState) -> Router {
     let people = authn::router()
         .merge(admin::router(&state))
+        .route("/admin/v1/openapi.json", get(openapi::openapi))
         .layer(DefaultBodyLimit::max(ADMIN_MAX_BODY))
         // Before any handler: a cookie session's write without its CSRF token does nothing.
         .layer(middleware::from_fn(browser::require_csrf));

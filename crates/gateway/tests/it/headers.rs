@@ -133,3 +133,53 @@ async fn en_3_hsts_is_sent_when_serving_tls() {
     let env = Env::new_with(|state| state.serving_tls(true)).await;
     check_all(&env, true).await;
 }
+
+/// The OpenAPI document is the route tables': every admin and auth route is in it with its
+/// method, path parameters and access rule, and nothing else is; operation ids are unique.
+#[tokio::test]
+async fn the_openapi_document_lists_exactly_the_admin_and_auth_routes() {
+    let env = Env::new().await;
+    let response = env
+        .call(Method::GET, "/admin/v1/openapi.json", Who::Nobody, None)
+        .await;
+    assert_eq!(response.status, axum::http::StatusCode::OK);
+    let document = response.body;
+    assert_eq!(document["openapi"], "3.1.0");
+    let mut documented = std::collections::BTreeSet::new();
+    let mut ids = std::collections::BTreeSet::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            documented.insert((method.to_ascii_uppercase(), path.clone()));
+            assert!(
+                ids.insert(operation["operationId"].as_str().unwrap().to_owned()),
+                "{path}"
+            );
+            let params: Vec<&str> = operation["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["name"].as_str().unwrap())
+                .collect();
+            let in_path: Vec<&str> = path
+                .split('/')
+                .filter_map(|part| part.strip_prefix('{')?.strip_suffix('}'))
+                .collect();
+            assert_eq!(params, in_path, "{method} {path}");
+            assert!(
+                operation["x-portcullis-access"]["scope"].is_string(),
+                "{method} {path}"
+            );
+        }
+    }
+    let mut routed: std::collections::BTreeSet<(String, String)> = admin::routes()
+        .iter()
+        .map(|r| (r.method.to_owned(), r.path.to_owned()))
+        .collect();
+    for (method, path) in authn::routes() {
+        routed.insert((method.to_owned(), path.to_owned()));
+    }
+    assert_eq!(documented, routed);
+    // An org route names the least role that may call it.
+    let keys = &document["paths"]["/admin/v1/orgs/{org_id}/keys"]["post"];
+    assert_eq!(keys["x-portcullis-access"]["min_role"], "member");
+}
