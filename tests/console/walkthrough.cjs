@@ -191,6 +191,18 @@ async function main() {
     });
     check(sent.status === 200, `a request with the new key answered ${sent.status}`);
   }
+  await page.goto(`${url}#/teams`);
+  await page.getByLabel("New team's name").fill("research");
+  await page.getByLabel(/Budget in dollars/).fill("5");
+  await page.getByRole("button", { name: "Create team" }).click();
+  await page.getByRole("cell", { name: "$5.000000 monthly" }).waitFor();
+  await page.goto(`${url}#/routes`);
+  await page.getByRole("cell", { name: "chat", exact: true }).waitFor();
+  await page.getByLabel("A virtual key, for this call only").fill(secret);
+  await page.getByRole("button", { name: "Send" }).click();
+  await page.locator("#try-answer", { hasText: "mock provider" }).waitFor();
+  check((await page.getByLabel("A virtual key, for this call only").inputValue()) === "", "the pasted key stayed in the form");
+  await page.screenshot({ path: path.join(shots, "routes.png"), mask: [page.locator("input[type=password]")] });
   await page.goto(`${url}#/usage`);
   await page.getByRole("img", { name: "Requests per day" }).waitFor();
   await page.screenshot({ path: path.join(shots, "usage.png") });
@@ -214,6 +226,7 @@ async function main() {
     [need("EMAIL"), "member.invited"],
     [need("EMAIL"), "prompt.label_moved"],
     [need("EMAIL"), "settings.changed"],
+    [need("EMAIL"), "team.created"],
     ["viewer@e2e.example", "invite.accepted"],
   ]) {
     const row = page.locator("tr", { has: page.getByRole("cell", { name: action, exact: true }) });
@@ -250,7 +263,7 @@ async function main() {
   // Accessibility: axe-core, injected past the page's policy in a context of its own.
   const audit = await browser.newContext({ bypassCSP: true, storageState: await context.storageState() });
   const audited = await audit.newPage();
-  for (const hash of ["#/keys", "#/members", "#/prompts", "#/prompts/greeting", "#/usage", "#/logs", "#/settings", "#/audit", "#/profile", "#/accept"]) {
+  for (const hash of ["#/keys", "#/members", "#/teams", "#/routes", "#/prompts", "#/prompts/greeting", "#/usage", "#/logs", "#/settings", "#/audit", "#/profile", "#/accept"]) {
     await audited.goto(`${url}${hash}`);
     await audited.waitForLoadState("networkidle");
     await audited.addScriptTag({ path: axePath });

@@ -923,9 +923,198 @@ async function settings() {
   show(el("h1", { text: "Settings" }), form);
 }
 
+// Teams and their budgets (integer micro-dollars in the API; dollars here).
+async function teams() {
+  const list = await api("GET", `/admin/v1/orgs/${orgId}/teams`);
+  const canChange = may("admin");
+  const failed = el("p", { class: "error", role: "alert" });
+  const name = el("input", { name: "name", required: true, disabled: !canChange });
+  const budget = el("input", { name: "budget", type: "number", min: "0", step: "0.01", disabled: !canChange });
+  const period = el("select", { name: "period", disabled: !canChange }, ...["monthly", "total"].map((p) => el("option", { value: p, text: p })));
+  const create = el(
+    "form",
+    {
+      onsubmit: async (event) => {
+        event.preventDefault();
+        const body = { name: name.value };
+        if (budget.value !== "") {
+          body.budget_micro_usd = Math.round(Number(budget.value) * 1e6);
+          body.budget_period = period.value;
+        }
+        try {
+          await api("POST", `/admin/v1/orgs/${orgId}/teams`, body);
+          await teams();
+        } catch (error) {
+          failed.textContent = error.message;
+        }
+      },
+    },
+    el("label", { text: "New team's name" }, name),
+    el("label", { text: "Budget in dollars (empty: none)" }, budget),
+    el("label", { text: "Budget period" }, period),
+    el("button", { type: "submit", text: "Create team", disabled: !canChange }),
+    failed,
+  );
+  const rows = list.data.map((t) =>
+    el(
+      "tr",
+      {},
+      el("td", { text: t.name }),
+      el("td", { text: t.budget_micro_usd === null ? "none" : `${dollars(t.budget_micro_usd)} ${t.budget_period ?? "total"}` }),
+      el(
+        "td",
+        {},
+        el("button", {
+          type: "button",
+          class: "secondary",
+          text: "Delete",
+          disabled: !canChange,
+          onclick: async () => {
+            if (!confirm(`Delete team ${t.name}?`)) return;
+            await api("DELETE", `/admin/v1/orgs/${orgId}/teams/${t.team_id}`);
+            await teams();
+          },
+        }),
+      ),
+    ),
+  );
+  show(el("h1", { text: "Teams and budgets" }), create, table(["Team", "Budget", ""], rows, "No teams yet. A team groups keys under one budget."));
+}
+
+// Providers and routes: a provider key goes in once and never comes back (only its last four
+// characters); a route names its targets in order. "Try it" sends one request through a
+// route with a virtual key pasted for that call only.
+async function routes() {
+  const [credentials, list] = await Promise.all([
+    api("GET", `/admin/v1/orgs/${orgId}/credentials`),
+    api("GET", `/admin/v1/orgs/${orgId}/routes`),
+  ]);
+  const canChange = may("admin");
+  const failed = el("p", { class: "error", role: "alert" });
+  const credName = el("input", { name: "credential_name", required: true, disabled: !canChange });
+  const kind = el(
+    "select",
+    { name: "provider", disabled: !canChange },
+    ...["openai", "openai_compatible", "azure", "anthropic", "gemini", "mock"].map((p) => el("option", { value: p, text: p })),
+  );
+  const apiKey = el("input", { name: "api_key", type: "password", autocomplete: "off", required: true, disabled: !canChange });
+  const baseUrl = el("input", { name: "base_url", type: "url", disabled: !canChange });
+  const addCredential = el(
+    "form",
+    {
+      onsubmit: async (event) => {
+        event.preventDefault();
+        const body = { name: credName.value, provider: kind.value, api_key: apiKey.value };
+        if (baseUrl.value) body.base_url = baseUrl.value;
+        try {
+          await api("POST", `/admin/v1/orgs/${orgId}/credentials`, body);
+          await routes();
+        } catch (error) {
+          failed.textContent = error.message;
+        }
+      },
+    },
+    el("label", { text: "Credential name" }, credName),
+    el("label", { text: "Provider" }, kind),
+    el("label", { text: "Provider API key (write-only)" }, apiKey),
+    el("label", { text: "Base URL (for compatible servers and Azure)" }, baseUrl),
+    el("button", { type: "submit", text: "Add credential", disabled: !canChange }),
+  );
+  const alias = el("input", { name: "alias", required: true, disabled: !canChange });
+  const target = el(
+    "select",
+    { name: "credential", disabled: !canChange },
+    ...credentials.data.map((c) => el("option", { value: c.credential_id, text: `${c.name} (${c.provider})` })),
+  );
+  const model = el("input", { name: "model", required: true, disabled: !canChange });
+  const inputPrice = el("input", { name: "input_price", type: "number", min: "0", step: "0.01", disabled: !canChange });
+  const outputPrice = el("input", { name: "output_price", type: "number", min: "0", step: "0.01", disabled: !canChange });
+  const addRoute = el(
+    "form",
+    {
+      onsubmit: async (event) => {
+        event.preventDefault();
+        const body = { targets: [{ credential_id: target.value, model: model.value }] };
+        if (inputPrice.value !== "" && outputPrice.value !== "") {
+          body.input_micro_usd_per_mtok = Math.round(Number(inputPrice.value) * 1e6);
+          body.output_micro_usd_per_mtok = Math.round(Number(outputPrice.value) * 1e6);
+        }
+        try {
+          await api("PUT", `/admin/v1/orgs/${orgId}/routes/${encodeURIComponent(alias.value)}`, body);
+          await routes();
+        } catch (error) {
+          failed.textContent = error.message;
+        }
+      },
+    },
+    el("label", { text: "Route alias (the model name clients ask for)" }, alias),
+    el("label", { text: "Target credential" }, target),
+    el("label", { text: "Target model" }, model),
+    el("label", { text: "Input price, dollars per million tokens (empty: the price table's)" }, inputPrice),
+    el("label", { text: "Output price, dollars per million tokens" }, outputPrice),
+    el("button", { type: "submit", text: "Save route", disabled: !canChange || !credentials.data.length }),
+  );
+  const byId = new Map(credentials.data.map((c) => [c.credential_id, c.name]));
+  const credentialRows = credentials.data.map((c) =>
+    el("tr", {}, ...[c.name, c.provider, c.base_url ?? "", `…${c.last4}`, c.updated_at.slice(0, 10)].map((v) => el("td", { text: v }))),
+  );
+  const routeRows = list.data.map((r) =>
+    el(
+      "tr",
+      {},
+      el("td", { text: r.alias }),
+      el("td", { text: (r.targets ?? []).map((t) => `${byId.get(t.credential_id) ?? t.credential_id}:${t.model}`).join(" → ") }),
+      el("td", { text: r.fallback.join(", ") }),
+      el("td", { text: r.input_micro_usd_per_mtok === null ? "table" : `${dollars(r.input_micro_usd_per_mtok)} / ${dollars(r.output_micro_usd_per_mtok)}` }),
+    ),
+  );
+  const tryAlias = el("select", { name: "try_alias" }, ...list.data.map((r) => el("option", { value: r.alias, text: r.alias })));
+  const tryKey = el("input", { name: "try_key", type: "password", autocomplete: "off", required: true });
+  const tryPrompt = el("input", { name: "try_prompt", value: "Say hello.", required: true });
+  const answer = el("pre", { id: "try-answer" });
+  const tryIt = el(
+    "form",
+    {
+      onsubmit: async (event) => {
+        event.preventDefault();
+        answer.textContent = "…";
+        const response = await fetch("/v1/chat/completions", {
+          method: "POST",
+          headers: { authorization: `Bearer ${tryKey.value.trim()}`, "content-type": "application/json" },
+          body: JSON.stringify({ model: tryAlias.value, messages: [{ role: "user", content: tryPrompt.value }] }),
+        });
+        const body = await response.json().catch(() => null);
+        tryKey.value = "";
+        answer.textContent = response.ok
+          ? `${response.headers.get("x-portcullis-target") ?? ""}\n${body?.choices?.[0]?.message?.content ?? ""}`
+          : `${response.status}: ${body?.error?.message ?? ""}`;
+      },
+    },
+    el("label", { text: "Route" }, tryAlias),
+    el("label", { text: "A virtual key, for this call only" }, tryKey),
+    el("label", { text: "Prompt" }, tryPrompt),
+    el("button", { type: "submit", text: "Send", disabled: !list.data.length }),
+  );
+  show(
+    el("h1", { text: "Providers and routes" }),
+    failed,
+    el("h2", { text: "Credentials" }),
+    table(["Name", "Provider", "Base URL", "Key", "Updated"], credentialRows, "No provider credentials yet."),
+    addCredential,
+    el("h2", { text: "Routes" }),
+    table(["Alias", "Targets", "Fallback", "Price in / out per M tokens"], routeRows, "No routes yet."),
+    addRoute,
+    el("h2", { text: "Try it" }),
+    tryIt,
+    answer,
+  );
+}
+
 const pages = {
   "#/keys": () => keys(),
   "#/members": () => members(),
+  "#/teams": teams,
+  "#/routes": routes,
   "#/prompts": prompts,
   "#/usage": usage,
   "#/logs": logs,

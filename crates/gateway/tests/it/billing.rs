@@ -566,3 +566,79 @@ async fn av_2_a_completions_request_served_natively_is_billed_and_shows_usage_on
         );
     }
 }
+
+/// AV-2 with a mock of the provider trait (no network is the point here): the funnel settles
+/// exactly what the provider reported, and an attempt that may have been billed (a timeout
+/// after the upstream took the request) is charged at its worst case before the next target
+/// serves.
+#[tokio::test]
+async fn av_2_the_funnel_settles_what_the_provider_reported_and_charges_a_billed_attempt() {
+    use portcullis_core::money::Usage;
+    use portcullis_providers::{MockProvider, ProviderError, Reply};
+    let mut provider = MockProvider::new();
+    provider.expect_name().return_const("mock");
+    provider.expect_speaks().return_const(false);
+    provider
+        .expect_complete()
+        .times(2)
+        .returning(|target, _, _| match target.model.as_str() {
+            "timing-out" => Err(ProviderError::Timeout),
+            _ => Ok(Reply::Json {
+                status: 200,
+                body: json!({"id": "c", "object": "chat.completion", "created": 0, "model": "m",
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"},
+                                 "finish_reason": "stop"}]})
+                .to_string()
+                .into(),
+                usage: Some(Usage {
+                    input_tokens: 1200,
+                    cached_input_tokens: 200,
+                    output_tokens: 300,
+                    ..Usage::default()
+                }),
+            }),
+        });
+    let env = Env::new_with(|state| {
+        state.provider(
+            portcullis_core::provider::ProviderKind::Mock,
+            std::sync::Arc::new(provider),
+        )
+    })
+    .await;
+    let credential = env.add_credential().await;
+    let route = json!({"targets": [{"credential_id": credential, "model": "timing-out"},
+                                   {"credential_id": credential, "model": "answering"}],
+                       "input_micro_usd_per_mtok": 1_000_000, "output_micro_usd_per_mtok": 2_000_000});
+    let put = env
+        .call(
+            Method::PUT,
+            &env.org_path("/routes/mocked"),
+            Who::Master,
+            Some(route),
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+    let r = env.chat(chat("mocked", false)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let entries = ledger(&env).await;
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    let billed = entries.iter().find(|e| e["estimated"] == true).unwrap();
+    let served = entries.iter().find(|e| e["estimated"] == false).unwrap();
+    assert!(
+        billed["target"].as_str().unwrap().ends_with(":timing-out"),
+        "{billed}"
+    );
+    assert!(billed["cost_micro_usd"].as_i64().unwrap() > 0, "{billed}");
+    assert_eq!(
+        (
+            &served["input_tokens"],
+            &served["cached_input_tokens"],
+            &served["output_tokens"]
+        ),
+        (&json!(1200), &json!(200), &json!(300))
+    );
+    assert!(
+        served["target"].as_str().unwrap().ends_with(":answering"),
+        "{served}"
+    );
+}
