@@ -206,6 +206,10 @@ async function main() {
   await page.goto(`${url}#/usage`);
   await page.getByRole("img", { name: "Requests per day" }).waitFor();
   await page.screenshot({ path: path.join(shots, "usage.png") });
+  await page.goto(`${url}#/overview`);
+  await page.getByRole("img", { name: "Latency of recent requests" }).waitFor();
+  await page.getByRole("cell", { name: "made in a browser" }).waitFor();
+  await page.screenshot({ path: path.join(shots, "overview.png") });
   await page.goto(`${url}#/logs`);
   await page.getByRole("heading", { name: "Request logs" }).waitFor();
   await page.getByRole("cell", { name: "chat", exact: true }).first().waitFor();
@@ -263,7 +267,7 @@ async function main() {
   // Accessibility: axe-core, injected past the page's policy in a context of its own.
   const audit = await browser.newContext({ bypassCSP: true, storageState: await context.storageState() });
   const audited = await audit.newPage();
-  for (const hash of ["#/keys", "#/members", "#/teams", "#/routes", "#/prompts", "#/prompts/greeting", "#/usage", "#/logs", "#/settings", "#/audit", "#/profile", "#/accept"]) {
+  for (const hash of ["#/overview", "#/keys", "#/members", "#/teams", "#/routes", "#/prompts", "#/prompts/greeting", "#/usage", "#/logs", "#/settings", "#/audit", "#/profile", "#/accept"]) {
     await audited.goto(`${url}${hash}`);
     await audited.waitForLoadState("networkidle");
     await audited.addScriptTag({ path: axePath });

@@ -1110,7 +1110,60 @@ async function routes() {
   );
 }
 
+// Overview: requests and spend per day, errors and latency of recent requests, and how much
+// of each key's and team's budget is spent this period.
+async function overview() {
+  const usageByDay = await api("GET", `/admin/v1/orgs/${orgId}/usage?group_by=day`);
+  const children = [el("h1", { text: "Overview" })];
+  const days = usageByDay.data.slice().sort((a, b) => (a.day < b.day ? -1 : 1));
+  const sum = (f) => days.reduce((n, d) => n + d[f], 0);
+  children.push(
+    el("p", { text: `${sum("requests")} requests and ${dollars(sum("cost_micro_usd"))} from ${usageByDay.from} to ${usageByDay.to}.` }),
+  );
+  if (days.length) {
+    children.push(el("h2", { text: "Requests per day" }), bars(days.map((d) => ({ label: d.day, value: d.requests })), "Requests per day"));
+    children.push(el("h2", { text: "Spend per day" }), bars(days.map((d) => ({ label: d.day, value: d.cost_micro_usd, text: dollars(d.cost_micro_usd) })), "Spend per day"));
+  }
+  if (may("admin")) {
+    const recent = await api("GET", `/admin/v1/orgs/${orgId}/logs?limit=200`);
+    const errors = recent.logs.filter((l) => l.status >= 400).length;
+    const latencies = recent.logs.map((l) => l.latency_ms).sort((a, b) => a - b);
+    const p = (q) => (latencies.length ? latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] : 0);
+    children.push(
+      el("h2", { text: "Recent requests" }),
+      el("p", { text: `Of the last ${recent.logs.length}: ${errors} errors; latency p50 ${p(0.5)} ms, p95 ${p(0.95)} ms.` }),
+    );
+    if (recent.logs.length) {
+      children.push(
+        bars(
+          recent.logs.slice().reverse().map((l) => ({ label: `${l.model} ${l.status}`, value: l.latency_ms, text: `${l.latency_ms} ms` })),
+          "Latency of recent requests",
+        ),
+      );
+    }
+  }
+  const [byKey, keyList, teamList] = await Promise.all([
+    api("GET", `/admin/v1/orgs/${orgId}/usage?group_by=key`),
+    api("GET", `/admin/v1/orgs/${orgId}/keys`),
+    api("GET", `/admin/v1/orgs/${orgId}/teams`),
+  ]);
+  const spentBy = new Map(byKey.data.map((u) => [u.key_id, u.cost_micro_usd]));
+  const burn = (spent, budget) => (budget ? `${dollars(spent)} of ${dollars(budget)} (${Math.round((100 * spent) / budget)}%)` : `${dollars(spent)}, no budget`);
+  const keyRows = keyList.data
+    .filter((k) => !k.revoked_at)
+    .map((k) => el("tr", {}, el("td", { text: k.name }), el("td", { text: burn(spentBy.get(k.key_id) ?? 0, k.budget_micro_usd) })));
+  children.push(el("h2", { text: "Budgets" }), table(["Key", "Spent in the period shown"], keyRows, "No keys."));
+  if (teamList.data.length) {
+    const byTeam = await api("GET", `/admin/v1/orgs/${orgId}/usage?group_by=team`);
+    const teamSpent = new Map(byTeam.data.map((u) => [u.team_id, u.cost_micro_usd]));
+    const teamRows = teamList.data.map((t) => el("tr", {}, el("td", { text: t.name }), el("td", { text: burn(teamSpent.get(t.team_id) ?? 0, t.budget_micro_usd) })));
+    children.push(table(["Team", "Spent in the period shown"], teamRows, "No teams."));
+  }
+  show(...children);
+}
+
 const pages = {
+  "#/overview": overview,
   "#/keys": () => keys(),
   "#/members": () => members(),
   "#/teams": teams,
