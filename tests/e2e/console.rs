@@ -61,27 +61,32 @@ async fn ac_5_en_3_the_console_signs_in_shows_a_secret_once_and_refuses_forged_w
         .env("BROWSER_DIR", browser_dir())
         .env("CHROMIUM", chromium())
         .env("SCREENSHOTS", &shots)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let output = tokio::task::spawn_blocking(move || {
+        .stdin(Stdio::null());
+    // Output goes to files, not pipes: a chatty run never blocks on a full pipe.
+    let logs = std::env::temp_dir().join(format!("console-walk-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&logs).unwrap();
+    walk.stdout(std::fs::File::create(logs.join("out")).unwrap())
+        .stderr(std::fs::File::create(logs.join("err")).unwrap());
+    let status = tokio::task::spawn_blocking(move || {
         let mut child = walk.spawn().unwrap();
         let started = Instant::now();
-        while child.try_wait().unwrap().is_none() {
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Some(status);
+            }
             if started.elapsed() > Duration::from_secs(120) {
                 let _ = child.kill();
-                break;
+                return None;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        child.wait_with_output().unwrap()
     })
     .await
     .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = std::fs::read_to_string(logs.join("out")).unwrap_or_default();
+    let stderr = std::fs::read_to_string(logs.join("err")).unwrap_or_default();
     assert!(
-        output.status.success() && stdout.contains("console walkthrough: ok"),
+        status.is_some_and(|s| s.success()) && stdout.contains("console walkthrough: ok"),
         "the walkthrough failed:\n{stdout}\n{stderr}"
     );
     assert!(server.terminate().success());

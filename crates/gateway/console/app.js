@@ -21,8 +21,9 @@ class ApiError extends Error {
 }
 
 function csrfToken() {
-  const pair = document.cookie.split("; ").find((c) => c.startsWith("portcullis_csrf="));
-  return pair ? pair.slice("portcullis_csrf=".length) : "";
+  const name = "__Host-portcullis_csrf=";
+  const pair = document.cookie.split("; ").find((c) => c.startsWith(name));
+  return pair ? pair.slice(name.length) : "";
 }
 
 async function api(method, path, body) {
@@ -36,7 +37,12 @@ async function api(method, path, body) {
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await response.text();
-  const data = text ? JSON.parse(text) : null;
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    // Not this API's envelope (a proxy's error page): the status says enough.
+  }
   if (!response.ok) throw new ApiError(response.status, data);
   return data;
 }
@@ -75,9 +81,45 @@ function may(least) {
   return ROLES.indexOf(role()) >= ROLES.indexOf(least);
 }
 
+// A click or submit whose failure is shown, not lost; an ended session returns to sign-in.
+function guard(handler) {
+  return async (...args) => {
+    try {
+      await handler(...args);
+    } catch (error) {
+      if (error.status === 401) {
+        me = null;
+        signIn();
+      } else {
+        say(error.message);
+        alert(error.message);
+      }
+    }
+  };
+}
+
+// Every page of a listing, oldest first, following its cursor (at most `cap` rows).
+async function everything(path, rowsOf, cursorParam, nextOf, cap = 20000) {
+  const rows = [];
+  let cursor = null;
+  for (;;) {
+    const separator = path.includes("?") ? "&" : "?";
+    const page = await api("GET", cursor === null ? path : `${path}${separator}${cursorParam}=${encodeURIComponent(cursor)}`);
+    const got = rowsOf(page);
+    rows.push(...got);
+    const next = nextOf(page, got);
+    if (!got.length || next === null || next === undefined || next === cursor || rows.length >= cap) return rows;
+    cursor = next;
+  }
+}
+
 function errorLine(error) {
   return el("p", { class: "error", role: "alert", text: error.message });
 }
+
+// The session cookie is Secure: a browser keeps it only over HTTPS, or on localhost.
+const NO_COOKIE =
+  "Signed in, but the browser kept no session cookie: open the console over HTTPS (or on localhost).";
 
 // Sign-in: the password, then (when the account has MFA) a TOTP or a recovery code.
 function signIn() {
@@ -97,6 +139,7 @@ function signIn() {
           else await signedIn();
         } catch (error) {
           failed.textContent = error.message;
+          if (error.status === 401 && error.code === "invalid_api_key") failed.textContent = NO_COOKIE;
         }
       },
     },
@@ -154,6 +197,7 @@ function secondFactor(challenge) {
           await signedIn();
         } catch (error) {
           failed.textContent = error.message;
+          if (error.status === 401 && error.code === "invalid_api_key") failed.textContent = NO_COOKIE;
         }
       },
     },
@@ -179,6 +223,8 @@ async function signedIn() {
 async function keys(shown) {
   const list = await api("GET", `/admin/v1/orgs/${orgId}/keys`);
   const canWrite = may("member");
+  // A member manages the keys it owns; an admin every key.
+  const canManage = (k) => may("admin") || (canWrite && k.owner_user_id === me.user_id);
   const revealed = el("div");
   const name = el("input", { name: "name", required: true, disabled: !canWrite });
   const create = el(
@@ -214,24 +260,24 @@ async function keys(shown) {
             type: "button",
             class: "secondary",
             text: "Rotate",
-            disabled: !canWrite,
-            onclick: async () => {
+            disabled: !canManage(k),
+            onclick: guard(async () => {
               const rotated = await api("POST", `/admin/v1/orgs/${orgId}/keys/${k.key_id}/rotate`);
               await keys(rotated.secret);
-            },
+            }),
           }),
           " ",
           el("button", {
             type: "button",
             class: "secondary",
             text: "Revoke",
-            disabled: !canWrite,
-            onclick: async () => {
+            disabled: !canManage(k),
+            onclick: guard(async () => {
               if (!confirm(`Revoke ${k.name}? Requests with it stop at once.`)) return;
               await api("DELETE", `/admin/v1/orgs/${orgId}/keys/${k.key_id}`);
               await keys();
               say(`${k.name} revoked`);
-            },
+            }),
           }),
         ),
       ),
@@ -278,7 +324,8 @@ async function members(shownInvite) {
   const roleChoice = el(
     "select",
     { name: "role", disabled: !canInvite },
-    ...["viewer", "member", "admin"].map((r) => el("option", { value: r, text: r })),
+    // What the caller may grant: an owner any role, an admin up to member.
+    ...(may("owner") ? ["viewer", "member", "admin", "owner"] : ["viewer", "member"]).map((r) => el("option", { value: r, text: r })),
   );
   const invite = el(
     "form",
@@ -334,18 +381,20 @@ async function audit() {
     show(el("h1", { text: "Audit trail" }), el("p", { class: "empty", text: "The audit trail is for owners and admins." }));
     return;
   }
-  const [verification, page, people] = await Promise.all([
+  const [verification, events, people] = await Promise.all([
     api("GET", `/admin/v1/orgs/${orgId}/audit/verify`),
-    api("GET", `/admin/v1/orgs/${orgId}/audit?limit=200`),
+    everything(`/admin/v1/orgs/${orgId}/audit?limit=1000`, (p) => p.events, "after_seq", (p) => p.next_after_seq),
     api("GET", `/admin/v1/orgs/${orgId}/members`),
   ]);
+  const page = { events };
   const emails = new Map(people.data.filter((m) => m.user_id).map((m) => [m.user_id, m.email]));
   const who = (e) => (e.actor_type === "user" ? emails.get(e.actor_id) ?? e.actor_id : e.actor_type);
   const state = verification.ok
     ? `Chain verified: ${verification.events_checked} entries, head ${verification.head_hash ?? "(empty)"}`
     : `Chain broken: ${verification.error}`;
+  // The newest first on the page; the export holds every entry.
   const rows = page.events
-    .slice()
+    .slice(-500)
     .reverse()
     .map((e) =>
       el(
@@ -502,9 +551,13 @@ function messagesText(messages) {
 }
 
 // A line diff (longest common subsequence): each row is [left, right, kind].
+const MAX_DIFF_LINES = 2000;
+
 function diffLines(a, b) {
   const x = a.split("\n");
   const y = b.split("\n");
+  // The table is lines × lines: past this, the comparison is not drawn.
+  if (x.length > MAX_DIFF_LINES || y.length > MAX_DIFF_LINES) return null;
   const table = Array.from({ length: x.length + 1 }, () => new Array(y.length + 1).fill(0));
   for (let i = x.length - 1; i >= 0; i--) {
     for (let j = y.length - 1; j >= 0; j--) {
@@ -662,6 +715,10 @@ async function prompt(name) {
   const drawDiff = () => {
     const of = (n) => versions.find((v) => v.version === Number(n));
     const rows = diffLines(messagesText(of(left.value).messages), messagesText(of(right.value).messages));
+    if (rows === null) {
+      diff.replaceChildren(el("p", { class: "empty", text: `These versions are over ${MAX_DIFF_LINES} lines: too long to compare here.` }));
+      return;
+    }
     diff.replaceChildren(
       el(
         "table",
@@ -711,7 +768,9 @@ function download(name, type, text, label) {
 
 function csv(rows) {
   const cell = (v) => {
-    const text = v === null || v === undefined ? "" : String(v);
+    let text = v === null || v === undefined ? "" : String(v);
+    // A spreadsheet must not read a cell as a formula.
+    if (/^[=+\-@]/.test(text)) text = `'${text}`;
     return /[",\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
   };
   return rows.map((r) => r.map(cell).join(",")).join("\n");
@@ -767,7 +826,8 @@ async function usage() {
     ),
   );
   if (may("admin")) {
-    const ledger = await api("GET", `/admin/v1/orgs/${orgId}/ledger?limit=1000`);
+    const entries = await everything(`/admin/v1/orgs/${orgId}/ledger?limit=1000`, (p) => p.entries, "after", (p) => p.next_after);
+    const ledger = { entries };
     const header = ["occurred_at", "request_id", "key_id", "team_id", "model", "target", "input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens", "cost_micro_usd", "estimated"];
     const lines = [header, ...ledger.entries.map((e) => header.map((h) => e[h]))];
     children.push(el("h2", { text: "Ledger" }), el("p", {}, download("ledger.csv", "text/csv", csv(lines), `Export ${ledger.entries.length} ledger entries as CSV`)));
@@ -782,9 +842,10 @@ async function logs() {
     return;
   }
   const params = new URLSearchParams(location.hash.split("?")[1] ?? "");
-  const query = new URLSearchParams({ limit: "200" });
+  const query = new URLSearchParams();
   for (const f of ["key_id", "end_user"]) if (params.get(f)) query.set(f, params.get(f));
-  const page = await api("GET", `/admin/v1/orgs/${orgId}/logs?${query}`);
+  query.set("limit", "1000");
+  const page = { logs: (await everything(`/admin/v1/orgs/${orgId}/logs?${query}`, (p) => p.logs, "after", (p) => p.next_after, 5000)).reverse() };
   const model = params.get("model") ?? "";
   const status = params.get("status") ?? "";
   const shown = page.logs.filter((l) => (!model || l.model === model) && (!status || String(l.status) === status));
@@ -826,7 +887,7 @@ async function logs() {
           type: "button",
           class: "secondary",
           text: "Detail",
-          onclick: async () => {
+          onclick: guard(async () => {
             const one = await api("GET", `/admin/v1/orgs/${orgId}/logs/${encodeURIComponent(l.request_id)}`);
             detail.replaceChildren(
               el("h2", { text: `Request ${one.request_id}` }),
@@ -834,7 +895,7 @@ async function logs() {
                 ? el("pre", { text: `${JSON.stringify(one.content.request, null, 2)}\n\n${one.content.response ?? ""}` })
                 : el("p", { class: "empty", text: "No content: this request was logged at level metadata." }),
             );
-          },
+          }),
         }),
       ),
     ),
@@ -843,13 +904,13 @@ async function logs() {
   const erase = el(
     "form",
     {
-      onsubmit: async (event) => {
+      onsubmit: guard(async (event) => {
         event.preventDefault();
         if (!confirm(`Delete every request log and content of end user ${subject.value}? This cannot be undone.`)) return;
         const done = await api("POST", `/admin/v1/orgs/${orgId}/data-subject-deletions`, { end_user: subject.value });
         say(`Deleted ${done.deleted.request_logs} request logs and ${done.deleted.contents} contents`);
         await logs();
-      },
+      }),
     },
     el("label", { text: "End user to erase (data-subject deletion)" }, subject),
     el("button", { type: "submit", class: "secondary", text: "Delete their logs" }),
@@ -880,8 +941,8 @@ async function settings() {
     inputs[name] = el("input", { type: "number", name, value: String(current[name]), disabled: !canChange });
     return el("label", { text: label }, inputs[name]);
   };
-  const flag = (name, label) => {
-    inputs[name] = el("input", { type: "checkbox", name, disabled: !canChange });
+  const flag = (name, label, least = "admin") => {
+    inputs[name] = el("input", { type: "checkbox", name, disabled: !may(least) });
     inputs[name].checked = current[name];
     return el("label", { class: "check" }, inputs[name], label);
   };
@@ -914,7 +975,7 @@ async function settings() {
     choice("pii_guardrail", "Personal data in prompts", ["off", "redact", "block"]),
     number("content_retention_days", "Keep logged content (days)"),
     number("ledger_retention_days", "Keep the ledger (days)"),
-    flag("require_mfa", "Owners and admins need two-factor sign-in"),
+    flag("require_mfa", "Owners and admins need two-factor sign-in (owners decide)", "owner"),
     number("session_idle_minutes", "End a session idle this long (minutes)"),
     number("session_max_hours", "End any session after (hours)"),
     el("button", { type: "submit", text: "Save settings", disabled: !canChange }),
@@ -969,11 +1030,11 @@ async function teams() {
           class: "secondary",
           text: "Delete",
           disabled: !canChange,
-          onclick: async () => {
+          onclick: guard(async () => {
             if (!confirm(`Delete team ${t.name}?`)) return;
             await api("DELETE", `/admin/v1/orgs/${orgId}/teams/${t.team_id}`);
             await teams();
-          },
+          }),
         }),
       ),
     ),
@@ -1162,7 +1223,50 @@ async function overview() {
   show(...children);
 }
 
+// Compliance: the controls' live state, read through the same API an auditor's script would
+// use; each line says what it checked.
+async function compliance() {
+  if (!may("admin")) {
+    show(el("h1", { text: "Compliance" }), el("p", { class: "empty", text: "The compliance page is for owners and admins." }));
+    return;
+  }
+  const [org, people, keyList, credentials, verification] = await Promise.all([
+    api("GET", `/admin/v1/orgs/${orgId}`),
+    api("GET", `/admin/v1/orgs/${orgId}/members`),
+    api("GET", `/admin/v1/orgs/${orgId}/keys`),
+    api("GET", `/admin/v1/orgs/${orgId}/credentials`),
+    api("GET", `/admin/v1/orgs/${orgId}/audit/verify`),
+  ]);
+  const days = (iso) => Math.floor((Date.now() - Date.parse(iso)) / 86400000);
+  const privileged = people.data.filter((m) => m.status === "active" && (m.role === "owner" || m.role === "admin"));
+  const withoutMfa = privileged.filter((m) => !m.mfa_enabled);
+  const live = keyList.data.filter((k) => !k.revoked_at);
+  const oldKeys = live.filter((k) => days(k.rotated_at ?? k.created_at) > 90);
+  const neverExpiring = live.filter((k) => !k.expires_at);
+  const oldCredentials = credentials.data.filter((c) => days(c.updated_at) > 90);
+  const settings = org.settings;
+  const line = (control, ok, text) =>
+    el("tr", {}, el("td", { text: control }), el("td", { class: ok ? "" : "error", text: ok ? "holds" : "needs attention" }), el("td", { text }));
+  const rows = [
+    line("AU-3 audit chain", verification.ok, verification.ok ? `${verification.events_checked} entries verified; head ${verification.head_hash ?? "(empty)"}` : `broken: ${verification.error}`),
+    line("AC-4 MFA of owners and admins", withoutMfa.length === 0, withoutMfa.length ? `without MFA: ${withoutMfa.map((m) => m.email).join(", ")}` : `all ${privileged.length} have MFA`),
+    line("AC-4 require_mfa", settings.require_mfa, settings.require_mfa ? "on: privileged actions need a verified second factor" : "off"),
+    line("AC-5 key age", oldKeys.length === 0, oldKeys.length ? `not rotated in 90 days: ${oldKeys.map((k) => k.name).join(", ")}` : `${live.length} live keys, each rotated or made within 90 days`),
+    line("AC-5 key expiry", neverExpiring.length === 0, neverExpiring.length ? `${neverExpiring.length} keys never expire` : "every key expires"),
+    line("EN-2 provider credentials", oldCredentials.length === 0, oldCredentials.length ? `not rotated in 90 days: ${oldCredentials.map((c) => c.name).join(", ")}` : `${credentials.data.length} credentials, each rotated within 90 days`),
+    line("RM-1 request logging", settings.logging_level === "metadata" || settings.pii_redaction, `level ${settings.logging_level}${settings.pii_redaction ? ", personal data redacted" : ""}; content kept ${settings.content_retention_days} days`),
+    line("CF-3 guardrail", settings.pii_guardrail !== "off", `personal data in prompts: ${settings.pii_guardrail}`),
+    line("AC-3 tenant isolation", true, "row-level security, forced; the gateway does not start as a role that could bypass it"),
+  ];
+  show(
+    el("h1", { text: "Compliance" }),
+    el("p", { text: "The controls' state now, for this organization. The evidence report of a release is `cargo xtask compliance`." }),
+    table(["Control", "State", "What was checked"], rows, ""),
+  );
+}
+
 const pages = {
+  "#/compliance": compliance,
   "#/overview": overview,
   "#/keys": () => keys(),
   "#/members": () => members(),
@@ -1185,7 +1289,14 @@ async function render() {
       return signIn();
     }
   }
-  const promptName = location.hash.startsWith("#/prompts/") ? decodeURIComponent(location.hash.slice(10)) : null;
+  let promptName = null;
+  if (location.hash.startsWith("#/prompts/")) {
+    try {
+      promptName = decodeURIComponent(location.hash.slice(10));
+    } catch {
+      promptName = "";
+    }
+  }
   const page = promptName ? () => prompt(promptName) : pages[location.hash.split("?")[0]] ?? (() => keys());
   try {
     await page();

@@ -286,14 +286,13 @@ async fn login(
     tx.detail("mfa", false);
     let (token, expires_at) = new_session(&mut tx, SessionKind::Session, false).await?;
     tx.commit().await?;
-    Ok(session_answer(&state, &headers, &token, expires_at, false))
+    Ok(session_answer(&headers, &token, expires_at, false))
 }
 
 /// A new session's answer: its token in the body, or, when the client asked for cookies
 /// (`x-portcullis-session: cookie`, the console), in an HttpOnly cookie beside its CSRF
 /// token, and not in the body, so that no script of the page ever holds it.
 fn session_answer(
-    state: &AppState,
     headers: &HeaderMap,
     token: &Token,
     expires_at: DateTime<Utc>,
@@ -307,7 +306,7 @@ fn session_answer(
     };
     let mut response = Json(view).into_response();
     if cookie {
-        crate::browser::issue(response.headers_mut(), token.expose(), state.serving_tls);
+        crate::browser::issue(response.headers_mut(), token.expose());
     }
     response
 }
@@ -446,7 +445,7 @@ async fn login_mfa(
     }
     let (token, expires_at) = new_session(&mut tx, SessionKind::Session, true).await?;
     tx.commit().await?;
-    Ok(session_answer(&state, &headers, &token, expires_at, true))
+    Ok(session_answer(&headers, &token, expires_at, true))
 }
 
 /// `POST /auth/v1/logout`.
@@ -455,22 +454,31 @@ async fn logout(
     ClientSource(source): ClientSource,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (user, _, _) = session_user(&state, &headers).await?;
-    let token = bearer(&headers)?;
-    let mut tx = state
-        .db
-        .begin_person(user, &source, "session.ended")
-        .await?;
+    let ended = end_this_session(&state, &source, &headers).await;
+    let mut response = match ended {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(error) => error.into_response(),
+    };
+    // A browser's session: its cookies go with it, whether or not it had ended already.
+    if !headers.contains_key(axum::http::header::AUTHORIZATION) {
+        crate::browser::clear(response.headers_mut());
+    }
+    Ok(response)
+}
+
+async fn end_this_session(
+    state: &AppState,
+    source: &Source,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    let (user, _, _) = session_user(state, headers).await?;
+    let token = bearer(headers)?;
+    let mut tx = state.db.begin_person(user, source, "session.ended").await?;
     // Ended once: a second logout (or a sign-out everywhere first) records nothing more.
     if auth::end_session(&mut tx, &token.hash()).await? {
         tx.commit().await?;
     }
-    let mut response = StatusCode::NO_CONTENT.into_response();
-    // A browser's session: its cookies go with it.
-    if !headers.contains_key(axum::http::header::AUTHORIZATION) {
-        crate::browser::clear(response.headers_mut(), state.serving_tls);
-    }
-    Ok(response)
+    Ok(())
 }
 
 #[derive(Debug, Serialize)]
@@ -759,7 +767,8 @@ async fn accept_invite(
         code: "not_found",
         message: "unknown, used, revoked or expired invitation".to_owned(),
     };
-    let signed_in = headers.contains_key(axum::http::header::AUTHORIZATION);
+    let signed_in = headers.contains_key(axum::http::header::AUTHORIZATION)
+        || crate::browser::session(&headers).is_some();
     let session = if signed_in {
         match session_principal(&state, &headers).await? {
             Principal::User {
@@ -861,7 +870,7 @@ async fn revoke_sessions(
     State(state): State<AppState>,
     ClientSource(source): ClientSource,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let (user, _, _) = session_user(&state, &headers).await?;
     let mut tx = state
         .db
@@ -870,5 +879,10 @@ async fn revoke_sessions(
     let ended = auth::end_user_sessions(&mut tx).await?;
     tx.detail("ended", ended);
     tx.commit().await?;
-    Ok(Json(json!({"ended": ended})))
+    let mut response = Json(json!({"ended": ended})).into_response();
+    // This browser's session ended with the others: its cookies go too.
+    if !headers.contains_key(axum::http::header::AUTHORIZATION) {
+        crate::browser::clear(response.headers_mut());
+    }
+    Ok(response)
 }

@@ -15,30 +15,37 @@ use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
 
-/// The session token's cookie: HttpOnly, so no script reads it.
-pub const SESSION_COOKIE: &str = "portcullis_session";
+/// The session token's cookie: HttpOnly, so no script reads it. `__Host-`: the browser keeps it
+/// only if it is Secure, for `/` and this host alone, so no sibling subdomain and no plaintext
+/// answer can plant one.
+pub const SESSION_COOKIE: &str = "__Host-portcullis_session";
 /// The CSRF token's cookie: readable by the console's script, which sends it back in
 /// [`CSRF_HEADER`]; a page of another site can neither read it nor set the header.
-pub const CSRF_COOKIE: &str = "portcullis_csrf";
+pub const CSRF_COOKIE: &str = "__Host-portcullis_csrf";
 /// Where a cookie session's state-changing call carries its CSRF token.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 /// Sent with `cookie` on a login or MFA step: the session goes into cookies, not the body.
 pub const MODE_HEADER: &str = "x-portcullis-session";
 
-/// The session token of the request's cookie, if it has one.
+/// The session token of the request's cookie, if it has exactly one: two are a planted
+/// cookie beside the real one, and neither is used.
 pub fn session(headers: &HeaderMap) -> Option<String> {
     cookie_value(headers, SESSION_COOKIE)
 }
 
 fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
+    let mut found = headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(Cookie::split_parse)
         .filter_map(Result::ok)
-        .find(|cookie| cookie.name() == name)
-        .map(|cookie| cookie.value().to_owned())
+        .filter(|cookie| cookie.name() == name);
+    let first = found.next()?;
+    match found.next() {
+        Some(_) => None,
+        None => Some(first.value().to_owned()),
+    }
 }
 
 /// The CSRF token of a session: a digest of its secret, apart from every other use of it.
@@ -62,19 +69,20 @@ fn set(headers: &mut HeaderMap, cookie: &Cookie<'_>) {
     }
 }
 
-/// Puts a new session into cookies (`Secure` when clients reach this process over TLS). No
-/// `Max-Age`: the browser forgets it when it closes; the server's idle and absolute
-/// timeouts end it in any case.
-pub fn issue(headers: &mut HeaderMap, session_token: &str, tls: bool) {
+/// Puts a new session into cookies, always `Secure`: a plaintext listener is either behind a
+/// TLS-terminating proxy or on this host (`http://localhost` and `127.0.0.1` count as secure
+/// to browsers), and a session cookie must never travel in clear. No `Max-Age`: the browser
+/// forgets it when it closes; the server's idle and absolute timeouts end it in any case.
+pub fn issue(headers: &mut HeaderMap, session_token: &str) {
     let session = Cookie::build((SESSION_COOKIE, session_token.to_owned()))
         .http_only(true)
         .same_site(SameSite::Strict)
-        .secure(tls)
+        .secure(true)
         .path("/")
         .build();
     let csrf = Cookie::build((CSRF_COOKIE, csrf_token(session_token)))
         .same_site(SameSite::Strict)
-        .secure(tls)
+        .secure(true)
         .path("/")
         .build();
     set(headers, &session);
@@ -82,11 +90,11 @@ pub fn issue(headers: &mut HeaderMap, session_token: &str, tls: bool) {
 }
 
 /// Removes both cookies (a logout).
-pub fn clear(headers: &mut HeaderMap, tls: bool) {
+pub fn clear(headers: &mut HeaderMap) {
     for name in [SESSION_COOKIE, CSRF_COOKIE] {
         let mut gone = Cookie::build((name, ""))
             .same_site(SameSite::Strict)
-            .secure(tls)
+            .secure(true)
             .path("/")
             .build();
         gone.make_removal();
@@ -130,9 +138,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_session_cookie_is_http_only_strict_and_secure_under_tls() {
+    fn the_session_cookie_is_http_only_strict_and_always_secure() {
         let mut headers = HeaderMap::new();
-        issue(&mut headers, "pcs_secret", true);
+        issue(&mut headers, "pcs_secret");
         let cookies: Vec<&str> = headers
             .get_all(SET_COOKIE)
             .iter()
@@ -151,14 +159,7 @@ mod tests {
             !csrf.contains("HttpOnly") && !csrf.contains("pcs_secret"),
             "{csrf}"
         );
-        let mut plain = HeaderMap::new();
-        issue(&mut plain, "pcs_secret", false);
-        assert!(
-            plain
-                .get_all(SET_COOKIE)
-                .iter()
-                .all(|v| !v.to_str().unwrap().contains("Secure"))
-        );
+        assert!(csrf.contains("Secure") && csrf.contains("Path=/"), "{csrf}");
     }
 
     #[test]
@@ -168,8 +169,16 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(
             COOKIE,
-            HeaderValue::from_static("other=1; portcullis_session=pcs_a"),
+            HeaderValue::from_static("other=1; __Host-portcullis_session=pcs_a"),
         );
         assert_eq!(session(&headers).as_deref(), Some("pcs_a"));
+        // A planted second cookie beside the real one: neither is believed.
+        headers.insert(
+            COOKIE,
+            HeaderValue::from_static(
+                "__Host-portcullis_session=pcs_x; __Host-portcullis_session=pcs_a",
+            ),
+        );
+        assert_eq!(session(&headers), None);
     }
 }

@@ -37,19 +37,21 @@ async fn sign_in(env: &Env, email: &str) -> Browser {
         .collect();
     let session = cookies
         .iter()
-        .find(|c| c.starts_with("portcullis_session="))
+        .find(|c| c.starts_with("__Host-portcullis_session="))
         .unwrap();
-    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/", "Secure"] {
         assert!(session.contains(attribute), "{session}");
     }
     let pair = |c: &String| c.split(';').next().unwrap().to_owned();
     let csrf = cookies
         .iter()
-        .find(|c| c.starts_with("portcullis_csrf="))
+        .find(|c| c.starts_with("__Host-portcullis_csrf="))
         .unwrap();
     Browser {
         cookie: cookies.iter().map(pair).collect::<Vec<_>>().join("; "),
-        csrf: pair(csrf).trim_start_matches("portcullis_csrf=").to_owned(),
+        csrf: pair(csrf)
+            .trim_start_matches("__Host-portcullis_csrf=")
+            .to_owned(),
     }
 }
 
@@ -181,6 +183,108 @@ async fn ac_1_a_cookie_session_writes_only_with_its_own_csrf_token() {
         .send(from_browser(&owner, Method::GET, &teams, None, None))
         .await;
     assert_eq!(after.status, StatusCode::UNAUTHORIZED, "{}", after.body);
+}
+
+/// Every state-changing admin and auth route, called with the cookie alone (as a page of
+/// another site would make the browser call it), is refused before its handler runs.
+#[tokio::test]
+async fn ac_1_no_write_route_takes_a_cookie_without_its_csrf_token() {
+    let env = Env::new().await;
+    let owner = sign_in(&env, "owner@example.com").await;
+    let mut writes: Vec<(String, String)> = portcullis_gateway::admin::routes()
+        .iter()
+        .filter(|r| r.mutating())
+        .map(|r| {
+            (
+                r.method.to_owned(),
+                r.path.replace("{org_id}", &env.org.to_string()),
+            )
+        })
+        .collect();
+    writes.extend(
+        portcullis_gateway::authn::routes()
+            .into_iter()
+            .filter(|(method, _)| *method != "GET")
+            .map(|(method, path)| (method.to_owned(), path.to_owned())),
+    );
+    assert!(writes.len() >= 25, "{}", writes.len());
+    let before = snapshot(&env.test).await;
+    for (method, path) in &writes {
+        let call = from_browser(
+            &owner,
+            Method::from_bytes(method.as_bytes()).unwrap(),
+            path,
+            Some(json!({})),
+            None,
+        );
+        let refused = env.send(call).await;
+        assert_eq!(
+            (refused.status, refused.body["error"]["code"].as_str()),
+            (StatusCode::FORBIDDEN, Some("csrf_failed")),
+            "{method} {path}: {}",
+            refused.body
+        );
+    }
+    assert_eq!(before, snapshot(&env.test).await);
+}
+
+/// Two cookies of the session's name (one planted beside the real one) are no session.
+#[tokio::test]
+async fn ac_1_a_planted_second_session_cookie_is_no_session() {
+    let env = Env::new().await;
+    let owner = sign_in(&env, "owner@example.com").await;
+    let other = sign_in(&env, "owner@example.com").await;
+    let planted = Browser {
+        cookie: format!("{}; {}", other.cookie, owner.cookie),
+        csrf: owner.csrf.clone(),
+    };
+    let read = env
+        .send(from_browser(
+            &planted,
+            Method::GET,
+            "/auth/v1/me",
+            None,
+            None,
+        ))
+        .await;
+    assert_eq!(read.status, StatusCode::UNAUTHORIZED, "{}", read.body);
+}
+
+/// The second step of an MFA sign-in in cookie mode keeps the token out of the body too.
+#[tokio::test]
+async fn ac_4_an_mfa_sign_in_in_cookie_mode_puts_the_session_in_cookies_only() {
+    let env = Env::new().await;
+    let bearer = env.login("owner@example.com").await;
+    let (totp, _) = crate::support::enrol(&env, &bearer, "owner@example.com").await;
+    let login = env
+        .call(
+            Method::POST,
+            "/auth/v1/login",
+            Who::Nobody,
+            Some(json!({"email": "owner@example.com", "password": PASSWORD})),
+        )
+        .await;
+    let challenge = login.body["mfa_challenge"].as_str().unwrap().to_owned();
+    // The enrolment used this step's code: the next one.
+    let code = totp.code_at(crate::support::now() + 30);
+    let mut call = Call::new(
+        Method::POST,
+        "/auth/v1/login/mfa",
+        None,
+        Some(json!({"mfa_challenge": challenge, "code": code})),
+    );
+    call.headers
+        .push(("x-portcullis-session", "cookie".to_owned()));
+    let verified = env.send(call).await;
+    assert_eq!(verified.status, StatusCode::OK, "{}", verified.body);
+    assert!(
+        verified.body.get("session_token").is_none(),
+        "{}",
+        verified.body
+    );
+    assert_eq!(verified.body["mfa_verified"], true);
+    let cookies = verified.headers.get_all("set-cookie").iter().count();
+    assert_eq!(cookies, 2);
 }
 
 #[tokio::test]
