@@ -125,7 +125,7 @@ async function main() {
   // signs in as a viewer: no write control is enabled, and a forced write is refused anyway.
   await page.goto(`${url}#/members`);
   await page.getByLabel("Invite by email").fill("viewer@e2e.example");
-  await page.getByLabel("Role").selectOption("viewer");
+  await page.getByLabel("Invited person's role").selectOption("viewer");
   await page.getByRole("button", { name: "Invite" }).click();
   const invite = (await page.locator("#new-invite").textContent()).trim();
   check(invite.startsWith("pci_"), `no invitation token shown: ${invite}`);
@@ -238,6 +238,11 @@ async function main() {
     check(actors.includes(who), `${action}: by ${actors}, not ${who}`);
   }
   await page.screenshot({ path: path.join(shots, "audit.png") });
+  // Filtered by actor and action, the trail keeps only the viewer's acceptance.
+  await page.getByLabel("Actor").fill("viewer@e2e.example");
+  await page.getByLabel("Action").fill("invite.accepted");
+  await page.getByRole("button", { name: "Filter" }).click();
+  await page.waitForFunction(() => document.querySelectorAll("main tbody tr").length === 1);
   await page.goto(`${url}#/compliance`);
   await page.getByRole("cell", { name: "AU-3 audit chain" }).waitFor();
   const chain = await page.locator("tr", { has: page.getByRole("cell", { name: "AU-3 audit chain" }) }).locator("td:nth-child(2)").textContent();

@@ -221,7 +221,15 @@ async function signedIn() {
 
 // Keys: a secret just made (`shown`) is shown once, here, and never kept by the page.
 async function keys(shown) {
-  const list = await api("GET", `/admin/v1/orgs/${orgId}/keys`);
+  const [list, people, teamList, spent] = await Promise.all([
+    api("GET", `/admin/v1/orgs/${orgId}/keys`),
+    api("GET", `/admin/v1/orgs/${orgId}/members`),
+    api("GET", `/admin/v1/orgs/${orgId}/teams`),
+    api("GET", `/admin/v1/orgs/${orgId}/usage?group_by=key`),
+  ]);
+  const emails = new Map(people.data.filter((m) => m.user_id).map((m) => [m.user_id, m.email]));
+  const teamNames = new Map(teamList.data.map((t) => [t.team_id, t.name]));
+  const used = new Map(spent.data.map((u) => [u.key_id, u.cost_micro_usd]));
   const canWrite = may("member");
   // A member manages the keys it owns; an admin every key.
   const canManage = (k) => may("admin") || (canWrite && k.owner_user_id === me.user_id);
@@ -251,7 +259,10 @@ async function keys(shown) {
         {},
         el("td", { text: k.name }),
         el("td", { text: `…${k.last4}` }),
-        el("td", { text: k.created_at.slice(0, 10) }),
+        el("td", { text: k.owner_user_id ? emails.get(k.owner_user_id) ?? k.owner_user_id : "the org" }),
+        el("td", { text: k.team_id ? teamNames.get(k.team_id) ?? k.team_id : "" }),
+        el("td", { text: k.budget_micro_usd === null ? `${dollars(used.get(k.key_id) ?? 0)}, no budget` : `${dollars(used.get(k.key_id) ?? 0)} of ${dollars(k.budget_micro_usd)}` }),
+        el("td", { text: (k.rotated_at ?? k.created_at).slice(0, 10) }),
         el("td", { text: k.expires_at ? k.expires_at.slice(0, 10) : "never" }),
         el(
           "td",
@@ -286,7 +297,7 @@ async function keys(shown) {
     ? el(
         "table",
         {},
-        el("thead", {}, el("tr", {}, ...["Name", "Key", "Created", "Expires", ""].map((h) => el("th", { text: h })))),
+        el("thead", {}, el("tr", {}, ...["Name", "Key", "Owner", "Team", "Spent", "Made or rotated", "Expires", ""].map((h) => el("th", { text: h })))),
         el("tbody", {}, ...rows),
       )
     : el("p", { class: "empty", text: "No keys yet. A key carries an application's requests to the models of this organization." });
@@ -323,7 +334,7 @@ async function members(shownInvite) {
   const email = el("input", { type: "email", name: "email", required: true, disabled: !canInvite });
   const roleChoice = el(
     "select",
-    { name: "role", disabled: !canInvite },
+    { name: "role", "aria-label": "Invited person's role", disabled: !canInvite },
     // What the caller may grant: an owner any role, an admin up to member.
     ...(may("owner") ? ["viewer", "member", "admin", "owner"] : ["viewer", "member"]).map((r) => el("option", { value: r, text: r })),
   );
@@ -344,6 +355,55 @@ async function members(shownInvite) {
     el("label", { text: "Role" }, roleChoice),
     el("button", { type: "submit", text: "Invite", disabled: !canInvite }),
   );
+  const grantable = may("owner") ? ["viewer", "member", "admin", "owner"] : ["viewer", "member"];
+  const base = `/admin/v1/orgs/${orgId}`;
+  const actions = (m) => {
+    if (m.status === "pending") {
+      return el("button", {
+        type: "button",
+        class: "secondary",
+        text: "Revoke invitation",
+        disabled: !may("admin"),
+        onclick: guard(async () => {
+          if (!confirm(`Revoke the invitation of ${m.email}?`)) return;
+          await api("DELETE", `${base}/invites/${m.invite_id}`);
+          await members();
+        }),
+      });
+    }
+    // The API applies the owner rules (the last owner stays; only owners touch owners).
+    const mine = m.user_id === me.user_id;
+    const changeable = may("admin") && !mine && (m.role !== "owner" || may("owner"));
+    const role = el(
+      "select",
+      { "aria-label": `Role of ${m.email}`, disabled: !changeable },
+      ...grantable.concat(grantable.includes(m.role) ? [] : [m.role]).map((r) => el("option", { value: r, text: r })),
+    );
+    role.value = m.role;
+    role.addEventListener(
+      "change",
+      guard(async () => {
+        if (!confirm(`Make ${m.email} ${role.value}?`)) {
+          role.value = m.role;
+          return;
+        }
+        await api("PATCH", `${base}/members/${m.user_id}`, { role: role.value });
+        await members();
+      }),
+    );
+    const remove = el("button", {
+      type: "button",
+      class: "secondary",
+      text: "Remove",
+      disabled: !changeable,
+      onclick: guard(async () => {
+        if (!confirm(`Remove ${m.email}? Their keys and sessions here end at once.`)) return;
+        await api("DELETE", `${base}/members/${m.user_id}`);
+        await members();
+      }),
+    });
+    return el("span", {}, role, " ", remove);
+  };
   const rows = list.data.map((m) =>
     el(
       "tr",
@@ -352,13 +412,14 @@ async function members(shownInvite) {
       el("td", { text: m.role }),
       el("td", { text: m.status === "pending" ? "invited" : "member" }),
       el("td", { text: m.status === "pending" ? "" : m.mfa_enabled ? "on" : "off" }),
+      el("td", {}, actions(m)),
     ),
   );
   const table = rows.length
     ? el(
         "table",
         {},
-        el("thead", {}, el("tr", {}, ...["Email", "Role", "Status", "MFA"].map((h) => el("th", { text: h })))),
+        el("thead", {}, el("tr", {}, ...["Email", "Role", "Status", "MFA", ""].map((h) => el("th", { text: h })))),
         el("tbody", {}, ...rows),
       )
     : el("p", { class: "empty", text: "No members." });
@@ -393,7 +454,34 @@ async function audit() {
     ? `Chain verified: ${verification.events_checked} entries, head ${verification.head_hash ?? "(empty)"}`
     : `Chain broken: ${verification.error}`;
   // The newest first on the page; the export holds every entry.
+  const params = new URLSearchParams(location.hash.split("?")[1] ?? "");
+  const wanted = (e) =>
+    (!params.get("actor") || who(e).includes(params.get("actor"))) &&
+    (!params.get("action") || e.action === params.get("action")) &&
+    (!params.get("target") || `${e.target_type} ${e.target_id}`.includes(params.get("target"))) &&
+    (!params.get("from") || e.occurred_at >= params.get("from")) &&
+    (!params.get("to") || e.occurred_at.slice(0, 10) <= params.get("to"));
+  const field = (name, label, type = "text") => el("label", { text: label }, el("input", { name, type, value: params.get(name) ?? "" }));
+  const filters = el(
+    "form",
+    {
+      class: "filters",
+      onsubmit: (event) => {
+        event.preventDefault();
+        const chosen = new URLSearchParams();
+        for (const input of event.target.querySelectorAll("input")) if (input.value) chosen.set(input.name, input.value);
+        go(`#/audit?${chosen}`);
+      },
+    },
+    field("actor", "Actor"),
+    field("action", "Action"),
+    field("target", "Target"),
+    field("from", "From", "date"),
+    field("to", "To", "date"),
+    el("button", { type: "submit", text: "Filter" }),
+  );
   const rows = page.events
+    .filter(wanted)
     .slice(-500)
     .reverse()
     .map((e) =>
@@ -417,6 +505,7 @@ async function audit() {
   show(
     el("h1", { text: "Audit trail" }),
     el("p", { class: verification.ok ? "" : "error", text: state }),
+    filters,
     download,
     el(
       "table",
