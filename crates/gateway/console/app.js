@@ -98,6 +98,26 @@ function guard(handler) {
   };
 }
 
+// A page's filters, kept in its address (`page?name=value`): `fields` are [name, label, type].
+function filterForm(page, params, fields) {
+  return el(
+    "form",
+    {
+      class: "filters",
+      onsubmit: (event) => {
+        event.preventDefault();
+        const chosen = new URLSearchParams();
+        for (const input of event.target.querySelectorAll("input")) if (input.value) chosen.set(input.name, input.value);
+        go(`${page}?${chosen}`);
+      },
+    },
+    ...fields.map(([name, label, type = "text"]) =>
+      el("label", { text: label }, el("input", { name, type, value: params.get(name) ?? "" })),
+    ),
+    el("button", { type: "submit", text: "Filter" }),
+  );
+}
+
 // Every page of a listing, oldest first, following its cursor (at most `cap` rows).
 async function everything(path, rowsOf, cursorParam, nextOf, cap = 20000) {
   const rows = [];
@@ -461,25 +481,13 @@ async function audit() {
     (!params.get("target") || `${e.target_type} ${e.target_id}`.includes(params.get("target"))) &&
     (!params.get("from") || e.occurred_at >= params.get("from")) &&
     (!params.get("to") || e.occurred_at.slice(0, 10) <= params.get("to"));
-  const field = (name, label, type = "text") => el("label", { text: label }, el("input", { name, type, value: params.get(name) ?? "" }));
-  const filters = el(
-    "form",
-    {
-      class: "filters",
-      onsubmit: (event) => {
-        event.preventDefault();
-        const chosen = new URLSearchParams();
-        for (const input of event.target.querySelectorAll("input")) if (input.value) chosen.set(input.name, input.value);
-        go(`#/audit?${chosen}`);
-      },
-    },
-    field("actor", "Actor"),
-    field("action", "Action"),
-    field("target", "Target"),
-    field("from", "From", "date"),
-    field("to", "To", "date"),
-    el("button", { type: "submit", text: "Filter" }),
-  );
+  const filters = filterForm("#/audit", params, [
+    ["actor", "Actor"],
+    ["action", "Action"],
+    ["target", "Target"],
+    ["from", "From", "date"],
+    ["to", "To", "date"],
+  ]);
   const rows = page.events
     .filter(wanted)
     .slice(-500)
@@ -938,24 +946,12 @@ async function logs() {
   const model = params.get("model") ?? "";
   const status = params.get("status") ?? "";
   const shown = page.logs.filter((l) => (!model || l.model === model) && (!status || String(l.status) === status));
-  const field = (name, label) => el("label", { text: label }, el("input", { name, value: params.get(name) ?? "" }));
-  const filters = el(
-    "form",
-    {
-      class: "filters",
-      onsubmit: (event) => {
-        event.preventDefault();
-        const chosen = new URLSearchParams();
-        for (const input of event.target.querySelectorAll("input")) if (input.value) chosen.set(input.name, input.value);
-        go(`#/logs?${chosen}`);
-      },
-    },
-    field("key_id", "Key id"),
-    field("model", "Model"),
-    field("status", "Status"),
-    field("end_user", "End user"),
-    el("button", { type: "submit", text: "Filter" }),
-  );
+  const filters = filterForm("#/logs", params, [
+    ["key_id", "Key id"],
+    ["model", "Model"],
+    ["status", "Status"],
+    ["end_user", "End user"],
+  ]);
   const detail = el("div");
   const rows = shown.map((l) =>
     el(

@@ -58,6 +58,48 @@ impl Background {
     }
 }
 
+/// A writer's queue: what [`next_or_drain`] reads.
+pub(crate) trait Queue<T>: Send {
+    fn recv(&mut self) -> impl Future<Output = Option<T>> + Send;
+    fn close(&mut self);
+}
+
+impl<T: Send> Queue<T> for tokio::sync::mpsc::Receiver<T> {
+    fn recv(&mut self) -> impl Future<Output = Option<T>> + Send {
+        tokio::sync::mpsc::Receiver::recv(self)
+    }
+
+    fn close(&mut self) {
+        tokio::sync::mpsc::Receiver::close(self);
+    }
+}
+
+impl<T: Send> Queue<T> for tokio::sync::mpsc::UnboundedReceiver<T> {
+    fn recv(&mut self) -> impl Future<Output = Option<T>> + Send {
+        tokio::sync::mpsc::UnboundedReceiver::recv(self)
+    }
+
+    fn close(&mut self) {
+        tokio::sync::mpsc::UnboundedReceiver::close(self);
+    }
+}
+
+/// A writer's next message. Once `stopping` fires the queue takes nothing more, what it holds
+/// still comes out, and then `None` ends the writer.
+pub(crate) async fn next_or_drain<T, Q: Queue<T>>(
+    queue: &mut Q,
+    stopping: &CancellationToken,
+) -> Option<T> {
+    tokio::select! {
+        biased;
+        message = queue.recv() => message,
+        () = stopping.cancelled() => {
+            queue.close();
+            queue.recv().await
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

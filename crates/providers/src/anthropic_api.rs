@@ -333,12 +333,7 @@ fn native_request(
     model: &str,
     stream: bool,
 ) -> Result<Value, ProviderError> {
-    // The gateway writes its bound as `max_completion_tokens`; without one nothing is sent.
-    let bound = chat
-        .get("max_completion_tokens")
-        .or_else(|| chat.get("max_tokens"))
-        .and_then(Value::as_u64)
-        .ok_or_else(|| ProviderError::Unsupported("a request without an output bound".into()))?;
+    let bound = crate::exchange::native_bound(chat)?;
     let mut request = original.clone();
     request["model"] = json!(model);
     request["max_tokens"] = json!(bound);

@@ -33,6 +33,16 @@ pub(crate) trait Translate: Send + 'static {
     fn finish(&mut self, out: &mut Vec<Chunk>);
 }
 
+/// The output bound the gateway wrote into a chat request (`max_completion_tokens`, or the
+/// older `max_tokens`), which a client's own request sent natively must carry instead of its
+/// own; without one nothing is sent.
+pub(crate) fn native_bound(chat: &serde_json::Map<String, Value>) -> Result<u64, ProviderError> {
+    chat.get("max_completion_tokens")
+        .or_else(|| chat.get("max_tokens"))
+        .and_then(Value::as_u64)
+        .ok_or_else(|| ProviderError::Unsupported("a request without an output bound".into()))
+}
+
 /// Sends the request; a non-success status becomes `ProviderError::Status` with the
 /// provider's `error.message`, scrubbed of `key`.
 pub(crate) async fn send(

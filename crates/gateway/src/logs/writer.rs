@@ -156,17 +156,8 @@ async fn run(
     queued_bytes: Arc<AtomicUsize>,
     stopping: CancellationToken,
 ) {
-    loop {
-        // Once shutdown begins the queue takes nothing more; what it holds is still written.
-        let first = tokio::select! {
-            biased;
-            message = rx.recv() => message,
-            () = stopping.cancelled() => {
-                rx.close();
-                rx.recv().await
-            }
-        };
-        let Some(first) = first else { return };
+    // Once shutdown begins the queue takes nothing more; what it holds is still written.
+    while let Some(first) = crate::background::next_or_drain(&mut rx, &stopping).await {
         let mut batch_bytes = 0;
         let mut batch = Vec::new();
         let mut flushes = Vec::new();

@@ -109,17 +109,8 @@ async fn run(
     counters: Arc<Counters>,
     stopping: CancellationToken,
 ) {
-    loop {
-        // Once shutdown begins the queue takes nothing more; what it holds is still written.
-        let first = tokio::select! {
-            biased;
-            message = rx.recv() => message,
-            () = stopping.cancelled() => {
-                rx.close();
-                rx.recv().await
-            }
-        };
-        let Some(first) = first else { return };
+    // Once shutdown begins the queue takes nothing more; what it holds is still written.
+    while let Some(first) = crate::background::next_or_drain(&mut rx, &stopping).await {
         let mut settlements = Vec::new();
         let mut returned = Vec::new();
         let mut flushes = Vec::new();
