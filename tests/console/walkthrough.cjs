@@ -252,6 +252,7 @@ async function main() {
   // Two-factor sign-in: enrolled from the profile (a QR code and the secret, then recovery
   // codes shown once), then a sign-in that needs the second factor (a recovery code here).
   await page.goto(`${url}#/profile`);
+  await page.getByRole("cell", { name: "this one" }).waitFor();
   await page.getByRole("button", { name: "Turn on two-factor sign-in" }).click();
   const seed = (await page.locator("#new-totp-secret").textContent()).trim();
   await page.getByRole("img", { name: /QR code/ }).waitFor();

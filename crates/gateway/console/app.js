@@ -528,6 +528,19 @@ async function audit() {
 // signing out of every device.
 async function profile() {
   me = await api("GET", "/auth/v1/me");
+  const sessions = await api("GET", "/auth/v1/sessions");
+  const when = (iso) => iso.replace("T", " ").slice(0, 16);
+  const sessionRows = sessions.data.map((x) =>
+    el(
+      "tr",
+      {},
+      el("td", { text: when(x.created_at) }),
+      el("td", { text: when(x.last_seen_at) }),
+      el("td", { text: when(x.expires_at) }),
+      el("td", { text: x.mfa_verified ? "yes" : "no" }),
+      el("td", { text: x.current ? "this one" : "" }),
+    ),
+  );
   const area = el("div");
   const outcome = el("p", { role: "alert" });
   const fail = (error) => {
@@ -584,7 +597,15 @@ async function profile() {
       }),
     );
   }
-  show(el("h1", { text: "Profile" }), el("p", { text: me.email }), area, outcome, el("h2", { text: "Sessions" }), everywhere);
+  show(
+    el("h1", { text: "Profile" }),
+    el("p", { text: me.email }),
+    area,
+    outcome,
+    el("h2", { text: "Sessions" }),
+    table(["Began (UTC)", "Last used", "Ends by", "Second factor", ""], sessionRows, "No live session."),
+    everywhere,
+  );
 
   function enrol(target, enrolment) {
     const code = el("input", { name: "code", autocomplete: "one-time-code", inputmode: "numeric", required: true });

@@ -35,7 +35,7 @@ const CHALLENGE_MINUTES: i64 = 5;
 /// The longest email address (RFC 5321's path limit); longer is refused before any work.
 pub const MAX_EMAIL_BYTES: usize = 320;
 
-fn table() -> [(&'static str, &'static str, MethodRouter<AppState>); 9] {
+fn table() -> [(&'static str, &'static str, MethodRouter<AppState>); 10] {
     [
         ("POST", "/auth/v1/login", post(login)),
         ("POST", "/auth/v1/login/mfa", post(login_mfa)),
@@ -46,6 +46,7 @@ fn table() -> [(&'static str, &'static str, MethodRouter<AppState>); 9] {
         ("POST", "/auth/v1/mfa/remove", post(mfa_remove)),
         ("POST", "/auth/v1/invites/accept", post(accept_invite)),
         ("POST", "/auth/v1/sessions/revoke", post(revoke_sessions)),
+        ("GET", "/auth/v1/sessions", get(own_sessions)),
     ]
 }
 
@@ -863,6 +864,39 @@ async fn accept_invite(
         "org_id": invite.org_id.to_string(),
         "role": invite.role.as_str(),
     })))
+}
+
+#[derive(Debug, Serialize)]
+struct OwnSessionView {
+    session_id: String,
+    created_at: DateTime<Utc>,
+    last_seen_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    mfa_verified: bool,
+    /// The session this request came with.
+    current: bool,
+}
+
+/// `GET /auth/v1/sessions`: the caller's own live sessions (when each began and was last
+/// used), the current one marked; never a token.
+async fn own_sessions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let (user, current, _) = session_user(&state, &headers).await?;
+    let sessions = auth::own_sessions(&state.db, user).await?;
+    let data: Vec<OwnSessionView> = sessions
+        .into_iter()
+        .map(|s| OwnSessionView {
+            current: s.session_id == *current.as_uuid(),
+            session_id: s.session_id.to_string(),
+            created_at: s.created_at,
+            last_seen_at: s.last_seen_at,
+            expires_at: s.expires_at,
+            mfa_verified: s.mfa_verified,
+        })
+        .collect();
+    Ok(Json(json!({ "data": data })))
 }
 
 /// `POST /auth/v1/sessions/revoke`: the caller's own "sign out everywhere", this session too.

@@ -221,6 +221,27 @@ pub async fn session_limits(tx: &mut PersonTx) -> Result<(i32, i32), StorageErro
     )
 }
 
+/// One of a person's live sessions, as their profile lists it: never its token.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct OwnSession {
+    pub session_id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub mfa_verified: bool,
+}
+
+/// The person's live sessions, newest first.
+pub async fn own_sessions(db: &Db, user: UserId) -> Result<Vec<OwnSession>, StorageError> {
+    Ok(sqlx::query_as(
+        "select session_id, created_at, last_seen_at, expires_at, mfa_verified
+         from auth_user_sessions($1)",
+    )
+    .bind(user.as_uuid())
+    .fetch_all(db.pool())
+    .await?)
+}
+
 /// Ends every live session of a person; how many ended.
 pub async fn end_user_sessions(tx: &mut PersonTx) -> Result<i32, StorageError> {
     Ok(sqlx::query_scalar("select auth_end_user_sessions($1)")

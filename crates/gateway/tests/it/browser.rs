@@ -309,3 +309,50 @@ async fn en_3_session_cookies_are_secure_when_serving_tls() {
     assert_eq!(cookies.len(), 2);
     assert!(cookies.iter().all(|c| c.contains("Secure")), "{cookies:?}");
 }
+
+/// AC-6: a person lists their own live sessions (the current one marked), never a token, and
+/// never another person's; after signing out everywhere none is left.
+#[tokio::test]
+async fn ac_6_a_person_lists_only_their_own_live_sessions() {
+    let env = Env::new().await;
+    let first = env.login("owner@example.com").await;
+    let second = env.login("owner@example.com").await;
+    let list = |token: String| {
+        let env = &env;
+        async move {
+            env.call_as(Method::GET, "/auth/v1/sessions", &token, None)
+                .await
+        }
+    };
+    let mine = list(second.clone()).await;
+    assert_eq!(mine.status, StatusCode::OK, "{}", mine.body);
+    let text = mine.body.to_string();
+    assert!(!text.contains("pcs_") && !text.contains(&second), "{text}");
+    let sessions = mine.body["data"].as_array().unwrap();
+    assert!(sessions.len() >= 2, "{text}");
+    assert_eq!(sessions.iter().filter(|s| s["current"] == true).count(), 1);
+    let ids: Vec<&str> = sessions
+        .iter()
+        .map(|s| s["session_id"].as_str().unwrap())
+        .collect();
+    let theirs = list(env.token(Who::Admin).unwrap().to_owned()).await;
+    assert_eq!(theirs.status, StatusCode::OK, "{}", theirs.body);
+    for session in theirs.body["data"].as_array().unwrap() {
+        assert!(
+            !ids.contains(&session["session_id"].as_str().unwrap()),
+            "{}",
+            theirs.body
+        );
+    }
+    let out = env
+        .call_as(
+            Method::POST,
+            "/auth/v1/sessions/revoke",
+            &first,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(out.status, StatusCode::OK, "{}", out.body);
+    let after = list(second).await;
+    assert_eq!(after.status, StatusCode::UNAUTHORIZED, "{}", after.body);
+}

@@ -32,6 +32,7 @@ const SECURITY_DEFINER_ALLOWED: &[&str] = &[
     "auth_user_invitations",
     "auth_session_limits",
     "auth_end_user_sessions",
+    "auth_user_sessions",
     "auth_touch_session",
     "platform_orgs",
     "platform_create_first_master_key",
