@@ -96,6 +96,8 @@ pub fn request_to_chat(request: &Map<String, Value>) -> Result<Map<String, Value
         "frequency_penalty",
         "seed",
         "user",
+        // It changes the price: the chat copy, which the gateway prices, carries it too.
+        "service_tier",
     ] {
         if let Some(value) = request.get(field).filter(|v| !v.is_null()) {
             out.insert(field.into(), value.clone());

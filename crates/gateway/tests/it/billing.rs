@@ -642,3 +642,33 @@ async fn av_2_the_funnel_settles_what_the_provider_reported_and_charges_a_billed
         "{served}"
     );
 }
+
+/// AV-2: a Completions request goes natively to its server as the client wrote it, so what
+/// changes its price there (`service_tier: priority`) is priced, or refused, like a chat
+/// request's: it never reaches the server at the standard price.
+#[tokio::test]
+async fn av_2_a_native_completions_request_cannot_buy_priority_at_the_standard_price() {
+    let env = Env::new().await;
+    let answer = json!({"id": "cmpl-up", "object": "text_completion", "created": 0, "model": "m",
+        "choices": [{"text": " hi", "index": 0, "logprobs": null, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 2, "completion_tokens": 1, "total_tokens": 3}});
+    let addr = fake("/v1/completions", Answer::Json(answer)).await;
+    let price =
+        json!({"input_micro_usd_per_mtok": 1_000_000, "output_micro_usd_per_mtok": 2_000_000});
+    route_to(
+        &env,
+        "base",
+        "openai_compatible",
+        addr,
+        "upstream-name",
+        price,
+    )
+    .await;
+    let body =
+        json!({"model": "base", "prompt": "Hello", "max_tokens": 20, "service_tier": "priority"});
+    let r = env
+        .call(Method::POST, "/v1/completions", Who::VirtualKey, Some(body))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(ledger(&env).await.is_empty());
+}
